@@ -1,0 +1,258 @@
+//! Command-line interface: `lbsim [run flags]`, `lbsim upstream`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    parse_duration, parse_time_scale, Config, RaceWindow, Settings, DEFAULT_RACE_WINDOW,
+};
+use crate::profile::{Cloud, LbDefaults};
+use crate::sim::Simulator;
+use crate::upstream::{MockOptions, MockUpstream};
+
+/// Reproduce AWS ALB and GCP load balancer 502/503/504 errors locally.
+#[derive(Debug, Parser)]
+#[command(name = "lbsim", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands besides the proxy itself.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the mock upstream app (imitates a Ray Serve/uvicorn app).
+    Upstream(UpstreamArgs),
+}
+
+/// Flags of the proxy (the main command).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Which cloud's load balancer to imitate.
+    #[arg(long, value_enum, default_value = "aws")]
+    pub cloud: Cloud,
+    /// Address to listen on for clients.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The app, as host:port (repeatable). Without it, lbsim starts its mock app.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub upstream: Vec<String>,
+    /// Start from Anyscale's values (AWS idle 300 s, GCP 600 s) or the provider's (60 s, 30 s).
+    #[arg(long, value_enum, default_value = "anyscale")]
+    pub lb_defaults: LbDefaults,
+    /// AWS idle timeout: no byte moved for this long fails the request (504).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
+    /// GCP backend service timeout: the whole response must finish within it.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub backend_timeout: Option<Duration>,
+    /// TCP connect timeout to a target.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Option<Duration>,
+    /// Multiply every timer, e.g. 0.01 turns 300 s into 3 s.
+    #[arg(long, value_parser = parse_time_scale, default_value = "1", value_name = "F")]
+    pub time_scale: f64,
+    /// How long the LB goes on using a connection the app closed ("always": forever).
+    #[arg(long, default_value_t = RaceWindow::Window(DEFAULT_RACE_WINDOW), value_name = "DURATION|always")]
+    pub race_window: RaceWindow,
+    /// Keep-alive of the embedded mock app (used only without --upstream).
+    #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DURATION")]
+    pub mock_keep_alive: Duration,
+    /// Print the effective settings and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// Flags of `lbsim upstream`.
+#[derive(Debug, Args)]
+pub struct UpstreamArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Close idle keep-alive connections after this long (uvicorn's default is 5s).
+    #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DURATION")]
+    pub keep_alive: Duration,
+    /// Delay added before every answer.
+    #[arg(long, value_parser = parse_duration, default_value = "0s", value_name = "DURATION")]
+    pub latency: Duration,
+}
+
+impl RunArgs {
+    /// The settings these flags ask for.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            defaults: self.lb_defaults,
+            idle_timeout: self.idle_timeout,
+            backend_timeout: self.backend_timeout,
+            connect_timeout: self.connect_timeout,
+            race_window: self.race_window,
+            time_scale: self.time_scale,
+            ..Settings::new(self.cloud)
+        }
+    }
+}
+
+/// Resolves `host:port` (a leading `http://` and trailing `/` are tolerated), preferring
+/// IPv4 because apps such as uvicorn bind 127.0.0.1 by default.
+pub async fn resolve_upstream(text: &str) -> Result<SocketAddr, String> {
+    let trimmed = text.trim_start_matches("http://").trim_end_matches('/');
+    if !trimmed.contains(':') {
+        return Err(format!(
+            "upstream `{text}`: expected HOST:PORT, e.g. localhost:8000"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(trimmed)
+        .await
+        .map_err(|e| format!("upstream `{text}` cannot be resolved: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("upstream `{text}` resolved to no address"))
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the parsed command line; the exit code follows Unix habits (2 for usage errors).
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Some(Command::Upstream(args)) => run_upstream(args).await,
+        None => run_proxy(cli.run).await,
+    }
+}
+
+async fn run_upstream(args: UpstreamArgs) -> ExitCode {
+    let opts = MockOptions {
+        keep_alive: args.keep_alive,
+        latency: args.latency,
+    };
+    let mock = match MockUpstream::start(args.listen, opts).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("lbsim upstream: cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!(
+        "lbsim upstream: mock app on http://{} (keep-alive {})",
+        mock.addr,
+        humantime::format_duration(args.keep_alive)
+    );
+    shutdown_signal().await;
+    ExitCode::SUCCESS
+}
+
+async fn run_proxy(args: RunArgs) -> ExitCode {
+    let settings = args.settings();
+    let config = match Config::build(&settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lbsim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        println!("{config}");
+        println!("listen:              {}", args.listen);
+        let upstreams = if args.upstream.is_empty() {
+            "(embedded mock app)".to_string()
+        } else {
+            args.upstream.join(", ")
+        };
+        println!("upstreams:           {upstreams}");
+        return ExitCode::SUCCESS;
+    }
+    let mut targets = Vec::new();
+    for text in &args.upstream {
+        match resolve_upstream(text).await {
+            Ok(addr) => targets.push(addr),
+            Err(e) => {
+                eprintln!("lbsim: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // Kept alive for as long as the proxy runs.
+    let mut _mock = None;
+    if targets.is_empty() {
+        let opts = MockOptions {
+            keep_alive: args.mock_keep_alive,
+            ..MockOptions::default()
+        };
+        match MockUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0)), opts).await {
+            Ok(mock) => {
+                eprintln!(
+                    "lbsim: no --upstream given; started the mock app on http://{} \
+                     (paths: / /sleep/{{s}} /stream/{{n}}?interval={{s}} /status/{{code}} /close /reset /garbage /-/healthz)",
+                    mock.addr
+                );
+                targets.push(mock.addr);
+                _mock = Some(mock);
+            }
+            Err(e) => {
+                eprintln!("lbsim: cannot start the mock app: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let mut builder = Simulator::builder(args.cloud)
+        .settings(settings)
+        .listen(args.listen);
+    for t in &targets {
+        builder = builder.upstream(*t);
+    }
+    let mut sim = match builder.start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lbsim: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let c = sim.config();
+    eprintln!(
+        "lbsim: {} listening on http://{} -> {} ({} {:?}, time scale {})",
+        c.profile.display_name,
+        sim.addr(),
+        targets
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        c.profile.timeout_setting,
+        c.timers.timeout,
+        c.time_scale
+    );
+    shutdown_signal().await;
+    eprintln!("lbsim: shutting down; letting in-flight requests finish");
+    sim.stop_and_wait().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,266 @@
+//! Effective settings: a cloud profile plus the user's flags, every timer scaled once here.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::profile::{BackendKeepAlive, Cloud, LbDefaults, Profile, TimeoutKind};
+
+/// How long after a target closes an idle pooled connection the LB goes on believing it open.
+/// About one datacenter round trip plus scheduling: the window in which the production race
+/// happens.
+pub const DEFAULT_RACE_WINDOW: Duration = Duration::from_millis(5);
+
+/// How long in-flight requests may run after SIGINT/SIGTERM before lbsim exits anyway.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// When a stale pooled connection is still (wrongly) believed open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RaceWindow {
+    /// For this long after the target closed it.
+    Window(Duration),
+    /// Forever: every reuse of a connection the target closed fails (the race made certain).
+    Always,
+}
+
+impl RaceWindow {
+    /// True when a connection closed `closed_for` ago is still believed open.
+    pub fn covers(self, closed_for: Duration) -> bool {
+        match self {
+            RaceWindow::Window(w) => closed_for < w,
+            RaceWindow::Always => true,
+        }
+    }
+}
+
+impl std::str::FromStr for RaceWindow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "always" {
+            return Ok(RaceWindow::Always);
+        }
+        parse_duration(s).map(RaceWindow::Window)
+    }
+}
+
+impl fmt::Display for RaceWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RaceWindow::Window(d) => write!(f, "{}", humantime::format_duration(*d)),
+            RaceWindow::Always => f.write_str("always"),
+        }
+    }
+}
+
+/// Parses `500ms`, `3s`, `5m`, `1h 30m` (humantime), for clap value parsers.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected a duration like 500ms, 3s, 5m)"))
+}
+
+/// Parses a positive, finite time scale.
+pub fn parse_time_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
+        _ => Err("expected a positive number, e.g. 0.01".to_string()),
+    }
+}
+
+/// What a user asked for, before defaults and scaling.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Which cloud to imitate.
+    pub cloud: Cloud,
+    /// Anyscale or provider stock defaults.
+    pub defaults: LbDefaults,
+    /// `--idle-timeout` (AWS main timeout).
+    pub idle_timeout: Option<Duration>,
+    /// `--backend-timeout` (GCP main timeout).
+    pub backend_timeout: Option<Duration>,
+    /// `--connect-timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `--race-window`; not scaled, it models network latency, not a cloud timer.
+    pub race_window: RaceWindow,
+    /// Multiplies every timer.
+    pub time_scale: f64,
+    /// Bound on graceful shutdown; not scaled.
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// Defaults for `cloud`.
+    pub fn new(cloud: Cloud) -> Self {
+        Settings {
+            cloud,
+            defaults: LbDefaults::Anyscale,
+            idle_timeout: None,
+            backend_timeout: None,
+            connect_timeout: None,
+            race_window: RaceWindow::Window(DEFAULT_RACE_WINDOW),
+            time_scale: 1.0,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// The timers the engine uses, already scaled.
+#[derive(Clone, Copy, Debug)]
+pub struct Timers {
+    /// Idle or end-to-end, per the profile's `timeout_kind`.
+    pub timeout: Duration,
+    /// TCP connect to a target.
+    pub connect_timeout: Duration,
+    /// Idle pooled target connections older than this are closed by the LB.
+    pub backend_keep_alive: Duration,
+}
+
+/// A setting that contradicts the chosen cloud.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag for the other cloud's timeout.
+    #[error(
+        "{flag} does not apply to {lb}: its main timeout is the {setting}, set with {right_flag}"
+    )]
+    WrongTimeoutFlag {
+        flag: &'static str,
+        lb: &'static str,
+        setting: &'static str,
+        right_flag: &'static str,
+    },
+    /// A zero timeout would fail every request.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+/// Effective settings of one simulator.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The cloud's data.
+    pub profile: &'static Profile,
+    /// Which defaults were used (for `--print-config`).
+    pub defaults: LbDefaults,
+    /// Scaled timers.
+    pub timers: Timers,
+    /// Keep-alive race model.
+    pub race_window: RaceWindow,
+    /// The scale applied to the timers.
+    pub time_scale: f64,
+    /// Bound on graceful shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Resolves defaults, checks flags against the profile and scales every timer once.
+    pub fn build(s: &Settings) -> Result<Config, ConfigError> {
+        let profile = Profile::of(s.cloud);
+        let defaults = profile.defaults(s.defaults);
+        let (given, wrong_flag) = match profile.timeout_kind {
+            TimeoutKind::Idle => (
+                s.idle_timeout,
+                s.backend_timeout.map(|_| "--backend-timeout"),
+            ),
+            TimeoutKind::EndToEnd => (s.backend_timeout, s.idle_timeout.map(|_| "--idle-timeout")),
+        };
+        if let Some(flag) = wrong_flag {
+            return Err(ConfigError::WrongTimeoutFlag {
+                flag,
+                lb: profile.display_name,
+                setting: profile.timeout_setting,
+                right_flag: profile.timeout_flag,
+            });
+        }
+        let timeout = given.unwrap_or(defaults.timeout);
+        let connect = s.connect_timeout.unwrap_or(defaults.connect_timeout);
+        if timeout.is_zero() {
+            return Err(ConfigError::Zero(profile.timeout_flag));
+        }
+        if connect.is_zero() {
+            return Err(ConfigError::Zero("--connect-timeout"));
+        }
+        let keep_alive = match profile.backend_keep_alive {
+            BackendKeepAlive::SameAsTimeout => timeout,
+            BackendKeepAlive::Fixed(d) => d,
+        };
+        let scale = |d: Duration| d.mul_f64(s.time_scale);
+        Ok(Config {
+            profile,
+            defaults: s.defaults,
+            timers: Timers {
+                timeout: scale(timeout),
+                connect_timeout: scale(connect),
+                backend_keep_alive: scale(keep_alive),
+            },
+            race_window: s.race_window,
+            time_scale: s.time_scale,
+            shutdown_grace: s.shutdown_grace,
+        })
+    }
+}
+
+fn fmt_d(d: Duration) -> String {
+    // Round to the millisecond so scaled values print cleanly.
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.profile;
+        let kind = match p.timeout_kind {
+            TimeoutKind::Idle => "idle (no byte for this long)",
+            TimeoutKind::EndToEnd => "end-to-end (whole response, streaming included)",
+        };
+        let defaults = match self.defaults {
+            LbDefaults::Anyscale => "anyscale",
+            LbDefaults::Native => "native",
+        };
+        writeln!(f, "load balancer:       {}", p.display_name)?;
+        writeln!(f, "defaults:            {defaults}")?;
+        writeln!(f, "time scale:          {}", self.time_scale)?;
+        writeln!(
+            f,
+            "{:<21}{} [{}]",
+            format!("{}:", p.timeout_setting),
+            fmt_d(self.timers.timeout),
+            kind
+        )?;
+        writeln!(
+            f,
+            "connect timeout:     {}",
+            fmt_d(self.timers.connect_timeout)
+        )?;
+        writeln!(
+            f,
+            "backend keep-alive:  {}",
+            fmt_d(self.timers.backend_keep_alive)
+        )?;
+        writeln!(f, "race window:         {}", self.race_window)?;
+        write!(f, "shutdown grace:      {}", fmt_d(self.shutdown_grace))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_scale_applies_to_every_timer() {
+        let mut s = Settings::new(Cloud::Aws);
+        s.time_scale = 0.01;
+        let c = Config::build(&s).unwrap();
+        assert_eq!(c.timers.timeout, Duration::from_secs(3));
+        assert_eq!(c.timers.connect_timeout, Duration::from_millis(100));
+        assert_eq!(c.timers.backend_keep_alive, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn native_defaults_and_wrong_flag() {
+        let mut s = Settings::new(Cloud::Gcp);
+        s.defaults = LbDefaults::Native;
+        assert_eq!(
+            Config::build(&s).unwrap().timers.timeout,
+            Duration::from_secs(30)
+        );
+        s.idle_timeout = Some(Duration::from_secs(1));
+        let err = Config::build(&s).unwrap_err().to_string();
+        assert!(err.contains("--backend-timeout"), "{err}");
+    }
+}

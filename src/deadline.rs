@@ -1,0 +1,279 @@
+//! The main timeout, in both flavours, and the body wrappers that enforce it.
+//!
+//! A [`Deadline`] is shared by the request body (bytes sent to the target count as
+//! activity), the wait for the response head, and the response body. With idle
+//! semantics every frame pushes the expiry forward; with end-to-end semantics the expiry
+//! is fixed when the request arrives.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use crate::profile::TimeoutKind;
+
+/// Boxed error type of the bodies lbsim hands to hyper.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// When the main timeout of one request fires.
+#[derive(Clone, Debug)]
+pub struct Deadline(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    kind: TimeoutKind,
+    timeout: Duration,
+    /// When the request arrived; activity is stored relative to it.
+    origin: Instant,
+    /// Nanoseconds after `origin` of the last byte moved (idle semantics only).
+    last_activity: AtomicU64,
+}
+
+impl Deadline {
+    /// Starts the clock now.
+    pub fn start(kind: TimeoutKind, timeout: Duration) -> Self {
+        Deadline(Arc::new(Inner {
+            kind,
+            timeout,
+            origin: Instant::now(),
+            last_activity: AtomicU64::new(0),
+        }))
+    }
+
+    /// Records that a byte moved; only idle deadlines care.
+    pub fn touch(&self) {
+        if self.0.kind == TimeoutKind::Idle {
+            let nanos = self.0.origin.elapsed().as_nanos() as u64;
+            self.0.last_activity.fetch_max(nanos, Ordering::Relaxed);
+        }
+    }
+
+    /// The instant at which the timeout fires if nothing else moves.
+    pub fn expiry(&self) -> Instant {
+        match self.0.kind {
+            TimeoutKind::EndToEnd => self.0.origin + self.0.timeout,
+            TimeoutKind::Idle => {
+                let last = Duration::from_nanos(self.0.last_activity.load(Ordering::Relaxed));
+                self.0.origin + last + self.0.timeout
+            }
+        }
+    }
+
+    /// Time since the request arrived.
+    pub fn elapsed(&self) -> Duration {
+        self.0.origin.elapsed()
+    }
+
+    /// Resolves when the deadline has passed.
+    pub async fn expired(&self) {
+        loop {
+            let at = self.expiry();
+            if Instant::now() >= at {
+                return;
+            }
+            tokio::time::sleep_until(at).await;
+        }
+    }
+}
+
+/// The response body was cut because the main timeout fired mid-stream.
+#[derive(Debug)]
+pub struct Cut;
+
+impl fmt::Display for Cut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("load balancer timeout cut the response")
+    }
+}
+
+impl StdError for Cut {}
+
+/// How a proxied response body ended, reported once to its [`OnEnd`] hook.
+#[derive(Debug)]
+pub enum BodyEnd {
+    /// Every byte was delivered.
+    Complete,
+    /// The deadline fired mid-body and the client connection was cut.
+    Cut,
+    /// The target failed mid-body (closed, reset, bad chunk).
+    TargetError(String),
+    /// The client went away before the end.
+    Abandoned,
+}
+
+/// A hook run exactly once when a body ends; dropping it unfired reports `Abandoned`.
+pub struct OnEnd(Option<Box<dyn FnOnce(BodyEnd) + Send>>);
+
+impl OnEnd {
+    /// Wraps `f`.
+    pub fn new(f: impl FnOnce(BodyEnd) + Send + 'static) -> Self {
+        OnEnd(Some(Box::new(f)))
+    }
+
+    fn fire(&mut self, end: BodyEnd) {
+        if let Some(f) = self.0.take() {
+            f(end)
+        }
+    }
+}
+
+impl Drop for OnEnd {
+    fn drop(&mut self) {
+        self.fire(BodyEnd::Abandoned)
+    }
+}
+
+impl fmt::Debug for OnEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnEnd")
+    }
+}
+
+pin_project! {
+    /// A response body that the deadline can cut, reporting how it ended.
+    pub struct DeadlineBody<B> {
+        #[pin]
+        inner: B,
+        deadline: Deadline,
+        #[pin]
+        sleep: Sleep,
+        on_end: OnEnd,
+    }
+}
+
+impl<B: Body> DeadlineBody<B> {
+    /// Wraps `inner`; an already finished body reports `Complete` at once, since hyper
+    /// may never poll it.
+    pub fn new(inner: B, deadline: Deadline, mut on_end: OnEnd) -> Self {
+        if inner.is_end_stream() {
+            on_end.fire(BodyEnd::Complete);
+        }
+        let sleep = tokio::time::sleep_until(deadline.expiry());
+        DeadlineBody {
+            inner,
+            deadline,
+            sleep,
+            on_end,
+        }
+    }
+}
+
+impl<B> Body for DeadlineBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: fmt::Display + Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.deadline.touch();
+                if this.inner.is_end_stream() {
+                    this.on_end.fire(BodyEnd::Complete);
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.on_end.fire(BodyEnd::TargetError(e.to_string()));
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            Poll::Ready(None) => {
+                this.on_end.fire(BodyEnd::Complete);
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        loop {
+            ready!(this.sleep.as_mut().poll(cx));
+            let at = this.deadline.expiry();
+            if at > Instant::now() {
+                // Bytes moved since the timer was set (idle semantics): wait again.
+                this.sleep.as_mut().reset(at);
+                continue;
+            }
+            this.on_end.fire(BodyEnd::Cut);
+            return Poll::Ready(Some(Err(Box::new(Cut))));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// A request body that counts each frame sent to the target as activity.
+    pub struct Touching<B> {
+        #[pin]
+        inner: B,
+        deadline: Deadline,
+    }
+}
+
+impl<B> Touching<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, deadline: Deadline) -> Self {
+        Touching { inner, deadline }
+    }
+}
+
+impl<B: Body> Body for Touching<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            this.deadline.touch();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_deadline_moves_with_activity_end_to_end_does_not() {
+        let idle = Deadline::start(TimeoutKind::Idle, Duration::from_secs(1));
+        let e2e = Deadline::start(TimeoutKind::EndToEnd, Duration::from_secs(1));
+        let first = idle.expiry();
+        tokio::time::advance(Duration::from_millis(600)).await;
+        idle.touch();
+        e2e.touch();
+        assert!(idle.expiry() >= first + Duration::from_millis(600));
+        assert_eq!(e2e.expiry(), first);
+    }
+}

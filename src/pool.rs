@@ -1,0 +1,187 @@
+//! lbsim's own pool of keep-alive connections to targets.
+//!
+//! hyper-util's client pool checks a connection's liveness before reuse, which hides the
+//! race a real load balancer loses: the target closes an idle connection, the LB learns
+//! of it only a little later, and a request sent in between dies. This pool records when
+//! each connection really closed and lets the [`RaceWindow`] decide whether the LB still
+//! believed it open.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::config::RaceWindow;
+use crate::deadline::Touching;
+
+/// The body type sent to targets: the client's body, counted as activity.
+pub type UpstreamBody = Touching<Incoming>;
+
+/// One HTTP/1.1 connection to a target.
+pub struct Conn {
+    /// Pool-wide sequence number, for logs.
+    pub id: u64,
+    /// Where it goes.
+    pub target: SocketAddr,
+    /// True when it served a request before this one.
+    pub reused: bool,
+    /// How long it sat idle in the pool before this checkout.
+    pub idle_for: Duration,
+    /// hyper's handle for sending on it.
+    pub sender: SendRequest<UpstreamBody>,
+    /// Set by the connection task when the target closed it (or it failed).
+    closed_at: Arc<OnceLock<Instant>>,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// Result of asking the pool for a connection.
+pub enum Checkout {
+    /// A usable connection, fresh or reused.
+    Ready(Conn),
+    /// The LB picked a connection the target had already closed and does not know yet.
+    Stale {
+        /// How long it had been idle before the target closed it (the app's keep-alive).
+        idle_for: Duration,
+        /// How long ago the target closed it.
+        closed_for: Duration,
+        /// The connection's id, for logs.
+        id: u64,
+    },
+}
+
+/// Why no connection could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Refused, unreachable or reset during connect.
+    #[error("{0}")]
+    Refused(io::Error),
+    /// The handshake did not finish in the connect timeout.
+    #[error("connect timed out")]
+    Timeout,
+}
+
+/// Idle connections per target, with the LB's view of their liveness.
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    /// The LB closes pooled connections idle longer than this itself.
+    keep_alive: Duration,
+    /// TCP connect budget.
+    connect_timeout: Duration,
+    /// How long the LB goes on believing in a connection the target closed.
+    race_window: RaceWindow,
+    next_id: AtomicU64,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(keep_alive: Duration, connect_timeout: Duration, race_window: RaceWindow) -> Self {
+        Pool {
+            idle: Mutex::new(HashMap::new()),
+            keep_alive,
+            connect_timeout,
+            race_window,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The most recently used idle connection to `target`, or a new one.
+    pub async fn checkout(&self, target: SocketAddr) -> Result<Checkout, ConnectError> {
+        if let Some(found) = self.take_idle(target) {
+            return Ok(found);
+        }
+        self.connect(target).await.map(Checkout::Ready)
+    }
+
+    fn take_idle(&self, target: SocketAddr) -> Option<Checkout> {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let stack = idle.get_mut(&target)?;
+        while let Some(Idle { mut conn, since }) = stack.pop() {
+            let idle_for = now.saturating_duration_since(since);
+            if idle_for >= self.keep_alive {
+                // The LB's own backend keep-alive ran out: it closed this one itself.
+                continue;
+            }
+            if let Some(closed_at) = conn.closed_at.get() {
+                let closed_for = now.saturating_duration_since(*closed_at);
+                if self.race_window.covers(closed_for) {
+                    return Some(Checkout::Stale {
+                        idle_for: closed_at.saturating_duration_since(since),
+                        closed_for,
+                        id: conn.id,
+                    });
+                }
+                // The LB has seen the FIN by now and drops the connection.
+                continue;
+            }
+            conn.reused = true;
+            conn.idle_for = idle_for;
+            return Some(Checkout::Ready(conn));
+        }
+        None
+    }
+
+    /// Returns a connection whose exchange finished cleanly.
+    pub fn checkin(&self, conn: Conn) {
+        if conn.closed_at.get().is_some() || conn.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.entry(conn.target).or_default().push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Number of idle connections held for `target`.
+    pub fn idle_count(&self, target: SocketAddr) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.get(&target).map_or(0, Vec::len)
+    }
+
+    async fn connect(&self, target: SocketAddr) -> Result<Conn, ConnectError> {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(target)).await {
+                Err(_) => return Err(ConnectError::Timeout),
+                Ok(Err(e)) => return Err(ConnectError::Refused(e)),
+                Ok(Ok(s)) => s,
+            };
+        // Small requests and responses must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::Builder::new()
+            .preserve_header_case(true)
+            .title_case_headers(true)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ConnectError::Refused(io::Error::other(e)))?;
+        let closed_at = Arc::new(OnceLock::new());
+        let mark = closed_at.clone();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(conn = id, "target connection ended: {e}");
+            }
+            let _ = mark.set(Instant::now());
+        });
+        Ok(Conn {
+            id,
+            target,
+            reused: false,
+            idle_for: Duration::ZERO,
+            sender,
+            closed_at,
+        })
+    }
+}

@@ -1,0 +1,304 @@
+//! The engine: one HTTP/1.1 proxy that reads its behaviour from a [`Profile`].
+//!
+//! The path of a request: pick a target, check out a pooled connection, send, and race
+//! all of it against the [`Deadline`]. Whatever fails becomes a [`Reason`], and one
+//! place ([`Engine::lb_error`]) turns that into the cloud's page, a counter and a log
+//! line that says what to change.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::CONNECTION;
+use http::{Request, Response, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
+use crate::forward;
+use crate::pool::{Checkout, Conn, ConnectError, Pool};
+use crate::profile::Profile;
+use crate::reason::{explain, Detail, Reason};
+use crate::respond::{self, ProxyBody};
+use crate::stats::Stats;
+use crate::targets::TargetGroup;
+
+/// Pause after a failed accept (out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Shared state of one running simulator.
+pub struct Engine {
+    /// Effective, scaled settings.
+    pub config: Config,
+    /// Where requests go.
+    pub targets: TargetGroup,
+    /// Keep-alive connections to targets, with the LB's view of their liveness.
+    pub pool: Pool,
+    /// Counters for tests and the control API.
+    pub stats: Stats,
+}
+
+/// Why a request got an LB answer instead of the app's.
+struct Failure {
+    reason: Reason,
+    detail: Detail,
+}
+
+impl Engine {
+    /// An engine for `config` routing to `targets`.
+    pub fn new(config: Config, targets: Vec<SocketAddr>) -> Arc<Engine> {
+        let pool = Pool::new(
+            config.timers.backend_keep_alive,
+            config.timers.connect_timeout,
+            config.race_window,
+        );
+        Arc::new(Engine {
+            config,
+            targets: TargetGroup::new(targets),
+            pool,
+            stats: Stats::default(),
+        })
+    }
+
+    fn profile(&self) -> &'static Profile {
+        self.config.profile
+    }
+
+    /// The cloud's page for `reason`, counted and explained in one log line.
+    pub fn lb_error(&self, reason: Reason, detail: &Detail) -> Response<ProxyBody> {
+        let outcome = self.profile().outcome(reason);
+        let why = explain(self.profile(), &self.config.timers, reason, detail);
+        tracing::warn!(
+            status = outcome.status,
+            reason = outcome.code,
+            "{} {}: {why}",
+            outcome.status,
+            outcome.code
+        );
+        self.stats.record(Some(outcome.status), Some(outcome.code));
+        respond::page(self.profile(), outcome.status, outcome.code)
+    }
+
+    /// Logs a response that was cut after its head went out (no status can be sent).
+    fn report_cut(&self, reason: Reason, detail: &Detail) {
+        let code = self.profile().outcome(reason).code;
+        let why = explain(self.profile(), &self.config.timers, reason, detail);
+        tracing::warn!(reason = code, "response cut ({code}): {why}");
+        self.stats.record(None, Some(code));
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let deadline = Deadline::start(self.profile().timeout_kind, self.config.timers.timeout);
+        match self.clone().forward(req, client, local, &deadline).await {
+            Ok(resp) => Ok(resp),
+            Err(Failure { reason, mut detail }) => {
+                detail.elapsed = deadline.elapsed();
+                Ok(self.lb_error(reason, &detail))
+            }
+        }
+    }
+
+    async fn forward(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+        deadline: &Deadline,
+    ) -> Result<Response<ProxyBody>, Failure> {
+        let target = self.targets.pick().map_err(|reason| Failure {
+            reason,
+            detail: Detail::default(),
+        })?;
+        let (mut parts, body) = req.into_parts();
+        forward::add_request_headers(
+            &mut parts.headers,
+            &self.profile().forwarding,
+            client,
+            local,
+        );
+        parts.version = Version::HTTP_11;
+        let upstream_req = Request::from_parts(parts, Touching::new(body, deadline.clone()));
+
+        let (resp, conn) = tokio::select! {
+            biased;
+            result = self.exchange(target, upstream_req) => result?,
+            _ = deadline.expired() => {
+                return Err(Failure {
+                    reason: Reason::TargetTimeout,
+                    detail: Detail { target: Some(target.to_string()), ..Detail::default() },
+                });
+            }
+        };
+
+        let status = resp.status().as_u16();
+        let (mut parts, body) = resp.into_parts();
+        let reusable = !says_close(&parts.headers);
+        forward::add_response_headers(&mut parts.headers, &self.profile().forwarding);
+        self.stats.record(Some(status), None);
+
+        let engine = self.clone();
+        let end_deadline = deadline.clone();
+        let on_end = OnEnd::new(move |end| {
+            let detail = |error: Option<String>| Detail {
+                target: Some(target.to_string()),
+                elapsed: end_deadline.elapsed(),
+                error,
+                after_head: true,
+                ..Detail::default()
+            };
+            match end {
+                BodyEnd::Complete if reusable => engine.pool.checkin(conn),
+                BodyEnd::Complete => {}
+                BodyEnd::Cut => engine.report_cut(Reason::TargetTimeout, &detail(None)),
+                BodyEnd::TargetError(e) => {
+                    engine.report_cut(Reason::TargetClosedConnection, &detail(Some(e)))
+                }
+                BodyEnd::Abandoned => {
+                    tracing::info!(target = %target, "client closed the connection before the response ended")
+                }
+            }
+        });
+        let body = DeadlineBody::new(body, deadline.clone(), on_end);
+        Ok(Response::from_parts(parts, Either::Right(body)))
+    }
+
+    /// Gets a connection and sends the request on it; the caller bounds it in time.
+    async fn exchange(
+        &self,
+        target: SocketAddr,
+        req: Request<Touching<Incoming>>,
+    ) -> Result<(Response<Incoming>, Conn), Failure> {
+        let fail = |reason, idle_for, error: Option<String>| Failure {
+            reason,
+            detail: Detail {
+                target: Some(target.to_string()),
+                idle_for,
+                error,
+                ..Detail::default()
+            },
+        };
+        let mut conn = match self.pool.checkout(target).await {
+            Ok(Checkout::Ready(conn)) => conn,
+            Ok(Checkout::Stale {
+                idle_for,
+                closed_for,
+                id,
+            }) => {
+                tracing::debug!(
+                    conn = id,
+                    ?closed_for,
+                    "reusing a connection the target closed"
+                );
+                return Err(fail(Reason::KeepAliveRace, Some(idle_for), None));
+            }
+            Err(ConnectError::Timeout) => return Err(fail(Reason::ConnectTimeout, None, None)),
+            Err(ConnectError::Refused(e)) => {
+                return Err(fail(Reason::ConnectRefused, None, Some(e.to_string())))
+            }
+        };
+        let sent = match conn.sender.ready().await {
+            Ok(()) => conn.sender.send_request(req).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(resp) => Ok((resp, conn)),
+            Err(e) => {
+                let reason = classify(&e, &conn);
+                Err(fail(reason, Some(conn.idle_for), Some(describe(&e))))
+            }
+        }
+    }
+}
+
+/// Maps a hyper client error to the cause a load balancer would log.
+fn classify(e: &hyper::Error, conn: &Conn) -> Reason {
+    if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        Reason::MalformedResponse
+    } else if conn.reused && (e.is_canceled() || e.is_closed()) {
+        // The request never left: the pooled connection was already dead.
+        Reason::KeepAliveRace
+    } else {
+        Reason::TargetClosedConnection
+    }
+}
+
+/// hyper's message plus the socket error under it ("connection reset by peer").
+fn describe(e: &hyper::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn says_close(headers: &http::HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+    })
+}
+
+/// Accepts client connections on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish for at most the configured grace period.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let listen_addr = listener.local_addr()?;
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // Forward header case as received, and write the LB's own headers as the clouds do.
+    http.preserve_header_case(true).title_case_headers(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().unwrap_or(listen_addr);
+                let engine = engine.clone();
+                let service = service_fn(move |req| engine.clone().handle(req, client, local));
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%client, "client connection ended: {e}");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let grace = engine.config.shutdown_grace;
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all client connections closed"),
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!("requests still running after {grace:?}; exiting anyway")
+        }
+    }
+    Ok(())
+}

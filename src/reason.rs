@@ -1,0 +1,156 @@
+//! Why the load balancer answered instead of the app.
+//!
+//! A [`Reason`] is cloud-neutral; the profile maps it to a status and to the cloud's
+//! own word for it (AWS-style cause, GCP `statusDetails`), and [`explain`] turns it
+//! into the sentence a person reads: what happened, which setting caused it, the fix.
+
+use std::time::Duration;
+
+use crate::profile::Profile;
+
+/// Every cause for which the load balancer itself answers (or cuts) a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The target sent nothing in time: idle timeout (AWS) or backend timeout (GCP).
+    TargetTimeout,
+    /// TCP connect to the target did not complete in the connect timeout.
+    ConnectTimeout,
+    /// The target refused the TCP connection (nothing listening).
+    ConnectRefused,
+    /// The target closed the connection (FIN or RST) before a complete response head.
+    TargetClosedConnection,
+    /// A pooled keep-alive connection that the target had already closed was reused.
+    KeepAliveRace,
+    /// The target's response could not be parsed as HTTP/1.1.
+    MalformedResponse,
+    /// The target group has no registered targets.
+    NoRegisteredTargets,
+    /// No target is healthy and the cloud does not fail open.
+    NoHealthyTargets,
+    /// A draining target was still serving when the deregistration delay ended.
+    DeregistrationDelayElapsed,
+    /// The client's request is not valid HTTP/1.1.
+    MalformedRequest,
+}
+
+impl Reason {
+    /// Every reason, in table order: profiles index their outcome tables with it.
+    pub const ALL: [Reason; 10] = [
+        Reason::TargetTimeout,
+        Reason::ConnectTimeout,
+        Reason::ConnectRefused,
+        Reason::TargetClosedConnection,
+        Reason::KeepAliveRace,
+        Reason::MalformedResponse,
+        Reason::NoRegisteredTargets,
+        Reason::NoHealthyTargets,
+        Reason::DeregistrationDelayElapsed,
+        Reason::MalformedRequest,
+    ];
+
+    /// Position in [`Reason::ALL`] and in every profile's outcome table.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Measured facts that make an explanation concrete ("nothing for 3.0 s").
+#[derive(Clone, Debug, Default)]
+pub struct Detail {
+    /// Target the request went to, when one was chosen.
+    pub target: Option<String>,
+    /// Time since the request arrived.
+    pub elapsed: Duration,
+    /// How long the reused connection had been idle (keep-alive race).
+    pub idle_for: Option<Duration>,
+    /// The lower-level error, verbatim, for the log.
+    pub error: Option<String>,
+    /// True when the response head had already gone out, so the body was cut.
+    pub after_head: bool,
+}
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 10.0 {
+        format!("{s:.0} s")
+    } else if s >= 1.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// The sentence logged for an LB-generated error: what happened and what to change.
+pub fn explain(
+    profile: &Profile,
+    timers: &crate::config::Timers,
+    reason: Reason,
+    d: &Detail,
+) -> String {
+    let lb = profile.display_name;
+    let target = d.target.as_deref().unwrap_or("the target");
+    match reason {
+        Reason::TargetTimeout => {
+            let setting = profile.timeout_setting;
+            let t = secs(timers.timeout);
+            if d.after_head {
+                format!(
+                    "{target} was still sending its response when the {lb} {setting} ({t}) ran out; \
+                     the connection was cut mid-body. {}",
+                    profile.timeout_fix
+                )
+            } else {
+                format!(
+                    "{target} sent no response within the {lb} {setting} of {t} (waited {}). {}",
+                    secs(d.elapsed),
+                    profile.timeout_fix
+                )
+            }
+        }
+        Reason::ConnectTimeout => format!(
+            "TCP connect to {target} did not complete within the {lb} connect timeout of {}: \
+             the app is overloaded or its listen backlog is full; check that it accepts connections",
+            secs(timers.connect_timeout)
+        ),
+        Reason::ConnectRefused => format!(
+            "{target} refused the connection ({}): nothing listens there. Start the app, or fix the \
+             target's address/port",
+            d.error.as_deref().unwrap_or("connection refused")
+        ),
+        Reason::TargetClosedConnection => format!(
+            "{target} closed the connection before sending a complete response ({}). \
+             The app crashed, was killed, or closes connections under load; check its logs",
+            d.error.as_deref().unwrap_or("connection closed")
+        ),
+        Reason::KeepAliveRace => format!(
+            "{target} had closed an idle keep-alive connection (idle ~{}) that the {lb} still \
+             considered open, and the request was sent on it. The {lb} keeps backend connections \
+             {}. Set the app's keep-alive above that — Ray Serve: \
+             `http_options.keep_alive_timeout_s: {}` or more; uvicorn `--timeout-keep-alive`; \
+             gunicorn `--keep-alive`; Node `server.keepAliveTimeout`",
+            secs(d.idle_for.unwrap_or_default()),
+            secs(timers.backend_keep_alive),
+            timers.backend_keep_alive.as_secs() + 10,
+        ),
+        Reason::MalformedResponse => format!(
+            "{target} sent a response that is not valid HTTP/1.1 ({}); check what the app writes \
+             on the socket (a debug print to stdout of a raw socket server, a wrong protocol, TLS on a plain port)",
+            d.error.as_deref().unwrap_or("parse error")
+        ),
+        Reason::NoRegisteredTargets => format!(
+            "the {lb} target group has no registered targets; register the app (or wait for the deploy to register it)"
+        ),
+        Reason::NoHealthyTargets => format!(
+            "no target passes the {lb} health check and the {lb} does not fail open; make the health \
+             check path answer 200 (Ray Serve: `/-/healthz`), or wait for the healthy threshold after a start"
+        ),
+        Reason::DeregistrationDelayElapsed => format!(
+            "{target} was deregistered and the request was still running when the deregistration \
+             delay ended; raise the delay above your longest request, or finish requests sooner"
+        ),
+        Reason::MalformedRequest => format!(
+            "the client's request is not valid HTTP/1.1 ({}); the {lb} rejects it before it reaches the app",
+            d.error.as_deref().unwrap_or("parse error")
+        ),
+    }
+}

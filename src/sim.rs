@@ -1,0 +1,207 @@
+//! The library API: start a simulator in-process (on port 0 in tests) and drive it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError, RaceWindow, Settings};
+use crate::profile::{Cloud, LbDefaults};
+use crate::proxy::{self, Engine};
+use crate::stats::Counts;
+
+/// Why a simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The settings contradict the cloud.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The socket error.
+        source: io::Error,
+    },
+}
+
+/// Builds a simulator; see [`Simulator::builder`].
+#[derive(Clone, Debug)]
+pub struct SimulatorBuilder {
+    settings: Settings,
+    listen: SocketAddr,
+    upstreams: Vec<SocketAddr>,
+}
+
+/// Entry point of the library API.
+///
+/// ```no_run
+/// # async fn demo(app: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+/// use lbsim::{Cloud, Simulator};
+/// use std::time::Duration;
+///
+/// let lb = Simulator::builder(Cloud::Aws)
+///     .upstream(app)
+///     .idle_timeout(Duration::from_millis(500))
+///     .start()
+///     .await?;
+/// println!("send requests to http://{}", lb.addr());
+/// lb.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Simulator;
+
+impl Simulator {
+    /// A builder for `cloud`, listening on `127.0.0.1:0`, with no targets yet.
+    pub fn builder(cloud: Cloud) -> SimulatorBuilder {
+        SimulatorBuilder {
+            settings: Settings::new(cloud),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            upstreams: Vec::new(),
+        }
+    }
+}
+
+impl SimulatorBuilder {
+    /// Adds a target.
+    pub fn upstream(mut self, addr: SocketAddr) -> Self {
+        self.upstreams.push(addr);
+        self
+    }
+    /// Where to listen (default `127.0.0.1:0`).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+    /// Anyscale or native defaults.
+    pub fn defaults(mut self, defaults: LbDefaults) -> Self {
+        self.settings.defaults = defaults;
+        self
+    }
+    /// AWS idle timeout (before scaling).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.settings.idle_timeout = Some(d);
+        self
+    }
+    /// GCP backend service timeout (before scaling).
+    pub fn backend_timeout(mut self, d: Duration) -> Self {
+        self.settings.backend_timeout = Some(d);
+        self
+    }
+    /// Target connect timeout (before scaling).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.settings.connect_timeout = Some(d);
+        self
+    }
+    /// Multiplies every timer.
+    pub fn time_scale(mut self, f: f64) -> Self {
+        self.settings.time_scale = f;
+        self
+    }
+    /// Keep-alive race model.
+    pub fn race_window(mut self, w: RaceWindow) -> Self {
+        self.settings.race_window = w;
+        self
+    }
+    /// Bound on graceful shutdown.
+    pub fn shutdown_grace(mut self, d: Duration) -> Self {
+        self.settings.shutdown_grace = d;
+        self
+    }
+    /// Replaces all settings at once (the CLI uses this).
+    pub fn settings(mut self, s: Settings) -> Self {
+        self.settings = s;
+        self
+    }
+
+    /// Binds and starts serving on the current tokio runtime.
+    pub async fn start(self) -> Result<SimHandle, StartError> {
+        let config = Config::build(&self.settings)?;
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: self.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: self.listen,
+            source,
+        })?;
+        Ok(SimHandle::serve(
+            listener,
+            addr,
+            Engine::new(config, self.upstreams),
+        ))
+    }
+}
+
+/// A running simulator.
+pub struct SimHandle {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl SimHandle {
+    fn serve(listener: TcpListener, addr: SocketAddr, engine: Arc<Engine>) -> SimHandle {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(proxy::serve(listener, engine.clone(), async {
+            let _ = stopped.await;
+        }));
+        SimHandle {
+            addr,
+            engine,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Effective settings.
+    pub fn config(&self) -> &Config {
+        &self.engine.config
+    }
+
+    /// Request counters.
+    pub fn stats(&self) -> Counts {
+        self.engine.stats.snapshot()
+    }
+
+    /// The engine, for code that needs more than the handle offers.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded), and waits.
+    pub async fn shutdown(mut self) {
+        self.stop_and_wait().await
+    }
+
+    /// Like [`SimHandle::shutdown`], for callers that hold the handle by `&mut`.
+    pub async fn stop_and_wait(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}

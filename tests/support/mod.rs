@@ -1,0 +1,244 @@
+//! Shared test support: start the mock app and lbsim on port 0, and a raw-socket HTTP/1.1
+//! client for byte-exact checks.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lbsim::{Cloud, MockOptions, MockUpstream, SimHandle, Simulator};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Upper bound for any single read in a test: a hung test fails instead of hanging CI.
+pub const READ_LIMIT: Duration = Duration::from_secs(20);
+
+/// Mock app on a free loopback port.
+pub async fn mock(keep_alive: Duration) -> MockUpstream {
+    MockUpstream::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        MockOptions {
+            keep_alive,
+            ..MockOptions::default()
+        },
+    )
+    .await
+    .expect("mock upstream starts")
+}
+
+/// lbsim for `cloud` in front of `upstream`, with its main timeout set to `timeout`.
+pub async fn lb(cloud: Cloud, upstream: SocketAddr, timeout: Duration) -> SimHandle {
+    let b = Simulator::builder(cloud).upstream(upstream);
+    let b = match cloud {
+        Cloud::Aws => b.idle_timeout(timeout),
+        Cloud::Gcp => b.backend_timeout(timeout),
+    };
+    b.start().await.expect("lbsim starts")
+}
+
+/// A loopback address on which nothing listens (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+/// A parsed response as it came off the socket.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase as sent.
+    pub reason: String,
+    /// Header lines as sent, in order, names in their original case.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    /// True when the body ended cleanly (length reached or last chunk seen).
+    pub complete: bool,
+}
+
+impl RawResponse {
+    /// First header value with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One client connection, driven byte by byte.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).await.expect("connect to lbsim");
+        stream.set_nodelay(true).unwrap();
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends `GET path` with keep-alive.
+    pub async fn get(&mut self, path: &str) -> RawResponse {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: lbsim.test\r\n\r\n").as_bytes())
+            .await;
+        self.response().await.expect("a response")
+    }
+
+    /// Writes raw bytes.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write request");
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        match tokio::time::timeout(READ_LIMIT, self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(_) => panic!("no bytes from lbsim within {READ_LIMIT:?}"),
+        }
+    }
+
+    /// Reads one response; `None` when the connection closed before a complete head.
+    /// A body cut by a closed connection comes back with `complete: false`.
+    pub async fn response(&mut self) -> Option<RawResponse> {
+        let head_len = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if !self.fill().await {
+                return None;
+            }
+        };
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut headers);
+        parsed
+            .parse(&self.buf[..head_len])
+            .expect("valid response head");
+        let status = parsed.code.unwrap_or(0);
+        let reason = parsed.reason.unwrap_or("").to_string();
+        let headers: Vec<(String, String)> = parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        self.buf.drain(..head_len);
+        let mut resp = RawResponse {
+            status,
+            reason,
+            headers,
+            body: Vec::new(),
+            complete: false,
+        };
+        let chunked = resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"));
+        if let Some(len) = resp
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            while self.buf.len() < len {
+                if !self.fill().await {
+                    resp.body = std::mem::take(&mut self.buf);
+                    return Some(resp);
+                }
+            }
+            resp.body = self.buf.drain(..len).collect();
+            resp.complete = true;
+        } else if chunked {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = find(&self.buf, b"\r\n") {
+                        break i;
+                    }
+                    if !self.fill().await {
+                        return Some(resp);
+                    }
+                };
+                let size_text = String::from_utf8_lossy(&self.buf[..line_end]).to_string();
+                let size = usize::from_str_radix(size_text.trim(), 16).expect("chunk size");
+                while self.buf.len() < line_end + 2 + size + 2 {
+                    if !self.fill().await {
+                        let have = self.buf.len().saturating_sub(line_end + 2).min(size);
+                        resp.body
+                            .extend_from_slice(&self.buf[line_end + 2..line_end + 2 + have]);
+                        return Some(resp);
+                    }
+                }
+                resp.body
+                    .extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+                self.buf.drain(..line_end + 2 + size + 2);
+                if size == 0 {
+                    resp.complete = true;
+                    return Some(resp);
+                }
+            }
+        } else {
+            while self.fill().await {}
+            resp.body = std::mem::take(&mut self.buf);
+            resp.complete = true;
+        }
+        Some(resp)
+    }
+
+    /// Waits until the server closes the connection; true if it did within `limit`.
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        let mut chunk = [0u8; 1024];
+        let start = Instant::now();
+        loop {
+            let left = limit.saturating_sub(start.elapsed());
+            match tokio::time::timeout(left, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Asserts `elapsed` is within `expected` ± `tolerance`.
+#[track_caller]
+pub fn assert_elapsed(elapsed: Duration, expected: Duration, tolerance: Duration) {
+    assert!(
+        elapsed + tolerance >= expected && elapsed <= expected + tolerance,
+        "took {elapsed:?}, expected {expected:?} ± {tolerance:?}"
+    );
+}
+
+/// The ALB's page for 502/503/504, byte for byte.
+pub fn alb_page(status_line: &str) -> String {
+    format!(
+        "<html>\r\n<head><title>{status_line}</title></head>\r\n<body>\r\n<center><h1>{status_line}</h1></center>\r\n</body>\r\n</html>\r\n"
+    )
+}
+
+/// The GFE page with `title`, byte for byte.
+pub fn gfe_page(title: &str) -> String {
+    format!(
+        "<html><head>\n<meta http-equiv=\"content-type\" content=\"text/html;charset=utf-8\">\n<title>{title}</title>\n</head>\n<body text=#000000 bgcolor=#ffffff>\n<h1>Error: Server Error</h1>\n<h2>The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.</h2>\n<h2></h2>\n</body></html>\n"
+    )
+}
