@@ -1,0 +1,122 @@
+//! Keep-alive mismatch: the app closes an idle connection the LB still reuses → 502.
+
+mod support;
+
+use std::time::Duration;
+
+use lbsim::{Cloud, RaceWindow, Simulator};
+use support::*;
+
+async fn lb_always(cloud: Cloud, app: std::net::SocketAddr) -> lbsim::SimHandle {
+    let b = Simulator::builder(cloud)
+        .upstream(app)
+        .race_window(RaceWindow::Always);
+    match cloud {
+        Cloud::Aws => b.idle_timeout(Duration::from_secs(300)),
+        Cloud::Gcp => b.backend_timeout(Duration::from_secs(600)),
+    }
+    .start()
+    .await
+    .unwrap()
+}
+
+/// Waits until the mock has closed `n` idle connections: the event, not a guess.
+async fn app_closed_idle(app: &lbsim::MockUpstream, n: u64) {
+    for _ in 0..400 {
+        if app
+            .stats
+            .idle_closes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= n
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the mock app never closed its idle connection");
+}
+
+#[tokio::test]
+async fn aws_reuse_after_app_keep_alive_gets_502_every_time() {
+    let app = mock(Duration::from_millis(300)).await;
+    let lb = lb_always(Cloud::Aws, app.addr).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    for round in 1..=3u64 {
+        let ok = client.get("/").await;
+        assert_eq!(ok.status, 200, "round {round}");
+        app_closed_idle(&app, round).await;
+        let dead = client.get("/").await;
+        assert_eq!(dead.status, 502, "round {round}");
+        assert_eq!(
+            dead.header("x-lbsim-reason"),
+            Some("target_closed_connection")
+        );
+        assert_eq!(dead.text(), alb_page("502 Bad Gateway"));
+    }
+    // Each 502 consumed its dead connection: three targets connections, three 502s.
+    assert_eq!(
+        app.stats
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    assert_eq!(app.requests(), 3);
+    assert_eq!(lb.stats().by_status.get(&502), Some(&3));
+}
+
+#[tokio::test]
+async fn gcp_reuse_after_app_keep_alive_gets_502() {
+    let app = mock(Duration::from_millis(300)).await;
+    let lb = lb_always(Cloud::Gcp, app.addr).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+    app_closed_idle(&app, 1).await;
+    let dead = client.get("/").await;
+    assert_eq!(dead.status, 502);
+    assert_eq!(
+        dead.header("x-lbsim-reason"),
+        Some("backend_connection_closed_before_data_sent_to_client")
+    );
+    assert_eq!(dead.text(), gfe_page("502 Server Error"));
+}
+
+#[tokio::test]
+async fn app_keep_alive_longer_than_the_lb_never_502s() {
+    // LB keeps pooled connections 400 ms (its idle timeout); the app keeps them 2 s.
+    let app = mock(Duration::from_secs(2)).await;
+    let lb = Simulator::builder(Cloud::Aws)
+        .upstream(app.addr)
+        .idle_timeout(Duration::from_millis(400))
+        .race_window(RaceWindow::Always)
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the LB's keep-alive only
+    assert_eq!(client.get("/").await.status, 200);
+    assert_eq!(client.get("/").await.status, 200);
+    assert_eq!(lb.stats().by_status.get(&502), None);
+}
+
+#[tokio::test]
+async fn with_a_short_race_window_the_lb_learns_and_redials() {
+    let app = mock(Duration::from_millis(200)).await;
+    let lb = Simulator::builder(Cloud::Aws)
+        .upstream(app.addr)
+        .race_window(RaceWindow::Window(Duration::from_millis(5)))
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+    app_closed_idle(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await; // well past the 5 ms window
+    assert_eq!(client.get("/").await.status, 200);
+    assert_eq!(
+        app.stats
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
