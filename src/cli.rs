@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// TCP connect timeout to a target.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Option<Duration>,
+    /// Client keep-alive: AWS connection duration (3600 s, then `Connection: close`);
+    /// GCP idle client connection timeout (610 s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub client_keep_alive: Option<Duration>,
     /// Multiply every timer, e.g. 0.01 turns 300 s into 3 s.
     #[arg(long, value_parser = parse_time_scale, default_value = "1", value_name = "F")]
     pub time_scale: f64,
@@ -90,6 +94,7 @@ impl RunArgs {
             idle_timeout: self.idle_timeout,
             backend_timeout: self.backend_timeout,
             connect_timeout: self.connect_timeout,
+            client_keep_alive: self.client_keep_alive,
             race_window: self.race_window,
             time_scale: self.time_scale,
             ..Settings::new(self.cloud)

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::profile::{BackendKeepAlive, Cloud, LbDefaults, Profile, TimeoutKind};
+use crate::profile::{
+    BackendKeepAlive, ClientIdle, ClientKeepAliveMeaning, Cloud, LbDefaults, Profile, TimeoutKind,
+};
 
 /// How long after a target closes an idle pooled connection the LB goes on believing it open.
 /// About one datacenter round trip plus scheduling: the window in which the production race
@@ -78,6 +80,8 @@ pub struct Settings {
     pub backend_timeout: Option<Duration>,
     /// `--connect-timeout`.
     pub connect_timeout: Option<Duration>,
+    /// `--client-keep-alive`: connection age (AWS) or idle time (GCP), per the profile.
+    pub client_keep_alive: Option<Duration>,
     /// `--race-window`; not scaled, it models network latency, not a cloud timer.
     pub race_window: RaceWindow,
     /// Multiplies every timer.
@@ -95,6 +99,7 @@ impl Settings {
             idle_timeout: None,
             backend_timeout: None,
             connect_timeout: None,
+            client_keep_alive: None,
             race_window: RaceWindow::Window(DEFAULT_RACE_WINDOW),
             time_scale: 1.0,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -111,6 +116,10 @@ pub struct Timers {
     pub connect_timeout: Duration,
     /// Idle pooled target connections older than this are closed by the LB.
     pub backend_keep_alive: Duration,
+    /// Idle client connections are closed after this; a stalled request gets 408.
+    pub client_idle: Duration,
+    /// Client connections older than this get `Connection: close` on their next response.
+    pub client_max_age: Option<Duration>,
 }
 
 /// A setting that contradicts the chosen cloud.
@@ -180,6 +189,20 @@ impl Config {
             BackendKeepAlive::SameAsTimeout => timeout,
             BackendKeepAlive::Fixed(d) => d,
         };
+        let mut client_idle = match profile.client_idle {
+            ClientIdle::SameAsTimeout => timeout,
+            ClientIdle::Fixed(d) => d,
+        };
+        let mut client_max_age = profile.client_max_age;
+        if let Some(d) = s.client_keep_alive {
+            if d.is_zero() {
+                return Err(ConfigError::Zero("--client-keep-alive"));
+            }
+            match profile.client_keep_alive_meaning {
+                ClientKeepAliveMeaning::MaxAge => client_max_age = Some(d),
+                ClientKeepAliveMeaning::Idle => client_idle = d,
+            }
+        }
         let scale = |d: Duration| d.mul_f64(s.time_scale);
         Ok(Config {
             profile,
@@ -188,6 +211,8 @@ impl Config {
                 timeout: scale(timeout),
                 connect_timeout: scale(connect),
                 backend_keep_alive: scale(keep_alive),
+                client_idle: scale(client_idle),
+                client_max_age: client_max_age.map(scale),
             },
             race_window: s.race_window,
             time_scale: s.time_scale,
@@ -232,6 +257,15 @@ impl fmt::Display for Config {
             "backend keep-alive:  {}",
             fmt_d(self.timers.backend_keep_alive)
         )?;
+        writeln!(f, "client idle timeout: {}", fmt_d(self.timers.client_idle))?;
+        match self.timers.client_max_age {
+            Some(d) => writeln!(
+                f,
+                "client keep-alive:   {} (then Connection: close)",
+                fmt_d(d)
+            )?,
+            None => writeln!(f, "client keep-alive:   -")?,
+        }
         writeln!(f, "race window:         {}", self.race_window)?;
         write!(f, "shutdown grace:      {}", fmt_d(self.shutdown_grace))
     }

@@ -9,7 +9,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -36,6 +36,9 @@ struct Inner {
     origin: Instant,
     /// Nanoseconds after `origin` of the last byte moved (idle semantics only).
     last_activity: AtomicU64,
+    /// Set once the client's request body has been read to its end: a timeout before
+    /// that is the client's stall (408), not the target's.
+    request_complete: AtomicBool,
 }
 
 impl Deadline {
@@ -46,6 +49,7 @@ impl Deadline {
             timeout,
             origin: Instant::now(),
             last_activity: AtomicU64::new(0),
+            request_complete: AtomicBool::new(false),
         }))
     }
 
@@ -66,6 +70,15 @@ impl Deadline {
                 self.0.origin + last + self.0.timeout
             }
         }
+    }
+
+    /// True once the whole request body has gone to the target.
+    pub fn request_complete(&self) -> bool {
+        self.0.request_complete.load(Ordering::Relaxed)
+    }
+
+    fn mark_request_complete(&self) {
+        self.0.request_complete.store(true, Ordering::Relaxed);
     }
 
     /// Time since the request arrived.
@@ -229,9 +242,12 @@ pin_project! {
     }
 }
 
-impl<B> Touching<B> {
-    /// Wraps `inner`.
+impl<B: Body> Touching<B> {
+    /// Wraps `inner`; a body that is already finished (a GET) counts as complete.
     pub fn new(inner: B, deadline: Deadline) -> Self {
+        if inner.is_end_stream() {
+            deadline.mark_request_complete();
+        }
         Touching { inner, deadline }
     }
 }
@@ -244,10 +260,17 @@ impl<B: Body> Body for Touching<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(_))) = &polled {
-            this.deadline.touch();
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                this.deadline.touch();
+                if this.inner.is_end_stream() {
+                    this.deadline.mark_request_complete();
+                }
+            }
+            Poll::Ready(None) => this.deadline.mark_request_complete(),
+            _ => {}
         }
         polled
     }

@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: a profile plus the user's flags; every timer is scaled once here.
 //! - [`proxy`]: the engine. Accepts client connections, forwards, races the deadline.
+//! - [`client`]: the client side: idle client connections, stalled requests (408), 460.
 //! - [`forward`]: headers the cloud adds on the way through (`X-Forwarded-For`, trace ids).
 //! - [`targets`]: which target serves the next request.
 //! - [`pool`]: lbsim's own keep-alive connections to targets, and the keep-alive race.
@@ -22,6 +23,7 @@
 //! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod deadline;
 pub mod forward;

@@ -45,6 +45,25 @@ pub enum BackendKeepAlive {
     Fixed(Duration),
 }
 
+/// How long an idle client connection stays open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientIdle {
+    /// The main (idle) timeout also closes idle client connections (ALB).
+    SameAsTimeout,
+    /// The client HTTP keep-alive timeout (GCP: 610 s).
+    Fixed(Duration),
+}
+
+/// What `--client-keep-alive` sets on this cloud.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKeepAliveMeaning {
+    /// Total age of a client connection; the first response after it says `Connection: close`
+    /// (ALB `client_keep_alive.seconds`).
+    MaxAge,
+    /// Idle time before an idle client connection is closed (GCP).
+    Idle,
+}
+
 /// The cloud's request-tracing header added to forwarded requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceHeader {
@@ -119,6 +138,12 @@ pub struct Profile {
     pub native: TimerDefaults,
     /// How long pooled target connections live.
     pub backend_keep_alive: BackendKeepAlive,
+    /// How long idle client connections live.
+    pub client_idle: ClientIdle,
+    /// Age after which a client connection is closed after its next response (ALB: 3600 s).
+    pub client_max_age: Option<Duration>,
+    /// What `--client-keep-alive` changes.
+    pub client_keep_alive_meaning: ClientKeepAliveMeaning,
     /// Status and cause word per reason, indexed by [`Reason::index`].
     pub outcomes: [Outcome; Reason::ALL.len()],
     /// Error pages by status; a status without a page falls back to the first one's layout.
@@ -225,6 +250,9 @@ pub static AWS_ALB: Profile = Profile {
         connect_timeout: Duration::from_secs(10),
     },
     backend_keep_alive: BackendKeepAlive::SameAsTimeout,
+    client_idle: ClientIdle::SameAsTimeout,
+    client_max_age: Some(Duration::from_secs(3600)),
+    client_keep_alive_meaning: ClientKeepAliveMeaning::MaxAge,
     // Order follows Reason::ALL.
     outcomes: [
         outcome(504, "target_idle_timeout"),
@@ -238,6 +266,8 @@ pub static AWS_ALB: Profile = Profile {
         outcome(503, "no_healthy_targets"),
         outcome(502, "deregistration_delay_elapsed"),
         outcome(400, "malformed_request"),
+        outcome(408, "client_idle_timeout"),
+        outcome(460, "client_closed_connection"),
     ],
     pages: &[
         alb_page!(502, "Bad Gateway"),
@@ -279,6 +309,9 @@ pub static GCP_GFE: Profile = Profile {
         connect_timeout: Duration::from_secs(10),
     },
     backend_keep_alive: BackendKeepAlive::Fixed(Duration::from_secs(600)),
+    client_idle: ClientIdle::Fixed(Duration::from_secs(610)),
+    client_max_age: None,
+    client_keep_alive_meaning: ClientKeepAliveMeaning::Idle,
     outcomes: [
         outcome(504, "backend_timeout"),
         outcome(502, "failed_to_connect_to_backend"),
@@ -290,6 +323,8 @@ pub static GCP_GFE: Profile = Profile {
         outcome(503, "no_healthy_backend"),
         outcome(502, "deregistration_delay_elapsed"),
         outcome(400, "malformed_request"),
+        outcome(408, "client_timed_out"),
+        outcome(460, "client_disconnected_before_any_response"),
     ],
     pages: &[
         gfe_page!(502, "Bad Gateway", "Server Error"),
@@ -300,6 +335,7 @@ pub static GCP_GFE: Profile = Profile {
             "Request Entity Too Large",
             close = true
         ),
+        gfe_page!(408, "Request Timeout", "Request Timeout", close = true),
         gfe_page!(503, "Service Unavailable", "Service Unavailable"),
         gfe_page!(504, "Gateway Timeout", "Gateway Timeout"),
     ],
@@ -328,7 +364,11 @@ mod tests {
     #[test]
     fn every_outcome_status_has_a_page() {
         for profile in [&AWS_ALB, &GCP_GFE] {
-            for reason in Reason::ALL {
+            // A client that left is only logged: nothing is sent, so no page.
+            for reason in Reason::ALL
+                .into_iter()
+                .filter(|r| *r != Reason::ClientClosed)
+            {
                 let status = profile.outcome(reason).status;
                 assert!(
                     profile.page(status).is_some(),

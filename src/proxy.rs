@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::client::{ClientIo, ConnState, InFlight, OnClientTimeout};
 use crate::config::Config;
 use crate::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
 use crate::forward;
@@ -98,17 +99,71 @@ impl Engine {
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
+        conn: Arc<ConnState>,
         client: SocketAddr,
         local: SocketAddr,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let deadline = Deadline::start(self.profile().timeout_kind, self.config.timers.timeout);
-        match self.clone().forward(req, client, local, &deadline).await {
-            Ok(resp) => Ok(resp),
+        let mut pending = Unanswered {
+            engine: &self,
+            deadline: &deadline,
+            _in_flight: conn.begin_request(),
+            answered: false,
+        };
+        let mut resp = match self.clone().forward(req, client, local, &deadline).await {
+            Ok(resp) => resp,
             Err(Failure { reason, mut detail }) => {
                 detail.elapsed = deadline.elapsed();
-                Ok(self.lb_error(reason, &detail))
+                self.lb_error(reason, &detail)
             }
+        };
+        pending.answered = true;
+        if self
+            .config
+            .timers
+            .client_max_age
+            .is_some_and(|max| conn.age() >= max)
+        {
+            // The client keep-alive duration ran out: this is the connection's last response.
+            resp.headers_mut()
+                .insert(CONNECTION, http::HeaderValue::from_static("close"));
         }
+        Ok(resp)
+    }
+
+    /// Socket-level behaviour of client connections, built once per listener.
+    fn client_timeout_hooks(self: &Arc<Self>) -> Arc<OnClientTimeout> {
+        let page_engine = self.clone();
+        let report_engine = self.clone();
+        Arc::new(OnClientTimeout {
+            stalled_page: Box::new(move || {
+                let outcome = page_engine.profile().outcome(Reason::ClientTimeout);
+                respond::page_bytes(page_engine.profile(), outcome.status, outcome.code)
+            }),
+            report: Box::new(move |stalled| {
+                if stalled {
+                    let outcome = report_engine.profile().outcome(Reason::ClientTimeout);
+                    let why = explain(
+                        report_engine.profile(),
+                        &report_engine.config.timers,
+                        Reason::ClientTimeout,
+                        &Detail::default(),
+                    );
+                    tracing::warn!(
+                        status = outcome.status,
+                        reason = outcome.code,
+                        "{} {}: {why}",
+                        outcome.status,
+                        outcome.code
+                    );
+                    report_engine
+                        .stats
+                        .record(Some(outcome.status), Some(outcome.code));
+                } else {
+                    tracing::debug!("closed an idle client connection");
+                }
+            }),
+        })
     }
 
     async fn forward(
@@ -136,8 +191,13 @@ impl Engine {
             biased;
             result = self.exchange(target, upstream_req) => result?,
             _ = deadline.expired() => {
+                let reason = if deadline.request_complete() {
+                    Reason::TargetTimeout
+                } else {
+                    Reason::ClientTimeout
+                };
                 return Err(Failure {
-                    reason: Reason::TargetTimeout,
+                    reason,
                     detail: Detail { target: Some(target.to_string()), ..Detail::default() },
                 });
             }
@@ -223,6 +283,43 @@ impl Engine {
     }
 }
 
+/// Notices a request whose client left before the LB answered (ALB logs 460).
+struct Unanswered<'a> {
+    engine: &'a Engine,
+    deadline: &'a Deadline,
+    _in_flight: InFlight,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let reason = Reason::ClientClosed;
+            let outcome = self.engine.profile().outcome(reason);
+            let detail = Detail {
+                elapsed: self.deadline.elapsed(),
+                ..Detail::default()
+            };
+            let why = explain(
+                self.engine.profile(),
+                &self.engine.config.timers,
+                reason,
+                &detail,
+            );
+            tracing::info!(
+                status = outcome.status,
+                reason = outcome.code,
+                "{} {}: {why}",
+                outcome.status,
+                outcome.code
+            );
+            self.engine
+                .stats
+                .record(Some(outcome.status), Some(outcome.code));
+        }
+    }
+}
+
 /// Maps a hyper client error to the cause a load balancer would log.
 fn classify(e: &hyper::Error, conn: &Conn) -> Reason {
     if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
@@ -263,6 +360,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     let listen_addr = listener.local_addr()?;
     let graceful = GracefulShutdown::new();
+    let hooks = engine.client_timeout_hooks();
     let mut http = hyper::server::conn::http1::Builder::new();
     // Forward header case as received, and write the LB's own headers as the clouds do.
     http.preserve_header_case(true).title_case_headers(true);
@@ -280,9 +378,11 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(listen_addr);
+                let state = ConnState::new();
+                let io = ClientIo::new(stream, state.clone(), engine.config.timers.client_idle, hooks.clone());
                 let engine = engine.clone();
-                let service = service_fn(move |req| engine.clone().handle(req, client, local));
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let service = service_fn(move |req| engine.clone().handle(req, state.clone(), client, local));
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(io), service));
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(%client, "client connection ended: {e}");

@@ -31,11 +31,15 @@ pub enum Reason {
     DeregistrationDelayElapsed,
     /// The client's request is not valid HTTP/1.1.
     MalformedRequest,
+    /// The client started a request and then sent nothing for the client timeout.
+    ClientTimeout,
+    /// The client closed its connection before the LB answered (logged, nothing sent).
+    ClientClosed,
 }
 
 impl Reason {
     /// Every reason, in table order: profiles index their outcome tables with it.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 12] = [
         Reason::TargetTimeout,
         Reason::ConnectTimeout,
         Reason::ConnectRefused,
@@ -46,6 +50,8 @@ impl Reason {
         Reason::NoHealthyTargets,
         Reason::DeregistrationDelayElapsed,
         Reason::MalformedRequest,
+        Reason::ClientTimeout,
+        Reason::ClientClosed,
     ];
 
     /// Position in [`Reason::ALL`] and in every profile's outcome table.
@@ -147,6 +153,16 @@ pub fn explain(
         Reason::DeregistrationDelayElapsed => format!(
             "{target} was deregistered and the request was still running when the deregistration \
              delay ended; raise the delay above your longest request, or finish requests sooner"
+        ),
+        Reason::ClientTimeout => format!(
+            "the client started a request and then sent nothing for the {lb} client timeout of {}; \
+             the client (or a proxy in front of it) stalled mid-request: send the whole request promptly",
+            secs(timers.client_idle)
+        ),
+        Reason::ClientClosed => format!(
+            "the client closed its connection after {} while {target} was still working; a client \
+             timeout shorter than the app's latency (raise the client's timeout or make the app faster)",
+            secs(d.elapsed)
         ),
         Reason::MalformedRequest => format!(
             "the client's request is not valid HTTP/1.1 ({}); the {lb} rejects it before it reaches the app",

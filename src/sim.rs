@@ -98,6 +98,11 @@ impl SimulatorBuilder {
         self.settings.connect_timeout = Some(d);
         self
     }
+    /// Client keep-alive (before scaling): connection age on AWS, idle time on GCP.
+    pub fn client_keep_alive(mut self, d: Duration) -> Self {
+        self.settings.client_keep_alive = Some(d);
+        self
+    }
     /// Multiplies every timer.
     pub fn time_scale(mut self, f: f64) -> Self {
         self.settings.time_scale = f;
