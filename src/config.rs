@@ -3,9 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::health::HealthCheck;
 use crate::profile::{
     BackendKeepAlive, ClientIdle, ClientKeepAliveMeaning, Cloud, LbDefaults, Profile, TimeoutKind,
 };
+use crate::targets::Thresholds;
 
 /// How long after a target closes an idle pooled connection the LB goes on believing it open.
 /// About one datacenter round trip plus scheduling: the window in which the production race
@@ -82,6 +84,22 @@ pub struct Settings {
     pub connect_timeout: Option<Duration>,
     /// `--client-keep-alive`: connection age (AWS) or idle time (GCP), per the profile.
     pub client_keep_alive: Option<Duration>,
+    /// `--health-path`.
+    pub health_path: Option<String>,
+    /// `--health-interval`.
+    pub health_interval: Option<Duration>,
+    /// `--health-timeout`.
+    pub health_timeout: Option<Duration>,
+    /// `--healthy-threshold`.
+    pub healthy_threshold: Option<u32>,
+    /// `--unhealthy-threshold`.
+    pub unhealthy_threshold: Option<u32>,
+    /// False with `--no-health-checks`.
+    pub health_checks: bool,
+    /// `--warmup`: no target counts as healthy this long after start.
+    pub warmup: Option<Duration>,
+    /// `--deregistration-delay`.
+    pub deregistration_delay: Option<Duration>,
     /// `--race-window`; not scaled, it models network latency, not a cloud timer.
     pub race_window: RaceWindow,
     /// Multiplies every timer.
@@ -100,6 +118,14 @@ impl Settings {
             backend_timeout: None,
             connect_timeout: None,
             client_keep_alive: None,
+            health_path: None,
+            health_interval: None,
+            health_timeout: None,
+            healthy_threshold: None,
+            unhealthy_threshold: None,
+            health_checks: true,
+            warmup: None,
+            deregistration_delay: None,
             race_window: RaceWindow::Window(DEFAULT_RACE_WINDOW),
             time_scale: 1.0,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -120,6 +146,10 @@ pub struct Timers {
     pub client_idle: Duration,
     /// Client connections older than this get `Connection: close` on their next response.
     pub client_max_age: Option<Duration>,
+    /// No target counts as healthy this long after start.
+    pub warmup: Duration,
+    /// How long a deregistered target drains.
+    pub deregistration_delay: Duration,
 }
 
 /// A setting that contradicts the chosen cloud.
@@ -155,6 +185,8 @@ pub struct Config {
     pub time_scale: f64,
     /// Bound on graceful shutdown.
     pub shutdown_grace: Duration,
+    /// Active health checks.
+    pub health: HealthCheck,
 }
 
 impl Config {
@@ -204,6 +236,27 @@ impl Config {
             }
         }
         let scale = |d: Duration| d.mul_f64(s.time_scale);
+        let hd = profile.health;
+        let thresholds = Thresholds {
+            healthy: s.healthy_threshold.unwrap_or(hd.healthy_threshold),
+            unhealthy: s.unhealthy_threshold.unwrap_or(hd.unhealthy_threshold),
+            initial: s
+                .healthy_threshold
+                .map_or(hd.initial_passes, |h| h.min(hd.initial_passes)),
+        };
+        if thresholds.healthy == 0 || thresholds.unhealthy == 0 {
+            return Err(ConfigError::Zero(
+                "--healthy-threshold/--unhealthy-threshold",
+            ));
+        }
+        let health = HealthCheck {
+            enabled: s.health_checks,
+            path: s.health_path.clone().unwrap_or_else(|| hd.path.to_string()),
+            interval: scale(s.health_interval.unwrap_or(hd.interval)),
+            timeout: scale(s.health_timeout.unwrap_or(hd.timeout)),
+            thresholds,
+            user_agent: hd.user_agent,
+        };
         Ok(Config {
             profile,
             defaults: s.defaults,
@@ -213,7 +266,13 @@ impl Config {
                 backend_keep_alive: scale(keep_alive),
                 client_idle: scale(client_idle),
                 client_max_age: client_max_age.map(scale),
+                warmup: scale(s.warmup.unwrap_or(Duration::ZERO)),
+                deregistration_delay: scale(
+                    s.deregistration_delay
+                        .unwrap_or(profile.deregistration_delay),
+                ),
             },
+            health,
             race_window: s.race_window,
             time_scale: s.time_scale,
             shutdown_grace: s.shutdown_grace,
@@ -266,6 +325,37 @@ impl fmt::Display for Config {
             )?,
             None => writeln!(f, "client keep-alive:   -")?,
         }
+        let h = &self.health;
+        if h.enabled {
+            writeln!(
+                f,
+                "health checks:       GET {} every {}, timeout {}, healthy {}, unhealthy {}, new target {}, agent {}",
+                h.path,
+                fmt_d(h.interval),
+                fmt_d(h.timeout),
+                h.thresholds.healthy,
+                h.thresholds.unhealthy,
+                h.thresholds.initial,
+                h.user_agent
+            )?;
+        } else {
+            writeln!(f, "health checks:       off")?;
+        }
+        writeln!(
+            f,
+            "no healthy target:   {}",
+            if p.fails_open {
+                "fail open (route to all)"
+            } else {
+                "503"
+            }
+        )?;
+        writeln!(f, "warmup:              {}", fmt_d(self.timers.warmup))?;
+        writeln!(
+            f,
+            "deregistration delay: {}",
+            fmt_d(self.timers.deregistration_delay)
+        )?;
         writeln!(f, "race window:         {}", self.race_window)?;
         write!(f, "shutdown grace:      {}", fmt_d(self.shutdown_grace))
     }

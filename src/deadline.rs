@@ -121,6 +121,8 @@ pub enum BodyEnd {
     TargetError(String),
     /// The client went away before the end.
     Abandoned,
+    /// The target's deregistration delay ended mid-body.
+    Killed,
 }
 
 /// A hook run exactly once when a body ends; dropping it unfired reports `Abandoned`.
@@ -160,6 +162,7 @@ pin_project! {
         #[pin]
         sleep: Sleep,
         on_end: OnEnd,
+        kill: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     }
 }
 
@@ -176,7 +179,14 @@ impl<B: Body> DeadlineBody<B> {
             deadline,
             sleep,
             on_end,
+            kill: None,
         }
+    }
+
+    /// Also cuts the body when `kill` resolves (a deregistration delay ending).
+    pub fn cut_when(mut self, kill: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.kill = Some(Box::pin(kill));
+        self
     }
 }
 
@@ -210,6 +220,12 @@ where
                 return Poll::Ready(None);
             }
             Poll::Pending => {}
+        }
+        if let Some(kill) = this.kill.as_mut() {
+            if kill.as_mut().poll(cx).is_ready() {
+                this.on_end.fire(BodyEnd::Killed);
+                return Poll::Ready(Some(Err(Box::new(Cut))));
+            }
         }
         loop {
             ready!(this.sleep.as_mut().poll(cx));

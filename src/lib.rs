@@ -12,7 +12,8 @@
 //! - [`proxy`]: the engine. Accepts client connections, forwards, races the deadline.
 //! - [`client`]: the client side: idle client connections, stalled requests (408), 460.
 //! - [`forward`]: headers the cloud adds on the way through (`X-Forwarded-For`, trace ids).
-//! - [`targets`]: which target serves the next request.
+//! - [`targets`]: the target group: states, and which target serves the next request.
+//! - [`health`]: active health checks that move targets between states.
 //! - [`pool`]: lbsim's own keep-alive connections to targets, and the keep-alive race.
 //! - [`deadline`]: idle and end-to-end timeouts, and the body wrappers that enforce them.
 //! - [`reason`]: why the LB answered instead of the app, and the fix in words.
@@ -27,6 +28,7 @@ pub mod client;
 pub mod config;
 pub mod deadline;
 pub mod forward;
+pub mod health;
 pub mod pool;
 pub mod profile;
 pub mod proxy;

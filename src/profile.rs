@@ -117,6 +117,25 @@ pub struct TimerDefaults {
     pub connect_timeout: Duration,
 }
 
+/// Health-check defaults of a cloud.
+#[derive(Clone, Copy, Debug)]
+pub struct HealthDefaults {
+    /// Path requested.
+    pub path: &'static str,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Per-check timeout.
+    pub timeout: Duration,
+    /// Consecutive passes to become healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures to become unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Passes a newly registered target needs before traffic.
+    pub initial_passes: u32,
+    /// The checker's `User-Agent`.
+    pub user_agent: &'static str,
+}
+
 /// A cloud load balancer, described as data.
 #[derive(Debug)]
 pub struct Profile {
@@ -144,6 +163,12 @@ pub struct Profile {
     pub client_max_age: Option<Duration>,
     /// What `--client-keep-alive` changes.
     pub client_keep_alive_meaning: ClientKeepAliveMeaning,
+    /// Health-check defaults.
+    pub health: HealthDefaults,
+    /// With no healthy target, route to all registered ones (ALB) instead of answering 503.
+    pub fails_open: bool,
+    /// How long a deregistered target drains before in-flight requests are cut.
+    pub deregistration_delay: Duration,
     /// Status and cause word per reason, indexed by [`Reason::index`].
     pub outcomes: [Outcome; Reason::ALL.len()],
     /// Error pages by status; a status without a page falls back to the first one's layout.
@@ -253,6 +278,18 @@ pub static AWS_ALB: Profile = Profile {
     client_idle: ClientIdle::SameAsTimeout,
     client_max_age: Some(Duration::from_secs(3600)),
     client_keep_alive_meaning: ClientKeepAliveMeaning::MaxAge,
+    health: HealthDefaults {
+        path: "/",
+        interval: Duration::from_secs(30),
+        timeout: Duration::from_secs(5),
+        healthy_threshold: 5,
+        unhealthy_threshold: 2,
+        // "A newly registered target ... needs one passing check" (aws-alb.md).
+        initial_passes: 1,
+        user_agent: "ELB-HealthChecker/2.0",
+    },
+    fails_open: true,
+    deregistration_delay: Duration::from_secs(300),
     // Order follows Reason::ALL.
     outcomes: [
         outcome(504, "target_idle_timeout"),
@@ -312,6 +349,19 @@ pub static GCP_GFE: Profile = Profile {
     client_idle: ClientIdle::Fixed(Duration::from_secs(610)),
     client_max_age: None,
     client_keep_alive_meaning: ClientKeepAliveMeaning::Idle,
+    health: HealthDefaults {
+        path: "/",
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(5),
+        healthy_threshold: 2,
+        unhealthy_threshold: 2,
+        // "A backend counts only once healthy": the full threshold from the start.
+        initial_passes: 2,
+        user_agent: "GoogleHC/1.0",
+    },
+    fails_open: false,
+    // Connection draining timeout; not in the reference: the ALB's value, until confirmed.
+    deregistration_delay: Duration::from_secs(300),
     outcomes: [
         outcome(504, "backend_timeout"),
         outcome(502, "failed_to_connect_to_backend"),

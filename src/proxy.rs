@@ -20,17 +20,19 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::client::{ClientIo, ConnState, InFlight, OnClientTimeout};
 use crate::config::Config;
 use crate::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
 use crate::forward;
+use crate::health;
 use crate::pool::{Checkout, Conn, ConnectError, Pool};
 use crate::profile::Profile;
 use crate::reason::{explain, Detail, Reason};
 use crate::respond::{self, ProxyBody};
 use crate::stats::Stats;
-use crate::targets::TargetGroup;
+use crate::targets::{RoutingRules, Target, TargetGroup};
 
 /// Pause after a failed accept (out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -45,6 +47,8 @@ pub struct Engine {
     pub pool: Pool,
     /// Counters for tests and the control API.
     pub stats: Stats,
+    /// Turns true when the simulator stops, ending background tasks (health checks).
+    stop: watch::Sender<bool>,
 }
 
 /// Why a request got an LB answer instead of the app's.
@@ -54,19 +58,49 @@ struct Failure {
 }
 
 impl Engine {
-    /// An engine for `config` routing to `targets`.
+    /// An engine for `config` with `targets` registered; starts their health checks, so
+    /// it must be called inside a tokio runtime.
     pub fn new(config: Config, targets: Vec<SocketAddr>) -> Arc<Engine> {
         let pool = Pool::new(
             config.timers.backend_keep_alive,
             config.timers.connect_timeout,
             config.race_window,
         );
-        Arc::new(Engine {
+        let rules = RoutingRules {
+            fails_open: config.profile.fails_open,
+            health_checks: config.health.enabled,
+            warmup: config.timers.warmup,
+            deregistration_delay: config.timers.deregistration_delay,
+        };
+        let engine = Arc::new(Engine {
             config,
-            targets: TargetGroup::new(targets),
+            targets: TargetGroup::new(rules),
             pool,
             stats: Stats::default(),
-        })
+            stop: watch::channel(false).0,
+        });
+        for addr in targets {
+            engine.register(addr);
+        }
+        engine
+    }
+
+    /// Registers a target and starts checking its health.
+    pub fn register(&self, addr: SocketAddr) -> Arc<Target> {
+        let target = self.targets.register(addr);
+        if self.config.health.enabled {
+            health::spawn(
+                target.clone(),
+                self.config.health.clone(),
+                self.stop.subscribe(),
+            );
+        }
+        target
+    }
+
+    /// Ends background tasks; called when serving stops.
+    pub fn stop_background(&self) {
+        let _ = self.stop.send(true);
     }
 
     fn profile(&self) -> &'static Profile {
@@ -173,10 +207,12 @@ impl Engine {
         local: SocketAddr,
         deadline: &Deadline,
     ) -> Result<Response<ProxyBody>, Failure> {
-        let target = self.targets.pick().map_err(|reason| Failure {
+        let picked = self.targets.pick().map_err(|reason| Failure {
             reason,
             detail: Detail::default(),
         })?;
+        let on_target = picked.start_request();
+        let target = picked.addr;
         let (mut parts, body) = req.into_parts();
         forward::add_request_headers(
             &mut parts.headers,
@@ -190,6 +226,12 @@ impl Engine {
         let (resp, conn) = tokio::select! {
             biased;
             result = self.exchange(target, upstream_req) => result?,
+            _ = picked.drain_over() => {
+                return Err(Failure {
+                    reason: Reason::DeregistrationDelayElapsed,
+                    detail: Detail { target: Some(target.to_string()), ..Detail::default() },
+                });
+            }
             _ = deadline.expired() => {
                 let reason = if deadline.request_complete() {
                     Reason::TargetTimeout
@@ -203,6 +245,8 @@ impl Engine {
             }
         };
 
+        // The head's bytes are traffic: the idle clock restarts when it arrives.
+        deadline.touch();
         let status = resp.status().as_u16();
         let (mut parts, body) = resp.into_parts();
         let reusable = !says_close(&parts.headers);
@@ -212,6 +256,7 @@ impl Engine {
         let engine = self.clone();
         let end_deadline = deadline.clone();
         let on_end = OnEnd::new(move |end| {
+            let _on_target = on_target;
             let detail = |error: Option<String>| Detail {
                 target: Some(target.to_string()),
                 elapsed: end_deadline.elapsed(),
@@ -226,12 +271,15 @@ impl Engine {
                 BodyEnd::TargetError(e) => {
                     engine.report_cut(Reason::TargetClosedConnection, &detail(Some(e)))
                 }
+                BodyEnd::Killed => {
+                    engine.report_cut(Reason::DeregistrationDelayElapsed, &detail(None))
+                }
                 BodyEnd::Abandoned => {
                     tracing::info!(target = %target, "client closed the connection before the response ended")
                 }
             }
         });
-        let body = DeadlineBody::new(body, deadline.clone(), on_end);
+        let body = DeadlineBody::new(body, deadline.clone(), on_end).cut_when(picked.drain_over());
         Ok(Response::from_parts(parts, Either::Right(body)))
     }
 
@@ -393,6 +441,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    engine.stop_background();
     let grace = engine.config.shutdown_grace;
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all client connections closed"),

@@ -1,39 +1,329 @@
-//! The target group: which target serves the next request.
+//! The target group: registered targets, their health states, and the routing rule that
+//! picks one (round-robin over routable targets, the cloud's rule when none is healthy).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::reason::Reason;
 
-/// Registered targets, chosen round-robin.
+/// A target's state, with the ALB's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetState {
+    /// Registered, health checks not yet passed.
+    Initial,
+    /// Passing health checks: receives traffic.
+    Healthy,
+    /// Failing health checks: no traffic (unless the cloud fails open).
+    Unhealthy,
+    /// Deregistered: no new requests, in-flight ones may finish within the delay.
+    Draining,
+    /// Deregistration finished.
+    Unused,
+    /// Health checks are off: receives traffic.
+    Unavailable,
+}
+
+/// A manual verdict that overrides health checks (control API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthOverride {
+    /// Health checks decide.
+    Auto,
+    /// Treated as healthy whatever the checks say.
+    Healthy,
+    /// Treated as unhealthy whatever the checks say.
+    Unhealthy,
+}
+
+/// The health-check rules a target moves by.
+#[derive(Clone, Copy, Debug)]
+pub struct Thresholds {
+    /// Consecutive passes that make an unhealthy target healthy.
+    pub healthy: u32,
+    /// Consecutive failures that make a target unhealthy.
+    pub unhealthy: u32,
+    /// Passes a new (`initial`) target needs before it gets traffic.
+    pub initial: u32,
+}
+
+#[derive(Debug)]
+struct Health {
+    state: TargetState,
+    passes: u32,
+    failures: u32,
+    last_result: String,
+    over: HealthOverride,
+}
+
+/// One registered target.
+#[derive(Debug)]
+pub struct Target {
+    /// Stable id for the control API.
+    pub id: u64,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    health: Mutex<Health>,
+    /// Requests being served by it now.
+    in_flight: AtomicUsize,
+    /// Becomes true when its deregistration delay ends with requests still running.
+    drain_over: watch::Sender<bool>,
+}
+
+/// A snapshot of one target for the control API.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetInfo {
+    /// Control API id.
+    pub id: u64,
+    /// host:port.
+    pub address: String,
+    /// Current state.
+    pub state: TargetState,
+    /// What the last health check saw.
+    pub reason: String,
+    /// Manual override.
+    #[serde(rename = "override")]
+    pub over: HealthOverride,
+    /// Requests in flight.
+    pub in_flight: usize,
+}
+
+impl Target {
+    /// The state now.
+    pub fn state(&self) -> TargetState {
+        self.lock().state
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn routable(&self) -> bool {
+        let h = self.lock();
+        match (h.state, h.over) {
+            (TargetState::Draining | TargetState::Unused, _) => false,
+            (_, HealthOverride::Healthy) => true,
+            (_, HealthOverride::Unhealthy) => false,
+            (TargetState::Healthy | TargetState::Unavailable, HealthOverride::Auto) => true,
+            _ => false,
+        }
+    }
+
+    fn registered(&self) -> bool {
+        !matches!(self.state(), TargetState::Draining | TargetState::Unused)
+    }
+
+    /// Applies one health-check result and logs a state change.
+    pub fn record_check(&self, passed: bool, what: String, t: Thresholds) {
+        let mut h = self.lock();
+        let before = h.state;
+        if passed {
+            h.passes += 1;
+            h.failures = 0;
+        } else {
+            h.failures += 1;
+            h.passes = 0;
+        }
+        h.state = match (h.state, passed) {
+            (TargetState::Initial, true) if h.passes >= t.initial => TargetState::Healthy,
+            (TargetState::Unhealthy, true) if h.passes >= t.healthy => TargetState::Healthy,
+            (TargetState::Initial | TargetState::Healthy, false) if h.failures >= t.unhealthy => {
+                TargetState::Unhealthy
+            }
+            (state, _) => state,
+        };
+        h.last_result = what;
+        if h.state != before {
+            tracing::info!(target_addr = %self.addr, "target {} {:?} -> {:?} ({})", self.addr, before, h.state, h.last_result);
+        }
+    }
+
+    /// Sets or clears the manual override.
+    pub fn set_override(&self, over: HealthOverride) {
+        let mut h = self.lock();
+        h.over = over;
+        tracing::info!("target {} health override: {over:?}", self.addr);
+    }
+
+    /// Counts a request as running on this target until the guard drops.
+    pub fn start_request(self: &Arc<Self>) -> InFlightOnTarget {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlightOnTarget(self.clone())
+    }
+
+    /// Resolves when the deregistration delay has ended (never, while registered).
+    pub fn drain_over(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.drain_over.subscribe();
+        async move {
+            if rx.wait_for(|over| *over).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// A snapshot for the control API.
+    pub fn info(&self) -> TargetInfo {
+        let h = self.lock();
+        TargetInfo {
+            id: self.id,
+            address: self.addr.to_string(),
+            state: h.state,
+            reason: h.last_result.clone(),
+            over: h.over,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Marks a request as finished on its target when dropped.
+#[derive(Debug)]
+pub struct InFlightOnTarget(Arc<Target>);
+
+impl Drop for InFlightOnTarget {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How the group routes when no target is healthy, and how new targets start.
+#[derive(Clone, Copy, Debug)]
+pub struct RoutingRules {
+    /// AWS: with no healthy target, route to every registered one.
+    pub fails_open: bool,
+    /// False when health checks are off: targets start `unavailable` and get traffic.
+    pub health_checks: bool,
+    /// No target counts as healthy until this long after start (GCP start-up window).
+    pub warmup: Duration,
+    /// How long a deregistered target drains.
+    pub deregistration_delay: Duration,
+}
+
+/// Registered targets, chosen round-robin among the routable ones.
 #[derive(Debug)]
 pub struct TargetGroup {
-    /// Addresses in registration order.
-    targets: Vec<SocketAddr>,
-    /// Round-robin cursor; wraps, so it never overflows in practice.
+    targets: RwLock<Vec<Arc<Target>>>,
     next: AtomicUsize,
+    next_id: AtomicU64,
+    rules: RoutingRules,
+    started: Instant,
 }
 
 impl TargetGroup {
-    /// A group of `targets`.
-    pub fn new(targets: Vec<SocketAddr>) -> Self {
+    /// An empty group.
+    pub fn new(rules: RoutingRules) -> Self {
         TargetGroup {
-            targets,
+            targets: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            rules,
+            started: Instant::now(),
         }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Target>>> {
+        self.targets.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers `addr`; it starts `initial` (or `unavailable` with health checks off).
+    pub fn register(&self, addr: SocketAddr) -> Arc<Target> {
+        let state = if self.rules.health_checks {
+            TargetState::Initial
+        } else {
+            TargetState::Unavailable
+        };
+        let target = Arc::new(Target {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            addr,
+            health: Mutex::new(Health {
+                state,
+                passes: 0,
+                failures: 0,
+                last_result: "not checked yet".to_string(),
+                over: HealthOverride::Auto,
+            }),
+            in_flight: AtomicUsize::new(0),
+            drain_over: watch::channel(false).0,
+        });
+        self.targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(target.clone());
+        tracing::info!("registered target {addr} (id {}, {state:?})", target.id);
+        target
+    }
+
+    /// Starts draining target `id`; after the deregistration delay it becomes `unused`
+    /// and requests still running on it fail. `None` for an unknown id.
+    pub fn deregister(&self, id: u64) -> Option<Arc<Target>> {
+        let target = self.get(id)?;
+        {
+            let mut h = target.lock();
+            if matches!(h.state, TargetState::Draining | TargetState::Unused) {
+                return Some(target.clone());
+            }
+            h.state = TargetState::Draining;
+        }
+        let delay = self.rules.deregistration_delay;
+        tracing::info!("target {} draining for {delay:?}", target.addr);
+        let draining = target.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            draining.lock().state = TargetState::Unused;
+            let running = draining.in_flight.load(Ordering::Relaxed);
+            tracing::info!(
+                "target {} deregistered ({running} requests cut)",
+                draining.addr
+            );
+            let _ = draining.drain_over.send(true);
+        });
+        Some(target)
+    }
+
+    /// Target `id`, if registered at some point.
+    pub fn get(&self, id: u64) -> Option<Arc<Target>> {
+        self.read().iter().find(|t| t.id == id).cloned()
+    }
+
+    /// Every target ever registered, in registration order.
+    pub fn all(&self) -> Vec<Arc<Target>> {
+        self.read().clone()
     }
 
     /// The target for the next request, or why there is none.
-    pub fn pick(&self) -> Result<SocketAddr, Reason> {
-        if self.targets.is_empty() {
+    pub fn pick(&self) -> Result<Arc<Target>, Reason> {
+        let targets = self.read();
+        let registered: Vec<&Arc<Target>> = targets.iter().filter(|t| t.registered()).collect();
+        if registered.is_empty() {
             return Err(Reason::NoRegisteredTargets);
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
-        Ok(self.targets[i])
-    }
-
-    /// Every registered target.
-    pub fn addresses(&self) -> &[SocketAddr] {
-        &self.targets
+        let warming = self.started.elapsed() < self.rules.warmup;
+        let healthy: Vec<&Arc<Target>> = if warming {
+            Vec::new()
+        } else {
+            registered
+                .iter()
+                .copied()
+                .filter(|t| t.routable())
+                .collect()
+        };
+        let pool = if !healthy.is_empty() {
+            healthy
+        } else if self.rules.fails_open {
+            tracing::debug!(
+                "no healthy target: failing open to all {}",
+                registered.len()
+            );
+            registered
+        } else {
+            return Err(Reason::NoHealthyTargets);
+        };
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % pool.len();
+        Ok(pool[i].clone())
     }
 }

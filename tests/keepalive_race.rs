@@ -94,7 +94,7 @@ async fn app_keep_alive_longer_than_the_lb_never_502s() {
     let mut client = RawClient::connect(lb.addr()).await;
     assert_eq!(client.get("/").await.status, 200);
     tokio::time::sleep(Duration::from_millis(600)).await; // past the LB's keep-alive only
-    // The idle client connection is gone too (ALB idle timeout): come back on a new one.
+                                                          // The idle client connection is gone too (ALB idle timeout): come back on a new one.
     let mut client = RawClient::connect(lb.addr()).await;
     assert_eq!(client.get("/").await.status, 200);
     assert_eq!(client.get("/").await.status, 200);

@@ -1,0 +1,96 @@
+//! Active health checks: one task per target, a new connection per check, the cloud's
+//! user agent, and the thresholds that move a target between states.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::targets::{Target, TargetState, Thresholds};
+
+/// Effective health-check settings (scaled).
+#[derive(Clone, Debug)]
+pub struct HealthCheck {
+    /// False with `--no-health-checks`.
+    pub enabled: bool,
+    /// Path requested, e.g. `/-/healthz` for Ray Serve.
+    pub path: String,
+    /// Time between checks.
+    pub interval: Duration,
+    /// A check without a full status line in this long fails.
+    pub timeout: Duration,
+    /// State-change thresholds.
+    pub thresholds: Thresholds,
+    /// The cloud's checker identifies itself (apps often filter on it).
+    pub user_agent: &'static str,
+}
+
+/// Probes `target` until it is `unused` or `stop` turns true.
+pub fn spawn(target: Arc<Target>, check: HealthCheck, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            if target.state() == TargetState::Unused {
+                return;
+            }
+            let (passed, what) = check_once(&target, &check).await;
+            target.record_check(passed, what, check.thresholds);
+            tokio::select! {
+                _ = tokio::time::sleep(check.interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
+}
+
+/// One check on a new connection; the checker closes it afterwards, as the ALB's does.
+pub async fn check_once(target: &Target, check: &HealthCheck) -> (bool, String) {
+    match tokio::time::timeout(check.timeout, probe(target, check)).await {
+        Err(_) => (false, format!("timed out after {:?}", check.timeout)),
+        Ok(Err(e)) => (false, e),
+        Ok(Ok(200)) => (true, "200".to_string()),
+        Ok(Ok(status)) => (false, format!("status {status}, expected 200")),
+    }
+}
+
+async fn probe(target: &Target, check: &HealthCheck) -> Result<u16, String> {
+    let mut stream = TcpStream::connect(target.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        check.path, target.addr, check.user_agent
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let mut head = Vec::with_capacity(256);
+    let mut buf = [0u8; 512];
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("connection closed before a status line".to_string());
+        }
+        head.extend_from_slice(&buf[..n]);
+        if head.len() > 8 * 1024 {
+            return Err("no status line in the first 8 KiB".to_string());
+        }
+    }
+    // "HTTP/1.1 200 OK"
+    let line = String::from_utf8_lossy(&head);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse::<u16>().ok())
+        .filter(|_| line.starts_with("HTTP/1."))
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP status line: {:?}",
+                line.lines().next().unwrap_or("")
+            )
+        })
+}
