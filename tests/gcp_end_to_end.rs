@@ -1,0 +1,202 @@
+//! GCP (GFE) backend timeout: end to end, bytes flowing or not; and the GFE's own pages.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lbsim::{Cloud, SimHandle, Simulator};
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+#[track_caller]
+fn assert_gfe_page(resp: &RawResponse, status: u16, phrase: &str, title: &str, reason: &str) {
+    assert_eq!(resp.status, status, "body: {}", resp.text());
+    assert_eq!(resp.reason, phrase);
+    assert_eq!(
+        resp.header("Content-Type"),
+        Some("text/html; charset=UTF-8")
+    );
+    assert_eq!(resp.header("Referrer-Policy"), Some("no-referrer"));
+    assert_eq!(
+        resp.header("Server"),
+        None,
+        "GFE pages carry no Server header"
+    );
+    assert_eq!(resp.header("x-lbsim-reason"), Some(reason));
+    let page = gfe_page(&format!("{status} {title}"));
+    assert_eq!(resp.text(), page);
+    assert_eq!(
+        resp.header("Content-Length"),
+        Some(page.len().to_string().as_str())
+    );
+    assert!(resp.complete);
+}
+
+/// A GFE with two targets served round-robin: `first` gets the first request, `then` the
+/// second.
+async fn gfe(first: SocketAddr, then: SocketAddr) -> SimHandle {
+    Simulator::builder(Cloud::Gcp)
+        .upstream(first)
+        .upstream(then)
+        .backend_timeout(Duration::from_secs(5))
+        .start()
+        .await
+        .expect("lbsim starts")
+}
+
+async fn still_works(client: &mut RawClient) {
+    let resp = client.get("/").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "ok");
+}
+
+#[tokio::test]
+async fn no_head_within_backend_timeout_is_504_gfe_page() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = lb(Cloud::Gcp, app.addr, TIMEOUT).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    let start = Instant::now();
+    let resp = client.get("/sleep/3").await;
+    let elapsed = start.elapsed();
+    assert!(elapsed >= TIMEOUT, "answered after {elapsed:?}");
+    assert_elapsed(elapsed, TIMEOUT, Duration::from_millis(250));
+    assert_gfe_page(
+        &resp,
+        504,
+        "Gateway Timeout",
+        "Gateway Timeout",
+        "backend_timeout",
+    );
+    assert_eq!(resp.text(), gfe_page("504 Gateway Timeout"));
+    assert_ne!(resp.header("Server"), Some("awselb/2.0"));
+    assert_eq!(lb.stats().by_reason.get("backend_timeout"), Some(&1));
+    assert_eq!(lb.stats().by_status.get(&504), Some(&1));
+}
+
+const STREAM: &str = "/stream/20?interval=0.1";
+const STREAM_TIMEOUT: Duration = Duration::from_millis(800);
+
+fn chunk_text(range: std::ops::Range<u32>) -> String {
+    range.map(|i| format!("chunk {i}\n")).collect()
+}
+
+#[tokio::test]
+async fn flowing_stream_is_cut_at_the_backend_timeout() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = lb(Cloud::Gcp, app.addr, STREAM_TIMEOUT).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    let start = Instant::now();
+    // 20 chunks 100 ms apart: bytes flow all the time, the whole takes 2 s.
+    let resp = client.get(STREAM).await;
+    let elapsed = start.elapsed();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("x-lbsim-reason"), None);
+    assert!(!resp.complete, "stream should be cut: {:?}", resp.text());
+    assert!(
+        elapsed >= STREAM_TIMEOUT - Duration::from_millis(50),
+        "cut after {elapsed:?}"
+    );
+    assert_elapsed(elapsed, STREAM_TIMEOUT, Duration::from_millis(250));
+    let text = resp.text();
+    let chunks = text.lines().count() as u32;
+    assert!(
+        (3..20).contains(&chunks),
+        "{chunks} chunks arrived; expected some, but not all 20"
+    );
+    assert!(
+        chunk_text(0..20).starts_with(&text),
+        "body is not a prefix of the stream: {text:?}"
+    );
+    assert_eq!(lb.stats().by_reason.get("backend_timeout"), Some(&1));
+    assert_eq!(lb.stats().by_status.get(&200), Some(&1));
+}
+
+#[tokio::test]
+async fn same_stream_survives_aws_idle_timeout_of_the_same_length() {
+    // The migration trap: what GCP cuts at 800 ms, the ALB with idle 800 ms lets through.
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = lb(Cloud::Aws, app.addr, STREAM_TIMEOUT).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    let start = Instant::now();
+    let resp = client.get(STREAM).await;
+    assert_eq!(resp.status, 200);
+    assert!(resp.complete, "stream was cut: {:?}", resp.text());
+    assert_eq!(resp.text(), chunk_text(0..20));
+    assert!(start.elapsed() >= Duration::from_secs(2));
+    assert!(lb.stats().by_reason.is_empty());
+}
+
+#[tokio::test]
+async fn refused_is_502_server_error() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = gfe(closed_port().await, app.addr).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    let resp = client.get("/").await;
+    assert_gfe_page(
+        &resp,
+        502,
+        "Bad Gateway",
+        "Server Error",
+        "failed_to_connect_to_backend",
+    );
+    assert_eq!(resp.text(), gfe_page("502 Server Error"));
+    still_works(&mut client).await;
+    assert_eq!(
+        lb.stats().by_reason.get("failed_to_connect_to_backend"),
+        Some(&1)
+    );
+}
+
+#[tokio::test]
+async fn closed_before_data_is_502() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = gfe(app.addr, app.addr).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    let resp = client.get("/close").await;
+    assert_gfe_page(
+        &resp,
+        502,
+        "Bad Gateway",
+        "Server Error",
+        "backend_connection_closed_before_data_sent_to_client",
+    );
+    still_works(&mut client).await;
+}
+
+#[tokio::test]
+async fn reset_before_data_is_502() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = gfe(app.addr, app.addr).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    let resp = client.get("/reset").await;
+    assert_gfe_page(
+        &resp,
+        502,
+        "Bad Gateway",
+        "Server Error",
+        "backend_connection_closed_before_data_sent_to_client",
+    );
+    still_works(&mut client).await;
+}
+
+#[tokio::test]
+async fn garbage_is_502_backend_response_corrupted() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = gfe(app.addr, app.addr).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    let resp = client.get("/garbage").await;
+    assert_gfe_page(
+        &resp,
+        502,
+        "Bad Gateway",
+        "Server Error",
+        "backend_response_corrupted",
+    );
+    still_works(&mut client).await;
+    assert_eq!(
+        lb.stats().by_reason.get("backend_response_corrupted"),
+        Some(&1)
+    );
+}
