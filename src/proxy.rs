@@ -141,10 +141,14 @@ impl Engine {
         let mut pending = Unanswered {
             engine: &self,
             deadline: &deadline,
-            _in_flight: conn.begin_request(),
+            in_flight: Some(conn.begin_request()),
             answered: false,
         };
-        let mut resp = match self.clone().forward(req, client, local, &deadline).await {
+        let forwarded = self
+            .clone()
+            .forward(req, client, local, &deadline, &mut pending.in_flight)
+            .await;
+        let mut resp = match forwarded {
             Ok(resp) => resp,
             Err(Failure { reason, mut detail }) => {
                 detail.elapsed = deadline.elapsed();
@@ -206,6 +210,7 @@ impl Engine {
         client: SocketAddr,
         local: SocketAddr,
         deadline: &Deadline,
+        in_flight: &mut Option<InFlight>,
     ) -> Result<Response<ProxyBody>, Failure> {
         let picked = self.targets.pick().map_err(|reason| Failure {
             reason,
@@ -255,8 +260,11 @@ impl Engine {
 
         let engine = self.clone();
         let end_deadline = deadline.clone();
+        // The client connection counts as busy until the body ends, not just the head.
+        let busy = in_flight.take();
         let on_end = OnEnd::new(move |end| {
             let _on_target = on_target;
+            let _busy = busy;
             let detail = |error: Option<String>| Detail {
                 target: Some(target.to_string()),
                 elapsed: end_deadline.elapsed(),
@@ -335,7 +343,8 @@ impl Engine {
 struct Unanswered<'a> {
     engine: &'a Engine,
     deadline: &'a Deadline,
-    _in_flight: InFlight,
+    /// Held until the answer is complete; a streamed body takes it along.
+    in_flight: Option<InFlight>,
     answered: bool,
 }
 
