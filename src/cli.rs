@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
     parse_duration, parse_time_scale, Config, RaceWindow, Settings, DEFAULT_RACE_WINDOW,
+    PRINT_LABEL_WIDTH,
 };
 use crate::profile::{Cloud, LbDefaults};
 use crate::sim::Simulator;
@@ -59,11 +60,35 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub client_keep_alive: Option<Duration>,
     /// Multiply every timer, e.g. 0.01 turns 300 s into 3 s.
-    #[arg(long, value_parser = parse_time_scale, default_value = "1", value_name = "F")]
+    #[arg(long, value_parser = parse_time_scale, default_value = "1", value_name = "F", allow_negative_numbers = true)]
     pub time_scale: f64,
     /// How long the LB goes on using a connection the app closed ("always": forever).
     #[arg(long, default_value_t = RaceWindow::Window(DEFAULT_RACE_WINDOW), value_name = "DURATION|always")]
     pub race_window: RaceWindow,
+    /// Health-check path, e.g. `/-/healthz` for Ray Serve (default `/`).
+    #[arg(long, value_name = "PATH")]
+    pub health_path: Option<String>,
+    /// Time between health checks (AWS 30s, GCP 5s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub health_interval: Option<Duration>,
+    /// Health-check timeout (5s on both clouds).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub health_timeout: Option<Duration>,
+    /// Consecutive passes that make a target healthy (AWS 5, GCP 2).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10), value_name = "N")]
+    pub healthy_threshold: Option<u32>,
+    /// Consecutive failures that make a target unhealthy (2 on both clouds).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10), value_name = "N")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Turn health checks off: every registered target gets traffic.
+    #[arg(long)]
+    pub no_health_checks: bool,
+    /// After start, no target counts as healthy for this long (GCP's start-up 503s, up to 5m).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub warmup: Option<Duration>,
+    /// How long a deregistered target drains before in-flight requests are cut (AWS 300s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub deregistration_delay: Option<Duration>,
     /// Keep-alive of the embedded mock app (used only without --upstream).
     #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DURATION")]
     pub mock_keep_alive: Duration,
@@ -95,6 +120,14 @@ impl RunArgs {
             backend_timeout: self.backend_timeout,
             connect_timeout: self.connect_timeout,
             client_keep_alive: self.client_keep_alive,
+            health_path: self.health_path.clone(),
+            health_interval: self.health_interval,
+            health_timeout: self.health_timeout,
+            healthy_threshold: self.healthy_threshold,
+            unhealthy_threshold: self.unhealthy_threshold,
+            health_checks: !self.no_health_checks,
+            warmup: self.warmup,
+            deregistration_delay: self.deregistration_delay,
             race_window: self.race_window,
             time_scale: self.time_scale,
             ..Settings::new(self.cloud)
@@ -187,13 +220,13 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     };
     if args.print_config {
         println!("{config}");
-        println!("listen:              {}", args.listen);
+        println!("{:<w$}{}", "listen:", args.listen, w = PRINT_LABEL_WIDTH);
         let upstreams = if args.upstream.is_empty() {
             "(embedded mock app)".to_string()
         } else {
             args.upstream.join(", ")
         };
-        println!("upstreams:           {upstreams}");
+        println!("{:<w$}{upstreams}", "upstreams:", w = PRINT_LABEL_WIDTH);
         return ExitCode::SUCCESS;
     }
     let mut targets = Vec::new();

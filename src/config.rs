@@ -285,9 +285,14 @@ fn fmt_d(d: Duration) -> String {
     humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
 }
 
-impl fmt::Display for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// Width of the label column of `--print-config`, long enough for every label.
+pub const PRINT_LABEL_WIDTH: usize = 26;
+
+impl Config {
+    /// `--print-config` rows: label and value.
+    pub fn rows(&self) -> Vec<(String, String)> {
         let p = self.profile;
+        let t = &self.timers;
         let kind = match p.timeout_kind {
             TimeoutKind::Idle => "idle (no byte for this long)",
             TimeoutKind::EndToEnd => "end-to-end (whole response, streaming included)",
@@ -296,40 +301,10 @@ impl fmt::Display for Config {
             LbDefaults::Anyscale => "anyscale",
             LbDefaults::Native => "native",
         };
-        writeln!(f, "load balancer:       {}", p.display_name)?;
-        writeln!(f, "defaults:            {defaults}")?;
-        writeln!(f, "time scale:          {}", self.time_scale)?;
-        writeln!(
-            f,
-            "{:<21}{} [{}]",
-            format!("{}:", p.timeout_setting),
-            fmt_d(self.timers.timeout),
-            kind
-        )?;
-        writeln!(
-            f,
-            "connect timeout:     {}",
-            fmt_d(self.timers.connect_timeout)
-        )?;
-        writeln!(
-            f,
-            "backend keep-alive:  {}",
-            fmt_d(self.timers.backend_keep_alive)
-        )?;
-        writeln!(f, "client idle timeout: {}", fmt_d(self.timers.client_idle))?;
-        match self.timers.client_max_age {
-            Some(d) => writeln!(
-                f,
-                "client keep-alive:   {} (then Connection: close)",
-                fmt_d(d)
-            )?,
-            None => writeln!(f, "client keep-alive:   -")?,
-        }
         let h = &self.health;
-        if h.enabled {
-            writeln!(
-                f,
-                "health checks:       GET {} every {}, timeout {}, healthy {}, unhealthy {}, new target {}, agent {}",
+        let health = if h.enabled {
+            format!(
+                "GET {} every {}, timeout {}, healthy {}, unhealthy {}, new target {}, agent {}",
                 h.path,
                 fmt_d(h.interval),
                 fmt_d(h.timeout),
@@ -337,27 +312,52 @@ impl fmt::Display for Config {
                 h.thresholds.unhealthy,
                 h.thresholds.initial,
                 h.user_agent
-            )?;
+            )
         } else {
-            writeln!(f, "health checks:       off")?;
-        }
-        writeln!(
-            f,
-            "no healthy target:   {}",
-            if p.fails_open {
-                "fail open (route to all)"
-            } else {
-                "503"
+            "off".to_string()
+        };
+        let no_healthy = if p.fails_open {
+            "fail open (route to all)"
+        } else {
+            "503"
+        };
+        let client_keep_alive = match t.client_max_age {
+            Some(d) => format!("{} (then Connection: close)", fmt_d(d)),
+            None => "-".to_string(),
+        };
+        vec![
+            ("load balancer".into(), p.display_name.into()),
+            ("defaults".into(), defaults.into()),
+            ("time scale".into(), self.time_scale.to_string()),
+            (
+                p.timeout_setting.into(),
+                format!("{} [{kind}]", fmt_d(t.timeout)),
+            ),
+            ("connect timeout".into(), fmt_d(t.connect_timeout)),
+            ("backend keep-alive".into(), fmt_d(t.backend_keep_alive)),
+            ("client idle timeout".into(), fmt_d(t.client_idle)),
+            ("client keep-alive".into(), client_keep_alive),
+            ("health checks".into(), health),
+            ("no healthy target".into(), no_healthy.into()),
+            ("warmup".into(), fmt_d(t.warmup)),
+            ("deregistration delay".into(), fmt_d(t.deregistration_delay)),
+            ("race window".into(), self.race_window.to_string()),
+            ("shutdown grace".into(), fmt_d(self.shutdown_grace)),
+        ]
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows = self.rows();
+        for (i, (label, value)) in rows.iter().enumerate() {
+            let label = format!("{label}:");
+            write!(f, "{label:<PRINT_LABEL_WIDTH$}{value}")?;
+            if i + 1 < rows.len() {
+                writeln!(f)?;
             }
-        )?;
-        writeln!(f, "warmup:              {}", fmt_d(self.timers.warmup))?;
-        writeln!(
-            f,
-            "deregistration delay: {}",
-            fmt_d(self.timers.deregistration_delay)
-        )?;
-        writeln!(f, "race window:         {}", self.race_window)?;
-        write!(f, "shutdown grace:      {}", fmt_d(self.shutdown_grace))
+        }
+        Ok(())
     }
 }
 

@@ -103,6 +103,46 @@ impl SimulatorBuilder {
         self.settings.client_keep_alive = Some(d);
         self
     }
+    /// Turns active health checks off: targets are `unavailable` and always get traffic.
+    pub fn no_health_checks(mut self) -> Self {
+        self.settings.health_checks = false;
+        self
+    }
+    /// Health-check path (default `/`).
+    pub fn health_path(mut self, path: &str) -> Self {
+        self.settings.health_path = Some(path.to_string());
+        self
+    }
+    /// Time between health checks (before scaling).
+    pub fn health_interval(mut self, d: Duration) -> Self {
+        self.settings.health_interval = Some(d);
+        self
+    }
+    /// Health-check timeout (before scaling).
+    pub fn health_timeout(mut self, d: Duration) -> Self {
+        self.settings.health_timeout = Some(d);
+        self
+    }
+    /// Consecutive passes to become healthy.
+    pub fn healthy_threshold(mut self, n: u32) -> Self {
+        self.settings.healthy_threshold = Some(n);
+        self
+    }
+    /// Consecutive failures to become unhealthy.
+    pub fn unhealthy_threshold(mut self, n: u32) -> Self {
+        self.settings.unhealthy_threshold = Some(n);
+        self
+    }
+    /// Start-up window in which no target counts as healthy (before scaling).
+    pub fn warmup(mut self, d: Duration) -> Self {
+        self.settings.warmup = Some(d);
+        self
+    }
+    /// How long deregistered targets drain (before scaling).
+    pub fn deregistration_delay(mut self, d: Duration) -> Self {
+        self.settings.deregistration_delay = Some(d);
+        self
+    }
     /// Multiplies every timer.
     pub fn time_scale(mut self, f: f64) -> Self {
         self.settings.time_scale = f;

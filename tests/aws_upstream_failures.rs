@@ -17,6 +17,7 @@ const CONNECT: Duration = Duration::from_millis(300);
 /// healthy mock the second, so one client connection can see a failure then a success.
 async fn alb(first: SocketAddr, then: SocketAddr) -> SimHandle {
     Simulator::builder(Cloud::Aws)
+        .no_health_checks()
         .upstream(first)
         .upstream(then)
         .idle_timeout(IDLE)

@@ -96,6 +96,7 @@ async fn client_that_leaves_before_the_answer_is_counted_as_460() {
 async fn aws_client_keep_alive_duration_ends_with_connection_close() {
     let app = mock(Duration::from_secs(5)).await;
     let lb = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
         .upstream(app.addr)
         .idle_timeout(Duration::from_secs(5))
         .client_keep_alive(Duration::from_millis(300))
@@ -117,6 +118,7 @@ async fn aws_client_keep_alive_duration_ends_with_connection_close() {
 async fn gcp_client_keep_alive_closes_idle_client_connections() {
     let app = mock(Duration::from_secs(5)).await;
     let lb = Simulator::builder(Cloud::Gcp)
+        .no_health_checks()
         .upstream(app.addr)
         .client_keep_alive(IDLE)
         .start()

@@ -38,6 +38,7 @@ fn assert_gfe_page(resp: &RawResponse, status: u16, phrase: &str, title: &str, r
 /// second.
 async fn gfe(first: SocketAddr, then: SocketAddr) -> SimHandle {
     Simulator::builder(Cloud::Gcp)
+        .no_health_checks()
         .upstream(first)
         .upstream(then)
         .backend_timeout(Duration::from_secs(5))

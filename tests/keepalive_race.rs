@@ -9,6 +9,7 @@ use support::*;
 
 async fn lb_always(cloud: Cloud, app: std::net::SocketAddr) -> lbsim::SimHandle {
     let b = Simulator::builder(cloud)
+        .no_health_checks()
         .upstream(app)
         .race_window(RaceWindow::Always);
     match cloud {
@@ -85,6 +86,7 @@ async fn app_keep_alive_longer_than_the_lb_never_502s() {
     // LB keeps pooled connections 400 ms (its idle timeout); the app keeps them 2 s.
     let app = mock(Duration::from_secs(2)).await;
     let lb = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
         .upstream(app.addr)
         .idle_timeout(Duration::from_millis(400))
         .race_window(RaceWindow::Always)
@@ -105,6 +107,7 @@ async fn app_keep_alive_longer_than_the_lb_never_502s() {
 async fn with_a_short_race_window_the_lb_learns_and_redials() {
     let app = mock(Duration::from_millis(200)).await;
     let lb = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
         .upstream(app.addr)
         .race_window(RaceWindow::Window(Duration::from_millis(5)))
         .start()

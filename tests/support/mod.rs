@@ -26,8 +26,11 @@ pub async fn mock(keep_alive: Duration) -> MockUpstream {
 }
 
 /// lbsim for `cloud` in front of `upstream`, with its main timeout set to `timeout`.
+/// Health checks are off so that the app sees only the test's requests.
 pub async fn lb(cloud: Cloud, upstream: SocketAddr, timeout: Duration) -> SimHandle {
-    let b = Simulator::builder(cloud).upstream(upstream);
+    let b = Simulator::builder(cloud)
+        .upstream(upstream)
+        .no_health_checks();
     let b = match cloud {
         Cloud::Aws => b.idle_timeout(timeout),
         Cloud::Gcp => b.backend_timeout(timeout),
