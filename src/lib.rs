@@ -43,4 +43,5 @@ pub use config::{Config, RaceWindow, Settings};
 pub use profile::{Cloud, LbDefaults};
 pub use reason::Reason;
 pub use sim::{SimHandle, Simulator};
+pub use targets::{HealthOverride, TargetInfo, TargetState};
 pub use upstream::{MockOptions, MockUpstream};

@@ -13,6 +13,7 @@ use crate::config::{Config, ConfigError, RaceWindow, Settings};
 use crate::profile::{Cloud, LbDefaults};
 use crate::proxy::{self, Engine};
 use crate::stats::Counts;
+use crate::targets::{HealthOverride, TargetInfo};
 
 /// Why a simulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +221,34 @@ impl SimHandle {
     /// Request counters.
     pub fn stats(&self) -> Counts {
         self.engine.stats.snapshot()
+    }
+
+    /// Zeroes the request counters.
+    pub fn reset_stats(&self) {
+        self.engine.stats.reset()
+    }
+
+    /// Every target with its state, last health result and in-flight count.
+    pub fn targets(&self) -> Vec<TargetInfo> {
+        self.engine.targets.all().iter().map(|t| t.info()).collect()
+    }
+
+    /// Registers a target (it starts `initial`, or `unavailable` without health checks).
+    pub fn register(&self, addr: SocketAddr) -> TargetInfo {
+        self.engine.register(addr).info()
+    }
+
+    /// Deregisters target `id`: it drains for the deregistration delay. `None` if unknown.
+    pub fn deregister(&self, id: u64) -> Option<TargetInfo> {
+        self.engine.targets.deregister(id).map(|t| t.info())
+    }
+
+    /// Forces target `id` healthy or unhealthy, or hands it back to the checks.
+    /// `None` if unknown.
+    pub fn set_health(&self, id: u64, over: HealthOverride) -> Option<TargetInfo> {
+        let target = self.engine.targets.get(id)?;
+        target.set_override(over);
+        Some(target.info())
     }
 
     /// The engine, for code that needs more than the handle offers.
