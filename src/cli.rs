@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the mock upstream app (imitates a Ray Serve/uvicorn app).
     Upstream(UpstreamArgs),
+    /// Probe a running app and say whether it will hit the LB's 502/503/504.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// Flags of the proxy (the main command).
@@ -184,6 +186,7 @@ pub async fn shutdown_signal() {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Upstream(args)) => run_upstream(args).await,
+        Some(Command::Doctor(args)) => crate::doctor::run(args).await,
         None => run_proxy(cli.run).await,
     }
 }

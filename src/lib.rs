@@ -21,12 +21,15 @@
 //! - [`stats`]: counters by status and cause.
 //! - [`upstream`]: the embedded mock app (`lbsim upstream`).
 //! - [`sim`]: the library API for test harnesses ([`Simulator`]).
+//! - [`doctor`]: `lbsim doctor`, a client that probes a running app for the keep-alive,
+//!   health-check and latency settings that lead to 502/503/504 behind the cloud's LB.
 //! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
 
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod deadline;
+pub mod doctor;
 pub mod forward;
 pub mod health;
 pub mod pool;

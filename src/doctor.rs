@@ -1,0 +1,1167 @@
+//! `lbsim doctor`: probe a running app and say, before deploying, whether it will meet the
+//! load balancer's 502, 503 or 504.
+//!
+//! The doctor has no engine of its own: the cloud's values come from [`Config::build`] and
+//! the profile, and the app is probed over raw TCP (tokio + httparse) so that every
+//! connection is under exact control. Three checks, each PASS or RISK:
+//!
+//! - **keep-alive** (502): one request with keep-alive, then the connection is left idle
+//!   until the app closes it (FIN or RST). The wait lasts the LB's backend keep-alive
+//!   (`config.timers.backend_keep_alive`) plus [`KEEP_ALIVE_MARGIN_PERCENT`] %, or
+//!   `--max-wait` if shorter. RISK when the app closes first or at the same time: a close
+//!   within 1 % (at most 1 s) after the LB's value counts as the same time, because the two
+//!   timers then race. When the wait ends with the connection still open the result is
+//!   "at least N s": PASS if N is already past the LB's value, otherwise RISK marked
+//!   inconclusive (`--max-wait` stopped the measurement too early to clear the app).
+//!   An app that answers `Connection: close` (or frames the body by closing) is a PASS:
+//!   the LB never reuses such a connection, so there is nothing to race.
+//! - **health** (503): `GET <health-path>` on a new connection with the cloud's health
+//!   checker `User-Agent`; PASS on status 200 within the health-check timeout
+//!   ([`HEALTH_CHECK_TIMEOUT`], scaled by `--time-scale`).
+//! - **latency** (504): `GET <path>` timed to the first byte and to the end. The relevant
+//!   figure follows the profile's timeout kind: the longest silence (first byte included)
+//!   for an idle timeout (AWS), the whole response for an end-to-end timeout (GCP). RISK
+//!   when it is over half the main timeout (`config.timers.timeout`). The probe waits at
+//!   most the main timeout (end-to-end) or one main timeout of silence (idle), and never
+//!   longer than `--max-wait`.
+//!
+//! The health and latency probes run first, then the keep-alive probe, one connection at a
+//! time, so an app that serves one connection at a time is not misjudged.
+//!
+//! Exit codes: 0 every check passes, 1 a risk was found, 2 the app cannot be reached (or
+//! the flags are wrong).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::cli::resolve_upstream;
+use crate::config::{parse_duration, parse_time_scale, Config, ConfigError, Settings};
+use crate::profile::{Cloud, LbDefaults, Profile, TimeoutKind};
+
+/// The health-check timeout: 5 s on both clouds (before `--time-scale`).
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The keep-alive probe waits the LB's backend keep-alive plus this percentage.
+pub const KEEP_ALIVE_MARGIN_PERCENT: u32 = 10;
+
+/// A response head larger than this is treated as malformed.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// A chunk-size or trailer line longer than this is treated as malformed.
+const MAX_LINE: usize = 8 * 1024;
+
+/// How much of a response body is kept to show in a verdict.
+const BODY_PREFIX: usize = 120;
+
+/// Name of the keep-alive check.
+pub const KEEP_ALIVE: &str = "keep-alive";
+/// Name of the health check.
+pub const HEALTH: &str = "health";
+/// Name of the latency check.
+pub const LATENCY: &str = "latency";
+
+/// `lbsim doctor`: probe a running app and report the load balancer errors it would hit.
+#[derive(clap::Args, Debug)]
+pub struct DoctorArgs {
+    /// Which cloud's load balancer the app will sit behind.
+    #[arg(long, value_enum, default_value = "aws")]
+    pub cloud: Cloud,
+    /// The running app, as host:port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub upstream: String,
+    /// Path the cloud's health check requests (also used for the keep-alive probe).
+    #[arg(long, default_value = "/", value_parser = parse_path, value_name = "PATH")]
+    pub health_path: String,
+    /// Path timed by the latency check.
+    #[arg(long, default_value = "/", value_parser = parse_path, value_name = "PATH")]
+    pub path: String,
+    /// Print one JSON object on stdout instead of lines of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Longest the doctor waits for the app to close an idle connection (or to answer the
+    /// latency probe); a wait cut short is reported as "at least".
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub max_wait: Option<Duration>,
+    /// Start from Anyscale's values (AWS idle 300 s, GCP 600 s) or the provider's (60 s, 30 s).
+    #[arg(long, value_enum, default_value = "anyscale")]
+    pub lb_defaults: LbDefaults,
+    /// AWS idle timeout (also the ALB's keep-alive towards the app).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
+    /// GCP backend service timeout.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub backend_timeout: Option<Duration>,
+    /// Multiply every LB timer, e.g. 0.01 turns 300 s into 3 s.
+    #[arg(long, value_parser = parse_time_scale, default_value = "1", value_name = "F")]
+    pub time_scale: f64,
+}
+
+/// Accepts an origin-form path: starts with `/`, visible ASCII only (no spaces, no CR/LF).
+pub fn parse_path(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && s.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}`: expected a path starting with / and without spaces, e.g. /-/healthz"
+        ))
+    }
+}
+
+/// What to probe and against which load balancer values.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The cloud and its timers, as the proxy takes them.
+    pub settings: Settings,
+    /// The app, as `host:port`.
+    pub upstream: String,
+    /// Health-check path (also requested by the keep-alive probe).
+    pub health_path: String,
+    /// Path timed by the latency check.
+    pub path: String,
+    /// Cap on the keep-alive wait and on the latency probe.
+    pub max_wait: Option<Duration>,
+}
+
+impl Options {
+    /// Defaults for `cloud`: paths `/`, no wait cap.
+    pub fn new(cloud: Cloud, upstream: impl Into<String>) -> Options {
+        Options {
+            settings: Settings::new(cloud),
+            upstream: upstream.into(),
+            health_path: "/".to_string(),
+            path: "/".to_string(),
+            max_wait: None,
+        }
+    }
+}
+
+impl DoctorArgs {
+    /// The options these flags ask for.
+    pub fn options(&self) -> Options {
+        Options {
+            settings: Settings {
+                defaults: self.lb_defaults,
+                idle_timeout: self.idle_timeout,
+                backend_timeout: self.backend_timeout,
+                time_scale: self.time_scale,
+                ..Settings::new(self.cloud)
+            },
+            upstream: self.upstream.clone(),
+            health_path: self.health_path.clone(),
+            path: self.path.clone(),
+            max_wait: self.max_wait,
+        }
+    }
+}
+
+/// Why no report could be made; every variant exits with 2.
+#[derive(Debug, thiserror::Error)]
+pub enum DoctorError {
+    /// The flags contradict the cloud.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A path that cannot go on a request line.
+    #[error("{0}")]
+    BadPath(String),
+    /// The app cannot be reached: unresolvable, refused, or no answer to connect.
+    #[error("cannot reach the app at {upstream}: {reason}")]
+    Unreachable {
+        /// The address as given.
+        upstream: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
+}
+
+/// The result of one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    /// Nothing to fix.
+    Pass,
+    /// The load balancer error is likely (or could not be ruled out).
+    Risk,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "PASS",
+            Verdict::Risk => "RISK",
+        })
+    }
+}
+
+/// One check's verdict with its evidence.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Check {
+    /// `keep-alive`, `health` or `latency`.
+    pub name: &'static str,
+    /// PASS or RISK.
+    pub verdict: Verdict,
+    /// What the app did, in words: `1.003 s`, `at least 2.2 s`, `503 in 0.002 s`.
+    pub measured: String,
+    /// The load balancer's value it was compared with, in words.
+    pub lb_value: String,
+    /// What to change; `null` on PASS.
+    pub fix: Option<String>,
+    /// The whole finding as one sentence (the text line without verdict and fix).
+    pub detail: String,
+    /// The measured figure in seconds, when there is one (a lower bound if `at_least`).
+    pub measured_s: Option<f64>,
+    /// The load balancer's figure in seconds.
+    pub lb_value_s: f64,
+    /// True when the measurement stopped before the app acted: `measured_s` is a lower bound.
+    pub at_least: bool,
+}
+
+/// Everything the doctor found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    /// The cloud checked against.
+    pub cloud: Cloud,
+    /// The app's address as given.
+    pub upstream: String,
+    /// keep-alive, health, latency, in that order.
+    pub checks: Vec<Check>,
+    /// 0 when every check passes, 1 otherwise.
+    pub exit_code: u8,
+}
+
+impl Report {
+    /// The check called `name`.
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+
+    /// One line per check: `RISK  keep-alive  … Fix: …`.
+    pub fn lines(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .map(|c| {
+                let mut line = format!("{}  {:<10}  {}", c.verdict, c.name, c.detail);
+                if let Some(fix) = &c.fix {
+                    line.push_str(". Fix: ");
+                    line.push_str(fix);
+                }
+                line
+            })
+            .collect()
+    }
+}
+
+/// `300 s`, `2.2 s`, `1.003 s` (millisecond precision, no trailing zeros); under a
+/// second in milliseconds: `500 ms`, `0.3 ms`.
+fn fmt_s(d: Duration) -> String {
+    fn trim(text: String) -> String {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    }
+    if d < Duration::from_secs(1) {
+        format!("{} ms", trim(format!("{:.1}", d.as_secs_f64() * 1000.0)))
+    } else {
+        format!("{} s", trim(format!("{:.3}", d.as_secs_f64())))
+    }
+}
+
+/// A duration as a flag value `--max-wait` accepts: `330s`, `2200ms`.
+fn fmt_flag(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The `User-Agent` of the cloud's health checker.
+fn health_checker_agent(cloud: Cloud) -> &'static str {
+    match cloud {
+        Cloud::Aws => "ELB-HealthChecker/2.0",
+        Cloud::Gcp => "GoogleHC/1.0",
+    }
+}
+
+/// What a failing health check leads to on this cloud.
+fn health_consequence(cloud: Cloud) -> &'static str {
+    match cloud {
+        // The ALB fails open when every target is unhealthy, but a new target that never
+        // passes a check never enters service.
+        Cloud::Aws => "the ALB keeps the target out of service (a new deploy never gets traffic; 503 once no target is registered)",
+        Cloud::Gcp => "GCP marks the backend unhealthy and answers 503 when no backend is healthy (it does not fail open)",
+    }
+}
+
+/// An app that answered a TCP connect, with the load balancer values to judge it by.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The cloud's effective values.
+    pub config: Config,
+    /// The app's resolved address.
+    pub addr: SocketAddr,
+}
+
+/// Checks the options, resolves the app and opens (and drops) one connection to it, so that
+/// "cannot reach" is told apart from every other finding.
+pub async fn reach(opts: &Options) -> Result<Target, DoctorError> {
+    let config = Config::build(&opts.settings)?;
+    parse_path(&opts.health_path).map_err(DoctorError::BadPath)?;
+    parse_path(&opts.path).map_err(DoctorError::BadPath)?;
+    let unreachable = |reason: String| DoctorError::Unreachable {
+        upstream: opts.upstream.clone(),
+        reason,
+    };
+    let addr = resolve_upstream(&opts.upstream)
+        .await
+        .map_err(unreachable)?;
+    connect(addr, config.timers.connect_timeout)
+        .await
+        .map_err(unreachable)?;
+    Ok(Target { config, addr })
+}
+
+/// Runs the three checks against a reached app. Health and latency go first, the long
+/// keep-alive wait last, one connection at a time.
+pub async fn probe(opts: &Options, target: &Target) -> Report {
+    let ctx = Ctx {
+        addr: target.addr,
+        config: &target.config,
+        opts,
+    };
+    let health = ctx.health().await;
+    let latency = ctx.latency().await;
+    let keep_alive = ctx.keep_alive().await;
+    let checks = vec![keep_alive, health, latency];
+    let exit_code = if checks.iter().all(|c| c.verdict == Verdict::Pass) {
+        0
+    } else {
+        1
+    };
+    Report {
+        cloud: target.config.profile.cloud,
+        upstream: opts.upstream.clone(),
+        checks,
+        exit_code,
+    }
+}
+
+/// [`reach`] then [`probe`]: `Err` only when no probe could be made (exit code 2).
+pub async fn diagnose(opts: &Options) -> Result<Report, DoctorError> {
+    let target = reach(opts).await?;
+    Ok(probe(opts, &target).await)
+}
+
+/// Runs `lbsim doctor` and prints its findings.
+pub async fn run(args: DoctorArgs) -> ExitCode {
+    let opts = args.options();
+    let fail = |message: String| {
+        eprintln!("lbsim doctor: {message}");
+        if args.json {
+            let obj = serde_json::json!({
+                "cloud": args.cloud,
+                "upstream": args.upstream,
+                "checks": [],
+                "exit_code": 2,
+                "error": message,
+            });
+            println!("{obj}");
+        }
+        ExitCode::from(2)
+    };
+    let target = match reach(&opts).await {
+        Ok(t) => t,
+        Err(e) => return fail(e.to_string()),
+    };
+    let config = &target.config;
+    let wait = keep_alive_wait(config, opts.max_wait);
+    eprintln!(
+        "lbsim doctor: probing {} as the {} would; the keep-alive check waits up to {} \
+         for the app to close an idle connection{}",
+        opts.upstream,
+        config.profile.display_name,
+        fmt_s(wait),
+        if opts.max_wait.is_none() {
+            " (--max-wait shortens it)"
+        } else {
+            ""
+        }
+    );
+    let report = probe(&opts, &target).await;
+    if args.json {
+        match serde_json::to_string(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(format!("cannot write the report as JSON: {e}")),
+        }
+    } else {
+        for line in report.lines() {
+            println!("{line}");
+        }
+    }
+    ExitCode::from(report.exit_code)
+}
+
+/// How long the keep-alive probe waits: the LB's backend keep-alive plus the margin, or
+/// `--max-wait` if shorter.
+fn keep_alive_wait(config: &Config, max_wait: Option<Duration>) -> Duration {
+    let lb = config.timers.backend_keep_alive;
+    let full = lb + lb * KEEP_ALIVE_MARGIN_PERCENT / 100;
+    max_wait.map_or(full, |m| m.min(full))
+}
+
+/// Opens a TCP connection within the connect timeout; the error is a sentence.
+async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, String> {
+    match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            // Latency of small writes must not depend on Nagle; failure here is harmless.
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(format!(
+            "connection to {addr} refused: nothing listens there (start the app, or fix --upstream)"
+        )),
+        Ok(Err(e)) => Err(format!("connect to {addr} failed: {e}")),
+        Err(_) => Err(format!(
+            "connect to {addr} did not complete within {}",
+            fmt_s(limit)
+        )),
+    }
+}
+
+/// Why an exchange did not produce a complete response.
+#[derive(Debug)]
+enum Failure {
+    /// The connection could not be opened.
+    Connect(String),
+    /// Writing the request failed.
+    Write(io::Error),
+    /// The overall deadline or the silence limit passed.
+    TimedOut,
+    /// The app closed the connection (`reset`: with RST).
+    Closed { reset: bool },
+    /// Bytes that are not an HTTP/1.1 response.
+    Malformed(String),
+    /// Any other socket error.
+    Io(io::Error),
+}
+
+/// A complete response.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    reason: String,
+    /// The app allows the connection to be reused.
+    reusable: bool,
+    body_prefix: Vec<u8>,
+}
+
+/// One connection, one request, timed byte by byte.
+struct Exchange {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    sent: Instant,
+    last: Instant,
+    first_byte: Option<Duration>,
+    longest_silence: Duration,
+    overall: Instant,
+    silence_limit: Option<Duration>,
+    got_head: bool,
+    body_prefix: Vec<u8>,
+}
+
+impl Exchange {
+    /// Sends `GET path` on `stream` and starts the clocks.
+    async fn start(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        agent: &str,
+        keep_alive: bool,
+        overall: Duration,
+        silence_limit: Option<Duration>,
+    ) -> Result<Exchange, Failure> {
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {agent}\r\nAccept: */*\r\nConnection: {connection}\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(Failure::Write)?;
+        let sent = Instant::now();
+        Ok(Exchange {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+            sent,
+            last: sent,
+            first_byte: None,
+            longest_silence: Duration::ZERO,
+            overall: sent + overall,
+            silence_limit,
+            got_head: false,
+            body_prefix: Vec::new(),
+        })
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.sent.elapsed()
+    }
+
+    /// Reads more bytes into the buffer, recording when they came.
+    async fn fill(&mut self) -> Result<(), Failure> {
+        let deadline = match self.silence_limit {
+            Some(limit) => self.overall.min(self.last + limit),
+            None => self.overall,
+        };
+        self.buf.reserve(16 * 1024);
+        match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+            Err(_) => {
+                self.longest_silence = self.longest_silence.max(self.last.elapsed());
+                Err(Failure::TimedOut)
+            }
+            Ok(Ok(0)) => Err(Failure::Closed { reset: false }),
+            Ok(Ok(_)) => {
+                let now = Instant::now();
+                self.longest_silence = self.longest_silence.max(now - self.last);
+                self.last = now;
+                if self.first_byte.is_none() {
+                    self.first_byte = Some(now - self.sent);
+                }
+                Ok(())
+            }
+            Ok(Err(e)) if is_reset(&e) => Err(Failure::Closed { reset: true }),
+            Ok(Err(e)) => Err(Failure::Io(e)),
+        }
+    }
+
+    /// Reads one complete response (skipping 1xx heads).
+    async fn response(&mut self) -> Result<Response, Failure> {
+        loop {
+            let (status, reason, version, headers, head_len) = loop {
+                let mut slots = [httparse::EMPTY_HEADER; 100];
+                let mut parsed = httparse::Response::new(&mut slots);
+                match parsed.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let headers: Vec<(String, String)> = parsed
+                            .headers
+                            .iter()
+                            .map(|h| {
+                                (
+                                    h.name.to_ascii_lowercase(),
+                                    String::from_utf8_lossy(h.value).trim().to_ascii_lowercase(),
+                                )
+                            })
+                            .collect();
+                        break (
+                            parsed.code.unwrap_or(0),
+                            parsed.reason.unwrap_or("").to_string(),
+                            parsed.version.unwrap_or(1),
+                            headers,
+                            len,
+                        );
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() > MAX_HEAD => {
+                        return Err(Failure::Malformed(format!(
+                            "response head over {} KiB",
+                            MAX_HEAD / 1024
+                        )));
+                    }
+                    Ok(httparse::Status::Partial) => self.fill().await?,
+                    Err(e) => {
+                        return Err(Failure::Malformed(format!(
+                            "not an HTTP/1.1 response ({e}): {}",
+                            preview(&self.buf)
+                        )))
+                    }
+                }
+            };
+            self.buf.drain(..head_len);
+            if (100..200).contains(&status) && status != 101 {
+                continue;
+            }
+            self.got_head = true;
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let connection = header("connection");
+            let tokens: Vec<&str> = connection.split(',').map(str::trim).collect();
+            let mut reusable = if version == 0 {
+                tokens.contains(&"keep-alive")
+            } else {
+                !tokens.contains(&"close")
+            };
+            let transfer_encoding = header("transfer-encoding");
+            let content_length = header("content-length");
+            if status == 204 || status == 304 || status == 101 {
+                // No body.
+            } else if transfer_encoding
+                .rsplit(',')
+                .next()
+                .is_some_and(|t| t.trim() == "chunked")
+            {
+                self.chunked_body().await?;
+            } else if !content_length.is_empty() {
+                let first = content_length.split(',').next().unwrap_or("").trim();
+                let len: u64 = first.parse().map_err(|_| {
+                    Failure::Malformed(format!("invalid Content-Length `{content_length}`"))
+                })?;
+                self.take(len).await?;
+            } else {
+                // Framed by the close: read to the end; the connection cannot be reused.
+                reusable = false;
+                loop {
+                    let have = self.buf.len();
+                    self.keep_prefix(have);
+                    self.buf.clear();
+                    match self.fill().await {
+                        Ok(()) => {}
+                        Err(Failure::Closed { reset: false }) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            return Ok(Response {
+                status,
+                reason,
+                reusable,
+                body_prefix: std::mem::take(&mut self.body_prefix),
+            });
+        }
+    }
+
+    fn keep_prefix(&mut self, n: usize) {
+        let room = BODY_PREFIX.saturating_sub(self.body_prefix.len());
+        let n = n.min(room).min(self.buf.len());
+        self.body_prefix.extend_from_slice(&self.buf[..n]);
+    }
+
+    /// Consumes `len` body bytes.
+    async fn take(&mut self, mut len: u64) -> Result<(), Failure> {
+        while len > 0 {
+            if self.buf.is_empty() {
+                self.fill().await?;
+            }
+            let n = (self.buf.len() as u64).min(len) as usize;
+            self.keep_prefix(n);
+            self.buf.drain(..n);
+            len -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// One line without its CRLF.
+    async fn line(&mut self) -> Result<String, Failure> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let text = String::from_utf8_lossy(&self.buf[..i])
+                    .trim_end_matches('\r')
+                    .to_string();
+                self.buf.drain(..=i);
+                return Ok(text);
+            }
+            if self.buf.len() > MAX_LINE {
+                return Err(Failure::Malformed("chunk line too long".to_string()));
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn chunked_body(&mut self) -> Result<(), Failure> {
+        loop {
+            let line = self.line().await?;
+            let size_text = line.split(';').next().unwrap_or("").trim();
+            let size = u64::from_str_radix(size_text, 16)
+                .map_err(|_| Failure::Malformed(format!("invalid chunk size `{size_text}`")))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while !self.line().await?.is_empty() {}
+                return Ok(());
+            }
+            self.take(size).await?;
+            if !self.line().await?.is_empty() {
+                return Err(Failure::Malformed("chunk not followed by CRLF".to_string()));
+            }
+        }
+    }
+
+    /// After a response: waits up to `limit` for the app to close the idle connection.
+    /// `Some(idle time)` when it did.
+    async fn wait_for_close(&mut self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let deadline = start + limit;
+        let mut scratch = [0u8; 1024];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+                // Unsolicited bytes (some servers send a 408 before closing): keep waiting.
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+/// The start of `bytes` as printable text.
+fn preview(bytes: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(60)])
+        .chars()
+        .map(|c| if c.is_control() { '.' } else { c })
+        .collect();
+    format!("`{text}`")
+}
+
+/// What went wrong, as words after "GET /x "; `limit` is the deadline a timeout ran into.
+fn describe(f: &Failure, got_head: bool, elapsed: Duration, limit: Duration) -> String {
+    match f {
+        Failure::Connect(e) => format!("could not connect ({e})"),
+        Failure::Write(e) => format!("could not be sent ({e})"),
+        Failure::TimedOut if got_head => {
+            format!("sent a head but no complete body within {}", fmt_s(limit))
+        }
+        Failure::TimedOut => format!("got no answer within {}", fmt_s(limit)),
+        Failure::Closed { reset } => format!(
+            "saw the app {} the connection {} after {}",
+            if *reset { "reset" } else { "close" },
+            if got_head {
+                "in the middle of the body"
+            } else {
+                "before any response"
+            },
+            fmt_s(elapsed)
+        ),
+        Failure::Malformed(e) => format!("got a malformed response: {e}"),
+        Failure::Io(e) => format!("failed: {e}"),
+    }
+}
+
+struct Ctx<'a> {
+    addr: SocketAddr,
+    config: &'a Config,
+    opts: &'a Options,
+}
+
+impl Ctx<'_> {
+    fn profile(&self) -> &'static Profile {
+        self.config.profile
+    }
+
+    async fn exchange(
+        &self,
+        path: &str,
+        agent: &str,
+        keep_alive: bool,
+        overall: Duration,
+        silence_limit: Option<Duration>,
+    ) -> Result<Exchange, Failure> {
+        let stream = connect(self.addr, self.config.timers.connect_timeout)
+            .await
+            .map_err(Failure::Connect)?;
+        Exchange::start(
+            stream,
+            self.addr,
+            path,
+            agent,
+            keep_alive,
+            overall,
+            silence_limit,
+        )
+        .await
+    }
+
+    async fn keep_alive(&self) -> Check {
+        let p = self.profile();
+        let lb = self.config.timers.backend_keep_alive;
+        let lb_s = fmt_s(lb);
+        let lb_name = p.display_name;
+        let path = &self.opts.health_path;
+        let fix = format!(
+            "Set the app's keep-alive above {lb_s} — Ray Serve: `http_options.keep_alive_timeout_s: {}`; \
+             uvicorn `--timeout-keep-alive`; gunicorn `--keep-alive`; Node `server.keepAliveTimeout`",
+            lb.as_secs_f64().ceil() as u64 + 10
+        );
+        let unmeasured_fix = format!(
+            "Make GET {path} answer with keep-alive so it can be measured (--health-path picks \
+             another path); then: {fix}"
+        );
+        let wait = keep_alive_wait(self.config, self.opts.max_wait);
+        // A close this soon after the LB's own timer is a tie: the timers race.
+        let tie = (lb / 100).min(Duration::from_secs(1));
+        let check = |verdict, measured: String, measured_s, at_least, detail, fix| Check {
+            name: KEEP_ALIVE,
+            verdict,
+            measured,
+            lb_value: lb_s.clone(),
+            fix,
+            detail,
+            measured_s,
+            lb_value_s: lb.as_secs_f64(),
+            at_least,
+        };
+
+        let mut ex = match self
+            .exchange(path, "lbsim-doctor", true, self.config.timers.timeout, None)
+            .await
+        {
+            Ok(ex) => ex,
+            Err(f) => {
+                let what = describe(&f, false, Duration::ZERO, Duration::ZERO);
+                return check(
+                    Verdict::Risk,
+                    "unknown".to_string(),
+                    None,
+                    false,
+                    format!("could not measure: GET {path} {what}; {lb_name} keeps idle connections {lb_s}"),
+                    Some(unmeasured_fix.clone()),
+                );
+            }
+        };
+        let response = match ex.response().await {
+            Ok(r) => r,
+            Err(f) => {
+                let what = describe(&f, ex.got_head, ex.elapsed(), self.config.timers.timeout);
+                return check(
+                    Verdict::Risk,
+                    "unknown".to_string(),
+                    None,
+                    false,
+                    format!("could not measure: GET {path} {what}; {lb_name} keeps idle connections {lb_s}"),
+                    Some(unmeasured_fix.clone()),
+                );
+            }
+        };
+        if !response.reusable {
+            return check(
+                Verdict::Pass,
+                "closes after every response".to_string(),
+                Some(0.0),
+                false,
+                format!(
+                    "app closes the connection after every response, so the {lb_name} never \
+                     reuses one: no keep-alive race (a new connection per request)"
+                ),
+                None,
+            );
+        }
+        match ex.wait_for_close(wait).await {
+            Some(idle) if idle <= lb + tie => check(
+                Verdict::Risk,
+                fmt_s(idle),
+                Some(idle.as_secs_f64()),
+                false,
+                format!(
+                    "app closes idle connections after {}; {lb_name} keeps them {lb_s} → 502 on reuse",
+                    fmt_s(idle)
+                ),
+                Some(fix),
+            ),
+            Some(idle) => check(
+                Verdict::Pass,
+                fmt_s(idle),
+                Some(idle.as_secs_f64()),
+                false,
+                format!(
+                    "app closes idle connections after {}; {lb_name} keeps them {lb_s}, so the LB closes first",
+                    fmt_s(idle)
+                ),
+                None,
+            ),
+            None if wait > lb + tie => check(
+                Verdict::Pass,
+                format!("at least {}", fmt_s(wait)),
+                Some(wait.as_secs_f64()),
+                true,
+                format!(
+                    "app kept an idle connection open for at least {} (stopped waiting); \
+                     {lb_name} keeps them {lb_s}, so the LB closes first",
+                    fmt_s(wait)
+                ),
+                None,
+            ),
+            None => {
+                let full = keep_alive_wait(self.config, None);
+                check(
+                    Verdict::Risk,
+                    format!("at least {}", fmt_s(wait)),
+                    Some(wait.as_secs_f64()),
+                    true,
+                    format!(
+                        "app kept an idle connection open for at least {}, but --max-wait ended the \
+                         wait before the {lb_name}'s {lb_s}: inconclusive, counted as a risk",
+                        fmt_s(wait)
+                    ),
+                    Some(format!(
+                        "Re-run with --max-wait {} or more (or without it) to settle it; if the \
+                         app's keep-alive is not above {lb_s}: {fix}",
+                        fmt_flag(full)
+                    )),
+                )
+            }
+        }
+    }
+
+    async fn health(&self) -> Check {
+        let p = self.profile();
+        let cloud = p.cloud;
+        let agent = health_checker_agent(cloud);
+        let limit = HEALTH_CHECK_TIMEOUT.mul_f64(self.config.time_scale);
+        let limit_s = fmt_s(limit);
+        let path = &self.opts.health_path;
+        let lb_value = format!("200 within {limit_s}");
+        let wants = format!("{} health checks want 200 within {limit_s}", p.display_name);
+        let fix = format!(
+            "Make GET {path} answer 200 within {limit_s} (Ray Serve: `/-/healthz`), or point the \
+             health check at a path that does (--health-path to try it)"
+        );
+        let check = |verdict, measured, measured_s, detail, fix| Check {
+            name: HEALTH,
+            verdict,
+            measured,
+            lb_value: lb_value.clone(),
+            fix,
+            detail,
+            measured_s,
+            lb_value_s: limit.as_secs_f64(),
+            at_least: false,
+        };
+        let request = format!("GET {path} as {agent}");
+        let result = match self.exchange(path, agent, false, limit, None).await {
+            Ok(mut ex) => match ex.response().await {
+                Ok(r) => Ok((r, ex.elapsed())),
+                Err(f) => Err((describe(&f, ex.got_head, ex.elapsed(), limit), ex.elapsed())),
+            },
+            Err(f) => Err((
+                describe(&f, false, Duration::ZERO, Duration::ZERO),
+                Duration::ZERO,
+            )),
+        };
+        match result {
+            Ok((r, took)) if r.status == 200 && took < limit => check(
+                Verdict::Pass,
+                format!("200 in {}", fmt_s(took)),
+                Some(took.as_secs_f64()),
+                format!("{request} answered 200 in {}; {wants}", fmt_s(took)),
+                None,
+            ),
+            Ok((r, took)) => {
+                let body = String::from_utf8_lossy(&r.body_prefix);
+                let body = body.trim();
+                let body = if body.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (body {})", preview(body.as_bytes()))
+                };
+                check(
+                    Verdict::Risk,
+                    format!("{} in {}", r.status, fmt_s(took)),
+                    Some(took.as_secs_f64()),
+                    format!(
+                        "{request} answered {} {} in {}{body}; {wants} → {}",
+                        r.status,
+                        r.reason,
+                        fmt_s(took),
+                        health_consequence(cloud)
+                    ),
+                    Some(fix),
+                )
+            }
+            Err((what, took)) => check(
+                Verdict::Risk,
+                what.clone(),
+                Some(took.as_secs_f64()),
+                format!("{request} {what}; {wants} → {}", health_consequence(cloud)),
+                Some(fix),
+            ),
+        }
+    }
+
+    async fn latency(&self) -> Check {
+        let p = self.profile();
+        let lb_name = p.display_name;
+        let timeout = self.config.timers.timeout;
+        let half = timeout / 2;
+        let setting = p.timeout_setting;
+        let lb_value = format!("{setting} {} (risk above {})", fmt_s(timeout), fmt_s(half));
+        let fix = format!(
+            "{} — the {setting} here is {}; `lbsim {}` tries another value",
+            p.timeout_fix,
+            fmt_s(timeout),
+            p.timeout_flag
+        );
+        let path = &self.opts.path;
+        let idle = p.timeout_kind == TimeoutKind::Idle;
+        // Wait as long as the LB would (one timeout of silence, or the whole timeout),
+        // idle streams at most twice the timeout overall, and never past --max-wait.
+        let (mut overall, silence_limit) = if idle {
+            (timeout * 2, Some(timeout))
+        } else {
+            (timeout, None)
+        };
+        if let Some(m) = self.opts.max_wait {
+            overall = overall.min(m);
+        }
+        let check = |verdict, measured, measured_s, at_least, detail, fix| Check {
+            name: LATENCY,
+            verdict,
+            measured,
+            lb_value: lb_value.clone(),
+            fix,
+            detail,
+            measured_s,
+            lb_value_s: timeout.as_secs_f64(),
+            at_least,
+        };
+        let mut ex = match self
+            .exchange(path, "lbsim-doctor", false, overall, silence_limit)
+            .await
+        {
+            Ok(ex) => ex,
+            Err(f) => {
+                let what = describe(&f, false, Duration::ZERO, Duration::ZERO);
+                return check(
+                    Verdict::Risk,
+                    "unknown".to_string(),
+                    None,
+                    false,
+                    format!("could not measure: GET {path} {what}"),
+                    Some(fix),
+                );
+            }
+        };
+        let result = ex.response().await;
+        let total = ex.elapsed();
+        let first = ex.first_byte;
+        let silence = ex.longest_silence;
+        let figure = if idle { silence } else { total };
+        let what = if idle {
+            "longest wait for a byte"
+        } else {
+            "whole response"
+        };
+        let timings = format!(
+            "first byte {}, complete {}",
+            first.map_or("-".to_string(), fmt_s),
+            fmt_s(total)
+        );
+        match result {
+            Ok(r) => {
+                let verdict = if figure > half {
+                    Verdict::Risk
+                } else {
+                    Verdict::Pass
+                };
+                let tail = if verdict == Verdict::Risk {
+                    format!(
+                        "over half the {lb_name} {setting} of {} → 504 once it is a little slower",
+                        fmt_s(timeout)
+                    )
+                } else {
+                    format!("{lb_name} {setting} {}", fmt_s(timeout))
+                };
+                check(
+                    verdict,
+                    format!("{what} {} ({timings})", fmt_s(figure)),
+                    Some(figure.as_secs_f64()),
+                    false,
+                    format!(
+                        "GET {path} answered {}; {what} {} ({timings}); {tail}",
+                        r.status,
+                        fmt_s(figure)
+                    ),
+                    (verdict == Verdict::Risk).then(|| fix.clone()),
+                )
+            }
+            Err(Failure::TimedOut) => {
+                // Stopped waiting: the figure so far is a lower bound.
+                if figure > half {
+                    check(
+                        Verdict::Risk,
+                        format!("{what} at least {} ({timings})", fmt_s(figure)),
+                        Some(figure.as_secs_f64()),
+                        true,
+                        format!(
+                            "GET {path} {what} at least {} ({timings}); over half the {lb_name} \
+                             {setting} of {} → 504",
+                            fmt_s(figure),
+                            fmt_s(timeout)
+                        ),
+                        Some(fix),
+                    )
+                } else if idle && first.is_some() {
+                    // An idle timeout lets a steady stream run: only silences count.
+                    check(
+                        Verdict::Pass,
+                        format!("{what} {} ({timings}, still streaming)", fmt_s(figure)),
+                        Some(figure.as_secs_f64()),
+                        false,
+                        format!(
+                            "GET {path} was still streaming after {} with no silence over {}; \
+                             the {lb_name} {setting} ({}) counts only silences",
+                            fmt_s(total),
+                            fmt_s(figure),
+                            fmt_s(timeout)
+                        ),
+                        None,
+                    )
+                } else {
+                    // Only --max-wait can end the wait this early.
+                    check(
+                        Verdict::Risk,
+                        format!("{what} at least {} ({timings})", fmt_s(figure)),
+                        Some(figure.as_secs_f64()),
+                        true,
+                        format!(
+                            "GET {path} {what} at least {} ({timings}), but --max-wait ended the \
+                             wait before half the {lb_name} {setting} ({}): inconclusive, counted \
+                             as a risk",
+                            fmt_s(figure),
+                            fmt_s(half)
+                        ),
+                        Some(format!(
+                            "Re-run with --max-wait over {} to settle it; if it is slower: {fix}",
+                            fmt_flag(half)
+                        )),
+                    )
+                }
+            }
+            Err(f) => {
+                let what = describe(&f, ex.got_head, total, total);
+                check(
+                    Verdict::Risk,
+                    what.clone(),
+                    None,
+                    false,
+                    format!(
+                        "GET {path} {what} → the {lb_name} answers 502 for a response cut or garbled like this"
+                    ),
+                    Some(
+                        "Check the app's logs: it closed or garbled the response, which the LB \
+                         turns into a 502"
+                            .to_string(),
+                    ),
+                )
+            }
+        }
+    }
+}
