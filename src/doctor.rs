@@ -17,7 +17,7 @@
 //!   the LB never reuses such a connection, so there is nothing to race.
 //! - **health** (503): `GET <health-path>` on a new connection with the cloud's health
 //!   checker `User-Agent`; PASS on status 200 within the health-check timeout
-//!   ([`HEALTH_CHECK_TIMEOUT`], scaled by `--time-scale`).
+//!   (the profile's, scaled by `--time-scale`).
 //! - **latency** (504): `GET <path>` timed to the first byte and to the end. The relevant
 //!   figure follows the profile's timeout kind: the longest silence (first byte included)
 //!   for an idle timeout (AWS), the whole response for an end-to-end timeout (GCP). RISK
@@ -44,9 +44,6 @@ use tokio::time::Instant;
 use crate::cli::resolve_upstream;
 use crate::config::{parse_duration, parse_time_scale, Config, ConfigError, Settings};
 use crate::profile::{Cloud, LbDefaults, Profile, TimeoutKind};
-
-/// The health-check timeout: 5 s on both clouds (before `--time-scale`).
-pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The keep-alive probe waits the LB's backend keep-alive plus this percentage.
 pub const KEEP_ALIVE_MARGIN_PERCENT: u32 = 10;
@@ -283,21 +280,15 @@ fn fmt_flag(d: Duration) -> String {
     }
 }
 
-/// The `User-Agent` of the cloud's health checker.
-fn health_checker_agent(cloud: Cloud) -> &'static str {
-    match cloud {
-        Cloud::Aws => "ELB-HealthChecker/2.0",
-        Cloud::Gcp => "GoogleHC/1.0",
-    }
-}
-
-/// What a failing health check leads to on this cloud.
-fn health_consequence(cloud: Cloud) -> &'static str {
-    match cloud {
-        // The ALB fails open when every target is unhealthy, but a new target that never
-        // passes a check never enters service.
-        Cloud::Aws => "the ALB keeps the target out of service (a new deploy never gets traffic; 503 once no target is registered)",
-        Cloud::Gcp => "GCP marks the backend unhealthy and answers 503 when no backend is healthy (it does not fail open)",
+/// What a failing health check leads to, from the profile's routing rule.
+fn health_consequence(profile: &Profile) -> String {
+    let lb = profile.display_name;
+    if profile.fails_open {
+        // Failing open covers an all-unhealthy group, but a new target that never passes
+        // a check never enters service beside healthy ones.
+        format!("the {lb} keeps the target out of service (a new deploy never gets traffic; 503 once no target is registered)")
+    } else {
+        format!("the {lb} marks the backend unhealthy and answers 503 when no backend is healthy (it does not fail open)")
     }
 }
 
@@ -923,9 +914,8 @@ impl Ctx<'_> {
 
     async fn health(&self) -> Check {
         let p = self.profile();
-        let cloud = p.cloud;
-        let agent = health_checker_agent(cloud);
-        let limit = HEALTH_CHECK_TIMEOUT.mul_f64(self.config.time_scale);
+        let agent = self.config.health.user_agent;
+        let limit = self.config.health.timeout;
         let limit_s = fmt_s(limit);
         let path = &self.opts.health_path;
         let lb_value = format!("200 within {limit_s}");
@@ -981,7 +971,7 @@ impl Ctx<'_> {
                         r.status,
                         r.reason,
                         fmt_s(took),
-                        health_consequence(cloud)
+                        health_consequence(self.config.profile)
                     ),
                     Some(fix),
                 )
@@ -990,7 +980,10 @@ impl Ctx<'_> {
                 Verdict::Risk,
                 what.clone(),
                 Some(took.as_secs_f64()),
-                format!("{request} {what}; {wants} → {}", health_consequence(cloud)),
+                format!(
+                    "{request} {what}; {wants} → {}",
+                    health_consequence(self.config.profile)
+                ),
                 Some(fix),
             ),
         }
