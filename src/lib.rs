@@ -19,12 +19,14 @@
 //! - [`reason`]: why the LB answered instead of the app, and the fix in words.
 //! - [`respond`]: every LB-generated response, built from profile data in one place.
 //! - [`stats`]: counters by status and cause.
+//! - [`accesslog`]: one line per finished request, as the cloud would log it, written off the request path.
 //! - [`upstream`]: the embedded mock app (`lbsim upstream`).
 //! - [`sim`]: the library API for test harnesses ([`Simulator`]).
 //! - [`doctor`]: `lbsim doctor`, a client that probes a running app for the keep-alive,
 //!   health-check and latency settings that lead to 502/503/504 behind the cloud's LB.
 //! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
 
+pub mod accesslog;
 pub mod cli;
 pub mod client;
 pub mod config;
