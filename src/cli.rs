@@ -91,6 +91,15 @@ pub struct RunArgs {
     /// How long a deregistered target drains before in-flight requests are cut (AWS 300s).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub deregistration_delay: Option<Duration>,
+    /// Write an access log to PATH (`-` for stdout), one line per request.
+    #[arg(long, value_name = "PATH")]
+    pub access_log: Option<String>,
+    /// Access-log format (default: the cloud's own, alb or gcp; json is lbsim's schema).
+    #[arg(long, value_enum)]
+    pub log_format: Option<crate::accesslog::LogFormat>,
+    /// Print one plain sentence on stderr per LB-generated error: what, which setting, the fix.
+    #[arg(long)]
+    pub explain: bool,
     /// Keep-alive of the embedded mock app (used only without --upstream).
     #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DURATION")]
     pub mock_keep_alive: Duration,
@@ -267,7 +276,11 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     }
     let mut builder = Simulator::builder(args.cloud)
         .settings(settings)
-        .listen(args.listen);
+        .listen(args.listen)
+        .explain(args.explain);
+    if let Some(path) = &args.access_log {
+        builder = builder.access_log(path, args.log_format);
+    }
     for t in &targets {
         builder = builder.upstream(*t);
     }

@@ -126,17 +126,24 @@ pub enum BodyEnd {
 }
 
 /// A hook run exactly once when a body ends; dropping it unfired reports `Abandoned`.
-pub struct OnEnd(Option<Box<dyn FnOnce(BodyEnd) + Send>>);
+/// The hook also learns how many body bytes went to the client, for the access log.
+pub struct OnEnd {
+    hook: Option<Box<dyn FnOnce(BodyEnd, u64) + Send>>,
+    sent: u64,
+}
 
 impl OnEnd {
     /// Wraps `f`.
-    pub fn new(f: impl FnOnce(BodyEnd) + Send + 'static) -> Self {
-        OnEnd(Some(Box::new(f)))
+    pub fn new(f: impl FnOnce(BodyEnd, u64) + Send + 'static) -> Self {
+        OnEnd {
+            hook: Some(Box::new(f)),
+            sent: 0,
+        }
     }
 
     fn fire(&mut self, end: BodyEnd) {
-        if let Some(f) = self.0.take() {
-            f(end)
+        if let Some(f) = self.hook.take() {
+            f(end, self.sent)
         }
     }
 }
@@ -206,6 +213,9 @@ where
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.deadline.touch();
+                if let Some(data) = frame.data_ref() {
+                    this.on_end.sent += data.len() as u64;
+                }
                 if this.inner.is_end_stream() {
                     this.on_end.fire(BodyEnd::Complete);
                 }

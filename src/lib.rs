@@ -18,6 +18,7 @@
 //! - [`deadline`]: idle and end-to-end timeouts, and the body wrappers that enforce them.
 //! - [`reason`]: why the LB answered instead of the app, and the fix in words.
 //! - [`respond`]: every LB-generated response, built from profile data in one place.
+//! - [`logline`]: what the engine remembers of a request for its access-log line.
 //! - [`stats`]: counters by status and cause.
 //! - [`accesslog`]: one line per finished request, as the cloud would log it, written off the request path.
 //! - [`upstream`]: the embedded mock app (`lbsim upstream`).
@@ -34,6 +35,7 @@ pub mod deadline;
 pub mod doctor;
 pub mod forward;
 pub mod health;
+pub mod logline;
 pub mod pool;
 pub mod profile;
 pub mod proxy;

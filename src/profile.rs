@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::accesslog::LogFormat;
 use crate::reason::Reason;
 
 /// The cloud whose load balancer lbsim imitates.
@@ -169,6 +170,8 @@ pub struct Profile {
     pub fails_open: bool,
     /// How long a deregistered target drains before in-flight requests are cut.
     pub deregistration_delay: Duration,
+    /// The access-log format the cloud writes.
+    pub log_format: LogFormat,
     /// Status and cause word per reason, indexed by [`Reason::index`].
     pub outcomes: [Outcome; Reason::ALL.len()],
     /// Error pages by status; a status without a page falls back to the first one's layout.
@@ -289,6 +292,7 @@ pub static AWS_ALB: Profile = Profile {
         user_agent: "ELB-HealthChecker/2.0",
     },
     fails_open: true,
+    log_format: LogFormat::Alb,
     deregistration_delay: Duration::from_secs(300),
     // Order follows Reason::ALL.
     outcomes: [
@@ -360,6 +364,7 @@ pub static GCP_GFE: Profile = Profile {
         user_agent: "GoogleHC/1.0",
     },
     fails_open: false,
+    log_format: LogFormat::Gcp,
     // Connection draining timeout; not in the reference: the ALB's value, until confirmed.
     deregistration_delay: Duration::from_secs(300),
     outcomes: [

@@ -22,11 +22,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::accesslog::AccessLog;
 use crate::client::{ClientIo, ConnState, InFlight, OnClientTimeout};
 use crate::config::Config;
 use crate::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
 use crate::forward;
 use crate::health;
+use crate::logline::{head_size, Ending, Facts};
 use crate::pool::{Checkout, Conn, ConnectError, Pool};
 use crate::profile::Profile;
 use crate::reason::{explain, Detail, Reason};
@@ -49,6 +51,10 @@ pub struct Engine {
     pub stats: Stats,
     /// Turns true when the simulator stops, ending background tasks (health checks).
     stop: watch::Sender<bool>,
+    /// The cloud-format access log, when asked for.
+    access_log: Option<AccessLog>,
+    /// `--explain`: a plain sentence on stderr per LB-generated error.
+    explain: bool,
 }
 
 /// Why a request got an LB answer instead of the app's.
@@ -60,7 +66,12 @@ struct Failure {
 impl Engine {
     /// An engine for `config` with `targets` registered; starts their health checks, so
     /// it must be called inside a tokio runtime.
-    pub fn new(config: Config, targets: Vec<SocketAddr>) -> Arc<Engine> {
+    pub fn new(
+        config: Config,
+        targets: Vec<SocketAddr>,
+        access_log: Option<AccessLog>,
+        explain: bool,
+    ) -> Arc<Engine> {
         let pool = Pool::new(
             config.timers.backend_keep_alive,
             config.timers.connect_timeout,
@@ -78,6 +89,8 @@ impl Engine {
             pool,
             stats: Stats::default(),
             stop: watch::channel(false).0,
+            access_log,
+            explain,
         });
         for addr in targets {
             engine.register(addr);
@@ -98,6 +111,15 @@ impl Engine {
         target
     }
 
+    /// Waits until every access-log line queued so far is written.
+    pub async fn flush_logs(&self) {
+        if let Some(log) = &self.access_log {
+            if let Err(e) = log.flush().await {
+                tracing::warn!("access log: {e}");
+            }
+        }
+    }
+
     /// Ends background tasks; called when serving stops.
     pub fn stop_background(&self) {
         let _ = self.stop.send(true);
@@ -108,26 +130,61 @@ impl Engine {
     }
 
     /// The cloud's page for `reason`, counted and explained in one log line.
-    pub fn lb_error(&self, reason: Reason, detail: &Detail) -> Response<ProxyBody> {
+    pub fn lb_error(&self, reason: Reason, detail: &Detail, facts: &Facts) -> Response<ProxyBody> {
         let outcome = self.profile().outcome(reason);
-        let why = explain(self.profile(), &self.config.timers, reason, detail);
-        tracing::warn!(
-            status = outcome.status,
-            reason = outcome.code,
-            "{} {}: {why}",
-            outcome.status,
-            outcome.code
+        self.say(
+            reason,
+            detail,
+            &format!("{} {}", outcome.status, outcome.code),
         );
         self.stats.record(Some(outcome.status), Some(outcome.code));
+        // Only a timed-out request was dispatched; the others never reached a target.
+        let dispatched = matches!(
+            reason,
+            Reason::TargetTimeout | Reason::DeregistrationDelayElapsed
+        );
+        self.log_access(
+            facts,
+            Ending {
+                target: detail.target.as_deref().and_then(|t| t.parse().ok()),
+                dispatched: if dispatched {
+                    tokio::time::Instant::now().checked_sub(detail.elapsed)
+                } else {
+                    None
+                },
+                lb_status: Some(outcome.status),
+                reason: Some(outcome.code),
+                sent_bytes: self
+                    .profile()
+                    .page(outcome.status)
+                    .map_or(0, |p| p.body.len() as u64),
+                ..Ending::default()
+            },
+        );
         respond::page(self.profile(), outcome.status, outcome.code)
+    }
+
+    /// The log line (and `--explain` sentence) for an LB-generated error.
+    fn say(&self, reason: Reason, detail: &Detail, what: &str) {
+        let code = self.profile().outcome(reason).code;
+        let why = explain(self.profile(), &self.config.timers, reason, detail);
+        tracing::warn!(reason = code, "{what}: {why}");
+        if self.explain {
+            eprintln!("lbsim explain: {what}: {why}");
+        }
     }
 
     /// Logs a response that was cut after its head went out (no status can be sent).
     fn report_cut(&self, reason: Reason, detail: &Detail) {
         let code = self.profile().outcome(reason).code;
-        let why = explain(self.profile(), &self.config.timers, reason, detail);
-        tracing::warn!(reason = code, "response cut ({code}): {why}");
+        self.say(reason, detail, &format!("response cut ({code})"));
         self.stats.record(None, Some(code));
+    }
+
+    fn log_access(&self, facts: &Facts, ending: Ending) {
+        if let Some(log) = &self.access_log {
+            log.log(facts.record(ending));
+        }
     }
 
     async fn handle(
@@ -138,21 +195,37 @@ impl Engine {
         local: SocketAddr,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let deadline = Deadline::start(self.profile().timeout_kind, self.config.timers.timeout);
+        let (mut parts, body) = req.into_parts();
+        forward::add_request_headers(
+            &mut parts.headers,
+            &self.profile().forwarding,
+            client,
+            local,
+        );
+        let facts = Arc::new(Facts::capture(&parts, client, local));
+        parts.version = Version::HTTP_11;
         let mut pending = Unanswered {
             engine: &self,
             deadline: &deadline,
+            facts: facts.clone(),
             in_flight: Some(conn.begin_request()),
             answered: false,
         };
         let forwarded = self
             .clone()
-            .forward(req, client, local, &deadline, &mut pending.in_flight)
+            .forward(
+                parts,
+                body,
+                facts.clone(),
+                &deadline,
+                &mut pending.in_flight,
+            )
             .await;
         let mut resp = match forwarded {
             Ok(resp) => resp,
             Err(Failure { reason, mut detail }) => {
                 detail.elapsed = deadline.elapsed();
-                self.lb_error(reason, &detail)
+                self.lb_error(reason, &detail, &facts)
             }
         };
         pending.answered = true;
@@ -206,9 +279,9 @@ impl Engine {
 
     async fn forward(
         self: Arc<Self>,
-        req: Request<Incoming>,
-        client: SocketAddr,
-        local: SocketAddr,
+        parts: http::request::Parts,
+        body: Incoming,
+        facts: Arc<Facts>,
         deadline: &Deadline,
         in_flight: &mut Option<InFlight>,
     ) -> Result<Response<ProxyBody>, Failure> {
@@ -218,17 +291,9 @@ impl Engine {
         })?;
         let on_target = picked.start_request();
         let target = picked.addr;
-        let (mut parts, body) = req.into_parts();
-        forward::add_request_headers(
-            &mut parts.headers,
-            &self.profile().forwarding,
-            client,
-            local,
-        );
-        parts.version = Version::HTTP_11;
         let upstream_req = Request::from_parts(parts, Touching::new(body, deadline.clone()));
 
-        let (resp, conn) = tokio::select! {
+        let (resp, conn, dispatched) = tokio::select! {
             biased;
             result = self.exchange(target, upstream_req) => result?,
             _ = picked.drain_over() => {
@@ -252,19 +317,30 @@ impl Engine {
 
         // The head's bytes are traffic: the idle clock restarts when it arrives.
         deadline.touch();
+        let head_at = tokio::time::Instant::now();
         let status = resp.status().as_u16();
         let (mut parts, body) = resp.into_parts();
         let reusable = !says_close(&parts.headers);
         forward::add_response_headers(&mut parts.headers, &self.profile().forwarding);
         self.stats.record(Some(status), None);
+        let head_bytes = 17 + head_size(&parts.headers) as u64;
 
         let engine = self.clone();
         let end_deadline = deadline.clone();
         // The client connection counts as busy until the body ends, not just the head.
         let busy = in_flight.take();
-        let on_end = OnEnd::new(move |end| {
+        let on_end = OnEnd::new(move |end, sent| {
             let _on_target = on_target;
             let _busy = busy;
+            let mut ending = Ending {
+                target: Some(target),
+                dispatched: Some(dispatched),
+                head_at: Some(head_at),
+                lb_status: Some(status),
+                target_status: Some(status),
+                sent_bytes: head_bytes + sent,
+                ..Ending::default()
+            };
             let detail = |error: Option<String>| Detail {
                 target: Some(target.to_string()),
                 elapsed: end_deadline.elapsed(),
@@ -272,20 +348,26 @@ impl Engine {
                 after_head: true,
                 ..Detail::default()
             };
-            match end {
-                BodyEnd::Complete if reusable => engine.pool.checkin(conn),
-                BodyEnd::Complete => {}
-                BodyEnd::Cut => engine.report_cut(Reason::TargetTimeout, &detail(None)),
-                BodyEnd::TargetError(e) => {
-                    engine.report_cut(Reason::TargetClosedConnection, &detail(Some(e)))
+            let cut = match end {
+                BodyEnd::Complete if reusable => {
+                    engine.pool.checkin(conn);
+                    None
                 }
-                BodyEnd::Killed => {
-                    engine.report_cut(Reason::DeregistrationDelayElapsed, &detail(None))
-                }
+                BodyEnd::Complete => None,
+                BodyEnd::Cut => Some((Reason::TargetTimeout, None)),
+                BodyEnd::TargetError(e) => Some((Reason::TargetClosedConnection, Some(e))),
+                BodyEnd::Killed => Some((Reason::DeregistrationDelayElapsed, None)),
                 BodyEnd::Abandoned => {
-                    tracing::info!(target = %target, "client closed the connection before the response ended")
+                    tracing::info!(target = %target, "client closed the connection before the response ended");
+                    None
                 }
+            };
+            if let Some((reason, error)) = cut {
+                engine.report_cut(reason, &detail(error));
+                ending.cut = true;
+                ending.reason = Some(engine.profile().outcome(reason).code);
             }
+            engine.log_access(&facts, ending);
         });
         let body = DeadlineBody::new(body, deadline.clone(), on_end).cut_when(picked.drain_over());
         Ok(Response::from_parts(parts, Either::Right(body)))
@@ -296,7 +378,7 @@ impl Engine {
         &self,
         target: SocketAddr,
         req: Request<Touching<Incoming>>,
-    ) -> Result<(Response<Incoming>, Conn), Failure> {
+    ) -> Result<(Response<Incoming>, Conn, tokio::time::Instant), Failure> {
         let fail = |reason, idle_for, error: Option<String>| Failure {
             reason,
             detail: Detail {
@@ -325,12 +407,16 @@ impl Engine {
                 return Err(fail(Reason::ConnectRefused, None, Some(e.to_string())))
             }
         };
+        let mut dispatched = tokio::time::Instant::now();
         let sent = match conn.sender.ready().await {
-            Ok(()) => conn.sender.send_request(req).await,
+            Ok(()) => {
+                dispatched = tokio::time::Instant::now();
+                conn.sender.send_request(req).await
+            }
             Err(e) => Err(e),
         };
         match sent {
-            Ok(resp) => Ok((resp, conn)),
+            Ok(resp) => Ok((resp, conn, dispatched)),
             Err(e) => {
                 let reason = classify(&e, &conn);
                 Err(fail(reason, Some(conn.idle_for), Some(describe(&e))))
@@ -343,6 +429,7 @@ impl Engine {
 struct Unanswered<'a> {
     engine: &'a Engine,
     deadline: &'a Deadline,
+    facts: Arc<Facts>,
     /// Held until the answer is complete; a streamed body takes it along.
     in_flight: Option<InFlight>,
     answered: bool,
@@ -373,6 +460,14 @@ impl Drop for Unanswered<'_> {
             self.engine
                 .stats
                 .record(Some(outcome.status), Some(outcome.code));
+            self.engine.log_access(
+                &self.facts,
+                Ending {
+                    lb_status: Some(outcome.status),
+                    reason: Some(outcome.code),
+                    ..Ending::default()
+                },
+            );
         }
     }
 }

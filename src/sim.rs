@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::accesslog::{AccessLog, LogFormat};
 use crate::config::{Config, ConfigError, RaceWindow, Settings};
 use crate::profile::{Cloud, LbDefaults};
 use crate::proxy::{self, Engine};
@@ -21,6 +22,14 @@ pub enum StartError {
     /// The settings contradict the cloud.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The access log could not be opened.
+    #[error("cannot open access log {path}: {source}")]
+    AccessLog {
+        /// The path asked for.
+        path: String,
+        /// The file error.
+        source: io::Error,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -31,10 +40,18 @@ pub enum StartError {
     },
 }
 
+/// Lines the access log may queue before it drops (and counts) the excess: the request
+/// path never waits on a slow log destination.
+pub const ACCESS_LOG_CAPACITY: usize = 8192;
+
 /// Builds a simulator; see [`Simulator::builder`].
 #[derive(Clone, Debug)]
 pub struct SimulatorBuilder {
     settings: Settings,
+    /// Access-log destination (`-` for stdout) and format (None: the cloud's own).
+    access_log: Option<(String, Option<LogFormat>)>,
+    /// Plain sentence on stderr per LB-generated error.
+    explain: bool,
     listen: SocketAddr,
     upstreams: Vec<SocketAddr>,
 }
@@ -62,6 +79,8 @@ impl Simulator {
     pub fn builder(cloud: Cloud) -> SimulatorBuilder {
         SimulatorBuilder {
             settings: Settings::new(cloud),
+            access_log: None,
+            explain: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             upstreams: Vec::new(),
         }
@@ -159,6 +178,16 @@ impl SimulatorBuilder {
         self.settings.shutdown_grace = d;
         self
     }
+    /// Writes an access log to `path` (`-`: stdout) in `format` (None: the cloud's own).
+    pub fn access_log(mut self, path: &str, format: Option<LogFormat>) -> Self {
+        self.access_log = Some((path.to_string(), format));
+        self
+    }
+    /// Prints a plain sentence on stderr for each LB-generated error.
+    pub fn explain(mut self, on: bool) -> Self {
+        self.explain = on;
+        self
+    }
     /// Replaces all settings at once (the CLI uses this).
     pub fn settings(mut self, s: Settings) -> Self {
         self.settings = s;
@@ -168,6 +197,20 @@ impl SimulatorBuilder {
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(self) -> Result<SimHandle, StartError> {
         let config = Config::build(&self.settings)?;
+        let access_log = match &self.access_log {
+            Some((path, format)) => {
+                let format = format.unwrap_or(config.profile.log_format);
+                Some(
+                    AccessLog::open(path, format, ACCESS_LOG_CAPACITY).map_err(|source| {
+                        StartError::AccessLog {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?,
+                )
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(self.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -181,7 +224,7 @@ impl SimulatorBuilder {
         Ok(SimHandle::serve(
             listener,
             addr,
-            Engine::new(config, self.upstreams),
+            Engine::new(config, self.upstreams, access_log, self.explain),
         ))
     }
 }
@@ -269,6 +312,7 @@ impl SimHandle {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        self.engine.flush_logs().await;
     }
 }
 

@@ -1,0 +1,141 @@
+//! What the engine remembers about a request so that, when it ends, one access-log
+//! [`Record`] can be written in the cloud's format.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use http::request::Parts;
+use http::HeaderMap;
+use tokio::time::Instant;
+
+use crate::accesslog::{version_str, Record};
+
+/// Facts captured when a request arrives (after the LB's headers were added).
+#[derive(Debug)]
+pub struct Facts {
+    start_wall: SystemTime,
+    start: Instant,
+    client: SocketAddr,
+    listener: SocketAddr,
+    method: String,
+    host: String,
+    path: String,
+    version: &'static str,
+    user_agent: Option<String>,
+    trace_id: Option<String>,
+    /// Request line and headers as received, plus the declared body length.
+    received_bytes: u64,
+}
+
+/// How the request ended, as far as the log cares.
+#[derive(Debug, Default)]
+pub struct Ending {
+    /// Target chosen, if any.
+    pub target: Option<SocketAddr>,
+    /// When the connection to the target was ready and the request went out.
+    pub dispatched: Option<Instant>,
+    /// When the target's response head arrived.
+    pub head_at: Option<Instant>,
+    /// Status sent to the client (None: nothing was sent).
+    pub lb_status: Option<u16>,
+    /// Status the target sent.
+    pub target_status: Option<u16>,
+    /// Response bytes sent (head estimate plus body).
+    pub sent_bytes: u64,
+    /// lbsim's cause code when the LB answered or cut.
+    pub reason: Option<&'static str>,
+    /// The response head went out and the body was cut.
+    pub cut: bool,
+}
+
+/// The cloud's word for a response the backend sent itself.
+const SENT_BY_BACKEND: &str = "response_sent_by_backend";
+
+impl Facts {
+    /// Captures what the log needs from a request head.
+    pub fn capture(parts: &Parts, client: SocketAddr, listener: SocketAddr) -> Facts {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let host = header("host")
+            .map(|h| {
+                h.rsplit_once(':')
+                    .map_or(h.clone(), |(host, _)| host.to_string())
+            })
+            .unwrap_or_default();
+        let trace_id = header("x-amzn-trace-id").or_else(|| header("x-cloud-trace-context"));
+        let declared: u64 = header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
+        let line = parts.method.as_str().len() + path.len() + 11;
+        Facts {
+            start_wall: SystemTime::now(),
+            start: Instant::now(),
+            client,
+            listener,
+            method: parts.method.to_string(),
+            host,
+            path,
+            version: version_str(parts.version),
+            user_agent: header("user-agent"),
+            trace_id,
+            received_bytes: (line + head_size(&parts.headers)) as u64 + declared,
+        }
+    }
+
+    /// The record for this request ending as `e`.
+    pub fn record(&self, e: Ending) -> Record {
+        let now = Instant::now();
+        let request_processing = e
+            .dispatched
+            .map(|d| d.saturating_duration_since(self.start));
+        let target_processing = match (e.dispatched, e.head_at) {
+            (Some(d), Some(h)) => Some(h.saturating_duration_since(d)),
+            _ => None,
+        };
+        // From the head's arrival to the head going out: lbsim forwards at once.
+        let response_processing = e.head_at.map(|_| Duration::ZERO);
+        Record {
+            start: self.start_wall,
+            end: self.start_wall + now.saturating_duration_since(self.start),
+            client: self.client,
+            listener: self.listener,
+            target: e.target,
+            request_processing,
+            target_processing,
+            response_processing,
+            lb_status: e.lb_status,
+            target_status: e.target_status,
+            received_bytes: self.received_bytes,
+            sent_bytes: e.sent_bytes,
+            method: self.method.clone(),
+            scheme: "http",
+            host: self.host.clone(),
+            port: self.listener.port(),
+            path: self.path.clone(),
+            version: self.version,
+            user_agent: self.user_agent.clone(),
+            trace_id: self.trace_id.clone(),
+            reason: e.reason,
+            status_details: e.reason.unwrap_or(SENT_BY_BACKEND),
+            cut: e.cut,
+        }
+    }
+}
+
+/// Bytes of a header block as it travels: `name: value\r\n` each, and the blank line.
+pub fn head_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.as_bytes().len() + 4)
+        .sum::<usize>()
+        + 2
+}

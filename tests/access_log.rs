@@ -1,0 +1,108 @@
+//! The access log in the cloud's own format, written by a running lbsim.
+
+mod support;
+
+use std::time::Duration;
+
+use lbsim::accesslog::LogFormat;
+use lbsim::{Cloud, RaceWindow, Simulator};
+use support::*;
+
+fn temp_log(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("lbsim-{}-{name}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// ALB fields 5..=10: client, target, three timings, elb status, target status.
+fn timing_and_status(line: &str) -> Vec<String> {
+    line.split(' ')
+        .skip(5)
+        .take(5)
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn alb_lines_for_a_200_a_504_and_a_keep_alive_race() {
+    let app = mock(Duration::from_millis(200)).await;
+    let path = temp_log("alb");
+    let lb = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
+        .upstream(app.addr)
+        .idle_timeout(Duration::from_millis(400))
+        .race_window(RaceWindow::Always)
+        .access_log(path.to_str().unwrap(), None)
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+    for _ in 0..300 {
+        if app
+            .stats
+            .idle_closes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(client.get("/").await.status, 502);
+    assert_eq!(client.get("/sleep/2").await.status, 504);
+    lb.shutdown().await;
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines.iter().all(|l| l.starts_with("http ")), "{text}");
+    let ok = timing_and_status(lines[0]);
+    assert_eq!(&ok[3..], ["200", "200"], "{}", lines[0]);
+    assert_ne!(ok[0], "-1");
+    let race = timing_and_status(lines[1]);
+    assert_eq!(race, ["-1", "-1", "-1", "502", "-"], "{}", lines[1]);
+    let timeout = timing_and_status(lines[2]);
+    assert_eq!(&timeout[1..], ["-1", "-1", "504", "-"], "{}", lines[2]);
+    assert!(
+        lines[2].contains("\"GET http://lbsim.test:"),
+        "{}",
+        lines[2]
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn gcp_entries_carry_status_details() {
+    let app = mock(Duration::from_secs(5)).await;
+    let path = temp_log("gcp");
+    let lb = Simulator::builder(Cloud::Gcp)
+        .no_health_checks()
+        .upstream(app.addr)
+        .upstream(closed_port().await)
+        .access_log(path.to_str().unwrap(), Some(LogFormat::Gcp))
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+    assert_eq!(client.get("/").await.status, 502);
+    lb.shutdown().await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 2, "{text}");
+    let details: Vec<&str> = entries
+        .iter()
+        .map(|e| e["jsonPayload"]["statusDetails"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        details,
+        ["response_sent_by_backend", "failed_to_connect_to_backend"]
+    );
+    assert_eq!(entries[1]["httpRequest"]["status"], 502);
+    assert_eq!(entries[0]["httpRequest"]["requestMethod"], "GET");
+    let _ = std::fs::remove_file(&path);
+}
