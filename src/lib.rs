@@ -26,6 +26,41 @@
 //! - [`doctor`]: `lbsim doctor`, a client that probes a running app for the keep-alive,
 //!   health-check and latency settings that lead to 502/503/504 behind the cloud's LB.
 //! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
+//!
+//! # In a test harness
+//!
+//! Start the mock app and a simulator on port 0, drive it over real sockets, assert on
+//! what the load balancer did:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lbsim::{Cloud, MockOptions, MockUpstream, Simulator};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! #[tokio::test]
+//! async fn slow_app_gets_the_alb_504() {
+//!     let app = MockUpstream::start("127.0.0.1:0".parse().unwrap(), MockOptions::default())
+//!         .await
+//!         .unwrap();
+//!     let lb = Simulator::builder(Cloud::Aws)
+//!         .upstream(app.addr)
+//!         .no_health_checks()
+//!         .idle_timeout(Duration::from_millis(300))
+//!         .start()
+//!         .await
+//!         .unwrap();
+//!     let mut conn = tokio::net::TcpStream::connect(lb.addr()).await.unwrap();
+//!     conn.write_all(b"GET /sleep/2 HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+//!     let mut buf = vec![0; 1024];
+//!     let n = conn.read(&mut buf).await.unwrap();
+//!     assert!(buf[..n].starts_with(b"HTTP/1.1 504 Gateway Time-out\r\n"));
+//!     assert_eq!(lb.stats().by_reason.get("target_idle_timeout"), Some(&1));
+//!     lb.shutdown().await;
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! `examples/harness.rs` reproduces the keep-alive 502 and its fix the same way.
 
 pub mod accesslog;
 pub mod cli;
