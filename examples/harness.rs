@@ -12,7 +12,8 @@ use tokio::net::TcpStream;
 
 /// Sends `GET /` on `conn` and returns the status code of the answer.
 async fn get(conn: &mut TcpStream) -> std::io::Result<u16> {
-    conn.write_all(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n").await?;
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")
+        .await?;
     let mut buf = vec![0u8; 4096];
     let n = conn.read(&mut buf).await?;
     let head = String::from_utf8_lossy(&buf[..n]);

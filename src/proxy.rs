@@ -167,11 +167,23 @@ impl Engine {
     /// The log line (and `--explain` sentence) for an LB-generated error.
     fn say(&self, reason: Reason, detail: &Detail, what: &str) {
         let code = self.profile().outcome(reason).code;
-        let why = explain(self.profile(), &self.config.timers, reason, detail);
+        let why = explain(&self.config, reason, detail);
         tracing::warn!(reason = code, "{what}: {why}");
         if self.explain {
             eprintln!("lbsim explain: {what}: {why}");
         }
+    }
+
+    /// Counts and explains an outcome whose bytes (if any) did not go through hyper:
+    /// a 408 written on the socket, a 460 that is only logged.
+    fn answered_outside_hyper(&self, reason: Reason, detail: &Detail) {
+        let outcome = self.profile().outcome(reason);
+        self.say(
+            reason,
+            detail,
+            &format!("{} {}", outcome.status, outcome.code),
+        );
+        self.stats.record(Some(outcome.status), Some(outcome.code));
     }
 
     /// Logs a response that was cut after its head went out (no status can be sent).
@@ -253,23 +265,7 @@ impl Engine {
             }),
             report: Box::new(move |stalled| {
                 if stalled {
-                    let outcome = report_engine.profile().outcome(Reason::ClientTimeout);
-                    let why = explain(
-                        report_engine.profile(),
-                        &report_engine.config.timers,
-                        Reason::ClientTimeout,
-                        &Detail::default(),
-                    );
-                    tracing::warn!(
-                        status = outcome.status,
-                        reason = outcome.code,
-                        "{} {}: {why}",
-                        outcome.status,
-                        outcome.code
-                    );
-                    report_engine
-                        .stats
-                        .record(Some(outcome.status), Some(outcome.code));
+                    report_engine.answered_outside_hyper(Reason::ClientTimeout, &Detail::default());
                 } else {
                     tracing::debug!("closed an idle client connection");
                 }
@@ -444,22 +440,7 @@ impl Drop for Unanswered<'_> {
                 elapsed: self.deadline.elapsed(),
                 ..Detail::default()
             };
-            let why = explain(
-                self.engine.profile(),
-                &self.engine.config.timers,
-                reason,
-                &detail,
-            );
-            tracing::info!(
-                status = outcome.status,
-                reason = outcome.code,
-                "{} {}: {why}",
-                outcome.status,
-                outcome.code
-            );
-            self.engine
-                .stats
-                .record(Some(outcome.status), Some(outcome.code));
+            self.engine.answered_outside_hyper(reason, &detail);
             self.engine.log_access(
                 &self.facts,
                 Ending {

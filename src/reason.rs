@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::profile::Profile;
+use crate::config::Config;
 
 /// Every cause for which the load balancer itself answers (or cuts) a response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -86,22 +86,33 @@ fn secs(d: Duration) -> String {
     }
 }
 
+/// An LB timer as the user configured it: the scaled value, and the full-scale one when
+/// `--time-scale` is in use, so the advice stays in real-world numbers.
+fn lb_secs(config: &Config, d: Duration) -> String {
+    if config.time_scale == 1.0 {
+        secs(d)
+    } else {
+        format!(
+            "{} ({} at full scale)",
+            secs(d),
+            secs(d.div_f64(config.time_scale))
+        )
+    }
+}
+
 /// The sentence logged for an LB-generated error: what happened and what to change.
-pub fn explain(
-    profile: &Profile,
-    timers: &crate::config::Timers,
-    reason: Reason,
-    d: &Detail,
-) -> String {
+pub fn explain(config: &Config, reason: Reason, d: &Detail) -> String {
+    let profile = config.profile;
+    let timers = &config.timers;
     let lb = profile.display_name;
     let target = d.target.as_deref().unwrap_or("the target");
     match reason {
         Reason::TargetTimeout => {
             let setting = profile.timeout_setting;
-            let t = secs(timers.timeout);
+            let t = lb_secs(config, timers.timeout);
             if d.after_head {
                 format!(
-                    "{target} was still sending its response when the {lb} {setting} ({t}) ran out; \
+                    "{target} was still sending its response when the {lb} {setting} of {t} ran out; \
                      the connection was cut mid-body. {}",
                     profile.timeout_fix
                 )
@@ -116,7 +127,7 @@ pub fn explain(
         Reason::ConnectTimeout => format!(
             "TCP connect to {target} did not complete within the {lb} connect timeout of {}: \
              the app is overloaded or its listen backlog is full; check that it accepts connections",
-            secs(timers.connect_timeout)
+            lb_secs(config, timers.connect_timeout)
         ),
         Reason::ConnectRefused => format!(
             "{target} refused the connection ({}): nothing listens there. Start the app, or fix the \
@@ -128,16 +139,19 @@ pub fn explain(
              The app crashed, was killed, or closes connections under load; check its logs",
             d.error.as_deref().unwrap_or("connection closed")
         ),
-        Reason::KeepAliveRace => format!(
-            "{target} had closed an idle keep-alive connection (idle ~{}) that the {lb} still \
-             considered open, and the request was sent on it. The {lb} keeps backend connections \
-             {}. Set the app's keep-alive above that — Ray Serve: \
-             `http_options.keep_alive_timeout_s: {}` or more; uvicorn `--timeout-keep-alive`; \
-             gunicorn `--keep-alive`; Node `server.keepAliveTimeout`",
-            secs(d.idle_for.unwrap_or_default()),
-            secs(timers.backend_keep_alive),
-            timers.backend_keep_alive.as_secs() + 10,
-        ),
+        Reason::KeepAliveRace => {
+            let full_scale = timers.backend_keep_alive.div_f64(config.time_scale);
+            format!(
+                "the app at {target} closed an idle connection after ~{}; the {lb} keeps them {} and \
+                 sent this request on it. Set the app's keep-alive above {} — Ray Serve: \
+                 `http_options.keep_alive_timeout_s: {}` or more; uvicorn `--timeout-keep-alive`; \
+                 gunicorn `--keep-alive`; Node `server.keepAliveTimeout`",
+                secs(d.idle_for.unwrap_or_default()),
+                lb_secs(config, timers.backend_keep_alive),
+                secs(full_scale),
+                full_scale.as_secs() + 10,
+            )
+        }
         Reason::MalformedResponse => format!(
             "{target} sent a response that is not valid HTTP/1.1 ({}); check what the app writes \
              on the socket (a debug print to stdout of a raw socket server, a wrong protocol, TLS on a plain port)",
@@ -147,17 +161,21 @@ pub fn explain(
             "the {lb} target group has no registered targets; register the app (or wait for the deploy to register it)"
         ),
         Reason::NoHealthyTargets => format!(
-            "no target passes the {lb} health check and the {lb} does not fail open; make the health \
-             check path answer 200 (Ray Serve: `/-/healthz`), or wait for the healthy threshold after a start"
+            "no target passes the {lb} health check (GET {}) and the {lb} does not fail open; make the \
+             health check path answer 200 (Ray Serve: `/-/healthz`), or wait {} × {} after a start",
+            config.health.path,
+            config.health.thresholds.healthy,
+            lb_secs(config, config.health.interval),
         ),
         Reason::DeregistrationDelayElapsed => format!(
             "{target} was deregistered and the request was still running when the deregistration \
-             delay ended; raise the delay above your longest request, or finish requests sooner"
+             delay of {} ended; raise the delay above your longest request, or finish requests sooner",
+            lb_secs(config, timers.deregistration_delay)
         ),
         Reason::ClientTimeout => format!(
             "the client started a request and then sent nothing for the {lb} client timeout of {}; \
              the client (or a proxy in front of it) stalled mid-request: send the whole request promptly",
-            secs(timers.client_idle)
+            lb_secs(config, timers.client_idle)
         ),
         Reason::ClientClosed => format!(
             "the client closed its connection after {} while {target} was still working; a client \
