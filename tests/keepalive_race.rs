@@ -125,3 +125,71 @@ async fn with_a_short_race_window_the_lb_learns_and_redials() {
         2
     );
 }
+
+/// The README promise for the race: run the binary on its embedded mock app with a 1 s
+/// keep-alive, and the 502's log line names the mismatch and the Ray Serve setting.
+#[tokio::test]
+async fn binary_explains_the_race_with_the_fix() {
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lbsim"))
+        .args(["--cloud", "aws", "--listen", &listen.to_string()])
+        .args([
+            "--mock-keep-alive",
+            "300ms",
+            "--race-window",
+            "always",
+            "--explain",
+        ])
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("lbsim starts")
+            .unwrap()
+            .expect("stderr open");
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let mut client = RawClient::connect(listen).await;
+    assert_eq!(client.get("/").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await; // the app's 300 ms keep-alive lapses
+    let dead = client.get("/").await;
+    assert_eq!(dead.status, 502);
+    let explained = loop {
+        let line = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+            .await
+            .expect("an explanation")
+            .unwrap()
+            .expect("stderr open");
+        if line.starts_with("lbsim explain: 502 target_closed_connection") {
+            break line;
+        }
+    };
+    assert!(
+        explained.contains("closed an idle connection after ~3"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains(" ms; the AWS ALB keeps them 300 s"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("`http_options.keep_alive_timeout_s: 310`"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("uvicorn `--timeout-keep-alive`"),
+        "{explained}"
+    );
+}
