@@ -237,12 +237,11 @@ impl Config {
         }
         let scale = |d: Duration| d.mul_f64(s.time_scale);
         let hd = profile.health;
+        let healthy = s.healthy_threshold.unwrap_or(hd.healthy_threshold);
         let thresholds = Thresholds {
-            healthy: s.healthy_threshold.unwrap_or(hd.healthy_threshold),
+            healthy,
             unhealthy: s.unhealthy_threshold.unwrap_or(hd.unhealthy_threshold),
-            initial: s
-                .healthy_threshold
-                .map_or(hd.initial_passes, |h| h.min(hd.initial_passes)),
+            initial: hd.initial_passes.map_or(healthy, |n| n.min(healthy)),
         };
         if thresholds.healthy == 0 || thresholds.unhealthy == 0 {
             return Err(ConfigError::Zero(

@@ -44,6 +44,8 @@ pub struct Ending {
     pub sent_bytes: u64,
     /// lbsim's cause code when the LB answered or cut.
     pub reason: Option<&'static str>,
+    /// The cloud's request-log word for that cause (GCP `statusDetails`).
+    pub log_word: Option<&'static str>,
     /// The response head went out and the body was cut.
     pub cut: bool,
 }
@@ -125,7 +127,7 @@ impl Facts {
             user_agent: self.user_agent.clone(),
             trace_id: self.trace_id.clone(),
             reason: e.reason,
-            status_details: e.reason.unwrap_or(SENT_BY_BACKEND),
+            status_details: e.log_word.or(e.reason).unwrap_or(SENT_BY_BACKEND),
             cut: e.cut,
         }
     }

@@ -94,6 +94,9 @@ pub struct Outcome {
     pub status: u16,
     /// Stable snake_case cause in `x-lbsim-reason` (AWS-style, or GCP `statusDetails`).
     pub code: &'static str,
+    /// The word the cloud's own request log uses (GCP `statusDetails`), where it differs
+    /// from lbsim's cause word.
+    pub log_word: &'static str,
 }
 
 /// One error page, byte for byte.
@@ -131,8 +134,8 @@ pub struct HealthDefaults {
     pub healthy_threshold: u32,
     /// Consecutive failures to become unhealthy.
     pub unhealthy_threshold: u32,
-    /// Passes a newly registered target needs before traffic.
-    pub initial_passes: u32,
+    /// Passes a newly registered target needs before traffic; `None`: the healthy threshold.
+    pub initial_passes: Option<u32>,
     /// The checker's `User-Agent`.
     pub user_agent: &'static str,
 }
@@ -257,7 +260,20 @@ macro_rules! gfe_page {
 }
 
 const fn outcome(status: u16, code: &'static str) -> Outcome {
-    Outcome { status, code }
+    Outcome {
+        status,
+        code,
+        log_word: code,
+    }
+}
+
+/// An outcome whose request-log word differs from lbsim's cause word.
+const fn logged_as(status: u16, code: &'static str, log_word: &'static str) -> Outcome {
+    Outcome {
+        status,
+        code,
+        log_word,
+    }
 }
 
 /// AWS Application Load Balancer (aws-alb.md).
@@ -288,7 +304,7 @@ pub static AWS_ALB: Profile = Profile {
         healthy_threshold: 5,
         unhealthy_threshold: 2,
         // "A newly registered target ... needs one passing check" (aws-alb.md).
-        initial_passes: 1,
+        initial_passes: Some(1),
         user_agent: "ELB-HealthChecker/2.0",
     },
     fails_open: true,
@@ -299,6 +315,7 @@ pub static AWS_ALB: Profile = Profile {
         outcome(504, "target_idle_timeout"),
         outcome(504, "target_connect_timeout"),
         outcome(502, "target_connection_refused"),
+        outcome(502, "target_closed_connection"),
         outcome(502, "target_closed_connection"),
         outcome(502, "target_closed_connection"),
         outcome(502, "target_malformed_response"),
@@ -360,7 +377,7 @@ pub static GCP_GFE: Profile = Profile {
         healthy_threshold: 2,
         unhealthy_threshold: 2,
         // "A backend counts only once healthy": the full threshold from the start.
-        initial_passes: 2,
+        initial_passes: None,
         user_agent: "GoogleHC/1.0",
     },
     fails_open: false,
@@ -372,10 +389,12 @@ pub static GCP_GFE: Profile = Profile {
         outcome(502, "failed_to_connect_to_backend"),
         outcome(502, "failed_to_connect_to_backend"),
         outcome(502, "backend_connection_closed_before_data_sent_to_client"),
+        outcome(502, "backend_connection_closed_after_partial_response_sent"),
         outcome(502, "backend_connection_closed_before_data_sent_to_client"),
         outcome(502, "backend_response_corrupted"),
-        outcome(503, "no_registered_targets"),
-        outcome(503, "no_healthy_backend"),
+        // GCP logs both as failed_to_pick_backend; the header keeps them apart.
+        logged_as(503, "no_registered_targets", "failed_to_pick_backend"),
+        logged_as(503, "no_healthy_backend", "failed_to_pick_backend"),
         outcome(502, "deregistration_delay_elapsed"),
         outcome(400, "malformed_request"),
         outcome(408, "client_timed_out"),

@@ -154,6 +154,7 @@ impl Engine {
                 },
                 lb_status: Some(outcome.status),
                 reason: Some(outcome.code),
+                log_word: Some(outcome.log_word),
                 sent_bytes: self
                     .profile()
                     .page(outcome.status)
@@ -351,7 +352,7 @@ impl Engine {
                 }
                 BodyEnd::Complete => None,
                 BodyEnd::Cut => Some((Reason::TargetTimeout, None)),
-                BodyEnd::TargetError(e) => Some((Reason::TargetClosedConnection, Some(e))),
+                BodyEnd::TargetError(e) => Some((Reason::TargetClosedMidBody, Some(e))),
                 BodyEnd::Killed => Some((Reason::DeregistrationDelayElapsed, None)),
                 BodyEnd::Abandoned => {
                     tracing::info!(target = %target, "client closed the connection before the response ended");
@@ -361,7 +362,9 @@ impl Engine {
             if let Some((reason, error)) = cut {
                 engine.report_cut(reason, &detail(error));
                 ending.cut = true;
-                ending.reason = Some(engine.profile().outcome(reason).code);
+                let outcome = engine.profile().outcome(reason);
+                ending.reason = Some(outcome.code);
+                ending.log_word = Some(outcome.log_word);
             }
             engine.log_access(&facts, ending);
         });
@@ -446,6 +449,7 @@ impl Drop for Unanswered<'_> {
                 Ending {
                     lb_status: Some(outcome.status),
                     reason: Some(outcome.code),
+                    log_word: Some(outcome.log_word),
                     ..Ending::default()
                 },
             );

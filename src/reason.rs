@@ -19,6 +19,8 @@ pub enum Reason {
     ConnectRefused,
     /// The target closed the connection (FIN or RST) before a complete response head.
     TargetClosedConnection,
+    /// The target closed the connection after the head, mid-body (the client's response is cut).
+    TargetClosedMidBody,
     /// A pooled keep-alive connection that the target had already closed was reused.
     KeepAliveRace,
     /// The target's response could not be parsed as HTTP/1.1.
@@ -39,11 +41,12 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in table order: profiles index their outcome tables with it.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::TargetTimeout,
         Reason::ConnectTimeout,
         Reason::ConnectRefused,
         Reason::TargetClosedConnection,
+        Reason::TargetClosedMidBody,
         Reason::KeepAliveRace,
         Reason::MalformedResponse,
         Reason::NoRegisteredTargets,
@@ -137,6 +140,11 @@ pub fn explain(config: &Config, reason: Reason, d: &Detail) -> String {
         Reason::TargetClosedConnection => format!(
             "{target} closed the connection before sending a complete response ({}). \
              The app crashed, was killed, or closes connections under load; check its logs",
+            d.error.as_deref().unwrap_or("connection closed")
+        ),
+        Reason::TargetClosedMidBody => format!(
+            "{target} closed the connection in the middle of its response ({}); the {lb} can only \
+             cut the client's response too. The app crashed or was killed mid-stream; check its logs",
             d.error.as_deref().unwrap_or("connection closed")
         ),
         Reason::KeepAliveRace => {

@@ -410,7 +410,6 @@ async fn gcp_new_backend_needs_the_default_healthy_threshold() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Config::build sets a GCP new backend's passes to min(healthy_threshold, 2), so with healthy_threshold 3 it is healthy after 2 checks"]
 async fn gcp_new_backend_needs_a_raised_healthy_threshold() {
     state_sequence(
         builder(Cloud::Gcp, Duration::from_millis(50))

@@ -415,7 +415,6 @@ async fn gcp_503_after_start_until_two_checks_pass() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Config::build caps a GCP new backend's passes at 2 (initial = min(healthy_threshold, 2)): with healthy_threshold 3 traffic starts after 2 passes"]
 async fn gcp_503_after_start_until_three_checks_pass() {
     gcp_start_waits_for_threshold(3).await;
 }
