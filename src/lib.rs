@@ -21,8 +21,10 @@
 //! - [`stats`]: counters by status and cause.
 //! - [`upstream`]: the embedded mock app (`lbsim upstream`).
 //! - [`sim`]: the library API for test harnesses ([`Simulator`]).
+//! - [`admin`]: the control API, JSON over HTTP for harnesses in any language (`--admin`).
 //! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
 
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod config;
