@@ -103,6 +103,13 @@ pub struct RunArgs {
     /// Keep-alive of the embedded mock app (used only without --upstream).
     #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DURATION")]
     pub mock_keep_alive: Duration,
+    /// Serve the control API (JSON over HTTP: /targets, /stats, /metrics, /config) on this
+    /// address, e.g. 127.0.0.1:9901. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Allow --admin on a non-loopback address (whoever reaches it can change targets).
+    #[arg(long, requires = "admin")]
+    pub admin_allow_remote: bool,
     /// Print the effective settings and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -221,7 +228,22 @@ async fn run_upstream(args: UpstreamArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Refuses a control API address that other machines could reach, unless allowed.
+fn check_admin_addr(args: &RunArgs) -> Result<(), String> {
+    match args.admin {
+        Some(addr) if !addr.ip().is_loopback() && !args.admin_allow_remote => Err(format!(
+            "--admin {addr} is not a loopback address and anyone who reaches the control API \
+             can change targets; use 127.0.0.1 or ::1, or add --admin-allow-remote"
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn run_proxy(args: RunArgs) -> ExitCode {
+    if let Err(e) = check_admin_addr(&args) {
+        eprintln!("lbsim: {e}");
+        return ExitCode::from(2);
+    }
     let settings = args.settings();
     let config = match Config::build(&settings) {
         Ok(c) => c,
@@ -239,6 +261,9 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             args.upstream.join(", ")
         };
         println!("{:<w$}{upstreams}", "upstreams:", w = PRINT_LABEL_WIDTH);
+        if let Some(admin) = args.admin {
+            println!("{:<w$}{admin}", "control API:", w = PRINT_LABEL_WIDTH);
+        }
         return ExitCode::SUCCESS;
     }
     let mut targets = Vec::new();
@@ -284,6 +309,9 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     for t in &targets {
         builder = builder.upstream(*t);
     }
+    if let Some(admin) = args.admin {
+        builder = builder.admin(admin);
+    }
     let mut sim = match builder.start().await {
         Ok(s) => s,
         Err(e) => {
@@ -305,6 +333,12 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         c.timers.timeout,
         c.time_scale
     );
+    if let Some(admin) = sim.admin_addr() {
+        eprintln!(
+            "lbsim: control API on http://{admin} (GET /targets /stats /metrics /config; \
+             POST /targets; DELETE /targets/{{id}}; PUT /targets/{{id}}/health; POST /stats/reset)"
+        );
+    }
     shutdown_signal().await;
     eprintln!("lbsim: shutting down; letting in-flight requests finish");
     sim.stop_and_wait().await;

@@ -25,6 +25,7 @@
 //! - [`sim`]: the library API for test harnesses ([`Simulator`]).
 //! - [`doctor`]: `lbsim doctor`, a client that probes a running app for the keep-alive,
 //!   health-check and latency settings that lead to 502/503/504 behind the cloud's LB.
+//! - [`admin`]: the control API, JSON over HTTP for harnesses in any language (`--admin`).
 //! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
 //!
 //! # In a test harness
@@ -63,6 +64,7 @@
 //! `examples/harness.rs` reproduces the keep-alive 502 and its fix the same way.
 
 pub mod accesslog;
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::accesslog::{AccessLog, LogFormat};
+use crate::admin;
 use crate::config::{Config, ConfigError, RaceWindow, Settings};
 use crate::profile::{Cloud, LbDefaults};
 use crate::proxy::{self, Engine};
@@ -54,6 +55,7 @@ pub struct SimulatorBuilder {
     explain: bool,
     listen: SocketAddr,
     upstreams: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
 }
 
 /// Entry point of the library API.
@@ -83,6 +85,7 @@ impl Simulator {
             explain: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             upstreams: Vec::new(),
+            admin: None,
         }
     }
 }
@@ -188,6 +191,11 @@ impl SimulatorBuilder {
         self.explain = on;
         self
     }
+    /// Also serves the control API ([`crate::admin`]) on `addr`; off unless set.
+    pub fn admin(mut self, addr: SocketAddr) -> Self {
+        self.admin = Some(addr);
+        self
+    }
     /// Replaces all settings at once (the CLI uses this).
     pub fn settings(mut self, s: Settings) -> Self {
         self.settings = s;
@@ -221,11 +229,24 @@ impl SimulatorBuilder {
             addr: self.listen,
             source,
         })?;
-        Ok(SimHandle::serve(
+        let admin = match self.admin {
+            Some(want) => {
+                let bind_err = |source| StartError::Bind { addr: want, source };
+                let l = TcpListener::bind(want).await.map_err(bind_err)?;
+                let bound = l.local_addr().map_err(bind_err)?;
+                Some((l, bound))
+            }
+            None => None,
+        };
+        let mut handle = SimHandle::serve(
             listener,
             addr,
             Engine::new(config, self.upstreams, access_log, self.explain),
-        ))
+        );
+        if let Some((l, bound)) = admin {
+            handle.serve_admin(l, bound);
+        }
+        Ok(handle)
     }
 }
 
@@ -233,6 +254,14 @@ impl SimulatorBuilder {
 pub struct SimHandle {
     addr: SocketAddr,
     engine: Arc<Engine>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+    admin: Option<AdminServer>,
+}
+
+/// The control API's listener task, when the builder asked for one.
+struct AdminServer {
+    addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
 }
@@ -248,7 +277,25 @@ impl SimHandle {
             engine,
             stop: Some(stop),
             task: Some(task),
+            admin: None,
         }
+    }
+
+    fn serve_admin(&mut self, listener: TcpListener, addr: SocketAddr) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(admin::serve(listener, self.engine.clone(), async {
+            let _ = stopped.await;
+        }));
+        self.admin = Some(AdminServer {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        });
+    }
+
+    /// The control API's address, when the builder set [`SimulatorBuilder::admin`].
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
     }
 
     /// The address clients connect to.
@@ -309,7 +356,16 @@ impl SimHandle {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let admin_task = self.admin.as_mut().and_then(|a| {
+            if let Some(stop) = a.stop.take() {
+                let _ = stop.send(());
+            }
+            a.task.take()
+        });
         if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(task) = admin_task {
             let _ = task.await;
         }
         self.engine.flush_logs().await;
@@ -319,6 +375,9 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
+            task.abort();
+        }
+        if let Some(task) = self.admin.as_ref().and_then(|a| a.task.as_ref()) {
             task.abort();
         }
     }

@@ -1,0 +1,545 @@
+//! The control API: JSON over HTTP/1.1 on its own listener (`lbsim --admin 127.0.0.1:9901`),
+//! so a test harness in any language can change targets and read counters while lbsim runs.
+//! It never shares a port with the proxy: `/targets` on the proxy port goes to the app.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | `GET` | `/targets` | 200, every target: `[{"id", "address", "state", "reason", "override", "in_flight"}]` |
+//! | `POST` | `/targets` | body `{"address": "HOST:PORT"}`: registers it; 201 with the target (409 if already registered) |
+//! | `GET` | `/targets/{id}` | 200 with the target |
+//! | `DELETE` | `/targets/{id}` | deregisters it (it drains); 202 with the target |
+//! | `PUT` | `/targets/{id}/health` | body `{"override": "healthy" \| "unhealthy" \| "auto"}`; 200 with the target |
+//! | `GET` | `/stats` | 200, `{"by_status": {"504": 1}, "by_reason": {"target_idle_timeout": 1}}` |
+//! | `POST` | `/stats/reset` | zeroes the counters; 204 |
+//! | `GET` | `/metrics` | Prometheus text format (`lbsim_requests_total`, `lbsim_lb_errors_total`, `lbsim_targets`, `lbsim_target_in_flight`) |
+//! | `GET` | `/config` | 200, the effective (scaled) settings |
+//!
+//! Every error is a 4xx with a JSON body `{"error": "..."}`: 400 for a body that is not the
+//! JSON asked for, 404 for an unknown path or target id, 405 (with `Allow`) for a method the
+//! path does not take, 409 for a target registered twice, 413 for a body over [`MAX_BODY`].
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::cli::resolve_upstream;
+use crate::config::{Config, RaceWindow};
+use crate::profile::{LbDefaults, TimeoutKind};
+use crate::proxy::Engine;
+use crate::targets::{HealthOverride, Target, TargetState};
+
+/// Largest request body the control API reads; a larger one gets 413.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Content type of `GET /metrics` (Prometheus text exposition format 0.0.4).
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Pause after a failed accept (out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Every endpoint, for the 404 message.
+const ENDPOINTS: &str = "GET|POST /targets, GET|DELETE /targets/{id}, PUT /targets/{id}/health, \
+                         GET /stats, POST /stats/reset, GET /metrics, GET /config";
+
+/// Every target state, in the order `/metrics` lists them.
+const ALL_STATES: [TargetState; 6] = [
+    TargetState::Initial,
+    TargetState::Healthy,
+    TargetState::Unhealthy,
+    TargetState::Draining,
+    TargetState::Unused,
+    TargetState::Unavailable,
+];
+
+type AdminResponse = Response<Full<Bytes>>;
+
+/// A 4xx answer: its status, the message for the JSON body, and `Allow` for a 405.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    allow: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    fn into_response(self) -> AdminResponse {
+        let mut resp = json_response(self.status, &json!({ "error": self.message }));
+        if let Some(v) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            resp.headers_mut().insert(ALLOW, v);
+        }
+        resp
+    }
+}
+
+/// Shared by every admin connection.
+struct Admin {
+    engine: Arc<Engine>,
+    /// Serialises registrations so that two concurrent POSTs cannot both add one address.
+    registering: tokio::sync::Mutex<()>,
+}
+
+/// Serves the control API on `listener` until `shutdown` resolves, then lets running
+/// requests finish for at most the configured grace period.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let grace = engine.config.shutdown_grace;
+    let admin = Arc::new(Admin {
+        engine,
+        registering: tokio::sync::Mutex::new(()),
+    });
+    let graceful = GracefulShutdown::new();
+    let http = hyper::server::conn::http1::Builder::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!("control API: accept failed: {e}");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let admin = admin.clone();
+                let service = service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(admin.handle(req).await) }
+                });
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "control API connection ended: {e}");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!("control API requests still running after {grace:?}; stopping anyway")
+        }
+    }
+    Ok(())
+}
+
+/// The endpoints, by path; the id segment is kept as text until the handler parses it.
+#[derive(Debug)]
+enum Route<'a> {
+    Targets,
+    Target(&'a str),
+    TargetHealth(&'a str),
+    Stats,
+    StatsReset,
+    Metrics,
+    Config,
+}
+
+impl<'a> Route<'a> {
+    fn of(path: &'a str) -> Option<Route<'a>> {
+        let rest = path.strip_prefix('/')?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            return None;
+        }
+        Some(match segments.as_slice() {
+            ["targets"] => Route::Targets,
+            ["targets", id] => Route::Target(id),
+            ["targets", id, "health"] => Route::TargetHealth(id),
+            ["stats"] => Route::Stats,
+            ["stats", "reset"] => Route::StatsReset,
+            ["metrics"] => Route::Metrics,
+            ["config"] => Route::Config,
+            _ => return None,
+        })
+    }
+
+    fn allowed(&self) -> &'static [Method] {
+        match self {
+            Route::Targets => &[Method::GET, Method::POST],
+            Route::Target(_) => &[Method::GET, Method::DELETE],
+            Route::TargetHealth(_) => &[Method::PUT],
+            Route::Stats | Route::Metrics | Route::Config => &[Method::GET],
+            Route::StatsReset => &[Method::POST],
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthBody {
+    #[serde(rename = "override")]
+    over: HealthOverride,
+}
+
+impl Admin {
+    async fn handle(&self, req: Request<Incoming>) -> AdminResponse {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let resp = match self.route(req).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        };
+        tracing::debug!("control API: {method} {path} -> {}", resp.status().as_u16());
+        resp
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Result<AdminResponse, ApiError> {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        let Some(route) = Route::of(&path) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no endpoint {method} {path}; the control API has {ENDPOINTS}"),
+            ));
+        };
+        let allowed = route.allowed();
+        if !allowed.contains(&method) {
+            return Err(method_not_allowed(&method, &path, allowed));
+        }
+        let engine = &self.engine;
+        match (route, method) {
+            (Route::Targets, Method::GET) => {
+                let all: Vec<_> = engine.targets.all().iter().map(|t| t.info()).collect();
+                Ok(json_response(StatusCode::OK, &all))
+            }
+            (Route::Targets, _) => {
+                let body: RegisterBody = read_json(req, r#"{"address": "127.0.0.1:8001"}"#).await?;
+                self.register(&body.address).await
+            }
+            (Route::Target(id), Method::GET) => {
+                let target = find(engine, id)?;
+                Ok(json_response(StatusCode::OK, &target.info()))
+            }
+            (Route::Target(id), _) => {
+                let target = find(engine, id)?;
+                let drained = engine.targets.deregister(target.id).unwrap_or(target);
+                Ok(json_response(StatusCode::ACCEPTED, &drained.info()))
+            }
+            (Route::TargetHealth(id), _) => {
+                let target = find(engine, id)?;
+                let body: HealthBody = read_json(req, r#"{"override": "unhealthy"}"#).await?;
+                target.set_override(body.over);
+                Ok(json_response(StatusCode::OK, &target.info()))
+            }
+            (Route::Stats, _) => Ok(json_response(StatusCode::OK, &engine.stats.snapshot())),
+            (Route::StatsReset, _) => {
+                engine.stats.reset();
+                tracing::info!("control API: counters reset");
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            (Route::Metrics, _) => {
+                let mut resp = Response::new(Full::new(Bytes::from(metrics_text(engine))));
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+                Ok(resp)
+            }
+            (Route::Config, _) => Ok(json_response(StatusCode::OK, &config_json(&engine.config))),
+        }
+    }
+
+    async fn register(&self, text: &str) -> Result<AdminResponse, ApiError> {
+        let addr = resolve_upstream(text)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+        let _one_at_a_time = self.registering.lock().await;
+        let existing = self.engine.targets.all().into_iter().find(|t| {
+            t.addr == addr && !matches!(t.state(), TargetState::Draining | TargetState::Unused)
+        });
+        if let Some(t) = existing {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "target {addr} is already registered (id {}); deregister it first",
+                    t.id
+                ),
+            ));
+        }
+        let target = self.engine.register(addr);
+        Ok(json_response(StatusCode::CREATED, &target.info()))
+    }
+}
+
+/// Target `id` (the path segment), or 404.
+fn find(engine: &Engine, id: &str) -> Result<Arc<Target>, ApiError> {
+    id.parse::<u64>()
+        .ok()
+        .and_then(|n| engine.targets.get(n))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no target with id {id:?}; GET /targets lists them"),
+            )
+        })
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes; `example` goes into the 400 message.
+async fn read_json<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    example: &str,
+) -> Result<T, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {MAX_BODY} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {e}"),
+            ))
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body ({e}); expected {example}"),
+        )
+    })
+}
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> AdminResponse {
+    match serde_json::to_vec(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            *resp.status_mut() = status;
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        // Serializing plain data does not fail; answer rather than panic if it ever does.
+        Err(e) => {
+            let mut resp = Response::new(Full::new(Bytes::from(format!(
+                "{{\"error\":\"cannot serialize the answer: {}\"}}\n",
+                e.to_string().replace(['"', '\\'], "'")
+            ))));
+            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+    }
+}
+
+fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> ApiError {
+    let allow = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    ApiError {
+        allow: Some(allow.clone()),
+        ..ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{path} does not take {method}; it takes {allow}"),
+        )
+    }
+}
+
+fn empty(status: StatusCode) -> AdminResponse {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn state_name(state: TargetState) -> &'static str {
+    match state {
+        TargetState::Initial => "initial",
+        TargetState::Healthy => "healthy",
+        TargetState::Unhealthy => "unhealthy",
+        TargetState::Draining => "draining",
+        TargetState::Unused => "unused",
+        TargetState::Unavailable => "unavailable",
+    }
+}
+
+/// Escapes a Prometheus label value (backslash, double quote, newline).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', r"\\")
+        .replace('"', r#"\""#)
+        .replace('\n', r"\n")
+}
+
+/// The counters and target gauges in the Prometheus text exposition format (0.0.4).
+///
+/// `lbsim_target_in_flight` has one line per address: targets registered again at the
+/// address of a drained one are summed, so that no two lines share a label set.
+pub fn metrics_text(engine: &Engine) -> String {
+    let counts = engine.stats.snapshot();
+    let targets = engine.targets.all();
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, lines: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in lines {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    };
+    family(
+        "lbsim_requests_total",
+        "counter",
+        "Responses sent to clients, by status code (the app's and the load balancer's).",
+        counts
+            .by_status
+            .iter()
+            .map(|(status, n)| (format!("status=\"{status}\""), *n))
+            .collect(),
+    );
+    family(
+        "lbsim_lb_errors_total",
+        "counter",
+        "Responses the load balancer generated or cut, by cause (the cloud's error reason).",
+        counts
+            .by_reason
+            .iter()
+            .map(|(reason, n)| (format!("reason=\"{}\"", label(reason)), *n))
+            .collect(),
+    );
+    family(
+        "lbsim_targets",
+        "gauge",
+        "Targets by state.",
+        ALL_STATES
+            .iter()
+            .map(|s| {
+                let n = targets.iter().filter(|t| t.state() == *s).count() as u64;
+                (format!("state=\"{}\"", state_name(*s)), n)
+            })
+            .collect(),
+    );
+    let mut in_flight: Vec<(String, u64)> = Vec::new();
+    for t in &targets {
+        let address = t.addr.to_string();
+        let n = t.info().in_flight as u64;
+        match in_flight.iter_mut().find(|(a, _)| *a == address) {
+            Some((_, total)) => *total += n,
+            None => in_flight.push((address, n)),
+        }
+    }
+    family(
+        "lbsim_target_in_flight",
+        "gauge",
+        "Requests in flight, by target address.",
+        in_flight
+            .into_iter()
+            .map(|(address, n)| (format!("address=\"{}\"", label(&address)), n))
+            .collect(),
+    );
+    out
+}
+
+/// A duration in milliseconds: an integer when whole, else a fraction (to the microsecond).
+fn ms(d: Duration) -> Value {
+    let micros = d.as_micros();
+    if micros.is_multiple_of(1000) {
+        json!((micros / 1000) as u64)
+    } else {
+        json!(micros as f64 / 1000.0)
+    }
+}
+
+/// The effective settings (timers already scaled) as a JSON object; `print_config` holds
+/// the same rows as `lbsim --print-config`.
+pub fn config_json(c: &Config) -> Value {
+    let p = c.profile;
+    let t = &c.timers;
+    let h = &c.health;
+    let rows: Vec<Value> = c
+        .rows()
+        .into_iter()
+        .map(|(setting, value)| json!({ "setting": setting, "value": value }))
+        .collect();
+    json!({
+        "cloud": p.cloud,
+        "load_balancer": p.display_name,
+        "defaults": match c.defaults {
+            LbDefaults::Anyscale => "anyscale",
+            LbDefaults::Native => "native",
+        },
+        "time_scale": c.time_scale,
+        "timeout": {
+            "setting": p.timeout_setting,
+            "flag": p.timeout_flag,
+            "kind": match p.timeout_kind {
+                TimeoutKind::Idle => "idle",
+                TimeoutKind::EndToEnd => "end_to_end",
+            },
+            "ms": ms(t.timeout),
+        },
+        "connect_timeout_ms": ms(t.connect_timeout),
+        "backend_keep_alive_ms": ms(t.backend_keep_alive),
+        "client_idle_timeout_ms": ms(t.client_idle),
+        "client_keep_alive_ms": t.client_max_age.map(ms),
+        "health_checks": {
+            "enabled": h.enabled,
+            "path": h.path,
+            "interval_ms": ms(h.interval),
+            "timeout_ms": ms(h.timeout),
+            "healthy_threshold": h.thresholds.healthy,
+            "unhealthy_threshold": h.thresholds.unhealthy,
+            "initial_passes": h.thresholds.initial,
+            "user_agent": h.user_agent,
+        },
+        "no_healthy_target": if p.fails_open { "fail_open" } else { "503" },
+        "warmup_ms": ms(t.warmup),
+        "deregistration_delay_ms": ms(t.deregistration_delay),
+        "race_window": c.race_window.to_string(),
+        "race_window_ms": match c.race_window {
+            RaceWindow::Window(w) => ms(w),
+            RaceWindow::Always => Value::Null,
+        },
+        "shutdown_grace_ms": ms(c.shutdown_grace),
+        "print_config": rows,
+    })
+}
