@@ -33,27 +33,59 @@ pub enum Command {
     Doctor(crate::doctor::DoctorArgs),
 }
 
-/// Flags of the proxy (the main command).
+/// The cloud and its main timers: shared by the proxy and `lbsim doctor`, which judges an
+/// app by the same values.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct LbArgs {
     /// Which cloud's load balancer to imitate.
     #[arg(long, value_enum, default_value = "aws")]
     pub cloud: Cloud,
+    /// Start from Anyscale's values (AWS idle 300 s, GCP 600 s) or the provider's (60 s, 30 s).
+    #[arg(long, value_enum, default_value = "anyscale")]
+    pub lb_defaults: LbDefaults,
+    /// AWS idle timeout: no byte moved for this long fails the request (504); also the
+    /// ALB's keep-alive towards the app.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
+    /// GCP backend service timeout: the whole response must finish within it.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub backend_timeout: Option<Duration>,
+    /// Multiply every timer, e.g. 0.01 turns 300 s into 3 s.
+    #[arg(
+        long,
+        value_parser = parse_time_scale,
+        default_value = "1",
+        value_name = "F",
+        allow_negative_numbers = true
+    )]
+    pub time_scale: f64,
+}
+
+impl LbArgs {
+    /// Settings with these values and every other one at its default.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            defaults: self.lb_defaults,
+            idle_timeout: self.idle_timeout,
+            backend_timeout: self.backend_timeout,
+            time_scale: self.time_scale,
+            ..Settings::new(self.cloud)
+        }
+    }
+}
+
+/// Flags of the proxy (the main command).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Cloud and main timers.
+    #[command(flatten)]
+    pub lb: LbArgs,
     /// Address to listen on for clients.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// The app, as host:port (repeatable). Without it, lbsim starts its mock app.
     #[arg(long, value_name = "HOST:PORT")]
     pub upstream: Vec<String>,
-    /// Start from Anyscale's values (AWS idle 300 s, GCP 600 s) or the provider's (60 s, 30 s).
-    #[arg(long, value_enum, default_value = "anyscale")]
-    pub lb_defaults: LbDefaults,
-    /// AWS idle timeout: no byte moved for this long fails the request (504).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub idle_timeout: Option<Duration>,
-    /// GCP backend service timeout: the whole response must finish within it.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub backend_timeout: Option<Duration>,
     /// TCP connect timeout to a target.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Option<Duration>,
@@ -61,9 +93,6 @@ pub struct RunArgs {
     /// GCP idle client connection timeout (610 s).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub client_keep_alive: Option<Duration>,
-    /// Multiply every timer, e.g. 0.01 turns 300 s into 3 s.
-    #[arg(long, value_parser = parse_time_scale, default_value = "1", value_name = "F", allow_negative_numbers = true)]
-    pub time_scale: f64,
     /// How long the LB goes on using a connection the app closed ("always": forever).
     #[arg(long, default_value_t = RaceWindow::Window(DEFAULT_RACE_WINDOW), value_name = "DURATION|always")]
     pub race_window: RaceWindow,
@@ -133,9 +162,6 @@ impl RunArgs {
     /// The settings these flags ask for.
     pub fn settings(&self) -> Settings {
         Settings {
-            defaults: self.lb_defaults,
-            idle_timeout: self.idle_timeout,
-            backend_timeout: self.backend_timeout,
             connect_timeout: self.connect_timeout,
             client_keep_alive: self.client_keep_alive,
             health_path: self.health_path.clone(),
@@ -147,8 +173,7 @@ impl RunArgs {
             warmup: self.warmup,
             deregistration_delay: self.deregistration_delay,
             race_window: self.race_window,
-            time_scale: self.time_scale,
-            ..Settings::new(self.cloud)
+            ..self.lb.settings()
         }
     }
 }
@@ -299,7 +324,7 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             }
         }
     }
-    let mut builder = Simulator::builder(args.cloud)
+    let mut builder = Simulator::builder(args.lb.cloud)
         .settings(settings)
         .listen(args.listen)
         .explain(args.explain);

@@ -42,8 +42,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::cli::resolve_upstream;
-use crate::config::{parse_duration, parse_time_scale, Config, ConfigError, Settings};
-use crate::profile::{Cloud, LbDefaults, Profile, TimeoutKind};
+use crate::config::{parse_duration, Config, ConfigError, Settings};
+use crate::profile::{Cloud, Profile, TimeoutKind};
 
 /// The keep-alive probe waits the LB's backend keep-alive plus this percentage.
 pub const KEEP_ALIVE_MARGIN_PERCENT: u32 = 10;
@@ -67,9 +67,9 @@ pub const LATENCY: &str = "latency";
 /// `lbsim doctor`: probe a running app and report the load balancer errors it would hit.
 #[derive(clap::Args, Debug)]
 pub struct DoctorArgs {
-    /// Which cloud's load balancer the app will sit behind.
-    #[arg(long, value_enum, default_value = "aws")]
-    pub cloud: Cloud,
+    /// The cloud the app will sit behind, and its timers.
+    #[command(flatten)]
+    pub lb: crate::cli::LbArgs,
     /// The running app, as host:port.
     #[arg(long, value_name = "HOST:PORT")]
     pub upstream: String,
@@ -86,18 +86,6 @@ pub struct DoctorArgs {
     /// latency probe); a wait cut short is reported as "at least".
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub max_wait: Option<Duration>,
-    /// Start from Anyscale's values (AWS idle 300 s, GCP 600 s) or the provider's (60 s, 30 s).
-    #[arg(long, value_enum, default_value = "anyscale")]
-    pub lb_defaults: LbDefaults,
-    /// AWS idle timeout (also the ALB's keep-alive towards the app).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub idle_timeout: Option<Duration>,
-    /// GCP backend service timeout.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub backend_timeout: Option<Duration>,
-    /// Multiply every LB timer, e.g. 0.01 turns 300 s into 3 s.
-    #[arg(long, value_parser = parse_time_scale, default_value = "1", value_name = "F")]
-    pub time_scale: f64,
 }
 
 /// Accepts an origin-form path: starts with `/`, visible ASCII only (no spaces, no CR/LF).
@@ -144,11 +132,7 @@ impl DoctorArgs {
     pub fn options(&self) -> Options {
         Options {
             settings: Settings {
-                defaults: self.lb_defaults,
-                idle_timeout: self.idle_timeout,
-                backend_timeout: self.backend_timeout,
-                time_scale: self.time_scale,
-                ..Settings::new(self.cloud)
+                ..self.lb.settings()
             },
             upstream: self.upstream.clone(),
             health_path: self.health_path.clone(),
@@ -358,7 +342,7 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
         eprintln!("lbsim doctor: {message}");
         if args.json {
             let obj = serde_json::json!({
-                "cloud": args.cloud,
+                "cloud": args.lb.cloud,
                 "upstream": args.upstream,
                 "checks": [],
                 "exit_code": 2,
