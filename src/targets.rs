@@ -2,7 +2,7 @@
 //! picks one (round-robin over routable targets, the cloud's rule when none is healthy).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -212,6 +212,8 @@ pub struct TargetGroup {
     next_id: AtomicU64,
     rules: RoutingRules,
     started: Instant,
+    /// Whether the last pick failed open, so the switch is logged once, not per request.
+    failing_open: AtomicBool,
 }
 
 impl TargetGroup {
@@ -223,6 +225,7 @@ impl TargetGroup {
             next_id: AtomicU64::new(1),
             rules,
             started: Instant::now(),
+            failing_open: AtomicBool::new(false),
         }
     }
 
