@@ -315,13 +315,20 @@ impl TargetGroup {
                 .filter(|t| t.routable())
                 .collect()
         };
+        let fail_open = healthy.is_empty() && self.rules.fails_open;
+        if self.failing_open.swap(fail_open, Ordering::Relaxed) != fail_open {
+            if fail_open {
+                tracing::warn!(
+                    "no healthy target: failing open, routing to all {} registered targets",
+                    registered.len()
+                );
+            } else {
+                tracing::info!("a target is healthy again: no longer failing open");
+            }
+        }
         let pool = if !healthy.is_empty() {
             healthy
-        } else if self.rules.fails_open {
-            tracing::debug!(
-                "no healthy target: failing open to all {}",
-                registered.len()
-            );
+        } else if fail_open {
             registered
         } else {
             return Err(Reason::NoHealthyTargets);
