@@ -145,6 +145,22 @@ impl Pool {
         });
     }
 
+    /// Closes idle connections the LB's own backend keep-alive has run out on, as the
+    /// cloud does: the app sees the LB close them, not linger forever.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        for stack in idle.values_mut() {
+            stack.retain(|i| now.saturating_duration_since(i.since) < self.keep_alive);
+        }
+        idle.retain(|_, stack| !stack.is_empty());
+    }
+
+    /// How often [`Pool::sweep`] should run: a quarter of the keep-alive, at least 10 ms.
+    pub fn sweep_interval(&self) -> Duration {
+        (self.keep_alive / 4).max(Duration::from_millis(10))
+    }
+
     /// Number of idle connections held for `target`.
     pub fn idle_count(&self, target: SocketAddr) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

@@ -95,6 +95,21 @@ impl Engine {
         for addr in targets {
             engine.register(addr);
         }
+        let sweeper = Arc::downgrade(&engine);
+        let mut stop = engine.stop.subscribe();
+        let every = engine.pool.sweep_interval();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                match sweeper.upgrade() {
+                    Some(engine) => engine.pool.sweep(),
+                    None => return,
+                }
+            }
+        });
         engine
     }
 

@@ -193,3 +193,35 @@ async fn binary_explains_the_race_with_the_fix() {
         "{explained}"
     );
 }
+
+#[tokio::test]
+async fn the_lb_closes_pooled_connections_after_its_own_keep_alive() {
+    // LB keep-alive (AWS: the idle timeout) 300 ms; the app would keep them 5 s.
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
+        .upstream(app.addr)
+        .idle_timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+    assert_eq!(lb.engine().pool.idle_count(app.addr), 1);
+    let start = std::time::Instant::now();
+    while lb.engine().pool.idle_count(app.addr) == 1 {
+        assert!(start.elapsed() < Duration::from_secs(2), "never swept");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Swept within the keep-alive plus one sweep period (a quarter of it) and slack.
+    assert!(
+        start.elapsed() <= Duration::from_millis(300 + 75 + 150),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+}
