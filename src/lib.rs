@@ -10,6 +10,8 @@
 //!
 //! - [`config`]: a profile plus the user's flags; every timer is scaled once here.
 //! - [`proxy`]: the engine. Accepts client connections, forwards, races the deadline.
+//! - [`validate`]: the request-head checks each cloud makes before anything reaches the app:
+//!   sizes, syntax, `TRACE`, `X-Forwarded-For`, request-smuggling (desync) classification.
 //! - [`client`]: the client side: idle client connections, stalled requests (408), 460.
 //! - [`forward`]: headers the cloud adds on the way through (`X-Forwarded-For`, trace ids).
 //! - [`targets`]: the target group: states, and which target serves the next request.
@@ -82,6 +84,7 @@ pub mod sim;
 pub mod stats;
 pub mod targets;
 pub mod upstream;
+pub mod validate;
 
 pub use config::{Config, RaceWindow, Settings};
 pub use profile::{Cloud, LbDefaults};
