@@ -120,6 +120,10 @@ pub struct RunArgs {
     /// How long a deregistered target drains before in-flight requests are cut (AWS 300s).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub deregistration_delay: Option<Duration>,
+    /// Request-smuggling (desync) mitigation: defensive blocks Severe requests and closes
+    /// after Ambiguous ones; strictest blocks all but compliant ones; monitor blocks none.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub desync_mode: Option<crate::validate::DesyncMode>,
     /// Write an access log to PATH (`-` for stdout), one line per request.
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<String>,
@@ -173,6 +177,7 @@ impl RunArgs {
             warmup: self.warmup,
             deregistration_delay: self.deregistration_delay,
             race_window: self.race_window,
+            desync_mode: self.desync_mode,
             ..self.lb.settings()
         }
     }

@@ -1,30 +1,43 @@
-//! The client side of the load balancer: idle client connections, stalled requests
-//! (408), clients that leave early (460), and the client keep-alive duration.
+//! The client side of the load balancer: request-head validation, idle client
+//! connections, stalled requests (408), clients that leave early (460), and the client
+//! keep-alive duration.
 //!
-//! hyper owns the HTTP parsing; [`ClientIo`] sits under it on the socket and watches
-//! time. When no request is being served and nothing moved for the client idle timeout,
-//! it ends the connection: with a bare close when the connection was idle, or with the
-//! cloud's 408 page when the client had sent part of a request and stalled.
+//! hyper owns the HTTP parsing; [`ClientIo`] sits under it on the socket. At the start
+//! of each request it holds the bytes back until the head is complete and the cloud's
+//! rules ([`crate::validate`]) accept it; a rejected head gets the cloud's page and the
+//! connection closes, so nothing of it reaches hyper or the app. It also watches time:
+//! when no request is being served and nothing moved for the client idle timeout, it ends
+//! the connection, with a bare close when the connection was idle or with the cloud's 408
+//! page when the client had sent part of a request and stalled.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+
+use crate::validate::{check_head, Rejection, Rules, Verdict};
+
+/// Read size while a head is being gathered.
+const HEAD_READ: usize = 8 * 1024;
 
 /// What the service and the socket wrapper of one client connection share.
 #[derive(Debug)]
 pub struct ConnState {
     /// Requests whose answer is still being worked out; the client timer waits meanwhile.
     in_flight: AtomicUsize,
+    /// Requests answered so far: a new head starts only after the last one's answer.
+    answered: AtomicU64,
     /// Bytes arrived that no request has claimed yet: a request head in progress.
     unclaimed_bytes: AtomicBool,
+    /// The validator classed the current request Ambiguous: close both connections after it.
+    ambiguous: AtomicBool,
     /// When the connection was accepted, for the client keep-alive duration.
     opened: Instant,
 }
@@ -34,7 +47,9 @@ impl ConnState {
     pub fn new() -> Arc<ConnState> {
         Arc::new(ConnState {
             in_flight: AtomicUsize::new(0),
+            answered: AtomicU64::new(0),
             unclaimed_bytes: AtomicBool::new(false),
+            ambiguous: AtomicBool::new(false),
             opened: Instant::now(),
         })
     }
@@ -44,6 +59,11 @@ impl ConnState {
         self.unclaimed_bytes.store(false, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+
+    /// True (once) when the current request must close both connections after its answer.
+    pub fn take_ambiguous(&self) -> bool {
+        self.ambiguous.swap(false, Ordering::Relaxed)
     }
 
     /// How long ago the connection was accepted.
@@ -58,19 +78,37 @@ pub struct InFlight(Arc<ConnState>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.0.answered.fetch_add(1, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// What to do when a client connection times out.
-pub struct OnClientTimeout {
+/// Counts and explains a rejected head; returns the page to write on the socket.
+pub type RejectHook = Box<dyn Fn(&Rejection) -> Vec<u8> + Send + Sync>;
+
+/// What the socket wrapper asks of the engine (built once per listener).
+pub struct ClientHooks {
+    /// The request-head rules of the cloud.
+    pub rules: Rules,
     /// Bytes to write when a request was half sent (the cloud's 408 page, dated now).
     pub stalled_page: Box<dyn Fn() -> Vec<u8> + Send + Sync>,
     /// Called with `true` for a stalled request, `false` for a plain idle close.
-    pub report: Box<dyn Fn(bool) + Send + Sync>,
+    pub report_timeout: Box<dyn Fn(bool) + Send + Sync>,
+    /// Counts and explains a rejected head; returns the page to write.
+    pub reject: RejectHook,
 }
 
-/// A client socket that enforces the client idle timeout.
+/// Where the wrapper is in the life of the current request.
+enum Gate {
+    /// Gathering a head; `answered` is the count when it started.
+    Scanning { head: Vec<u8> },
+    /// Handing an accepted head (and what came with it) to hyper.
+    Releasing { bytes: Vec<u8>, from: usize },
+    /// Passing bytes through until the answer to request number `answered + 1` is done.
+    Passing { answered: u64 },
+}
+
+/// A client socket that validates request heads and enforces the client idle timeout.
 pub struct ClientIo {
     inner: TcpStream,
     /// Shared with the service: is a request being answered?
@@ -81,9 +119,10 @@ pub struct ClientIo {
     last_activity: Instant,
     /// Boxed so the socket stays `Unpin`, as hyper wants.
     sleep: Pin<Box<Sleep>>,
-    on_timeout: Arc<OnClientTimeout>,
-    /// Once timed out, every read reports end of stream.
-    timed_out: bool,
+    hooks: Arc<ClientHooks>,
+    gate: Gate,
+    /// Once closed by lbsim (timeout or rejection), every read reports end of stream.
+    closed: bool,
 }
 
 impl ClientIo {
@@ -92,7 +131,7 @@ impl ClientIo {
         inner: TcpStream,
         state: Arc<ConnState>,
         idle: Duration,
-        on_timeout: Arc<OnClientTimeout>,
+        hooks: Arc<ClientHooks>,
     ) -> Self {
         let now = Instant::now();
         ClientIo {
@@ -101,9 +140,60 @@ impl ClientIo {
             idle,
             last_activity: now,
             sleep: Box::pin(tokio::time::sleep_until(now + idle)),
-            on_timeout,
-            timed_out: false,
+            hooks,
+            gate: Gate::Scanning { head: Vec::new() },
+            closed: false,
         }
+    }
+
+    /// Reads what the socket has into `buf`, updating the activity clock.
+    fn read_socket(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                if n > 0 {
+                    self.last_activity = Instant::now();
+                    self.state.unclaimed_bytes.store(true, Ordering::Relaxed);
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Pending until the client idle timer fires; then ends the connection.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.state.in_flight.load(Ordering::Relaxed) > 0 {
+            // A request is being answered: the target-side deadline governs it.
+            return Poll::Pending;
+        }
+        loop {
+            let at = self.last_activity + self.idle;
+            if at <= Instant::now() {
+                break;
+            }
+            if self.sleep.deadline() != at {
+                self.sleep.as_mut().reset(at);
+            }
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        self.closed = true;
+        let stalled = self.state.unclaimed_bytes.load(Ordering::Relaxed);
+        if stalled {
+            // Best effort: the page is small and the socket idle, so one write suffices.
+            let _ = self.inner.try_write(&(self.hooks.stalled_page)());
+        }
+        (self.hooks.report_timeout)(stalled);
+        // End of stream: hyper closes the connection.
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -114,47 +204,72 @@ impl AsyncRead for ClientIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.timed_out {
-            return Poll::Ready(Ok(()));
-        }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    this.last_activity = Instant::now();
-                    this.state.unclaimed_bytes.store(true, Ordering::Relaxed);
-                }
+        loop {
+            if this.closed {
                 return Poll::Ready(Ok(()));
             }
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => {}
-        }
-        if this.state.in_flight.load(Ordering::Relaxed) > 0 {
-            // A request is being answered: the target-side deadline governs it.
-            return Poll::Pending;
-        }
-        loop {
-            let at = this.last_activity + this.idle;
-            if at > Instant::now() {
-                if this.sleep.deadline() != at {
-                    this.sleep.as_mut().reset(at);
+            match &mut this.gate {
+                Gate::Passing { answered } => {
+                    let done = this.state.answered.load(Ordering::Relaxed);
+                    let idle = this.state.in_flight.load(Ordering::Relaxed) == 0;
+                    if done > *answered && idle {
+                        // The last answer is out: the next bytes start a new head.
+                        this.gate = Gate::Scanning { head: Vec::new() };
+                        continue;
+                    }
+                    return match this.read_socket(cx, buf) {
+                        Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Pending => this.poll_idle(cx),
+                    };
                 }
-                if this.sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
+                Gate::Releasing { bytes, from } => {
+                    let n = buf.remaining().min(bytes.len() - *from);
+                    buf.put_slice(&bytes[*from..*from + n]);
+                    *from += n;
+                    if *from == bytes.len() {
+                        let answered = this.state.answered.load(Ordering::Relaxed);
+                        this.gate = Gate::Passing { answered };
+                    }
+                    return Poll::Ready(Ok(()));
                 }
-                continue;
+                Gate::Scanning { .. } => {
+                    let mut chunk = [0u8; HEAD_READ];
+                    let mut chunk_buf = ReadBuf::new(&mut chunk);
+                    let n = match this.read_socket(cx, &mut chunk_buf) {
+                        Poll::Ready(Ok(n)) => n,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return this.poll_idle(cx),
+                    };
+                    let Gate::Scanning { head } = &mut this.gate else {
+                        continue;
+                    };
+                    if n == 0 {
+                        // End of stream: hand over what there is; hyper reports it.
+                        let bytes = std::mem::take(head);
+                        if bytes.is_empty() {
+                            return Poll::Ready(Ok(()));
+                        }
+                        this.gate = Gate::Releasing { bytes, from: 0 };
+                        continue;
+                    }
+                    head.extend_from_slice(chunk_buf.filled());
+                    match check_head(head, &this.hooks.rules) {
+                        Verdict::NeedMore => continue,
+                        Verdict::Accept { ambiguous, .. } => {
+                            this.state.ambiguous.store(ambiguous, Ordering::Relaxed);
+                            let bytes = std::mem::take(head);
+                            this.gate = Gate::Releasing { bytes, from: 0 };
+                        }
+                        Verdict::Reject(rejection) => {
+                            let page = (this.hooks.reject)(&rejection);
+                            let _ = this.inner.try_write(&page);
+                            this.closed = true;
+                        }
+                    }
+                }
             }
-            break;
         }
-        this.timed_out = true;
-        let stalled = this.state.unclaimed_bytes.load(Ordering::Relaxed);
-        if stalled {
-            // Best effort: the page is small and the socket idle, so one write suffices.
-            let _ = this.inner.try_write(&(this.on_timeout.stalled_page)());
-        }
-        (this.on_timeout.report)(stalled);
-        // End of stream: hyper closes the connection.
-        Poll::Ready(Ok(()))
     }
 }
 

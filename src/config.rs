@@ -8,6 +8,7 @@ use crate::profile::{
     BackendKeepAlive, ClientIdle, ClientKeepAliveMeaning, Cloud, LbDefaults, Profile, TimeoutKind,
 };
 use crate::targets::Thresholds;
+use crate::validate::{DesyncMode, Rules};
 
 /// How long after a target closes an idle pooled connection the LB goes on believing it open.
 /// About one datacenter round trip plus scheduling: the window in which the production race
@@ -100,6 +101,8 @@ pub struct Settings {
     pub warmup: Option<Duration>,
     /// `--deregistration-delay`.
     pub deregistration_delay: Option<Duration>,
+    /// `--desync-mode`.
+    pub desync_mode: Option<DesyncMode>,
     /// `--race-window`; not scaled, it models network latency, not a cloud timer.
     pub race_window: RaceWindow,
     /// Multiplies every timer.
@@ -126,6 +129,7 @@ impl Settings {
             health_checks: true,
             warmup: None,
             deregistration_delay: None,
+            desync_mode: None,
             race_window: RaceWindow::Window(DEFAULT_RACE_WINDOW),
             time_scale: 1.0,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -187,6 +191,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Active health checks.
     pub health: HealthCheck,
+    /// Request-head rules (the profile's, with the chosen desync mode).
+    pub validation: Rules,
 }
 
 impl Config {
@@ -272,6 +278,10 @@ impl Config {
                 ),
             },
             health,
+            validation: Rules {
+                desync: s.desync_mode.unwrap_or(profile.validation.desync),
+                ..profile.validation
+            },
             race_window: s.race_window,
             time_scale: s.time_scale,
             shutdown_grace: s.shutdown_grace,
@@ -340,6 +350,10 @@ impl Config {
             ("no healthy target".into(), no_healthy.into()),
             ("warmup".into(), fmt_d(t.warmup)),
             ("deregistration delay".into(), fmt_d(t.deregistration_delay)),
+            (
+                "desync mitigation".into(),
+                format!("{:?}", self.validation.desync).to_lowercase(),
+            ),
             ("race window".into(), self.race_window.to_string()),
             ("shutdown grace".into(), fmt_d(self.shutdown_grace)),
         ]

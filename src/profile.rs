@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::accesslog::LogFormat;
 use crate::reason::Reason;
+use crate::validate::{Rules, AWS_RULES, GCP_RULES};
 
 /// The cloud whose load balancer lbsim imitates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -173,6 +174,8 @@ pub struct Profile {
     pub fails_open: bool,
     /// How long a deregistered target drains before in-flight requests are cut.
     pub deregistration_delay: Duration,
+    /// What the LB rejects before a request reaches a target.
+    pub validation: Rules,
     /// The access-log format the cloud writes.
     pub log_format: LogFormat,
     /// Status and cause word per reason, indexed by [`Reason::index`].
@@ -309,6 +312,7 @@ pub static AWS_ALB: Profile = Profile {
     },
     fails_open: true,
     log_format: LogFormat::Alb,
+    validation: AWS_RULES,
     deregistration_delay: Duration::from_secs(300),
     // Order follows Reason::ALL.
     outcomes: [
@@ -324,17 +328,22 @@ pub static AWS_ALB: Profile = Profile {
         outcome(503, "no_healthy_targets"),
         outcome(502, "deregistration_delay_elapsed"),
         outcome(400, "malformed_request"),
+        outcome(400, "request_too_large"),
+        outcome(463, "too_many_forwarded_for"),
+        outcome(501, "unsupported_transfer_encoding"),
+        outcome(405, "method_not_allowed"),
+        outcome(400, "desync_mitigation"),
         outcome(408, "client_idle_timeout"),
         outcome(460, "client_closed_connection"),
     ],
     pages: &[
         alb_page!(502, "Bad Gateway"),
         alb_page!(400, "Bad Request", close = true),
-        alb_page!(405, "Method Not Allowed"),
+        alb_page!(405, "Method Not Allowed", close = true),
         alb_page!(408, "Request Time-out", close = true),
-        alb_page!(414, "Request-URI Too Large"),
-        alb_page!(463, "Bad Request"),
-        alb_page!(501, "Not Implemented"),
+        alb_page!(414, "Request-URI Too Large", close = true),
+        alb_page!(463, "Bad Request", close = true),
+        alb_page!(501, "Not Implemented", close = true),
         alb_page!(503, "Service Temporarily Unavailable"),
         alb_page!(504, "Gateway Time-out"),
         alb_page!(505, "HTTP Version Not Supported"),
@@ -382,6 +391,7 @@ pub static GCP_GFE: Profile = Profile {
     },
     fails_open: false,
     log_format: LogFormat::Gcp,
+    validation: GCP_RULES,
     // Connection draining timeout; not in the reference: the ALB's value, until confirmed.
     deregistration_delay: Duration::from_secs(300),
     outcomes: [
@@ -397,6 +407,12 @@ pub static GCP_GFE: Profile = Profile {
         logged_as(503, "no_healthy_backend", "failed_to_pick_backend"),
         outcome(502, "deregistration_delay_elapsed"),
         outcome(400, "malformed_request"),
+        outcome(413, "headers_too_long"),
+        // GCP has no forwarded-for or TRACE rule (its rules never produce these).
+        outcome(400, "too_many_forwarded_for"),
+        outcome(501, "unsupported_transfer_encoding"),
+        outcome(405, "method_not_allowed"),
+        outcome(400, "desync_mitigation"),
         outcome(408, "client_timed_out"),
         outcome(460, "client_disconnected_before_any_response"),
     ],
@@ -410,6 +426,13 @@ pub static GCP_GFE: Profile = Profile {
             close = true
         ),
         gfe_page!(408, "Request Timeout", "Request Timeout", close = true),
+        gfe_page!(
+            405,
+            "Method Not Allowed",
+            "Method Not Allowed",
+            close = true
+        ),
+        gfe_page!(501, "Not Implemented", "Not Implemented", close = true),
         gfe_page!(503, "Service Unavailable", "Service Unavailable"),
         gfe_page!(504, "Gateway Timeout", "Gateway Timeout"),
     ],

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::accesslog::AccessLog;
-use crate::client::{ClientIo, ConnState, InFlight, OnClientTimeout};
+use crate::client::{ClientHooks, ClientIo, ConnState, InFlight};
 use crate::config::Config;
 use crate::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
 use crate::forward;
@@ -35,6 +35,10 @@ use crate::reason::{explain, Detail, Reason};
 use crate::respond::{self, ProxyBody};
 use crate::stats::Stats;
 use crate::targets::{RoutingRules, Target, TargetGroup};
+use crate::validate::Rejection;
+
+/// Most headers hyper parses in one request head (64 KiB of short headers fits).
+const MAX_HEADERS: usize = 2048;
 
 /// Pause after a failed accept (out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -239,6 +243,8 @@ impl Engine {
             in_flight: Some(conn.begin_request()),
             answered: false,
         };
+        // Defensive desync mitigation serves an Ambiguous request, then closes both sides.
+        let ambiguous = conn.take_ambiguous();
         let forwarded = self
             .clone()
             .forward(
@@ -247,6 +253,7 @@ impl Engine {
                 facts.clone(),
                 &deadline,
                 &mut pending.in_flight,
+                ambiguous,
             )
             .await;
         let mut resp = match forwarded {
@@ -257,13 +264,15 @@ impl Engine {
             }
         };
         pending.answered = true;
-        if self
-            .config
-            .timers
-            .client_max_age
-            .is_some_and(|max| conn.age() >= max)
+        if ambiguous
+            || self
+                .config
+                .timers
+                .client_max_age
+                .is_some_and(|max| conn.age() >= max)
         {
-            // The client keep-alive duration ran out: this is the connection's last response.
+            // An Ambiguous request, or the client keep-alive duration ran out: this is the
+            // connection's last response.
             resp.headers_mut()
                 .insert(CONNECTION, http::HeaderValue::from_static("close"));
         }
@@ -271,20 +280,32 @@ impl Engine {
     }
 
     /// Socket-level behaviour of client connections, built once per listener.
-    fn client_timeout_hooks(self: &Arc<Self>) -> Arc<OnClientTimeout> {
+    fn client_hooks(self: &Arc<Self>) -> Arc<ClientHooks> {
         let page_engine = self.clone();
         let report_engine = self.clone();
-        Arc::new(OnClientTimeout {
+        let reject_engine = self.clone();
+        Arc::new(ClientHooks {
+            rules: self.config.validation,
             stalled_page: Box::new(move || {
                 let outcome = page_engine.profile().outcome(Reason::ClientTimeout);
                 respond::page_bytes(page_engine.profile(), outcome.status, outcome.code)
             }),
-            report: Box::new(move |stalled| {
+            report_timeout: Box::new(move |stalled| {
                 if stalled {
                     report_engine.answered_outside_hyper(Reason::ClientTimeout, &Detail::default());
                 } else {
                     tracing::debug!("closed an idle client connection");
                 }
+            }),
+            reject: Box::new(move |rejection| {
+                let reason = rejection_reason(rejection);
+                let detail = Detail {
+                    error: Some(rejection.to_string()),
+                    ..Detail::default()
+                };
+                reject_engine.answered_outside_hyper(reason, &detail);
+                let outcome = reject_engine.profile().outcome(reason);
+                respond::page_bytes(reject_engine.profile(), outcome.status, outcome.code)
             }),
         })
     }
@@ -296,6 +317,7 @@ impl Engine {
         facts: Arc<Facts>,
         deadline: &Deadline,
         in_flight: &mut Option<InFlight>,
+        close_target: bool,
     ) -> Result<Response<ProxyBody>, Failure> {
         let picked = self.targets.pick().map_err(|reason| Failure {
             reason,
@@ -332,7 +354,7 @@ impl Engine {
         let head_at = tokio::time::Instant::now();
         let status = resp.status().as_u16();
         let (mut parts, body) = resp.into_parts();
-        let reusable = !says_close(&parts.headers);
+        let reusable = !close_target && !says_close(&parts.headers);
         forward::add_response_headers(&mut parts.headers, &self.profile().forwarding);
         self.stats.record(Some(status), None);
         let head_bytes = 17 + head_size(&parts.headers) as u64;
@@ -472,6 +494,20 @@ impl Drop for Unanswered<'_> {
     }
 }
 
+/// The cause behind a rejected request head.
+fn rejection_reason(rejection: &Rejection) -> Reason {
+    match rejection {
+        Rejection::Malformed(_) => Reason::MalformedRequest,
+        Rejection::RequestLineTooLong | Rejection::HeaderTooLong | Rejection::HeadTooLarge => {
+            Reason::RequestTooLarge
+        }
+        Rejection::TooManyForwardedFor(_) => Reason::TooManyForwardedFor,
+        Rejection::UnsupportedTransferEncoding => Reason::UnsupportedTransferEncoding,
+        Rejection::TraceMethod => Reason::MethodNotAllowed,
+        Rejection::Desync(..) => Reason::DesyncBlocked,
+    }
+}
+
 /// Maps a hyper client error to the cause a load balancer would log.
 fn classify(e: &hyper::Error, conn: &Conn) -> Reason {
     if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
@@ -512,10 +548,14 @@ pub async fn serve(
 ) -> io::Result<()> {
     let listen_addr = listener.local_addr()?;
     let graceful = GracefulShutdown::new();
-    let hooks = engine.client_timeout_hooks();
+    let hooks = engine.client_hooks();
     let mut http = hyper::server::conn::http1::Builder::new();
     // Forward header case as received, and write the LB's own headers as the clouds do.
-    http.preserve_header_case(true).title_case_headers(true);
+    http.preserve_header_case(true)
+        .title_case_headers(true)
+        // The head validator bounds heads by size, not count: hyper's default of 100
+        // headers would answer 431 to heads the clouds accept.
+        .max_headers(MAX_HEADERS);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -33,6 +33,16 @@ pub enum Reason {
     DeregistrationDelayElapsed,
     /// The client's request is not valid HTTP/1.1.
     MalformedRequest,
+    /// The request head is over the cloud's size limits.
+    RequestTooLarge,
+    /// `X-Forwarded-For` holds more addresses than the cloud accepts.
+    TooManyForwardedFor,
+    /// A `Transfer-Encoding` other than chunked or identity.
+    UnsupportedTransferEncoding,
+    /// A method the LB refuses itself (TRACE on AWS).
+    MethodNotAllowed,
+    /// The desync (request smuggling) mitigation blocked the request.
+    DesyncBlocked,
     /// The client started a request and then sent nothing for the client timeout.
     ClientTimeout,
     /// The client closed its connection before the LB answered (logged, nothing sent).
@@ -41,7 +51,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in table order: profiles index their outcome tables with it.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 18] = [
         Reason::TargetTimeout,
         Reason::ConnectTimeout,
         Reason::ConnectRefused,
@@ -53,6 +63,11 @@ impl Reason {
         Reason::NoHealthyTargets,
         Reason::DeregistrationDelayElapsed,
         Reason::MalformedRequest,
+        Reason::RequestTooLarge,
+        Reason::TooManyForwardedFor,
+        Reason::UnsupportedTransferEncoding,
+        Reason::MethodNotAllowed,
+        Reason::DesyncBlocked,
         Reason::ClientTimeout,
         Reason::ClientClosed,
     ];
@@ -189,6 +204,28 @@ pub fn explain(config: &Config, reason: Reason, d: &Detail) -> String {
             "the client closed its connection after {} while {target} was still working; a client \
              timeout shorter than the app's latency (raise the client's timeout or make the app faster)",
             secs(d.elapsed)
+        ),
+        Reason::RequestTooLarge => format!(
+            "the request head is over the {lb}'s limits ({}); shorten the URL or the headers \
+             (large cookies and tokens are the usual cause)",
+            d.error.as_deref().unwrap_or("too large")
+        ),
+        Reason::TooManyForwardedFor => format!(
+            "{}; the {lb} accepts at most 30: a chain of proxies in front of it keeps appending. \
+             Strip or reset X-Forwarded-For at the edge",
+            d.error.as_deref().unwrap_or("X-Forwarded-For holds too many addresses")
+        ),
+        Reason::UnsupportedTransferEncoding => format!(
+            "the request uses a Transfer-Encoding the {lb} does not implement; send `chunked` or a \
+             Content-Length"
+        ),
+        Reason::MethodNotAllowed => format!(
+            "the {lb} answers TRACE itself and never forwards it; use another method"
+        ),
+        Reason::DesyncBlocked => format!(
+            "the {lb}'s desync (request smuggling) mitigation blocked the request ({}); send exactly \
+             one valid Content-Length or `Transfer-Encoding: chunked`, never both",
+            d.error.as_deref().unwrap_or("ambiguous framing")
         ),
         Reason::MalformedRequest => format!(
             "the client's request is not valid HTTP/1.1 ({}); the {lb} rejects it before it reaches the app",

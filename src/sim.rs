@@ -166,6 +166,11 @@ impl SimulatorBuilder {
         self.settings.deregistration_delay = Some(d);
         self
     }
+    /// Request-smuggling mitigation mode (default: the profile's).
+    pub fn desync_mode(mut self, mode: crate::validate::DesyncMode) -> Self {
+        self.settings.desync_mode = Some(mode);
+        self
+    }
     /// Multiplies every timer.
     pub fn time_scale(mut self, f: f64) -> Self {
         self.settings.time_scale = f;

@@ -128,7 +128,7 @@ pub struct Rules {
 }
 
 /// The AWS ALB's desync mitigation modes (`routing.http.desync_mitigation_mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum DesyncMode {
     /// Classify, reject nothing for desync reasons.
     Monitor,

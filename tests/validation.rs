@@ -1,0 +1,181 @@
+//! What each cloud rejects before a request reaches the app, with the cloud's page.
+
+mod support;
+
+use std::time::Duration;
+
+use lbsim::validate::DesyncMode;
+use lbsim::{Cloud, Simulator};
+use support::*;
+
+/// Sends `raw` on a new connection; returns the response and whether lbsim then closed.
+async fn send_raw(lb: &lbsim::SimHandle, raw: &[u8]) -> (RawResponse, bool) {
+    let mut client = RawClient::connect(lb.addr()).await;
+    client.send(raw).await;
+    let resp = client.response().await.expect("a response");
+    let closed = client.closed_within(Duration::from_secs(2)).await;
+    (resp, closed)
+}
+
+#[track_caller]
+fn assert_alb_page(resp: &RawResponse, status: u16, title: &str, reason: &str) {
+    assert_eq!(resp.status, status);
+    assert_eq!(resp.header("Server"), Some("awselb/2.0"));
+    assert_eq!(resp.header("Connection"), Some("close"));
+    assert_eq!(resp.header("x-lbsim-reason"), Some(reason));
+    assert_eq!(resp.text(), alb_page(title));
+}
+
+#[tokio::test]
+async fn aws_rejects_oversized_heads_with_400_and_close() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(17 * 1024));
+    let (resp, closed) = send_raw(&lb, long_line.as_bytes()).await;
+    assert_alb_page(&resp, 400, "400 Bad Request", "request_too_large");
+    assert!(closed);
+    let long_header = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(17 * 1024)
+    );
+    let (resp, _) = send_raw(&lb, long_header.as_bytes()).await;
+    assert_alb_page(&resp, 400, "400 Bad Request", "request_too_large");
+    let many: String = (0..8)
+        .map(|i| format!("X-H{i}: {}\r\n", "c".repeat(9 * 1024)))
+        .collect();
+    let (resp, _) = send_raw(
+        &lb,
+        format!("GET / HTTP/1.1\r\nHost: t\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert_alb_page(&resp, 400, "400 Bad Request", "request_too_large");
+    assert_eq!(app.requests(), 0, "no rejected request reaches the app");
+}
+
+#[tokio::test]
+async fn aws_status_per_rule_and_nothing_reaches_the_app() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
+    let xff: Vec<String> = (0..31).map(|i| format!("10.0.0.{i}")).collect();
+    let cases: [(String, u16, &str, &str); 5] = [
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: {}\r\n\r\n",
+                xff.join(", ")
+            ),
+            463,
+            "463 Bad Request",
+            "too_many_forwarded_for",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n".into(),
+            501,
+            "501 Not Implemented",
+            "unsupported_transfer_encoding",
+        ),
+        (
+            "TRACE / HTTP/1.1\r\nHost: t\r\n\r\n".into(),
+            405,
+            "405 Method Not Allowed",
+            "method_not_allowed",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n".into(),
+            400,
+            "400 Bad Request",
+            "desync_mitigation",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n".into(),
+            400,
+            "400 Bad Request",
+            "malformed_request",
+        ),
+    ];
+    for (raw, status, title, reason) in cases {
+        let (resp, closed) = send_raw(&lb, raw.as_bytes()).await;
+        assert_alb_page(&resp, status, title, reason);
+        assert!(closed, "{reason}: connection closed");
+    }
+    assert_eq!(app.requests(), 0, "no rejected request reaches the app");
+    assert_eq!(lb.stats().by_status.get(&400), Some(&2));
+    // A valid request on a fresh connection still works.
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+}
+
+#[tokio::test]
+async fn both_te_and_cl_is_ambiguous_served_then_closed_unless_strictest() {
+    let app = mock(Duration::from_secs(5)).await;
+    let raw = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
+    let (resp, closed) = send_raw(&lb, raw).await;
+    assert_eq!(
+        resp.status, 200,
+        "defensive mode serves an Ambiguous request"
+    );
+    assert_eq!(resp.text(), "abc");
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(closed, "then closes the client connection");
+    assert_eq!(
+        lb.engine().pool.idle_count(app.addr),
+        0,
+        "and the target connection"
+    );
+
+    let strict = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
+        .upstream(app.addr)
+        .desync_mode(DesyncMode::Strictest)
+        .start()
+        .await
+        .unwrap();
+    let (resp, _) = send_raw(&strict, raw).await;
+    assert_alb_page(&resp, 400, "400 Bad Request", "desync_mitigation");
+    assert_eq!(
+        app.requests(),
+        1,
+        "only the defensive request reached the app"
+    );
+}
+
+#[tokio::test]
+async fn gcp_answers_413_for_large_heads_and_forwards_trace() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = lb(Cloud::Gcp, app.addr, Duration::from_secs(5)).await;
+    let many: String = (0..8)
+        .map(|i| format!("X-H{i}: {}\r\n", "c".repeat(9 * 1024)))
+        .collect();
+    let (resp, closed) = send_raw(
+        &lb,
+        format!("GET / HTTP/1.1\r\nHost: t\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(resp.status, 413);
+    assert_eq!(resp.header("x-lbsim-reason"), Some("headers_too_long"));
+    assert_eq!(resp.text(), gfe_page("413 Request Entity Too Large"));
+    assert!(closed);
+    assert_eq!(app.requests(), 0);
+    let (resp, _) = send_raw(&lb, b"TRACE /status/200 HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(resp.status, 200, "GCP has no TRACE rule: the app answers");
+    assert_eq!(app.requests(), 1);
+}
+
+#[tokio::test]
+async fn keep_alive_requests_are_each_validated() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+    client
+        .send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        .await;
+    assert_eq!(client.response().await.unwrap().text(), "hello");
+    client.send(b"TRACE / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let resp = client.response().await.unwrap();
+    assert_eq!(
+        resp.status, 405,
+        "the third request on the connection is checked too"
+    );
+    assert_eq!(app.requests(), 2);
+}
