@@ -1,4 +1,5 @@
-//! Command-line interface: `lbsim [run flags]`, `lbsim upstream`.
+//! Command-line interface: `lbsim [run flags]`, `lbsim upstream`, `lbsim doctor`,
+//! `lbsim scenario`, `lbsim demo`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -31,6 +32,10 @@ pub enum Command {
     Upstream(UpstreamArgs),
     /// Probe a running app and say whether it will hit the LB's 502/503/504.
     Doctor(crate::doctor::DoctorArgs),
+    /// Run scenario files (502/503/504 reproductions) and check what happens.
+    Scenario(crate::scenario::ScenarioArgs),
+    /// A narrated tour of the bundled scenarios, for workshops.
+    Demo(crate::scenario::DemoArgs),
 }
 
 /// The cloud and its main timers: shared by the proxy and `lbsim doctor`, which judges an
@@ -233,6 +238,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Upstream(args)) => run_upstream(args).await,
         Some(Command::Doctor(args)) => crate::doctor::run(args).await,
+        Some(Command::Scenario(args)) => crate::scenario::run_command(args).await,
+        Some(Command::Demo(args)) => crate::scenario::demo(args).await,
         None => run_proxy(cli.run).await,
     }
 }

@@ -28,6 +28,8 @@
 //! - [`doctor`]: `lbsim doctor`, a client that probes a running app for the keep-alive,
 //!   health-check and latency settings that lead to 502/503/504 behind the cloud's LB.
 //! - [`admin`]: the control API, JSON over HTTP for harnesses in any language (`--admin`).
+//! - [`scenario`]: scenario files (TOML) played end to end with a timeline and PASS/FAIL
+//!   per expectation; `lbsim scenario` and the narrated `lbsim demo`.
 //! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
 //!
 //! # In a test harness
@@ -80,6 +82,7 @@ pub mod profile;
 pub mod proxy;
 pub mod reason;
 pub mod respond;
+pub mod scenario;
 pub mod sim;
 pub mod stats;
 pub mod targets;

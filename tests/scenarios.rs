@@ -1,0 +1,436 @@
+//! Scenario files: every bundled scenario passes, bad files point at `file:line:col`, and the
+//! `lbsim scenario` / `lbsim demo` commands behave.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use lbsim::scenario::{self, LoadError, BUNDLED, DEMO};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lbsim");
+
+/// A fresh folder for this test's files.
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lbsim-scenarios-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn lbsim(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run lbsim")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bundled_scenario_passes() {
+    let scenarios: Vec<_> = BUNDLED
+        .iter()
+        .map(|b| b.parse().unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert!(scenarios.len() >= 16, "{} bundled", scenarios.len());
+    // Side by side: they only sleep, and each has its own ports.
+    let tasks: Vec<_> = scenarios
+        .into_iter()
+        .map(|s| tokio::spawn(async move { scenario::run(&s).await }))
+        .collect();
+    let mut failed = Vec::new();
+    for task in tasks {
+        let report = task.await.unwrap();
+        assert!(!report.checks.is_empty(), "{} checks nothing", report.name);
+        if !report.passed() {
+            failed.push(scenario::render_report(&report, scenario::Style::plain()));
+        }
+    }
+    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
+}
+
+#[test]
+fn every_file_in_scenarios_is_bundled_and_says_what_it_reproduces() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut on_disk = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("toml"),
+            "{path:?}"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# Reproduces:"),
+            "{path:?} must start with a comment saying what it reproduces"
+        );
+        let header: String = text
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(header.contains("Fixed by:"), "{path:?}: header says no fix");
+        on_disk.insert(path.file_stem().unwrap().to_string_lossy().into_owned());
+    }
+    let bundled: BTreeSet<String> = BUNDLED.iter().map(|b| b.name.to_string()).collect();
+    assert_eq!(on_disk, bundled);
+    for name in DEMO {
+        assert!(scenario::bundled(name).is_some(), "demo names {name}");
+    }
+}
+
+/// Loads `text` from a file and returns the error, which must start with `path:line:col: `.
+fn load_error(test: &str, text: &str, line: usize, col: usize) -> String {
+    let dir = temp_dir(test);
+    let path = write(&dir, "bad.toml", text);
+    let err = scenario::load(&path).expect_err("the file is invalid");
+    assert!(matches!(err, LoadError::Parse { .. }), "{err:?}");
+    let text = err.to_string();
+    let prefix = format!("{}:{line}:{col}: ", path.display());
+    assert!(
+        text.starts_with(&prefix),
+        "expected {prefix:?} at the start of {text:?}"
+    );
+    text[prefix.len()..].to_string()
+}
+
+const GOOD_HEAD: &str = "description = \"d\"\ncloud = \"aws\"\n";
+
+#[test]
+fn unknown_field_gets_file_line_col_and_the_expected_names() {
+    let text = format!("{GOOD_HEAD}[lb]\nidle_timout = \"3s\"\n\n[[steps]]\nsend = \"GET /\"\n");
+    let msg = load_error("unknown-field", &text, 4, 1);
+    assert!(msg.contains("unknown field `idle_timout`"), "{msg}");
+    assert!(msg.contains("expected one of"), "{msg}");
+    assert!(msg.contains("`idle_timeout`"), "{msg}");
+
+    // In a step's expect table too.
+    let text = format!(
+        "{GOOD_HEAD}\n[[steps]]\nsend = \"GET /\"\nexpect = {{ status = 200, stauts = 1 }}\n"
+    );
+    let msg = load_error("unknown-expect", &text, 6, 26);
+    assert!(msg.contains("unknown field `stauts`"), "{msg}");
+}
+
+#[test]
+fn wrong_type_gets_file_line_col() {
+    let text = format!("{GOOD_HEAD}time_scale = \"fast\"\n[[steps]]\nsend = \"GET /\"\n");
+    let msg = load_error("wrong-type", &text, 3, 14);
+    assert!(msg.contains("invalid type: string \"fast\""), "{msg}");
+
+    let text = format!("{GOOD_HEAD}[lb]\nidle_timeout = 300\n[[steps]]\nsend = \"GET /\"\n");
+    let msg = load_error("duration-number", &text, 4, 16);
+    assert!(msg.contains("a duration string such as \"300s\""), "{msg}");
+
+    let text = format!("{GOOD_HEAD}[[steps]]\nwait = \"soon\"\n");
+    let msg = load_error("bad-duration", &text, 4, 8);
+    assert!(msg.contains("expected a duration like"), "{msg}");
+
+    let text = format!("{GOOD_HEAD}[[steps]]\ntarget = \"app\"\naction = \"explode\"\n");
+    let msg = load_error("bad-action", &text, 5, 10);
+    assert!(msg.contains("unknown variant `explode`"), "{msg}");
+    assert!(msg.contains("`deregister`"), "{msg}");
+}
+
+#[test]
+fn missing_required_field_gets_file_line_col() {
+    // No `cloud` at all: the whole document is the place.
+    let text = "description = \"d\"\n[[steps]]\nsend = \"GET /\"\n";
+    let msg = load_error("missing-cloud", text, 1, 1);
+    assert!(msg.contains("missing field `cloud`"), "{msg}");
+
+    // A target without a name: its table.
+    let text = format!("{GOOD_HEAD}[[targets]]\nkind = \"closed\"\n[[steps]]\nsend = \"GET /\"\n");
+    let msg = load_error("missing-name", &text, 3, 1);
+    assert!(msg.contains("missing field `name`"), "{msg}");
+}
+
+#[test]
+fn invalid_steps_point_at_their_table() {
+    let text = format!(
+        "{GOOD_HEAD}\n[[steps]]\nsend = \"GET /\"\n\n[[steps]]\nsend = \"GET /\"\nwait = \"1s\"\n"
+    );
+    let msg = load_error("two-things", &text, 7, 1);
+    assert!(msg.contains("cannot also have `wait`"), "{msg}");
+
+    let text = format!("{GOOD_HEAD}[[steps]]\ntarget = \"nope\"\naction = \"stop\"\n");
+    let msg = load_error("unknown-target", &text, 4, 10);
+    assert!(msg.contains("no target named `nope`"), "{msg}");
+
+    let text = format!("{GOOD_HEAD}[[steps]]\nsend = \"GET /sleep/{{soon}}\"\n");
+    let msg = load_error("bad-template", &text, 4, 8);
+    assert!(msg.contains("{soon}"), "{msg}");
+
+    // The settings must suit the cloud.
+    let text = format!("{GOOD_HEAD}[lb]\nbackend_timeout = \"3s\"\n[[steps]]\nsend = \"GET /\"\n");
+    let msg = load_error("wrong-cloud-flag", &text, 3, 1);
+    assert!(msg.contains("does not apply to AWS ALB"), "{msg}");
+}
+
+#[test]
+fn durations_in_paths_are_scaled() {
+    let text = format!(
+        "{GOOD_HEAD}time_scale = 0.01\n[[steps]]\nsend = \"GET /stream/10?interval={{20s}}&x={{250ms}}\"\n"
+    );
+    let s = scenario::parse(&text, "t.toml", "t").unwrap();
+    match &s.steps[0].kind {
+        scenario::StepKind::Send(send) => {
+            assert_eq!(send.path, "/stream/10?interval=0.2&x=0.003")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_file_makes_scenario_run_exit_2_with_file_line_col() {
+    let dir = temp_dir("cli-bad-file");
+    let path = write(
+        &dir,
+        "typo.toml",
+        &format!("{GOOD_HEAD}[[steps]]\nsend = \"GET /\"\nexpect = {{ statsu = 200 }}\n"),
+    );
+    let out = lbsim(&["scenario", "run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:5:12: unknown field `statsu`", path.display())),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty(), "nothing runs: {}", stdout(&out));
+
+    let out = lbsim(&["scenario", "run", "no-such-scenario"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no-such-scenario: no such file, folder or bundled scenario"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+const WRONG: &str = r#"description = "expects 200 from a closed port"
+cloud = "aws"
+time_scale = 0.01
+
+[lb]
+health_checks = false
+
+[[targets]]
+name = "app"
+kind = "closed"
+
+[[steps]]
+send = "GET /"
+expect = { status = 200, reason = "target_connection_refused" }
+"#;
+
+#[test]
+fn a_wrong_expectation_fails_with_a_non_zero_exit() {
+    let dir = temp_dir("cli-wrong");
+    let path = write(&dir, "wrong.toml", WRONG);
+    let out = lbsim(&["scenario", "run", path.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("FAIL  step 1 (line 12) client #1: status 200 — got 502 Bad Gateway"),
+        "{text}"
+    );
+    // The other expectation of the same step held, and says so.
+    assert!(
+        text.contains("PASS  step 1 (line 12) client #1: x-lbsim-reason target_connection_refused"),
+        "{text}"
+    );
+    assert!(text.contains("FAIL wrong: 1/2 checks"), "{text}");
+    assert!(
+        text.contains("0/1 scenarios passed; failed: wrong"),
+        "{text}"
+    );
+    // The timeline shows the client and the load balancer.
+    assert!(
+        text.contains("client #1  → GET / on a new connection"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lb         answers 502 itself: target_connection_refused"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_expectation_is_a_failed_check_in_the_report() {
+    let s = scenario::parse(WRONG, "wrong.toml", "wrong").unwrap();
+    let report = scenario::run(&s).await;
+    assert!(!report.passed());
+    let failures = report.failures();
+    assert_eq!(failures.len(), 1, "{:?}", report.checks);
+    assert_eq!(failures[0].expected, "status 200");
+    assert_eq!(failures[0].detail, "got 502 Bad Gateway");
+    assert_eq!((failures[0].step, failures[0].line), (1, 12));
+}
+
+#[test]
+fn scenario_run_takes_folders_and_bundled_names() {
+    let dir = temp_dir("cli-folder");
+    let passthrough = scenario::bundled("aws-500-passthrough").unwrap().source;
+    write(&dir, "one.toml", passthrough);
+    write(&dir, "two.toml", passthrough);
+    write(&dir, "notes.txt", "not a scenario");
+    let out = lbsim(&[
+        "scenario",
+        "run",
+        dir.to_str().unwrap(),
+        "aws-503-no-targets",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert!(text.contains("PASS one: 10/10 checks"), "{text}");
+    assert!(text.contains("PASS two: 10/10 checks"), "{text}");
+    assert!(text.contains("PASS aws-503-no-targets:"), "{text}");
+    assert!(text.contains("3/3 scenarios passed"), "{text}");
+    assert!(!text.contains('\x1b'), "not a terminal: no colors");
+}
+
+#[test]
+fn scenario_list_shows_every_bundled_one_with_its_description() {
+    let out = lbsim(&["scenario", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), BUNDLED.len(), "{text}");
+    for (line, b) in lines.iter().zip(BUNDLED) {
+        let description = b.parse().unwrap().description;
+        assert!(line.starts_with(b.name), "{line}");
+        assert!(line.ends_with(&description), "{line}");
+    }
+    assert!(text.contains("gcp-stream-cut"), "{text}");
+
+    let out = lbsim(&["scenario", "show", "gcp-stream-cut"]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        scenario::bundled("gcp-stream-cut").unwrap().source
+    );
+}
+
+#[test]
+fn demo_in_plain_mode_finishes_with_success_and_no_escapes() {
+    let start = Instant::now();
+    let out = lbsim(&["demo"]);
+    let took = start.elapsed();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(took < Duration::from_secs(120), "demo took {took:?}");
+    assert!(
+        !text.contains('\x1b'),
+        "ANSI escape in plain output:\n{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{0}/{0} scenarios behaved as the clouds do",
+            DEMO.len()
+        )),
+        "{text}"
+    );
+    for (i, name) in DEMO.iter().enumerate() {
+        let s = scenario::bundled(name).unwrap().parse().unwrap();
+        assert!(
+            text.contains(&format!("[{}/{}] {}", i + 1, DEMO.len(), s.description)),
+            "{name} missing:\n{text}"
+        );
+    }
+    for part in [
+        "what is about to happen:",
+        "what happened:",
+        "why:",
+        "fix:",
+        "← 502 Bad Gateway · x-lbsim-reason: target_closed_connection",
+        "← 200 OK · from the app · body CUT after",
+    ] {
+        assert!(text.contains(part), "{part:?} missing:\n{text}");
+    }
+    assert!(!text.contains("✘"), "{text}");
+}
+
+#[tokio::test]
+async fn an_external_target_is_used_as_it_is() {
+    // An app lbsim did not start: the scenario names its address.
+    let app = lbsim::MockUpstream::start(
+        "127.0.0.1:0".parse().unwrap(),
+        lbsim::MockOptions::default(),
+    )
+    .await
+    .unwrap();
+    let text = format!(
+        r#"description = "external"
+cloud = "gcp"
+
+[lb]
+health_checks = false
+
+[[targets]]
+name = "mine"
+kind = "external"
+address = "{}"
+
+[[steps]]
+send = "POST /echo"
+body = "hello"
+conn = "a"
+expect = {{ status = 200, reason = "none", body = "hello", headers = {{ via = "1.1 google" }} }}
+
+[[steps]]
+send = "GET /status/404"
+conn = "a"
+expect = {{ status = 404, body = "status 404", closed = false }}
+"#,
+        app.addr
+    );
+    let s = scenario::parse(&text, "external.toml", "external").unwrap();
+    let report = scenario::run(&s).await;
+    assert!(
+        report.passed(),
+        "{}",
+        scenario::render_report(&report, scenario::Style::plain())
+    );
+    assert_eq!(report.checks.len(), 7);
+    // Both requests reached the external app, on one connection from the load balancer.
+    assert_eq!(app.requests(), 2);
+    assert_eq!(
+        app.stats
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // The timeline names the client connection and says it was reused.
+    let events: Vec<String> = report
+        .events
+        .iter()
+        .map(|e| format!("{} {}", e.who, e.what))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "client a → POST /echo with a 5-byte body on a new connection"),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "client a → GET /status/404 on the same connection"),
+        "{events:#?}"
+    );
+}
