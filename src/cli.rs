@@ -25,6 +25,17 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
+impl Cli {
+    /// True for commands that tell their own story on the terminal (scenarios, demo),
+    /// where the engine's log lines would only get in the way.
+    pub fn narrates(&self) -> bool {
+        matches!(
+            self.command,
+            Some(Command::Scenario(_)) | Some(Command::Demo(_))
+        )
+    }
+}
+
 /// Subcommands besides the proxy itself.
 #[derive(Debug, Subcommand)]
 pub enum Command {

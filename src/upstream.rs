@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// uvicorn's default `--timeout-keep-alive`: what an app gets unless it changes it.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -67,8 +68,14 @@ pub struct MockStats {
     pub idle_closes: AtomicU64,
 }
 
-/// Serves the mock app on `listener` until the task is dropped.
-pub async fn run(listener: TcpListener, opts: MockOptions, stats: Arc<MockStats>) {
+/// Serves the mock app on `listener` until the task is dropped; open connections end
+/// when `kill` turns true.
+pub async fn run(
+    listener: TcpListener,
+    opts: MockOptions,
+    stats: Arc<MockStats>,
+    kill: watch::Receiver<bool>,
+) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -81,9 +88,16 @@ pub async fn run(listener: TcpListener, opts: MockOptions, stats: Arc<MockStats>
         stats.connections.fetch_add(1, Ordering::Relaxed);
         let opts = opts.clone();
         let stats = stats.clone();
+        let mut kill = kill.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, &opts, &stats).await {
-                tracing::debug!("mock upstream connection ended: {e}");
+            tokio::select! {
+                served = serve_connection(stream, &opts, &stats) => {
+                    if let Err(e) = served {
+                        tracing::debug!("mock upstream connection ended: {e}");
+                    }
+                }
+                // A crash: the socket is dropped, the kernel closes it.
+                _ = kill.wait_for(|k| *k) => {}
             }
         });
     }
@@ -97,6 +111,7 @@ pub struct MockUpstream {
     /// What it has seen.
     pub stats: Arc<MockStats>,
     task: tokio::task::JoinHandle<()>,
+    kill: watch::Sender<bool>,
 }
 
 impl MockUpstream {
@@ -105,8 +120,14 @@ impl MockUpstream {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(MockStats::default());
-        let task = tokio::spawn(run(listener, opts, stats.clone()));
-        Ok(MockUpstream { addr, stats, task })
+        let kill = watch::channel(false).0;
+        let task = tokio::spawn(run(listener, opts, stats.clone(), kill.subscribe()));
+        Ok(MockUpstream {
+            addr,
+            stats,
+            task,
+            kill,
+        })
     }
 
     /// Requests received so far.
@@ -114,9 +135,15 @@ impl MockUpstream {
         self.stats.requests.load(Ordering::Relaxed)
     }
 
-    /// Stops accepting; open connections finish on their own.
+    /// Stops accepting; open connections finish on their own (a graceful stop).
     pub fn stop(&self) {
         self.task.abort();
+    }
+
+    /// Stops accepting and closes every open connection at once, as a crashed app does.
+    pub fn kill(&self) {
+        self.task.abort();
+        let _ = self.kill.send(true);
     }
 }
 

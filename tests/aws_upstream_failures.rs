@@ -178,3 +178,33 @@ async fn failures_in_a_row_on_one_client_connection() {
     assert_eq!(stats.by_status.get(&502), Some(&3));
     assert_eq!(stats.by_status.get(&200), Some(&1));
 }
+
+#[tokio::test]
+async fn app_killed_mid_request_is_502_at_once() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(10)).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    client
+        .send(b"GET /sleep/5 HTTP/1.1\r\nHost: lbsim.test\r\n\r\n")
+        .await;
+    for _ in 0..400 {
+        if app.requests() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed_at = Instant::now();
+    app.kill();
+    let resp = client.response().await.expect("a 502 page");
+    assert!(
+        killed_at.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(resp.status, 502);
+    assert_eq!(
+        resp.header("x-lbsim-reason"),
+        Some("target_closed_connection")
+    );
+    assert_eq!(resp.text(), alb_page("502 Bad Gateway"));
+}

@@ -39,10 +39,13 @@ pub async fn lb(cloud: Cloud, upstream: SocketAddr, timeout: Duration) -> SimHan
 }
 
 /// A loopback address on which nothing listens (bound, then released).
+/// The port stays bound (without listening) for the life of the test process, so a
+/// test running beside it cannot take it: connects to it are refused.
 pub async fn closed_port() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::mem::forget(socket);
     addr
 }
 
