@@ -188,9 +188,12 @@ impl Engine {
     fn say(&self, reason: Reason, detail: &Detail, what: &str) {
         let code = self.profile().outcome(reason).code;
         let why = explain(&self.config, reason, detail);
-        tracing::warn!(reason = code, "{what}: {why}");
         if self.explain {
+            // The plain sentence carries the explanation; the log line stays short.
+            tracing::warn!(reason = code, "{what}");
             eprintln!("lbsim explain: {what}: {why}");
+        } else {
+            tracing::warn!(reason = code, "{what}: {why}");
         }
     }
 
