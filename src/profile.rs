@@ -10,7 +10,9 @@ use crate::reason::Reason;
 use crate::validate::{Rules, AWS_RULES, GCP_RULES};
 
 /// The cloud whose load balancer lbsim imitates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Cloud {
     /// AWS Application Load Balancer: idle timeout semantics.
@@ -20,7 +22,8 @@ pub enum Cloud {
 }
 
 /// Which set of default timer values to start from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LbDefaults {
     /// The values Anyscale services configure (AWS idle 300 s, GCP backend 600 s).
     #[default]

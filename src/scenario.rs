@@ -483,20 +483,6 @@ impl<'de> Deserialize<'de> for RaceWin {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum CloudName {
-    Aws,
-    Gcp,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum DefaultsName {
-    Anyscale,
-    Native,
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum KindName {
@@ -516,7 +502,7 @@ struct RawScenario {
     description: Spanned<String>,
     why: Option<String>,
     fix: Option<String>,
-    cloud: CloudName,
+    cloud: Cloud,
     time_scale: Option<Spanned<f64>>,
     lb: Option<Spanned<RawLb>>,
     #[serde(default)]
@@ -527,7 +513,7 @@ struct RawScenario {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLb {
-    lb_defaults: Option<DefaultsName>,
+    lb_defaults: Option<LbDefaults>,
     idle_timeout: Option<Dur>,
     backend_timeout: Option<Dur>,
     connect_timeout: Option<Dur>,
@@ -706,10 +692,7 @@ pub fn parse(text: &str, origin: &str, name: &str) -> Result<Scenario, LoadError
             f
         }
     };
-    let cloud = match raw.cloud {
-        CloudName::Aws => Cloud::Aws,
-        CloudName::Gcp => Cloud::Gcp,
-    };
+    let cloud = raw.cloud;
     let mut settings = Settings::new(cloud);
     settings.time_scale = time_scale;
     settings.shutdown_grace = SHUTDOWN_GRACE;
@@ -808,10 +791,7 @@ pub fn parse(text: &str, origin: &str, name: &str) -> Result<Scenario, LoadError
 
 fn apply_lb(s: &mut Settings, lb: RawLb) {
     if let Some(d) = lb.lb_defaults {
-        s.defaults = match d {
-            DefaultsName::Anyscale => LbDefaults::Anyscale,
-            DefaultsName::Native => LbDefaults::Native,
-        };
+        s.defaults = d;
     }
     s.idle_timeout = lb.idle_timeout.map(|d| d.0);
     s.backend_timeout = lb.backend_timeout.map(|d| d.0);
