@@ -149,7 +149,12 @@ impl Engine {
     }
 
     /// The cloud's page for `reason`, counted and explained in one log line.
-    pub fn lb_error(&self, reason: Reason, detail: &Detail, facts: &Facts) -> Response<ProxyBody> {
+    pub fn lb_error(
+        &self,
+        reason: Reason,
+        detail: &Detail,
+        facts: Option<&Facts>,
+    ) -> Response<ProxyBody> {
         let outcome = self.profile().outcome(reason);
         self.say(
             reason,
@@ -216,8 +221,8 @@ impl Engine {
         self.stats.record(None, Some(code));
     }
 
-    fn log_access(&self, facts: &Facts, ending: Ending) {
-        if let Some(log) = &self.access_log {
+    fn log_access(&self, facts: Option<&Facts>, ending: Ending) {
+        if let (Some(log), Some(facts)) = (&self.access_log, facts) {
             log.log(facts.record(ending));
         }
     }
@@ -237,7 +242,11 @@ impl Engine {
             client,
             local,
         );
-        let facts = Arc::new(Facts::capture(&parts, client, local));
+        // Only an access log needs these facts; skip the copies otherwise.
+        let facts = self
+            .access_log
+            .is_some()
+            .then(|| Arc::new(Facts::capture(&parts, client, local)));
         parts.version = Version::HTTP_11;
         let mut pending = Unanswered {
             engine: &self,
@@ -263,7 +272,7 @@ impl Engine {
             Ok(resp) => resp,
             Err(Failure { reason, mut detail }) => {
                 detail.elapsed = deadline.elapsed();
-                self.lb_error(reason, &detail, &facts)
+                self.lb_error(reason, &detail, facts.as_deref())
             }
         };
         pending.answered = true;
@@ -317,7 +326,7 @@ impl Engine {
         self: Arc<Self>,
         parts: http::request::Parts,
         body: Incoming,
-        facts: Arc<Facts>,
+        facts: Option<Arc<Facts>>,
         deadline: &Deadline,
         in_flight: &mut Option<InFlight>,
         close_target: bool,
@@ -406,7 +415,7 @@ impl Engine {
                 ending.reason = Some(outcome.code);
                 ending.log_word = Some(outcome.log_word);
             }
-            engine.log_access(&facts, ending);
+            engine.log_access(facts.as_deref(), ending);
         });
         let body = DeadlineBody::new(body, deadline.clone(), on_end).cut_when(picked.drain_over());
         Ok(Response::from_parts(parts, Either::Right(body)))
@@ -468,7 +477,7 @@ impl Engine {
 struct Unanswered<'a> {
     engine: &'a Engine,
     deadline: &'a Deadline,
-    facts: Arc<Facts>,
+    facts: Option<Arc<Facts>>,
     /// Held until the answer is complete; a streamed body takes it along.
     in_flight: Option<InFlight>,
     answered: bool,
@@ -485,7 +494,7 @@ impl Drop for Unanswered<'_> {
             };
             self.engine.answered_outside_hyper(reason, &detail);
             self.engine.log_access(
-                &self.facts,
+                self.facts.as_deref(),
                 Ending {
                     lb_status: Some(outcome.status),
                     reason: Some(outcome.code),

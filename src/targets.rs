@@ -298,42 +298,45 @@ impl TargetGroup {
         self.read().clone()
     }
 
-    /// The target for the next request, or why there is none.
+    /// The target for the next request, or why there is none. Allocation-free: it runs
+    /// on every request.
     pub fn pick(&self) -> Result<Arc<Target>, Reason> {
         let targets = self.read();
-        let registered: Vec<&Arc<Target>> = targets.iter().filter(|t| t.registered()).collect();
-        if registered.is_empty() {
+        let registered = targets.iter().filter(|t| t.registered()).count();
+        if registered == 0 {
             return Err(Reason::NoRegisteredTargets);
         }
         let warming = self.started.elapsed() < self.rules.warmup;
-        let healthy: Vec<&Arc<Target>> = if warming {
-            Vec::new()
+        let healthy = if warming {
+            0
         } else {
-            registered
-                .iter()
-                .copied()
-                .filter(|t| t.routable())
-                .collect()
+            targets.iter().filter(|t| t.routable()).count()
         };
-        let fail_open = healthy.is_empty() && self.rules.fails_open;
+        let fail_open = healthy == 0 && self.rules.fails_open;
         if self.failing_open.swap(fail_open, Ordering::Relaxed) != fail_open {
             if fail_open {
                 tracing::warn!(
-                    "no healthy target: failing open, routing to all {} registered targets",
-                    registered.len()
+                    "no healthy target: failing open, routing to all {registered} registered targets"
                 );
             } else {
                 tracing::info!("a target is healthy again: no longer failing open");
             }
         }
-        let pool = if !healthy.is_empty() {
-            healthy
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let chosen = if healthy > 0 {
+            targets.iter().filter(|t| t.routable()).nth(turn % healthy)
         } else if fail_open {
-            registered
+            targets
+                .iter()
+                .filter(|t| t.registered())
+                .nth(turn % registered)
         } else {
             return Err(Reason::NoHealthyTargets);
         };
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % pool.len();
-        Ok(pool[i].clone())
+        // A state can change between the count and the walk; then try the first one.
+        chosen
+            .or_else(|| targets.iter().find(|t| t.registered()))
+            .cloned()
+            .ok_or(Reason::NoRegisteredTargets)
     }
 }
