@@ -28,7 +28,7 @@ fn one_run(upstream: std::net::SocketAddr, scratch: &Scratch) -> (Duration, u32)
         &upstream.to_string(),
         "--no-health-checks",
     ])
-    .env("RUST_LOG", "lbsim=warn");
+    .env("RUST_LOG", lbsim_log());
     let t0 = Instant::now();
     let mut proc = Proc::spawn("lbsim", &mut cmd, &scratch.path("lbsim.log")).expect("spawn");
     let mut polls = 0u32;

@@ -76,9 +76,12 @@ fn main() {
     let scratch = Scratch::new("streaming");
     let upstream = start_fast_upstream(1);
     let want = wanted_targets();
-    let mut targets: Vec<(&'static str, SocketAddr)> = vec![("direct", upstream.addr)];
+    let mut targets: Vec<(&'static str, SocketAddr, Option<u32>)> =
+        vec![("direct", upstream.addr, None)];
     let (proxies, mut procs, notes) = spawn_proxies(upstream.addr, &scratch, &want);
-    targets.extend(proxies);
+    for ((name, addr), p) in proxies.into_iter().zip(&procs) {
+        targets.push((name, addr, Some(p.pid())));
+    }
     for n in &notes {
         println!("{n}");
     }
@@ -87,12 +90,25 @@ fn main() {
         .build()
         .expect("runtime");
 
-    // results[direction][target] = MB/s per run
+    // results[direction][target] = MB/s per run; cpu[direction][target] = proxy CPU µs
+    // (user + system) per run.
     let mut results = vec![vec![Vec::new(); targets.len()]; 2];
+    let mut cpu = vec![vec![Vec::new(); targets.len()]; 2];
     for _ in 0..runs {
-        for (t, (_, addr)) in targets.iter().enumerate() {
-            results[0][t].push(rt.block_on(download(*addr, len)));
-            results[1][t].push(rt.block_on(upload(*addr, len)));
+        for (t, (_, addr, pid)) in targets.iter().enumerate() {
+            for d in 0..2 {
+                let before = pid.map(cpu_us);
+                let rate = if d == 0 {
+                    rt.block_on(download(*addr, len))
+                } else {
+                    rt.block_on(upload(*addr, len))
+                };
+                results[d][t].push(rate);
+                if let (Some(pid), Some((u0, s0))) = (pid, before) {
+                    let (u1, s1) = cpu_us(*pid);
+                    cpu[d][t].push((u1 + s1 - u0 - s0) as f64);
+                }
+            }
         }
     }
     for p in &mut procs {
@@ -107,8 +123,16 @@ fn main() {
         .enumerate()
     {
         let direct = median(&results[d][0]);
-        for (t, (name, _)) in targets.iter().enumerate() {
+        for (t, (name, _, _)) in targets.iter().enumerate() {
             let med = median(&results[d][t]);
+            let cpu_per_gib = if cpu[d][t].is_empty() {
+                "-".to_string()
+            } else {
+                format!(
+                    "{:.2}",
+                    median(&cpu[d][t]) / 1e6 / (len as f64 / (1u64 << 30) as f64)
+                )
+            };
             rows.push(vec![
                 direction.to_string(),
                 name.to_string(),
@@ -119,6 +143,7 @@ fn main() {
                     .join(" "),
                 format!("{med:.0}"),
                 format!("{:.0} %", med / direct * 100.0),
+                cpu_per_gib,
             ]);
             if *name == "lbsim" {
                 let share = med / direct;
@@ -139,6 +164,7 @@ fn main() {
             "MB/s per run",
             "median MB/s",
             "of direct",
+            "proxy CPU s/GiB",
         ],
         &rows,
     );

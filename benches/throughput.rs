@@ -11,7 +11,8 @@
 //! 0.3), `LOADGEN` (`ct2`: two threads with a current_thread runtime each, the default;
 //! `mt2`: one multi-thread runtime with 2 workers; `ct1`: one thread),
 //! `UPSTREAM_WORKERS` (default 1), `ROUNDS` (repeat the whole matrix; each cell reports
-//! its median round, default 1), `TARGETS` (comma list, e.g. `direct,lbsim`).
+//! its median round, default 1), `TARGETS` (comma list, e.g. `direct,lbsim`), `CONNS`
+//! (default `32,256`), `SIZES` (`small`, `1m`, default both).
 //!
 //! Run: `cargo bench --bench throughput` (or `benches/run.sh`).
 
@@ -68,6 +69,9 @@ enum LoadGen {
 #[derive(Default)]
 struct WorkerResult {
     latencies_ns: Vec<u64>,
+    /// Requests answered in full at any time, warm-up included.
+    all_requests: u64,
+    /// Requests counted in the measured window.
     requests: u64,
     bytes: u64,
     errors: u64,
@@ -76,6 +80,7 @@ struct WorkerResult {
 impl WorkerResult {
     fn merge(&mut self, other: WorkerResult) {
         self.latencies_ns.extend(other.latencies_ns);
+        self.all_requests += other.all_requests;
         self.requests += other.requests;
         self.bytes += other.bytes;
         self.errors += other.errors;
@@ -148,6 +153,7 @@ async fn worker(
         let t1 = Instant::now();
         match outcome {
             Ok(n) if n == size.len() => {
+                res.all_requests += 1;
                 if t0 >= measure_from && t1 <= end {
                     res.requests += 1;
                     res.bytes += n;
@@ -257,22 +263,37 @@ struct Cell {
     p99: u64,
     p999: u64,
     errors: u64,
+    /// CPU time of the proxy per request, (user, system) in µs; None for direct.
+    cpu_per_req: Option<(f64, f64)>,
+}
+
+/// What the load goes to.
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+    /// The proxy's process, whose CPU time is read before and after each cell.
+    pid: Option<u32>,
 }
 
 fn measure_cell(
     gen: LoadGen,
-    target: &'static str,
-    addr: SocketAddr,
+    target: &Target,
     size: Size,
     conns: usize,
     warmup: Duration,
     secs: Duration,
 ) -> Cell {
-    let mut r = load(gen, addr, size, conns, warmup, secs);
+    let cpu_before = target.pid.map(cpu_us);
+    let mut r = load(gen, target.addr, size, conns, warmup, secs);
+    let cpu_per_req = target.pid.zip(cpu_before).map(|(pid, (u0, s0))| {
+        let (u1, s1) = cpu_us(pid);
+        let n = r.all_requests.max(1) as f64;
+        ((u1 - u0) as f64 / n, (s1 - s0) as f64 / n)
+    });
     r.latencies_ns.sort_unstable();
     let s = secs.as_secs_f64();
     Cell {
-        target,
+        target: target.name,
         size,
         conns,
         rps: r.requests as f64 / s,
@@ -281,6 +302,7 @@ fn measure_cell(
         p99: percentile(&r.latencies_ns, 99.0),
         p999: percentile(&r.latencies_ns, 99.9),
         errors: r.errors,
+        cpu_per_req,
     }
 }
 
@@ -304,6 +326,15 @@ fn main() {
     };
     let upstream_workers = env_f64("UPSTREAM_WORKERS", 1.0) as usize;
     let want = wanted_targets();
+    let conns_list: Vec<usize> = std::env::var("CONNS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![32, 256]);
+    let sizes: Vec<Size> = match std::env::var("SIZES").as_deref() {
+        Ok("small") => vec![Size::Small],
+        Ok("1m") => vec![Size::Mib],
+        _ => vec![Size::Small, Size::Mib],
+    };
     println!(
         "load generator {gen:?}; upstream: hyper 1.x, {upstream_workers} worker thread(s); \
          {warmup:?} warm-up + {secs:?} measured per cell, {rounds} round(s)"
@@ -311,29 +342,39 @@ fn main() {
 
     let scratch = Scratch::new("throughput");
     let upstream = start_fast_upstream(upstream_workers);
-    let mut targets: Vec<(&'static str, SocketAddr)> = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     if want("direct") {
-        targets.push(("direct", upstream.addr));
+        targets.push(Target {
+            name: "direct",
+            addr: upstream.addr,
+            pid: None,
+        });
     }
     let (proxies, mut procs, notes) = spawn_proxies(upstream.addr, &scratch, &want);
-    targets.extend(proxies);
+    for ((name, addr), proc) in proxies.into_iter().zip(&procs) {
+        targets.push(Target {
+            name,
+            addr,
+            pid: Some(proc.pid()),
+        });
+    }
     for n in &notes {
         println!("{n}");
     }
     println!();
 
     let mut cells: Vec<Cell> = Vec::new();
-    for size in [Size::Small, Size::Mib] {
-        for conns in [32usize, 256] {
+    for &size in &sizes {
+        for &conns in &conns_list {
             let mut per_target: Vec<Vec<Cell>> = targets.iter().map(|_| Vec::new()).collect();
             // Rounds interleave the targets so that a burst of load from other jobs on
             // the machine hits all of them alike.
             for _ in 0..rounds {
-                for (i, (name, addr)) in targets.iter().enumerate() {
-                    let c = measure_cell(gen, name, *addr, size, conns, warmup, secs);
+                for (i, target) in targets.iter().enumerate() {
+                    let c = measure_cell(gen, target, size, conns, warmup, secs);
                     eprintln!(
                         "  {:<8} {:>5} {:>4} conns: {:>9.0} req/s  p99 {}",
-                        name,
+                        target.name,
                         size.label(),
                         conns,
                         c.rps,
@@ -365,12 +406,25 @@ fn main() {
                 fmt_ns(c.p99),
                 fmt_ns(c.p999),
                 c.errors.to_string(),
+                match c.cpu_per_req {
+                    Some((u, s)) => format!("{:.1} ({:.0} % sys)", u + s, s / (u + s) * 100.0),
+                    None => "-".into(),
+                },
             ]
         })
         .collect();
     print_table(
         &[
-            "target", "body", "conns", "req/s", "MB/s", "p50", "p99", "p99.9", "errors",
+            "target",
+            "body",
+            "conns",
+            "req/s",
+            "MB/s",
+            "p50",
+            "p99",
+            "p99.9",
+            "errors",
+            "proxy CPU µs/req",
         ],
         &rows,
     );
@@ -382,8 +436,8 @@ fn main() {
             .find(|c| c.target == t && c.size == size && c.conns == conns)
     };
     let mut ratio_rows = Vec::new();
-    for size in [Size::Small, Size::Mib] {
-        for conns in [32usize, 256] {
+    for &size in &sizes {
+        for &conns in &conns_list {
             let Some(lb) = find("lbsim", size, conns) else {
                 continue;
             };
@@ -409,6 +463,21 @@ fn main() {
                 ),
                 None => "-".into(),
             });
+            let cpu = |c: Option<&Cell>| c.and_then(|c| c.cpu_per_req).map(|(u, s)| u + s);
+            row.push(
+                match (
+                    cpu(Some(lb)),
+                    cpu(find("haproxy", size, conns)),
+                    cpu(find("nginx", size, conns)),
+                ) {
+                    (Some(l), h, n) => format!(
+                        "{l:.1} / {} / {}",
+                        h.map_or("-".into(), |h| format!("{h:.1}")),
+                        n.map_or("-".into(), |n| format!("{n:.1}"))
+                    ),
+                    _ => "-".into(),
+                },
+            );
             ratio_rows.push(row);
         }
     }
@@ -422,6 +491,7 @@ fn main() {
                 "lbsim/haproxy (≥1.0)",
                 "lbsim/nginx (≥1.2)",
                 "p99 lbsim vs haproxy",
+                "CPU µs/req lbsim / haproxy / nginx",
             ],
             &ratio_rows,
         );

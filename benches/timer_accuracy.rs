@@ -2,15 +2,21 @@
 //! 1 s (lbsim in front of the mock app's `/sleep/5`, both child processes from the release
 //! binary); how late is each 504 beyond 1 s (p50, p99, max)?
 //!
-//! Lateness is measured by the client: from the moment just before its request was
-//! written to the socket to the first byte of the 504, minus 1 s. It therefore includes loopback, lbsim
+//! Lateness is measured by the client: from just before its request is written to the
+//! socket to the first byte of the 504, minus 1 s. It therefore includes loopback, lbsim
 //! reading the request, and the client noticing the answer among 1,000 others. To show
 //! how much of it is the measurement itself, the same client does the same against a
-//! reference: a bare hyper server in this process that answers after `tokio::time::sleep`
-//! of 1 s.
+//! reference: a bare hyper server in this process that answers after
+//! `tokio::time::sleep(1 s)`. Before each timed burst every connection carries a warm-up
+//! request held 0.5 s by the app, so that lbsim's pool holds an upstream connection per
+//! client connection and the burst measures timers, not connects.
+//!
+//! Also printed: lbsim's CPU time per 504 around the moment the timers fire, and a
+//! side measurement of 1,000 simultaneous connects (lbsim's accept queue).
 //!
 //! Knobs: `TIMER_CONNS` (default 1000), `TIMER_ROUNDS` (default 3; each round uses fresh
-//! connections). Run: `cargo bench --bench timer_accuracy`.
+//! connections), `LBSIM_LOG` (lbsim's `RUST_LOG`, default `lbsim=info`).
+//! Run: `cargo bench --bench timer_accuracy`.
 
 mod common;
 
@@ -24,6 +30,10 @@ use tokio::net::TcpStream;
 
 /// Connections opened and warmed up at once.
 const OPEN_BATCH: usize = 50;
+/// Pause between batches.
+const BATCH_PAUSE: Duration = Duration::from_millis(10);
+/// A connect without SYN-ACK after this long is abandoned and tried again.
+const CONNECT_RETRY: Duration = Duration::from_millis(100);
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// Target: p99 lateness.
 const TARGET_P99: Duration = Duration::from_millis(5);
@@ -87,41 +97,107 @@ async fn get(s: &mut TcpStream, path: &str) -> std::io::Result<Instant> {
     Ok(t)
 }
 
-/// One round: `conns` connections, each warmed up with `GET /`, then all send `path` at
-/// once. Returns (lateness in ns, possibly negative, per request; statuses and reasons).
+/// What one round measured.
+#[derive(Default)]
+struct Round {
+    /// Lateness in ns (negative would mean early) of each timed request.
+    late: Vec<i64>,
+    /// Status and `x-lbsim-reason` of each timed answer.
+    answers: Vec<(u16, Option<String>)>,
+    /// Connects that got no SYN-ACK within `CONNECT_RETRY` and were tried again.
+    retried_connects: usize,
+    /// Connections dropped from the round because their warm-up failed.
+    lost_warmup: usize,
+    /// Timed requests whose connection closed without an answer.
+    lost_timed: usize,
+    /// Connections that the server closed after its timed answer.
+    closed_after_answer: usize,
+    /// CPU time (user + system, µs) the proxy spent from 0.9 s after the burst until
+    /// the last answer: the work of firing the timers and answering.
+    cpu_at_expiry_us: Option<u64>,
+}
+
+/// Connects, trying again at once when the SYN-ACK does not come within
+/// `CONNECT_RETRY` (a full accept queue drops the SYN, and the kernel would wait a whole
+/// second to send it again). Returns the stream and the number of retries.
+async fn connect_retrying(addr: SocketAddr) -> std::io::Result<(TcpStream, usize)> {
+    for retries in 0..20 {
+        if let Ok(s) = tokio::time::timeout(CONNECT_RETRY, TcpStream::connect(addr)).await {
+            return Ok((s?, retries));
+        }
+    }
+    Err(std::io::ErrorKind::TimedOut.into())
+}
+
+/// One round: `conns` connections, each warmed up with `warmup_path`, then all send
+/// `path` at once.
 async fn round(
     addr: SocketAddr,
+    pid: Option<u32>,
+    warmup_path: &'static str,
     path: &'static str,
     conns: usize,
-) -> (Vec<i64>, Vec<(u16, Option<String>)>) {
-    // Phase 1: open and warm up every connection, a batch at a time: lbsim's accept
-    // queue is 128, and AWS closes a client connection idle for the idle timeout (1 s),
-    // so this phase must not lose SYNs and must end within a second.
-    let mut streams = Vec::with_capacity(conns);
-    while streams.len() < conns {
-        let k = OPEN_BATCH.min(conns - streams.len());
+) -> Round {
+    let mut r = Round::default();
+    // Phase 1: open every connection, a batch at a time, and send on each a warm-up
+    // request that the app holds for 500 ms, so that they are in flight together and
+    // lbsim ends up with about one pooled upstream connection per client connection:
+    // the timed burst then measures timers, not upstream connects. AWS closes a client
+    // connection idle for the idle timeout (1 s), so this phase must end well within a
+    // second of the first warm-up answer.
+    let mut opened = Vec::with_capacity(conns);
+    while opened.len() < conns {
+        let k = OPEN_BATCH.min(conns - opened.len());
         let batch: Vec<_> = (0..k)
             .map(|_| {
                 tokio::spawn(async move {
-                    let mut s = TcpStream::connect(addr).await?;
+                    let (mut s, retries) = connect_retrying(addr).await?;
                     s.set_nodelay(true)?;
-                    get(&mut s, "/").await?;
-                    let warm = read_response(&mut s).await?;
-                    if warm.status != 200 {
-                        return Err(std::io::Error::other(format!(
-                            "warm-up {} {:?}",
-                            warm.status, warm.reason
-                        )));
-                    }
-                    Ok::<_, std::io::Error>(s)
+                    get(&mut s, warmup_path).await?;
+                    Ok::<_, std::io::Error>((s, retries))
                 })
             })
             .collect();
         for t in batch {
-            streams.push(t.await.expect("task").expect("warm-up request"));
+            let (s, retries) = t.await.expect("task").expect("connect");
+            r.retried_connects += retries;
+            opened.push(s);
+        }
+        // lbsim opens an upstream connection per request, and both its and the mock
+        // app's accept queues are 128: give them time to accept.
+        tokio::time::sleep(BATCH_PAUSE).await;
+    }
+    let warming: Vec<_> = opened
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let warm = read_response(&mut s).await?;
+                if warm.status != 200 {
+                    return Err(std::io::Error::other(format!(
+                        "warm-up {} {:?}",
+                        warm.status, warm.reason
+                    )));
+                }
+                Ok::<_, std::io::Error>(s)
+            })
+        })
+        .collect();
+    let mut streams = Vec::with_capacity(conns);
+    for t in warming {
+        match t.await.expect("task") {
+            Ok(s) => streams.push(s),
+            Err(_) => r.lost_warmup += 1,
         }
     }
     // Phase 2: every connection sends at once and waits for its answer.
+    let before_expiry = pid.map(|pid| {
+        let at = tokio::time::Instant::now() + TIMEOUT - Duration::from_millis(100);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let (u, s) = cpu_us(pid);
+            u + s
+        })
+    });
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|mut s| {
@@ -129,18 +205,37 @@ async fn round(
                 let sent = get(&mut s, path).await?;
                 let a = read_response(&mut s).await?;
                 let late = (a.first_byte - sent).as_nanos() as i64 - TIMEOUT.as_nanos() as i64;
-                Ok::<_, std::io::Error>((late, a.status, a.reason))
+                // The stream goes back to the caller: closing it now would make lbsim
+                // close its side while other timers are still firing.
+                Ok::<_, std::io::Error>((late, a.status, a.reason, s))
             })
         })
         .collect();
-    let mut late = Vec::with_capacity(conns);
-    let mut answers = Vec::with_capacity(conns);
+    let mut keep = Vec::with_capacity(conns);
     for t in tasks {
-        let (l, status, reason) = t.await.expect("task").expect("timed request");
-        late.push(l);
-        answers.push((status, reason));
+        match t.await.expect("task") {
+            Ok((l, status, reason, s)) => {
+                r.late.push(l);
+                r.answers.push((status, reason));
+                keep.push(s);
+            }
+            Err(_) => r.lost_timed += 1,
+        }
     }
-    (late, answers)
+    if let (Some(pid), Some(before)) = (pid, before_expiry) {
+        let before = before.await.expect("task");
+        let (u, s) = cpu_us(pid);
+        r.cpu_at_expiry_us = Some((u + s).saturating_sub(before));
+    }
+    // Did lbsim keep the connections open after its answer, as a 504 page says it does?
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut buf = [0u8; 1];
+    r.closed_after_answer = keep
+        .iter()
+        .filter(|s| matches!(s.try_read(&mut buf), Ok(0)))
+        .count();
+    drop(keep);
+    r
 }
 
 /// Opens `n` connections all at once; returns each connect's duration in ns, sorted.
@@ -226,18 +321,45 @@ fn main() {
     let mut all_lbsim = Vec::new();
     let mut all_ref = Vec::new();
     let mut wrong = 0usize;
+    let mut retried = [0usize; 2];
+    let mut cpu_per_504 = Vec::new();
+    let mut lost = [0usize; 2];
+    let mut closed = [0usize; 2];
     for r in 1..=rounds {
-        let (late, answers) = rt.block_on(bounded(round(lb_addr, "/sleep/5", conns)));
-        wrong += answers
+        let lb = rt.block_on(bounded(round(
+            lb_addr,
+            Some(lbsim.pid()),
+            "/sleep/0.5",
+            "/sleep/5",
+            conns,
+        )));
+        wrong += lb
+            .answers
             .iter()
             .filter(|(s, reason)| *s != 504 || reason.as_deref() != Some("target_idle_timeout"))
             .count();
-        summarize(&format!("lbsim, round {r}"), late.clone(), &mut rows);
-        all_lbsim.extend(late);
-        let (late, answers) = rt.block_on(bounded(round(reference.addr, "/delay/1000", conns)));
-        wrong += answers.iter().filter(|(s, _)| *s != 200).count();
-        summarize(&format!("reference, round {r}"), late.clone(), &mut rows);
-        all_ref.extend(late);
+        retried[0] += lb.retried_connects;
+        cpu_per_504.extend(
+            lb.cpu_at_expiry_us
+                .map(|us| us as f64 / lb.answers.len().max(1) as f64),
+        );
+        lost[0] += lb.lost_warmup + lb.lost_timed;
+        closed[0] += lb.closed_after_answer;
+        summarize(&format!("lbsim, round {r}"), lb.late.clone(), &mut rows);
+        all_lbsim.extend(lb.late);
+        let re = rt.block_on(bounded(round(
+            reference.addr,
+            None,
+            "/delay/500",
+            "/delay/1000",
+            conns,
+        )));
+        wrong += re.answers.iter().filter(|(s, _)| *s != 200).count();
+        retried[1] += re.retried_connects;
+        lost[1] += re.lost_warmup + re.lost_timed;
+        closed[1] += re.closed_after_answer;
+        summarize(&format!("reference, round {r}"), re.late.clone(), &mut rows);
+        all_ref.extend(re.late);
     }
     lbsim.assert_running();
 
@@ -275,6 +397,28 @@ fn main() {
     if wrong > 0 {
         println!("note: {wrong} answers were not the expected 504 target_idle_timeout / 200");
     }
+    for (i, name) in ["lbsim", "reference"].iter().enumerate() {
+        if closed[i] > 0 {
+            println!(
+                "note ({name}): {} client connections were closed by the server right after \
+                 their timed answer",
+                closed[i]
+            );
+        }
+        if retried[i] > 0 || lost[i] > 0 {
+            println!(
+                "note ({name}): {} connects got no SYN-ACK within {CONNECT_RETRY:?} (full \
+                 accept queue) and were retried; {} connections lost (warm-up failed or \
+                 closed before the timed answer) and left out",
+                retried[i], lost[i]
+            );
+        }
+    }
+    println!(
+        "lbsim CPU time from 0.1 s before the timers fire to the last 504, per 504: {} µs \
+         (median of rounds; /proc ticks of 10 ms)",
+        median(&cpu_per_504).round()
+    );
     println!(
         "lbsim timer lateness p99: {} (target < {:?}) {}",
         fmt_ns(p99.max(0) as u64),

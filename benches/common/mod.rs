@@ -88,7 +88,10 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        // `KEEP_SCRATCH=1` keeps configs and logs (lbsim's log explains its errors).
+        if std::env::var_os("KEEP_SCRATCH").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -153,6 +156,12 @@ impl Proc {
         rss_kib(self.pid())
     }
 
+    /// `VmRSS` of the child plus its own children (nginx's workers), in KiB.
+    pub fn rss_tree_kib(&self) -> u64 {
+        let pid = self.pid();
+        rss_kib(pid) + children_of(pid).into_iter().map(rss_kib).sum::<u64>()
+    }
+
     /// Open file descriptors of the child.
     pub fn fd_count(&self) -> usize {
         fs::read_dir(format!("/proc/{}/fd", self.pid()))
@@ -197,6 +206,43 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// (ppid, utime, stime) of a process, times in clock ticks (1/100 s on Linux).
+fn stat_of(pid: u32) -> Option<(u32, u64, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f[1].parse().ok()?, f[11].parse().ok()?, f[12].parse().ok()?))
+}
+
+/// CPU time (user, system) used so far by `pid` and its live children (nginx workers),
+/// in microseconds.
+pub fn cpu_us(pid: u32) -> (u64, u64) {
+    let mut user = 0;
+    let mut sys = 0;
+    let mut add = |p: u32| {
+        if let Some((_, u, s)) = stat_of(p) {
+            user += u * 10_000;
+            sys += s * 10_000;
+        }
+    };
+    add(pid);
+    for child in children_of(pid) {
+        add(child);
+    }
+    (user, sys)
+}
+
+/// Live child processes of `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|&child| stat_of(child).is_some_and(|(ppid, _, _)| ppid == pid))
+        .collect()
+}
+
 /// The soft limit on open files of this process (`ulimit -n`).
 pub fn open_files_limit() -> u64 {
     let limits = fs::read_to_string("/proc/self/limits").unwrap_or_default();
@@ -206,6 +252,12 @@ pub fn open_files_limit() -> u64 {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024)
+}
+
+/// lbsim's log filter in the benches: `$LBSIM_LOG`, by default `lbsim=info` as users run
+/// it (LB errors are logged at warn, one line each, to a file in the scratch dir).
+pub fn lbsim_log() -> String {
+    std::env::var("LBSIM_LOG").unwrap_or_else(|_| "lbsim=info".into())
 }
 
 /// Starts lbsim (AWS, no health checks) from the release binary in front of `upstream`,
@@ -223,7 +275,7 @@ pub fn spawn_lbsim(upstream: SocketAddr, extra: &[&str], scratch: &Scratch) -> (
         "--no-health-checks",
     ])
     .args(extra)
-    .env("RUST_LOG", "lbsim=warn")
+    .env("RUST_LOG", lbsim_log())
     .env("NO_COLOR", "1");
     let mut proc = Proc::spawn("lbsim", &mut cmd, &scratch.path("lbsim.log")).expect("spawn lbsim");
     proc.wait_listening(listen);
@@ -240,12 +292,28 @@ pub fn which(prog: &str) -> Option<PathBuf> {
     (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
+/// nginx's response buffering: `NGINX_BUFFERING=off` streams through a small buffer
+/// (`proxy_buffering off`); the default keeps nginx's buffering on with 64 KiB buffers
+/// and no temp files, its fastest setting for 1 MiB bodies here.
+pub fn nginx_buffering() -> &'static str {
+    match std::env::var("NGINX_BUFFERING").as_deref() {
+        Ok("off") => "proxy_buffering off; proxy_request_buffering off;",
+        Ok("default") => "proxy_request_buffering off;",
+        _ => {
+            "proxy_buffering on; proxy_buffer_size 64k; proxy_buffers 8 64k; \
+              proxy_busy_buffers_size 128k; proxy_max_temp_file_size 0; \
+              proxy_request_buffering off;"
+        }
+    }
+}
+
 /// nginx as a plain reverse proxy with upstream keep-alive, 2 worker processes.
 pub fn spawn_nginx(bin: &Path, upstream: SocketAddr, scratch: &Scratch) -> (Proc, SocketAddr) {
     let listen = free_addr();
     let dir = scratch.path("nginx");
     fs::create_dir_all(&dir).expect("nginx dir");
     let d = dir.display();
+    let buffering = nginx_buffering();
     let conf = format!(
         r#"worker_processes 2;
 daemon off;
@@ -253,7 +321,7 @@ master_process on;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 worker_rlimit_nofile 20000;
-events {{ worker_connections 8192; }}
+events {{ worker_connections 16384; }}
 http {{
     access_log off;
     client_body_temp_path {d}/client_body;
@@ -275,8 +343,7 @@ http {{
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_request_buffering off;
+            {buffering}
         }}
     }}
 }}
@@ -296,13 +363,20 @@ http {{
     (proc, listen)
 }
 
+/// HAProxy's `maxconn`: it needs two file descriptors per connection, so half the fd
+/// limit, less a margin, at most 16,000.
+pub fn haproxy_maxconn() -> u64 {
+    (open_files_limit().saturating_sub(200) / 2).clamp(256, 16_000)
+}
+
 /// HAProxy as a plain HTTP reverse proxy (server keep-alive is its default), 2 threads.
 pub fn spawn_haproxy(bin: &Path, upstream: SocketAddr, scratch: &Scratch) -> (Proc, SocketAddr) {
     let listen = free_addr();
+    let maxconn = haproxy_maxconn();
     let conf = format!(
         r#"global
     nbthread 2
-    maxconn 4096
+    maxconn {maxconn}
 
 defaults
     mode http
@@ -355,9 +429,9 @@ pub fn spawn_proxies(
             Some(bin) => {
                 let (p, addr) = spawn_nginx(&bin, upstream, scratch);
                 notes.push(format!(
-                    "nginx: {} (2 workers, upstream keepalive 512, proxy_buffering off, \
-                     proxy_request_buffering off)",
-                    bin.display()
+                    "nginx: {} (2 workers, upstream keepalive 512; {})",
+                    bin.display(),
+                    nginx_buffering()
                 ));
                 targets.push(("nginx", addr));
                 procs.push(p);
