@@ -52,7 +52,7 @@ fn one_run(upstream: std::net::SocketAddr, scratch: &Scratch) -> (Duration, u32)
 }
 
 fn main() {
-    println!("# startup: spawn of target/release/lbsim to its first proxied 200");
+    println!("# startup: spawn of the lbsim release binary to its first proxied 200");
     println!("{}", machine_note());
     let runs = env_f64("STARTUP_RUNS", 20.0).max(1.0) as usize;
     let scratch = Scratch::new("startup");

@@ -1,18 +1,28 @@
 //! Throughput and latency: requests/s and p50/p99/p99.9 with 32 and 256 keep-alive
 //! connections, small and 1 MiB responses, direct to a fast hyper upstream, through lbsim,
-//! and through nginx and HAProxy when they are installed; then lbsim's ratios.
+//! and through nginx and HAProxy when they are installed; then lbsim's ratios. Each cell
+//! also reads the proxy's CPU time (/proc/<pid>/stat, workers included) and divides it by
+//! the requests served: CPU per request is far steadier than requests/s on a shared
+//! machine. A fifth target, `hyper-bare`, is a bare hyper proxy with lbsim's shape (this
+//! bench binary started again as a child process): the floor of that design.
 //!
 //! lbsim runs as a separate process from the release binary, as users run it: it gets
 //! its own tokio runtime (2 workers on 2 cores) instead of sharing the load generator's
 //! scheduler, which would make the two slow each other down in ways a real deployment
 //! never sees, and it stands on the same footing as nginx and HAProxy (also processes).
 //!
-//! Knobs: `BENCH_SECS` (measured seconds per cell, default 1.5), `BENCH_WARMUP` (default
-//! 0.3), `LOADGEN` (`ct2`: two threads with a current_thread runtime each, the default;
-//! `mt2`: one multi-thread runtime with 2 workers; `ct1`: one thread),
-//! `UPSTREAM_WORKERS` (default 1), `ROUNDS` (repeat the whole matrix; each cell reports
-//! its median round, default 1), `TARGETS` (comma list, e.g. `direct,lbsim`), `CONNS`
-//! (default `32,256`), `SIZES` (`small`, `1m`, default both).
+//! The load generator opens its connections 32 at a time before the clock starts (lbsim's
+//! accept queue is 128), then each connection sends requests back to back; requests that
+//! start after the warm-up and end before the deadline are counted.
+//!
+//! Knobs: `BENCH_SECS` (measured seconds per cell, default 1.2), `BENCH_WARMUP` (default
+//! 0.3), `LOADGEN` (`ct2`: two threads with a current_thread runtime each, the default,
+//! the steadiest of the three; `mt2`: one multi-thread runtime with 2 workers; `ct1`: one
+//! thread), `UPSTREAM_WORKERS` (default 1), `ROUNDS` (repeat the whole matrix, targets
+//! interleaved; each cell reports its median round and the median CPU per request,
+//! default 1), `TARGETS` (comma list of direct, lbsim, nginx, haproxy, hyper-bare),
+//! `CONNS` (default `32,256`), `SIZES` (`small`, `1m`, default both), `NGINX_BUFFERING`
+//! (see benches/common/mod.rs).
 //!
 //! Run: `cargo bench --bench throughput` (or `benches/run.sh`).
 
@@ -306,17 +316,192 @@ fn measure_cell(
     }
 }
 
-/// The round whose requests/s is the median (so its latencies stay consistent with it).
+/// The round whose requests/s is the median (so its latencies stay consistent with it),
+/// with the median CPU per request of all rounds.
 fn median_round(mut rounds: Vec<Cell>) -> Cell {
+    let cpu: Vec<(f64, f64)> = rounds.iter().filter_map(|c| c.cpu_per_req).collect();
     rounds.sort_by(|a, b| a.rps.partial_cmp(&b.rps).expect("no NaN"));
     let mid = (rounds.len() - 1) / 2;
-    rounds.swap_remove(mid)
+    let mut cell = rounds.swap_remove(mid);
+    if !cpu.is_empty() {
+        let total: Vec<f64> = cpu.iter().map(|(u, s)| u + s).collect();
+        let med = median(&total);
+        // Keep the user/system split of the round closest to the median.
+        let (u, s) = cpu
+            .iter()
+            .min_by(|a, b| {
+                ((a.0 + a.1) - med)
+                    .abs()
+                    .partial_cmp(&((b.0 + b.1) - med).abs())
+                    .expect("no NaN")
+            })
+            .copied()
+            .expect("not empty");
+        cell.cpu_per_req = Some((u, s));
+    }
+    cell
+}
+
+/// A bare hyper 1.x reverse proxy with lbsim's shape and none of its logic: a hyper
+/// server connection per client, a pool of hyper client connections to the upstream,
+/// the response body handed through. It runs as a separate process (this bench binary
+/// started again with `LBSIM_BENCH_ROLE=bare-proxy`), on a 2-worker runtime like lbsim.
+/// Its CPU per request is the floor of that design: what lbsim adds is above it.
+mod bare {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body::{Body, Frame, SizeHint};
+    use http_body_util::{Either, Empty};
+    use hyper::body::Incoming;
+    use hyper::client::conn::http1::SendRequest;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::{TcpListener, TcpStream};
+
+    type Pool = Arc<Mutex<Vec<SendRequest<Incoming>>>>;
+
+    /// The response body; gives the upstream connection back to the pool when done.
+    struct Back {
+        inner: Incoming,
+        sender: Option<SendRequest<Incoming>>,
+        pool: Pool,
+    }
+
+    impl Body for Back {
+        type Data = Bytes;
+        type Error = hyper::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+            Pin::new(&mut self.inner).poll_frame(cx)
+        }
+        fn is_end_stream(&self) -> bool {
+            self.inner.is_end_stream()
+        }
+        fn size_hint(&self) -> SizeHint {
+            self.inner.size_hint()
+        }
+    }
+
+    impl Drop for Back {
+        fn drop(&mut self) {
+            if let Some(s) = self.sender.take() {
+                if !s.is_closed() && self.inner.is_end_stream() {
+                    self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+                }
+            }
+        }
+    }
+
+    type Answer = Response<Either<Back, Empty<Bytes>>>;
+
+    async fn forward(
+        req: Request<Incoming>,
+        upstream: SocketAddr,
+        pool: Pool,
+    ) -> Result<Answer, Infallible> {
+        let bad_gateway = || {
+            let mut r = Response::new(Either::Right(Empty::new()));
+            *r.status_mut() = StatusCode::BAD_GATEWAY;
+            r
+        };
+        let pooled = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut sender = match pooled {
+            Some(s) => s,
+            None => {
+                let Ok(stream) = TcpStream::connect(upstream).await else {
+                    return Ok(bad_gateway());
+                };
+                let _ = stream.set_nodelay(true);
+                let Ok((s, conn)) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+                else {
+                    return Ok(bad_gateway());
+                };
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                s
+            }
+        };
+        if sender.ready().await.is_err() {
+            return Ok(bad_gateway());
+        }
+        match sender.send_request(req).await {
+            Ok(resp) => {
+                let (parts, inner) = resp.into_parts();
+                let body = Back {
+                    inner,
+                    sender: Some(sender),
+                    pool,
+                };
+                Ok(Response::from_parts(parts, Either::Left(body)))
+            }
+            Err(_) => Ok(bad_gateway()),
+        }
+    }
+
+    /// Serves forever on `listen`.
+    pub fn run(listen: SocketAddr, upstream: SocketAddr) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::bind(listen).await.expect("bind");
+            let pool: Pool = Arc::default();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| forward(req, upstream, pool.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    }
+}
+
+/// Starts the bare hyper proxy as a child process in front of `upstream`.
+fn spawn_bare_proxy(upstream: SocketAddr, scratch: &Scratch) -> (Proc, SocketAddr) {
+    let listen = free_addr();
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("own path"));
+    cmd.env("LBSIM_BENCH_ROLE", "bare-proxy")
+        .env("BARE_LISTEN", listen.to_string())
+        .env("BARE_UPSTREAM", upstream.to_string());
+    let mut p =
+        Proc::spawn("hyper-bare", &mut cmd, &scratch.path("bare.log")).expect("spawn bare proxy");
+    p.wait_listening(listen);
+    (p, listen)
 }
 
 fn main() {
+    if std::env::var("LBSIM_BENCH_ROLE").as_deref() == Ok("bare-proxy") {
+        let addr = |k: &str| {
+            std::env::var(k)
+                .expect("address")
+                .parse()
+                .expect("socket address")
+        };
+        bare::run(addr("BARE_LISTEN"), addr("BARE_UPSTREAM"));
+        return;
+    }
     println!("# throughput: keep-alive connections sending requests back to back");
     println!("{}", machine_note());
-    let secs = Duration::from_secs_f64(env_f64("BENCH_SECS", 1.5));
+    let secs = Duration::from_secs_f64(env_f64("BENCH_SECS", 1.2));
     let warmup = Duration::from_secs_f64(env_f64("BENCH_WARMUP", 0.3));
     let rounds = env_f64("ROUNDS", 1.0).max(1.0) as usize;
     let gen = match std::env::var("LOADGEN").as_deref() {
@@ -358,6 +543,19 @@ fn main() {
             pid: Some(proc.pid()),
         });
     }
+    if want("hyper-bare") {
+        let (p, addr) = spawn_bare_proxy(upstream.addr, &scratch);
+        println!(
+            "hyper-bare: a bare hyper proxy with lbsim's shape and none of its logic (this \
+             bench binary, 2 workers), for the floor of that design"
+        );
+        targets.push(Target {
+            name: "hyper-bare",
+            addr,
+            pid: Some(p.pid()),
+        });
+        procs.push(p);
+    }
     for n in &notes {
         println!("{n}");
     }
@@ -373,12 +571,14 @@ fn main() {
                 for (i, target) in targets.iter().enumerate() {
                     let c = measure_cell(gen, target, size, conns, warmup, secs);
                     eprintln!(
-                        "  {:<8} {:>5} {:>4} conns: {:>9.0} req/s  p99 {}",
+                        "  {:<10} {:>5} {:>4} conns: {:>9.0} req/s  p99 {:>9}  CPU {} µs/req",
                         target.name,
                         size.label(),
                         conns,
                         c.rps,
-                        fmt_ns(c.p99)
+                        fmt_ns(c.p99),
+                        c.cpu_per_req
+                            .map_or("-".to_string(), |(u, s)| format!("{:.1}", u + s))
                     );
                     per_target[i].push(c);
                 }
@@ -463,21 +663,18 @@ fn main() {
                 ),
                 None => "-".into(),
             });
-            let cpu = |c: Option<&Cell>| c.and_then(|c| c.cpu_per_req).map(|(u, s)| u + s);
-            row.push(
-                match (
-                    cpu(Some(lb)),
-                    cpu(find("haproxy", size, conns)),
-                    cpu(find("nginx", size, conns)),
-                ) {
-                    (Some(l), h, n) => format!(
-                        "{l:.1} / {} / {}",
-                        h.map_or("-".into(), |h| format!("{h:.1}")),
-                        n.map_or("-".into(), |n| format!("{n:.1}"))
-                    ),
-                    _ => "-".into(),
-                },
-            );
+            let cpu = |t: &str| {
+                find(t, size, conns)
+                    .and_then(|c| c.cpu_per_req)
+                    .map_or("-".to_string(), |(u, s)| format!("{:.1}", u + s))
+            };
+            row.push(format!(
+                "{} / {} / {} / {}",
+                cpu("lbsim"),
+                cpu("haproxy"),
+                cpu("nginx"),
+                cpu("hyper-bare")
+            ));
             ratio_rows.push(row);
         }
     }
@@ -491,7 +688,7 @@ fn main() {
                 "lbsim/haproxy (≥1.0)",
                 "lbsim/nginx (≥1.2)",
                 "p99 lbsim vs haproxy",
-                "CPU µs/req lbsim / haproxy / nginx",
+                "CPU µs/req lbsim / haproxy / nginx / hyper-bare",
             ],
             &ratio_rows,
         );
