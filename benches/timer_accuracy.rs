@@ -339,8 +339,10 @@ fn main() {
             .filter(|(s, reason)| *s != 504 || reason.as_deref() != Some("target_idle_timeout"))
             .count();
         retried[0] += lb.retried_connects;
+        // /proc counts CPU time in 10 ms ticks: fewer than 5 say nothing.
         cpu_per_504.extend(
             lb.cpu_at_expiry_us
+                .filter(|&us| us >= 50_000)
                 .map(|us| us as f64 / lb.answers.len().max(1) as f64),
         );
         lost[0] += lb.lost_warmup + lb.lost_timed;
@@ -414,11 +416,15 @@ fn main() {
             );
         }
     }
-    println!(
-        "lbsim CPU time from 0.1 s before the timers fire to the last 504, per 504: {} µs \
-         (median of rounds; /proc ticks of 10 ms)",
-        median(&cpu_per_504).round()
-    );
+    if cpu_per_504.is_empty() {
+        println!("lbsim CPU time per 504: too little to read in /proc's 10 ms ticks");
+    } else {
+        println!(
+            "lbsim CPU time from 0.1 s before the timers fire to the last 504, per 504: {} µs \
+             (median of rounds; /proc ticks of 10 ms)",
+            median(&cpu_per_504).round()
+        );
+    }
     println!(
         "lbsim timer lateness p99: {} (target < {:?}) {}",
         fmt_ns(p99.max(0) as u64),
