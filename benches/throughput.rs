@@ -1,0 +1,707 @@
+//! Throughput and latency: requests/s and p50/p99/p99.9 with 32 and 256 keep-alive
+//! connections, small and 1 MiB responses, direct to a fast hyper upstream, through lbsim,
+//! and through nginx and HAProxy when they are installed; then lbsim's ratios. Each cell
+//! also reads the proxy's CPU time (/proc/<pid>/stat, workers included) and divides it by
+//! the requests served: CPU per request is far steadier than requests/s on a shared
+//! machine. A fifth target, `hyper-bare`, is a bare hyper proxy with lbsim's shape (this
+//! bench binary started again as a child process): the floor of that design.
+//!
+//! lbsim runs as a separate process from the release binary, as users run it: it gets
+//! its own tokio runtime (2 workers on 2 cores) instead of sharing the load generator's
+//! scheduler, which would make the two slow each other down in ways a real deployment
+//! never sees, and it stands on the same footing as nginx and HAProxy (also processes).
+//!
+//! The load generator opens its connections 32 at a time before the clock starts (lbsim's
+//! accept queue is 128), then each connection sends requests back to back; requests that
+//! start after the warm-up and end before the deadline are counted.
+//!
+//! Knobs: `BENCH_SECS` (measured seconds per cell, default 1.2), `BENCH_WARMUP` (default
+//! 0.3), `LOADGEN` (`ct2`: two threads with a current_thread runtime each, the default,
+//! the steadiest of the three; `mt2`: one multi-thread runtime with 2 workers; `ct1`: one
+//! thread), `UPSTREAM_WORKERS` (default 1), `ROUNDS` (repeat the whole matrix, targets
+//! interleaved; each cell reports its median round and the median CPU per request,
+//! default 1), `TARGETS` (comma list of direct, lbsim, nginx, haproxy, hyper-bare),
+//! `CONNS` (default `32,256`), `SIZES` (`small`, `1m`, default both), `NGINX_BUFFERING`
+//! (see benches/common/mod.rs).
+//!
+//! Run: `cargo bench --bench throughput` (or `benches/run.sh`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::header::HOST;
+use http::Request;
+use http_body_util::Empty;
+use hyper::client::conn::http1::SendRequest;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Size {
+    Small,
+    Mib,
+}
+
+impl Size {
+    fn path(self) -> &'static str {
+        match self {
+            Size::Small => "/small",
+            Size::Mib => "/1m",
+        }
+    }
+    fn len(self) -> u64 {
+        match self {
+            Size::Small => SMALL_BODY.len() as u64,
+            Size::Mib => MIB as u64,
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Size::Small => "13 B",
+            Size::Mib => "1 MiB",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum LoadGen {
+    /// Two OS threads, each with a current_thread runtime and half the connections.
+    Ct2,
+    /// One multi-thread runtime with two workers.
+    Mt2,
+    /// One thread, one current_thread runtime.
+    Ct1,
+}
+
+#[derive(Default)]
+struct WorkerResult {
+    latencies_ns: Vec<u64>,
+    /// Requests answered in full at any time, warm-up included.
+    all_requests: u64,
+    /// Requests counted in the measured window.
+    requests: u64,
+    bytes: u64,
+    errors: u64,
+}
+
+impl WorkerResult {
+    fn merge(&mut self, other: WorkerResult) {
+        self.latencies_ns.extend(other.latencies_ns);
+        self.all_requests += other.all_requests;
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        self.errors += other.errors;
+    }
+}
+
+/// Connections opened at once: lbsim listens with an accept queue of 128 (see
+/// RESULTS.md), and a larger burst would lose SYNs and stall a connection for a second.
+const CONNECT_BATCH: usize = 32;
+
+type Sender = SendRequest<Empty<Bytes>>;
+
+/// Opens `n` connections, `CONNECT_BATCH` at a time.
+async fn open(addr: SocketAddr, n: usize) -> Vec<Sender> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let k = CONNECT_BATCH.min(n - out.len());
+        let batch: Vec<_> = (0..k).map(|_| tokio::spawn(connect(addr))).collect();
+        for t in batch {
+            out.push(t.await.expect("task").expect("connect"));
+        }
+    }
+    out
+}
+
+/// One keep-alive connection sending `GET path` back to back until `end`; requests that
+/// start after `measure_from` and finish by `end` are counted.
+async fn worker(
+    addr: SocketAddr,
+    sender: Sender,
+    size: Size,
+    measure_from: Instant,
+    end: Instant,
+) -> WorkerResult {
+    let mut res = WorkerResult {
+        latencies_ns: Vec::with_capacity(4096),
+        ..WorkerResult::default()
+    };
+    let mut sender = Some(sender);
+    while Instant::now() < end {
+        let s = match &mut sender {
+            Some(s) => s,
+            None => match connect(addr).await {
+                Ok(s) => sender.insert(s),
+                Err(_) => {
+                    res.errors += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+            },
+        };
+        if s.ready().await.is_err() {
+            sender = None;
+            res.errors += 1;
+            continue;
+        }
+        let req = Request::get(size.path())
+            .header(HOST, "127.0.0.1")
+            .body(Empty::new())
+            .expect("request");
+        let t0 = Instant::now();
+        let outcome = async {
+            let resp = s.send_request(req).await.map_err(std::io::Error::other)?;
+            if resp.status() != 200 {
+                return Err(std::io::Error::other(format!("status {}", resp.status())));
+            }
+            drain(resp.into_body(), None).await
+        }
+        .await;
+        let t1 = Instant::now();
+        match outcome {
+            Ok(n) if n == size.len() => {
+                res.all_requests += 1;
+                if t0 >= measure_from && t1 <= end {
+                    res.requests += 1;
+                    res.bytes += n;
+                    res.latencies_ns.push((t1 - t0).as_nanos() as u64);
+                }
+            }
+            _ => {
+                res.errors += 1;
+                sender = None;
+            }
+        }
+    }
+    res
+}
+
+async fn drive(
+    addr: SocketAddr,
+    senders: Vec<Sender>,
+    size: Size,
+    measure_from: Instant,
+    end: Instant,
+) -> WorkerResult {
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .map(|s| tokio::spawn(worker(addr, s, size, measure_from, end)))
+        .collect();
+    let mut total = WorkerResult::default();
+    for t in tasks {
+        total.merge(t.await.expect("worker task"));
+    }
+    total
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The measured window, fixed once every connection is open.
+fn window(warmup: Duration, measure: Duration) -> (Instant, Instant) {
+    let measure_from = Instant::now() + warmup;
+    (measure_from, measure_from + measure)
+}
+
+/// Opens `conns` connections, then drives them for warm-up + measure; returns the merged
+/// result.
+fn load(
+    gen: LoadGen,
+    addr: SocketAddr,
+    size: Size,
+    conns: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> WorkerResult {
+    let one_runtime = |rt: tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let senders = open(addr, conns).await;
+            let (from, end) = window(warmup, measure);
+            drive(addr, senders, size, from, end).await
+        })
+    };
+    match gen {
+        LoadGen::Ct1 => one_runtime(current_thread()),
+        LoadGen::Mt2 => one_runtime(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime"),
+        ),
+        LoadGen::Ct2 => {
+            let half = conns / 2;
+            let opened = Arc::new(Barrier::new(2));
+            let times = Arc::new(OnceLock::new());
+            let threads: Vec<_> = [half, conns - half]
+                .into_iter()
+                .map(|n| {
+                    let opened = opened.clone();
+                    let times = times.clone();
+                    std::thread::spawn(move || {
+                        let rt = current_thread();
+                        let senders = rt.block_on(open(addr, n));
+                        opened.wait();
+                        let (from, end) = *times.get_or_init(|| window(warmup, measure));
+                        rt.block_on(drive(addr, senders, size, from, end))
+                    })
+                })
+                .collect();
+            let mut total = WorkerResult::default();
+            for t in threads {
+                total.merge(t.join().expect("load thread"));
+            }
+            total
+        }
+    }
+}
+
+struct Cell {
+    target: &'static str,
+    size: Size,
+    conns: usize,
+    rps: f64,
+    mb_s: f64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    errors: u64,
+    /// CPU time of the proxy per request, (user, system) in µs; None for direct.
+    cpu_per_req: Option<(f64, f64)>,
+}
+
+/// What the load goes to.
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+    /// The proxy's process, whose CPU time is read before and after each cell.
+    pid: Option<u32>,
+}
+
+fn measure_cell(
+    gen: LoadGen,
+    target: &Target,
+    size: Size,
+    conns: usize,
+    warmup: Duration,
+    secs: Duration,
+) -> Cell {
+    let cpu_before = target.pid.map(cpu_us);
+    let mut r = load(gen, target.addr, size, conns, warmup, secs);
+    let cpu_per_req = target.pid.zip(cpu_before).map(|(pid, (u0, s0))| {
+        let (u1, s1) = cpu_us(pid);
+        let n = r.all_requests.max(1) as f64;
+        ((u1 - u0) as f64 / n, (s1 - s0) as f64 / n)
+    });
+    r.latencies_ns.sort_unstable();
+    let s = secs.as_secs_f64();
+    Cell {
+        target: target.name,
+        size,
+        conns,
+        rps: r.requests as f64 / s,
+        mb_s: r.bytes as f64 / s / 1e6,
+        p50: percentile(&r.latencies_ns, 50.0),
+        p99: percentile(&r.latencies_ns, 99.0),
+        p999: percentile(&r.latencies_ns, 99.9),
+        errors: r.errors,
+        cpu_per_req,
+    }
+}
+
+/// The round whose requests/s is the median (so its latencies stay consistent with it),
+/// with the median CPU per request of all rounds.
+fn median_round(mut rounds: Vec<Cell>) -> Cell {
+    let cpu: Vec<(f64, f64)> = rounds.iter().filter_map(|c| c.cpu_per_req).collect();
+    rounds.sort_by(|a, b| a.rps.partial_cmp(&b.rps).expect("no NaN"));
+    let mid = (rounds.len() - 1) / 2;
+    let mut cell = rounds.swap_remove(mid);
+    if !cpu.is_empty() {
+        let total: Vec<f64> = cpu.iter().map(|(u, s)| u + s).collect();
+        let med = median(&total);
+        // Keep the user/system split of the round closest to the median.
+        let (u, s) = cpu
+            .iter()
+            .min_by(|a, b| {
+                ((a.0 + a.1) - med)
+                    .abs()
+                    .partial_cmp(&((b.0 + b.1) - med).abs())
+                    .expect("no NaN")
+            })
+            .copied()
+            .expect("not empty");
+        cell.cpu_per_req = Some((u, s));
+    }
+    cell
+}
+
+/// A bare hyper 1.x reverse proxy with lbsim's shape and none of its logic: a hyper
+/// server connection per client, a pool of hyper client connections to the upstream,
+/// the response body handed through. It runs as a separate process (this bench binary
+/// started again with `LBSIM_BENCH_ROLE=bare-proxy`), on a 2-worker runtime like lbsim.
+/// Its CPU per request is the floor of that design: what lbsim adds is above it.
+mod bare {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body::{Body, Frame, SizeHint};
+    use http_body_util::{Either, Empty};
+    use hyper::body::Incoming;
+    use hyper::client::conn::http1::SendRequest;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::{TcpListener, TcpStream};
+
+    type Pool = Arc<Mutex<Vec<SendRequest<Incoming>>>>;
+
+    /// The response body; gives the upstream connection back to the pool when done.
+    struct Back {
+        inner: Incoming,
+        sender: Option<SendRequest<Incoming>>,
+        pool: Pool,
+    }
+
+    impl Body for Back {
+        type Data = Bytes;
+        type Error = hyper::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+            Pin::new(&mut self.inner).poll_frame(cx)
+        }
+        fn is_end_stream(&self) -> bool {
+            self.inner.is_end_stream()
+        }
+        fn size_hint(&self) -> SizeHint {
+            self.inner.size_hint()
+        }
+    }
+
+    impl Drop for Back {
+        fn drop(&mut self) {
+            if let Some(s) = self.sender.take() {
+                if !s.is_closed() && self.inner.is_end_stream() {
+                    self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+                }
+            }
+        }
+    }
+
+    type Answer = Response<Either<Back, Empty<Bytes>>>;
+
+    async fn forward(
+        req: Request<Incoming>,
+        upstream: SocketAddr,
+        pool: Pool,
+    ) -> Result<Answer, Infallible> {
+        let bad_gateway = || {
+            let mut r = Response::new(Either::Right(Empty::new()));
+            *r.status_mut() = StatusCode::BAD_GATEWAY;
+            r
+        };
+        let pooled = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut sender = match pooled {
+            Some(s) => s,
+            None => {
+                let Ok(stream) = TcpStream::connect(upstream).await else {
+                    return Ok(bad_gateway());
+                };
+                let _ = stream.set_nodelay(true);
+                let Ok((s, conn)) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+                else {
+                    return Ok(bad_gateway());
+                };
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                s
+            }
+        };
+        if sender.ready().await.is_err() {
+            return Ok(bad_gateway());
+        }
+        match sender.send_request(req).await {
+            Ok(resp) => {
+                let (parts, inner) = resp.into_parts();
+                let body = Back {
+                    inner,
+                    sender: Some(sender),
+                    pool,
+                };
+                Ok(Response::from_parts(parts, Either::Left(body)))
+            }
+            Err(_) => Ok(bad_gateway()),
+        }
+    }
+
+    /// Serves forever on `listen`.
+    pub fn run(listen: SocketAddr, upstream: SocketAddr) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::bind(listen).await.expect("bind");
+            let pool: Pool = Arc::default();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| forward(req, upstream, pool.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    }
+}
+
+/// Starts the bare hyper proxy as a child process in front of `upstream`.
+fn spawn_bare_proxy(upstream: SocketAddr, scratch: &Scratch) -> (Proc, SocketAddr) {
+    let listen = free_addr();
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("own path"));
+    cmd.env("LBSIM_BENCH_ROLE", "bare-proxy")
+        .env("BARE_LISTEN", listen.to_string())
+        .env("BARE_UPSTREAM", upstream.to_string());
+    let mut p =
+        Proc::spawn("hyper-bare", &mut cmd, &scratch.path("bare.log")).expect("spawn bare proxy");
+    p.wait_listening(listen);
+    (p, listen)
+}
+
+fn main() {
+    if std::env::var("LBSIM_BENCH_ROLE").as_deref() == Ok("bare-proxy") {
+        let addr = |k: &str| {
+            std::env::var(k)
+                .expect("address")
+                .parse()
+                .expect("socket address")
+        };
+        bare::run(addr("BARE_LISTEN"), addr("BARE_UPSTREAM"));
+        return;
+    }
+    println!("# throughput: keep-alive connections sending requests back to back");
+    println!("{}", machine_note());
+    let secs = Duration::from_secs_f64(env_f64("BENCH_SECS", 1.2));
+    let warmup = Duration::from_secs_f64(env_f64("BENCH_WARMUP", 0.3));
+    let rounds = env_f64("ROUNDS", 1.0).max(1.0) as usize;
+    let gen = match std::env::var("LOADGEN").as_deref() {
+        Ok("mt2") => LoadGen::Mt2,
+        Ok("ct1") => LoadGen::Ct1,
+        _ => LoadGen::Ct2,
+    };
+    let upstream_workers = env_f64("UPSTREAM_WORKERS", 1.0) as usize;
+    let want = wanted_targets();
+    let conns_list: Vec<usize> = std::env::var("CONNS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![32, 256]);
+    let sizes: Vec<Size> = match std::env::var("SIZES").as_deref() {
+        Ok("small") => vec![Size::Small],
+        Ok("1m") => vec![Size::Mib],
+        _ => vec![Size::Small, Size::Mib],
+    };
+    println!(
+        "load generator {gen:?}; upstream: hyper 1.x, {upstream_workers} worker thread(s); \
+         {warmup:?} warm-up + {secs:?} measured per cell, {rounds} round(s)"
+    );
+
+    let scratch = Scratch::new("throughput");
+    let upstream = start_fast_upstream(upstream_workers);
+    let mut targets: Vec<Target> = Vec::new();
+    if want("direct") {
+        targets.push(Target {
+            name: "direct",
+            addr: upstream.addr,
+            pid: None,
+        });
+    }
+    let (proxies, mut procs, notes) = spawn_proxies(upstream.addr, &scratch, &want);
+    for ((name, addr), proc) in proxies.into_iter().zip(&procs) {
+        targets.push(Target {
+            name,
+            addr,
+            pid: Some(proc.pid()),
+        });
+    }
+    if want("hyper-bare") {
+        let (p, addr) = spawn_bare_proxy(upstream.addr, &scratch);
+        println!(
+            "hyper-bare: a bare hyper proxy with lbsim's shape and none of its logic (this \
+             bench binary, 2 workers), for the floor of that design"
+        );
+        targets.push(Target {
+            name: "hyper-bare",
+            addr,
+            pid: Some(p.pid()),
+        });
+        procs.push(p);
+    }
+    for n in &notes {
+        println!("{n}");
+    }
+    println!();
+
+    let mut cells: Vec<Cell> = Vec::new();
+    for &size in &sizes {
+        for &conns in &conns_list {
+            let mut per_target: Vec<Vec<Cell>> = targets.iter().map(|_| Vec::new()).collect();
+            // Rounds interleave the targets so that a burst of load from other jobs on
+            // the machine hits all of them alike.
+            for _ in 0..rounds {
+                for (i, target) in targets.iter().enumerate() {
+                    let c = measure_cell(gen, target, size, conns, warmup, secs);
+                    eprintln!(
+                        "  {:<10} {:>5} {:>4} conns: {:>9.0} req/s  p99 {:>9}  CPU {} µs/req",
+                        target.name,
+                        size.label(),
+                        conns,
+                        c.rps,
+                        fmt_ns(c.p99),
+                        c.cpu_per_req
+                            .map_or("-".to_string(), |(u, s)| format!("{:.1}", u + s))
+                    );
+                    per_target[i].push(c);
+                }
+            }
+            for rounds in per_target {
+                cells.push(median_round(rounds));
+            }
+        }
+    }
+    for p in &mut procs {
+        p.assert_running();
+    }
+    drop(procs);
+
+    let rows: Vec<Vec<String>> = cells
+        .iter()
+        .map(|c| {
+            vec![
+                c.target.to_string(),
+                c.size.label().to_string(),
+                c.conns.to_string(),
+                format!("{:.0}", c.rps),
+                format!("{:.0}", c.mb_s),
+                fmt_ns(c.p50),
+                fmt_ns(c.p99),
+                fmt_ns(c.p999),
+                c.errors.to_string(),
+                match c.cpu_per_req {
+                    Some((u, s)) => format!("{:.1} ({:.0} % sys)", u + s, s / (u + s) * 100.0),
+                    None => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "target",
+            "body",
+            "conns",
+            "req/s",
+            "MB/s",
+            "p50",
+            "p99",
+            "p99.9",
+            "errors",
+            "proxy CPU µs/req",
+        ],
+        &rows,
+    );
+    println!();
+
+    let find = |t: &str, size: Size, conns: usize| {
+        cells
+            .iter()
+            .find(|c| c.target == t && c.size == size && c.conns == conns)
+    };
+    let mut ratio_rows = Vec::new();
+    for &size in &sizes {
+        for &conns in &conns_list {
+            let Some(lb) = find("lbsim", size, conns) else {
+                continue;
+            };
+            let mut row = vec![size.label().to_string(), conns.to_string()];
+            row.push(match find("direct", size, conns) {
+                Some(d) => format!("{:.2}×", lb.rps / d.rps),
+                None => "-".into(),
+            });
+            row.push(match find("haproxy", size, conns) {
+                Some(h) => format!("{:.2}× {}", lb.rps / h.rps, verdict(lb.rps >= h.rps)),
+                None => "- (no haproxy)".into(),
+            });
+            row.push(match find("nginx", size, conns) {
+                Some(n) => format!("{:.2}× {}", lb.rps / n.rps, verdict(lb.rps >= 1.2 * n.rps)),
+                None => "- (no nginx)".into(),
+            });
+            row.push(match find("haproxy", size, conns) {
+                Some(h) => format!(
+                    "{} vs {} {}",
+                    fmt_ns(lb.p99),
+                    fmt_ns(h.p99),
+                    verdict(lb.p99 <= h.p99)
+                ),
+                None => "-".into(),
+            });
+            let cpu = |t: &str| {
+                find(t, size, conns)
+                    .and_then(|c| c.cpu_per_req)
+                    .map_or("-".to_string(), |(u, s)| format!("{:.1}", u + s))
+            };
+            row.push(format!(
+                "{} / {} / {} / {}",
+                cpu("lbsim"),
+                cpu("haproxy"),
+                cpu("nginx"),
+                cpu("hyper-bare")
+            ));
+            ratio_rows.push(row);
+        }
+    }
+    if !ratio_rows.is_empty() {
+        println!("targets: req/s lbsim ≥ 1.0× HAProxy and ≥ 1.2× nginx; p99 lbsim ≤ HAProxy");
+        print_table(
+            &[
+                "body",
+                "conns",
+                "lbsim/direct",
+                "lbsim/haproxy (≥1.0)",
+                "lbsim/nginx (≥1.2)",
+                "p99 lbsim vs haproxy",
+                "CPU µs/req lbsim / haproxy / nginx / hyper-bare",
+            ],
+            &ratio_rows,
+        );
+    }
+    println!(
+        "upstream served {} requests on {} connections",
+        upstream
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        upstream
+            .stats
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
