@@ -40,6 +40,23 @@ use crate::validate::Rejection;
 /// Most headers hyper parses in one request head (64 KiB of short headers fits).
 const MAX_HEADERS: usize = 2048;
 
+/// Listen queue length. tokio's default (128) drops connection attempts in a burst of
+/// test clients, which then wait a second for the SYN retry; the kernel caps it anyway.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a listen queue long enough for a burst of clients.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio do on Unix: a restarted lbsim can bind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Pause after a failed accept (out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -339,24 +356,29 @@ impl Engine {
         let target = picked.addr;
         let upstream_req = Request::from_parts(parts, Touching::new(body, deadline.clone()));
 
-        let (resp, conn, dispatched) = tokio::select! {
+        // Boxed so that, when the LB gives up on it, the exchange (and the target
+        // connection under it) is torn down after the answer, not before it.
+        let mut exchange = Box::pin(self.clone().exchange(target, upstream_req));
+        let outcome = tokio::select! {
             biased;
-            result = self.exchange(target, upstream_req) => result?,
-            _ = picked.drain_over() => {
-                return Err(Failure {
-                    reason: Reason::DeregistrationDelayElapsed,
-                    detail: Detail { target: Some(target.to_string()), ..Detail::default() },
-                });
-            }
-            _ = deadline.expired() => {
-                let reason = if deadline.request_complete() {
-                    Reason::TargetTimeout
-                } else {
-                    Reason::ClientTimeout
-                };
+            result = &mut exchange => Ok(result),
+            _ = picked.drain_over() => Err(Reason::DeregistrationDelayElapsed),
+            _ = deadline.expired() => Err(if deadline.request_complete() {
+                Reason::TargetTimeout
+            } else {
+                Reason::ClientTimeout
+            }),
+        };
+        let (resp, conn, dispatched) = match outcome {
+            Ok(result) => result?,
+            Err(reason) => {
+                tokio::spawn(async move { drop(exchange) });
                 return Err(Failure {
                     reason,
-                    detail: Detail { target: Some(target.to_string()), ..Detail::default() },
+                    detail: Detail {
+                        target: Some(target.to_string()),
+                        ..Detail::default()
+                    },
                 });
             }
         };
@@ -423,7 +445,7 @@ impl Engine {
 
     /// Gets a connection and sends the request on it; the caller bounds it in time.
     async fn exchange(
-        &self,
+        self: Arc<Self>,
         target: SocketAddr,
         req: Request<Touching<Incoming>>,
     ) -> Result<(Response<Incoming>, Conn, tokio::time::Instant), Failure> {

@@ -224,12 +224,10 @@ impl SimulatorBuilder {
             }
             None => None,
         };
-        let listener = TcpListener::bind(self.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: self.listen,
-                source,
-            })?;
+        let listener = proxy::bind(self.listen).map_err(|source| StartError::Bind {
+            addr: self.listen,
+            source,
+        })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: self.listen,
             source,
@@ -237,7 +235,7 @@ impl SimulatorBuilder {
         let admin = match self.admin {
             Some(want) => {
                 let bind_err = |source| StartError::Bind { addr: want, source };
-                let l = TcpListener::bind(want).await.map_err(bind_err)?;
+                let l = proxy::bind(want).map_err(bind_err)?;
                 let bound = l.local_addr().map_err(bind_err)?;
                 Some((l, bound))
             }

@@ -117,7 +117,7 @@ pub struct MockUpstream {
 impl MockUpstream {
     /// Binds `addr` (port 0 for a free port) and starts serving.
     pub async fn start(addr: SocketAddr, opts: MockOptions) -> io::Result<MockUpstream> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = crate::proxy::bind(addr)?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(MockStats::default());
         let kill = watch::channel(false).0;
