@@ -100,10 +100,10 @@ pub struct ClientHooks {
 
 /// Where the wrapper is in the life of the current request.
 enum Gate {
-    /// Gathering a head; `answered` is the count when it started.
-    Scanning { head: Vec<u8> },
-    /// Handing an accepted head (and what came with it) to hyper.
-    Releasing { bytes: Vec<u8>, from: usize },
+    /// Gathering a head in `ClientIo::held`.
+    Scanning,
+    /// Handing `held[from..]` (an accepted head and what came with it) to hyper.
+    Releasing { from: usize },
     /// Passing bytes through until the answer to request number `answered + 1` is done.
     Passing { answered: u64 },
 }
@@ -121,6 +121,9 @@ pub struct ClientIo {
     sleep: Pin<Box<Sleep>>,
     hooks: Arc<ClientHooks>,
     gate: Gate,
+    /// Bytes held back from hyper until the head is judged; reused from request to
+    /// request, so the gate allocates once per connection.
+    held: Vec<u8>,
     /// Once closed by lbsim (timeout or rejection), every read reports end of stream.
     closed: bool,
 }
@@ -141,7 +144,8 @@ impl ClientIo {
             last_activity: now,
             sleep: Box::pin(tokio::time::sleep_until(now + idle)),
             hooks,
-            gate: Gate::Scanning { head: Vec::new() },
+            gate: Gate::Scanning,
+            held: Vec::new(),
             closed: false,
         }
     }
@@ -173,17 +177,18 @@ impl ClientIo {
             // A request is being answered: the target-side deadline governs it.
             return Poll::Pending;
         }
+        // The timer is armed for an earlier deadline than activity has since pushed the
+        // real one to; re-arming only when it fires keeps the timer wheel out of the
+        // per-request path.
         loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
             let at = self.last_activity + self.idle;
             if at <= Instant::now() {
                 break;
             }
-            if self.sleep.deadline() != at {
-                self.sleep.as_mut().reset(at);
-            }
-            if self.sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+            self.sleep.as_mut().reset(at);
         }
         self.closed = true;
         let stalled = self.state.unclaimed_bytes.load(Ordering::Relaxed);
@@ -214,7 +219,7 @@ impl AsyncRead for ClientIo {
                     let idle = this.state.in_flight.load(Ordering::Relaxed) == 0;
                     if done > *answered && idle {
                         // The last answer is out: the next bytes start a new head.
-                        this.gate = Gate::Scanning { head: Vec::new() };
+                        this.gate = Gate::Scanning;
                         continue;
                     }
                     return match this.read_socket(cx, buf) {
@@ -223,17 +228,22 @@ impl AsyncRead for ClientIo {
                         Poll::Pending => this.poll_idle(cx),
                     };
                 }
-                Gate::Releasing { bytes, from } => {
-                    let n = buf.remaining().min(bytes.len() - *from);
-                    buf.put_slice(&bytes[*from..*from + n]);
+                Gate::Releasing { from } => {
+                    let n = buf.remaining().min(this.held.len() - *from);
+                    buf.put_slice(&this.held[*from..*from + n]);
                     *from += n;
-                    if *from == bytes.len() {
+                    if *from == this.held.len() {
+                        this.held.clear();
+                        if this.held.capacity() > HEAD_READ {
+                            // A rare large head: do not keep its buffer for the connection's life.
+                            this.held = Vec::new();
+                        }
                         let answered = this.state.answered.load(Ordering::Relaxed);
                         this.gate = Gate::Passing { answered };
                     }
                     return Poll::Ready(Ok(()));
                 }
-                Gate::Scanning { .. } => {
+                Gate::Scanning => {
                     let mut chunk = [0u8; HEAD_READ];
                     let mut chunk_buf = ReadBuf::new(&mut chunk);
                     let n = match this.read_socket(cx, &mut chunk_buf) {
@@ -241,25 +251,20 @@ impl AsyncRead for ClientIo {
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => return this.poll_idle(cx),
                     };
-                    let Gate::Scanning { head } = &mut this.gate else {
-                        continue;
-                    };
                     if n == 0 {
                         // End of stream: hand over what there is; hyper reports it.
-                        let bytes = std::mem::take(head);
-                        if bytes.is_empty() {
+                        if this.held.is_empty() {
                             return Poll::Ready(Ok(()));
                         }
-                        this.gate = Gate::Releasing { bytes, from: 0 };
+                        this.gate = Gate::Releasing { from: 0 };
                         continue;
                     }
-                    head.extend_from_slice(chunk_buf.filled());
-                    match check_head(head, &this.hooks.rules) {
+                    this.held.extend_from_slice(chunk_buf.filled());
+                    match check_head(&this.held, &this.hooks.rules) {
                         Verdict::NeedMore => continue,
                         Verdict::Accept { ambiguous, .. } => {
                             this.state.ambiguous.store(ambiguous, Ordering::Relaxed);
-                            let bytes = std::mem::take(head);
-                            this.gate = Gate::Releasing { bytes, from: 0 };
+                            this.gate = Gate::Releasing { from: 0 };
                         }
                         Verdict::Reject(rejection) => {
                             let page = (this.hooks.reject)(&rejection);

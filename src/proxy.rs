@@ -37,9 +37,6 @@ use crate::stats::Stats;
 use crate::targets::{RoutingRules, Target, TargetGroup};
 use crate::validate::Rejection;
 
-/// Most headers hyper parses in one request head (64 KiB of short headers fits).
-const MAX_HEADERS: usize = 2048;
-
 /// Listen queue length. tokio's default (128) drops connection attempts in a burst of
 /// test clients, which then wait a second for the SYN retry; the kernel caps it anyway.
 pub const LISTEN_BACKLOG: u32 = 4096;
@@ -585,11 +582,7 @@ pub async fn serve(
     let hooks = engine.client_hooks();
     let mut http = hyper::server::conn::http1::Builder::new();
     // Forward header case as received, and write the LB's own headers as the clouds do.
-    http.preserve_header_case(true)
-        .title_case_headers(true)
-        // The head validator bounds heads by size, not count: hyper's default of 100
-        // headers would answer 431 to heads the clouds accept.
-        .max_headers(MAX_HEADERS);
+    http.preserve_header_case(true).title_case_headers(true);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
