@@ -220,27 +220,40 @@ pub async fn resolve_upstream(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("upstream `{text}` resolved to no address"))
 }
 
-/// Waits for SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that resolves on
+/// either. Call it before announcing readiness: a signal that arrives between the
+/// announcement and the handler would otherwise kill the process outright.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+                (Ok(mut int), Err(_)) => {
+                    int.recv().await;
+                }
+                (Err(_), Ok(mut term)) => {
+                    term.recv().await;
+                }
+                (Err(_), Err(_)) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -256,6 +269,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn run_upstream(args: UpstreamArgs) -> ExitCode {
+    let stop = shutdown_signal();
     let opts = MockOptions {
         keep_alive: args.keep_alive,
         latency: args.latency,
@@ -272,7 +286,7 @@ async fn run_upstream(args: UpstreamArgs) -> ExitCode {
         mock.addr,
         humantime::format_duration(args.keep_alive)
     );
-    shutdown_signal().await;
+    stop.await;
     ExitCode::SUCCESS
 }
 
@@ -288,6 +302,7 @@ fn check_admin_addr(args: &RunArgs) -> Result<(), String> {
 }
 
 async fn run_proxy(args: RunArgs) -> ExitCode {
+    let stop = shutdown_signal();
     if let Err(e) = check_admin_addr(&args) {
         eprintln!("lbsim: {e}");
         return ExitCode::from(2);
@@ -387,7 +402,7 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
              POST /targets; DELETE /targets/{{id}}; PUT /targets/{{id}}/health; POST /stats/reset)"
         );
     }
-    shutdown_signal().await;
+    stop.await;
     eprintln!("lbsim: shutting down; letting in-flight requests finish");
     sim.stop_and_wait().await;
     ExitCode::SUCCESS
