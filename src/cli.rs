@@ -339,6 +339,27 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             }
         }
     }
+    let mut builder = Simulator::builder(args.lb.cloud)
+        .settings(settings)
+        .listen(args.listen)
+        .explain(args.explain);
+    if let Some(path) = &args.access_log {
+        builder = builder.access_log(path, args.log_format);
+    }
+    for t in &targets {
+        builder = builder.upstream(*t);
+    }
+    if let Some(admin) = args.admin {
+        builder = builder.admin(admin);
+    }
+    // The proxy binds its own port first, so the mock app's free port can never be it.
+    let mut sim = match builder.start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lbsim: {e}");
+            return ExitCode::from(1);
+        }
+    };
     // Kept alive for as long as the proxy runs.
     let mut _mock = None;
     if targets.is_empty() {
@@ -353,6 +374,7 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
                      (paths: / /sleep/{{s}} /stream/{{n}}?interval={{s}} /status/{{code}} /close /reset /garbage /-/healthz)",
                     mock.addr
                 );
+                sim.register(mock.addr);
                 targets.push(mock.addr);
                 _mock = Some(mock);
             }
@@ -362,26 +384,6 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             }
         }
     }
-    let mut builder = Simulator::builder(args.lb.cloud)
-        .settings(settings)
-        .listen(args.listen)
-        .explain(args.explain);
-    if let Some(path) = &args.access_log {
-        builder = builder.access_log(path, args.log_format);
-    }
-    for t in &targets {
-        builder = builder.upstream(*t);
-    }
-    if let Some(admin) = args.admin {
-        builder = builder.admin(admin);
-    }
-    let mut sim = match builder.start().await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("lbsim: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let c = sim.config();
     eprintln!(
         "lbsim: {} listening on http://{} -> {} ({} {:?}, time scale {})",
