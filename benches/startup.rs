@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,17 +17,7 @@ const TARGET: Duration = Duration::from_millis(50);
 /// of polls.
 fn one_run(upstream: std::net::SocketAddr, scratch: &Scratch) -> (Duration, u32) {
     let listen = free_addr();
-    let mut cmd = Command::new(lbsim_bin());
-    cmd.args([
-        "--cloud",
-        "aws",
-        "--listen",
-        &listen.to_string(),
-        "--upstream",
-        &upstream.to_string(),
-        "--no-health-checks",
-    ])
-    .env("RUST_LOG", lbsim_log());
+    let mut cmd = lbsim_command(upstream, listen);
     let t0 = Instant::now();
     let mut proc = Proc::spawn("lbsim", &mut cmd, &scratch.path("lbsim.log")).expect("spawn");
     let mut polls = 0u32;

@@ -135,6 +135,11 @@ impl MockUpstream {
         self.stats.requests.load(Ordering::Relaxed)
     }
 
+    /// Idle keep-alive connections closed by the app so far.
+    pub fn idle_closes(&self) -> u64 {
+        self.stats.idle_closes.load(Ordering::Relaxed)
+    }
+
     /// Stops accepting; open connections finish on their own (a graceful stop).
     pub fn stop(&self) {
         self.task.abort();

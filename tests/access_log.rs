@@ -38,17 +38,12 @@ async fn alb_lines_for_a_200_a_504_and_a_keep_alive_race() {
         .unwrap();
     let mut client = RawClient::connect(lb.addr()).await;
     assert_eq!(client.get("/").await.status, 200);
-    for _ in 0..300 {
-        if app
-            .stats
-            .idle_closes
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "the app closes its idle connection",
+        Duration::from_secs(3),
+        || app.idle_closes() == 1,
+    )
+    .await;
     assert_eq!(client.get("/").await.status, 502);
     assert_eq!(client.get("/sleep/2").await.status, 504);
     lb.shutdown().await;

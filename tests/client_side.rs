@@ -70,22 +70,18 @@ async fn client_that_leaves_before_the_answer_is_counted_as_460() {
         .send(b"GET /sleep/2 HTTP/1.1\r\nHost: lbsim.test\r\n\r\n")
         .await;
     // Wait until the request reached the app, then leave.
-    for _ in 0..200 {
-        if app.requests() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(
+        "the request reaches the app",
+        Duration::from_secs(2),
+        || app.requests() == 1,
+    )
+    .await;
     drop(client);
-    let mut counted = None;
-    for _ in 0..200 {
-        counted = lb.stats().by_status.get(&460).copied();
-        if counted.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(counted, Some(1));
+    wait_until("the LB counts a 460", Duration::from_secs(2), || {
+        lb.stats().by_status.contains_key(&460)
+    })
+    .await;
+    assert_eq!(lb.stats().by_status.get(&460), Some(&1));
     assert_eq!(
         lb.stats().by_reason.get("client_closed_connection"),
         Some(&1)

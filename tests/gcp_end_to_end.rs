@@ -10,30 +10,6 @@ use support::*;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
-#[track_caller]
-fn assert_gfe_page(resp: &RawResponse, status: u16, phrase: &str, title: &str, reason: &str) {
-    assert_eq!(resp.status, status, "body: {}", resp.text());
-    assert_eq!(resp.reason, phrase);
-    assert_eq!(
-        resp.header("Content-Type"),
-        Some("text/html; charset=UTF-8")
-    );
-    assert_eq!(resp.header("Referrer-Policy"), Some("no-referrer"));
-    assert_eq!(
-        resp.header("Server"),
-        None,
-        "GFE pages carry no Server header"
-    );
-    assert_eq!(resp.header("x-lbsim-reason"), Some(reason));
-    let page = gfe_page(&format!("{status} {title}"));
-    assert_eq!(resp.text(), page);
-    assert_eq!(
-        resp.header("Content-Length"),
-        Some(page.len().to_string().as_str())
-    );
-    assert!(resp.complete);
-}
-
 /// A GFE with two targets served round-robin: `first` gets the first request, `then` the
 /// second.
 async fn gfe(first: SocketAddr, then: SocketAddr) -> SimHandle {

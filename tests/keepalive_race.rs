@@ -23,18 +23,12 @@ async fn lb_always(cloud: Cloud, app: std::net::SocketAddr) -> lbsim::SimHandle 
 
 /// Waits until the mock has closed `n` idle connections: the event, not a guess.
 async fn app_closed_idle(app: &lbsim::MockUpstream, n: u64) {
-    for _ in 0..400 {
-        if app
-            .stats
-            .idle_closes
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= n
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the mock app never closed its idle connection");
+    wait_until(
+        "the app closes its idle connection",
+        Duration::from_secs(4),
+        || app.idle_closes() >= n,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -95,8 +89,16 @@ async fn app_keep_alive_longer_than_the_lb_never_502s() {
         .unwrap();
     let mut client = RawClient::connect(lb.addr()).await;
     assert_eq!(client.get("/").await.status, 200);
-    tokio::time::sleep(Duration::from_millis(600)).await; // past the LB's keep-alive only
-                                                          // The idle client connection is gone too (ALB idle timeout): come back on a new one.
+    // The LB drops its pooled connection after its own 400 ms keep-alive (the app would
+    // have kept it 2 s).
+    wait_until(
+        "the LB closes its pooled connection",
+        Duration::from_secs(2),
+        || lb.engine().pool.idle_count(app.addr) == 0,
+    )
+    .await;
+    assert_eq!(app.idle_closes(), 0);
+    // The idle client connection is gone too (ALB idle timeout): come back on a new one.
     let mut client = RawClient::connect(lb.addr()).await;
     assert_eq!(client.get("/").await.status, 200);
     assert_eq!(client.get("/").await.status, 200);
@@ -213,10 +215,12 @@ async fn the_lb_closes_pooled_connections_after_its_own_keep_alive() {
     assert_eq!(client.get("/").await.status, 200);
     assert_eq!(lb.engine().pool.idle_count(app.addr), 1);
     let start = std::time::Instant::now();
-    while lb.engine().pool.idle_count(app.addr) == 1 {
-        assert!(start.elapsed() < Duration::from_secs(2), "never swept");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "the pool closes its idle connection",
+        Duration::from_secs(2),
+        || lb.engine().pool.idle_count(app.addr) == 0,
+    )
+    .await;
     // Swept within the keep-alive plus one sweep period (a quarter of it) and slack.
     assert!(
         start.elapsed() <= Duration::from_millis(300 + 75 + 150),

@@ -145,40 +145,6 @@ async fn assert_alternates(lb: &SimHandle, a: &MockUpstream, b: &MockUpstream, n
 }
 
 #[track_caller]
-fn assert_alb_page(resp: &RawResponse, status: u16, phrase: &str, reason: &str) {
-    assert_eq!(resp.status, status, "body: {}", resp.text());
-    assert_eq!(resp.reason, phrase);
-    assert_eq!(resp.header("Server"), Some("awselb/2.0"));
-    assert_eq!(resp.header("Content-Type"), Some("text/html"));
-    assert_eq!(resp.header("x-lbsim-reason"), Some(reason));
-    let page = alb_page(&format!("{status} {phrase}"));
-    assert_eq!(resp.text(), page);
-    assert_eq!(
-        resp.header("Content-Length"),
-        Some(page.len().to_string().as_str())
-    );
-}
-
-#[track_caller]
-fn assert_gfe_page(resp: &RawResponse, status: u16, phrase: &str, title: &str, reason: &str) {
-    assert_eq!(resp.status, status, "body: {}", resp.text());
-    assert_eq!(resp.reason, phrase);
-    assert_eq!(
-        resp.header("Content-Type"),
-        Some("text/html; charset=UTF-8")
-    );
-    assert_eq!(resp.header("Referrer-Policy"), Some("no-referrer"));
-    assert_eq!(resp.header("Server"), None);
-    assert_eq!(resp.header("x-lbsim-reason"), Some(reason));
-    let page = gfe_page(&format!("{status} {title}"));
-    assert_eq!(resp.text(), page);
-    assert_eq!(
-        resp.header("Content-Length"),
-        Some(page.len().to_string().as_str())
-    );
-}
-
-#[track_caller]
 fn assert_gfe_503(resp: &RawResponse, reason: &str) {
     assert_gfe_page(
         resp,

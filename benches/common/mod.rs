@@ -260,10 +260,8 @@ pub fn lbsim_log() -> String {
     std::env::var("LBSIM_LOG").unwrap_or_else(|_| "lbsim=info".into())
 }
 
-/// Starts lbsim (AWS, no health checks) from the release binary in front of `upstream`,
-/// with `extra` flags, and waits until it listens.
-pub fn spawn_lbsim(upstream: SocketAddr, extra: &[&str], scratch: &Scratch) -> (Proc, SocketAddr) {
-    let listen = free_addr();
+/// The command line of an lbsim (AWS, no health checks) on `listen` in front of `upstream`.
+pub fn lbsim_command(upstream: SocketAddr, listen: SocketAddr) -> Command {
     let mut cmd = Command::new(lbsim_bin());
     cmd.args([
         "--cloud",
@@ -274,9 +272,17 @@ pub fn spawn_lbsim(upstream: SocketAddr, extra: &[&str], scratch: &Scratch) -> (
         &upstream.to_string(),
         "--no-health-checks",
     ])
-    .args(extra)
     .env("RUST_LOG", lbsim_log())
     .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Starts lbsim from the release binary in front of `upstream`, with `extra` flags, and
+/// waits until it listens.
+pub fn spawn_lbsim(upstream: SocketAddr, extra: &[&str], scratch: &Scratch) -> (Proc, SocketAddr) {
+    let listen = free_addr();
+    let mut cmd = lbsim_command(upstream, listen);
+    cmd.args(extra);
     let mut proc = Proc::spawn("lbsim", &mut cmd, &scratch.path("lbsim.log")).expect("spawn lbsim");
     proc.wait_listening(listen);
     (proc, listen)

@@ -248,3 +248,62 @@ pub fn gfe_page(title: &str) -> String {
         "<html><head>\n<meta http-equiv=\"content-type\" content=\"text/html;charset=utf-8\">\n<title>{title}</title>\n</head>\n<body text=#000000 bgcolor=#ffffff>\n<h1>Error: Server Error</h1>\n<h2>The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.</h2>\n<h2></h2>\n</body></html>\n"
     )
 }
+
+/// Asserts an ALB-generated page: status and its ALB reason phrase, the ALB's headers,
+/// the cause, and the body byte for byte with a matching Content-Length.
+#[track_caller]
+pub fn assert_alb_page(resp: &RawResponse, status: u16, phrase: &str, reason: &str) {
+    assert_eq!(resp.status, status, "body: {}", resp.text());
+    assert_eq!(resp.reason, phrase);
+    assert_eq!(resp.header("Server"), Some("awselb/2.0"));
+    assert_eq!(resp.header("Content-Type"), Some("text/html"));
+    assert_eq!(resp.header("x-lbsim-reason"), Some(reason));
+    // Pages that reject the client's request close its connection; the others keep it.
+    let closes = matches!(status, 400 | 405 | 408 | 414 | 463 | 501);
+    assert_eq!(resp.header("Connection"), closes.then_some("close"));
+    let page = alb_page(&format!("{status} {phrase}"));
+    assert_eq!(resp.text(), page);
+    assert_eq!(
+        resp.header("Content-Length"),
+        Some(page.len().to_string().as_str())
+    );
+    assert!(resp.complete);
+}
+
+/// Asserts a GFE-generated page: status and phrase, GCP's headers (no `Server`), the
+/// cause, and the page titled `{status} {title}` byte for byte.
+#[track_caller]
+pub fn assert_gfe_page(resp: &RawResponse, status: u16, phrase: &str, title: &str, reason: &str) {
+    assert_eq!(resp.status, status, "body: {}", resp.text());
+    assert_eq!(resp.reason, phrase);
+    assert_eq!(
+        resp.header("Content-Type"),
+        Some("text/html; charset=UTF-8")
+    );
+    assert_eq!(resp.header("Referrer-Policy"), Some("no-referrer"));
+    assert_eq!(
+        resp.header("Server"),
+        None,
+        "GFE pages carry no Server header"
+    );
+    assert_eq!(resp.header("x-lbsim-reason"), Some(reason));
+    let closes = matches!(status, 400 | 405 | 408 | 413 | 501);
+    assert_eq!(resp.header("Connection"), closes.then_some("close"));
+    let page = gfe_page(&format!("{status} {title}"));
+    assert_eq!(resp.text(), page);
+    assert_eq!(
+        resp.header("Content-Length"),
+        Some(page.len().to_string().as_str())
+    );
+    assert!(resp.complete);
+}
+
+/// Polls `cond` every 5 ms until it holds; fails naming `what` after `limit`. For state
+/// that changes without an event a test can await (counters, target states).
+pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
