@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -244,8 +245,10 @@ impl AsyncRead for ClientIo {
                     return Poll::Ready(Ok(()));
                 }
                 Gate::Scanning => {
-                    let mut chunk = [0u8; HEAD_READ];
-                    let mut chunk_buf = ReadBuf::new(&mut chunk);
+                    // Left uninitialised: zeroing 8 KiB on every poll cost more than the
+                    // rest of the gate (the read fills only what arrived).
+                    let mut chunk = [MaybeUninit::<u8>::uninit(); HEAD_READ];
+                    let mut chunk_buf = ReadBuf::uninit(&mut chunk);
                     let n = match this.read_socket(cx, &mut chunk_buf) {
                         Poll::Ready(Ok(n)) => n,
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

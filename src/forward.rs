@@ -17,9 +17,54 @@ const X_CLOUD_TRACE_CONTEXT: HeaderName = HeaderName::from_static("x-cloud-trace
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The two ends of one client connection, with the forwarding header values derived
+/// from them formatted once per connection rather than once per request.
+#[derive(Debug)]
+pub struct Peer {
+    /// The client's address, as the target sees it in `X-Forwarded-For`.
+    pub client: SocketAddr,
+    /// The listener's address (the LB's own, for GCP's `X-Forwarded-For` and the port).
+    pub local: SocketAddr,
+    /// What the LB appends to `X-Forwarded-For`: the client, then (GCP) the LB itself.
+    xff_tail: HeaderValue,
+    /// `X-Forwarded-Port`.
+    port: HeaderValue,
+}
+
+impl Peer {
+    /// The values `fwd` adds for a connection from `client` to `local`.
+    pub fn new(fwd: &Forwarding, client: SocketAddr, local: SocketAddr) -> Peer {
+        let tail = if fwd.xff_appends_lb_address {
+            format!("{}, {}", client.ip(), local.ip())
+        } else {
+            client.ip().to_string()
+        };
+        Peer {
+            client,
+            local,
+            // An IP address is always a valid header value.
+            xff_tail: HeaderValue::from_str(&tail).unwrap_or(HeaderValue::from_static("")),
+            port: HeaderValue::from(local.port()),
+        }
+    }
+}
+
+/// Headers that belong to one connection; `Connection` may name more.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == TE
+        || name == UPGRADE
+}
+
 /// Removes headers that describe the client or target connection, not the message:
 /// lbsim keeps its two sides' connections apart, as a load balancer does.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names, no hashing, no allocation.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -39,38 +84,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Adds the cloud's forwarding headers to a request bound for a target.
-pub fn add_request_headers(
-    headers: &mut HeaderMap,
-    fwd: &Forwarding,
-    client: SocketAddr,
-    local: SocketAddr,
-) {
+pub fn add_request_headers(headers: &mut HeaderMap, fwd: &Forwarding, peer: &Peer) {
     strip_hop_by_hop(headers);
-    let mut xff = String::new();
-    for v in headers.get_all(&X_FORWARDED_FOR).iter() {
-        if let Ok(v) = v.to_str() {
-            if !xff.is_empty() {
-                xff.push_str(", ");
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        None => peer.xff_tail.clone(),
+        Some(_) => {
+            let mut xff = Vec::with_capacity(64);
+            for v in headers.get_all(&X_FORWARDED_FOR).iter() {
+                xff.extend_from_slice(v.as_bytes());
+                xff.extend_from_slice(b", ");
             }
-            xff.push_str(v);
+            xff.extend_from_slice(peer.xff_tail.as_bytes());
+            match HeaderValue::from_bytes(&xff) {
+                Ok(v) => v,
+                Err(_) => peer.xff_tail.clone(),
+            }
         }
-    }
-    if !xff.is_empty() {
-        xff.push_str(", ");
-    }
-    xff.push_str(&client.ip().to_string());
-    if fwd.xff_appends_lb_address {
-        xff.push_str(", ");
-        xff.push_str(&local.ip().to_string());
-    }
-    set(headers, X_FORWARDED_FOR, &xff);
+    };
+    headers.insert(X_FORWARDED_FOR, xff);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if fwd.port_header {
-        headers.insert(X_FORWARDED_PORT, HeaderValue::from(local.port()));
+        headers.insert(X_FORWARDED_PORT, peer.port.clone());
     }
     match fwd.trace {
         TraceHeader::AmznTraceId => {
             let fresh = amzn_trace_id();
+            let fresh = fresh.as_str();
             let value = match headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok()) {
                 Some(existing) if existing.contains("Root=") => {
                     let rest = existing
@@ -78,11 +117,18 @@ pub fn add_request_headers(
                         .filter(|f| !f.trim_start().starts_with("Self="))
                         .collect::<Vec<_>>()
                         .join(";");
-                    format!("Self={fresh};{rest}")
+                    HeaderValue::from_str(&format!("Self={fresh};{rest}")).ok()
                 }
-                _ => format!("Root={fresh}"),
+                _ => {
+                    let mut root = [0u8; 5 + TRACE_ID_LEN];
+                    root[..5].copy_from_slice(b"Root=");
+                    root[5..].copy_from_slice(fresh.as_bytes());
+                    HeaderValue::from_bytes(&root).ok()
+                }
             };
-            set(headers, X_AMZN_TRACE_ID, &value);
+            if let Some(value) = value {
+                headers.insert(X_AMZN_TRACE_ID, value);
+            }
         }
         TraceHeader::CloudTraceContext => {
             if !headers.contains_key(&X_CLOUD_TRACE_CONTEXT) {
@@ -123,14 +169,38 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
+/// Length of an ALB trace id: `1-` + 8 hex + `-` + 24 hex.
+const TRACE_ID_LEN: usize = 35;
+
+/// An ALB trace id, formatted without the formatting machinery (it is made per request).
+struct TraceId([u8; TRACE_ID_LEN]);
+
+impl TraceId {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, hex letters and dashes are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
 /// `1-{epoch seconds, 8 hex}-{96 random bits, 24 hex}`.
-fn amzn_trace_id() -> String {
+fn amzn_trace_id() -> TraceId {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let random: u128 = rand::thread_rng().gen::<u128>() & ((1u128 << 96) - 1);
-    format!("1-{:08x}-{:024x}", secs as u32, random)
+        .unwrap_or(0) as u32;
+    let random: u128 = rand::thread_rng().gen::<u128>();
+    let mut id = [0u8; TRACE_ID_LEN];
+    id[0] = b'1';
+    id[1] = b'-';
+    for (i, slot) in id[2..10].iter_mut().enumerate() {
+        *slot = HEX[((secs >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    id[10] = b'-';
+    for (i, slot) in id[11..].iter_mut().enumerate() {
+        *slot = HEX[((random >> (92 - 4 * i)) & 0xf) as usize];
+    }
+    TraceId(id)
 }
 
 #[cfg(test)]
@@ -159,7 +229,11 @@ mod tests {
             HeaderValue::from_static("keep-alive, x-private"),
         );
         h.insert("x-private", HeaderValue::from_static("1"));
-        add_request_headers(&mut h, &AWS_ALB.forwarding, client, local);
+        add_request_headers(
+            &mut h,
+            &AWS_ALB.forwarding,
+            &Peer::new(&AWS_ALB.forwarding, client, local),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
         assert_eq!(h["x-forwarded-port"], "8080");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -173,10 +247,42 @@ mod tests {
     }
 
     #[test]
+    fn aws_starts_a_trace_when_there_is_none() {
+        let (client, local) = addrs();
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        let fwd = &AWS_ALB.forwarding;
+        add_request_headers(&mut h, fwd, &Peer::new(fwd, client, local));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.9");
+        let trace = h["x-amzn-trace-id"].to_str().unwrap();
+        let id = trace.strip_prefix("Root=1-").expect(trace);
+        let (secs, random) = id.split_once('-').expect(trace);
+        let hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        assert!(
+            secs.len() == 8 && random.len() == 24 && hex(secs) && hex(random),
+            "{trace}"
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let stamped = u64::from_str_radix(secs, 16).unwrap();
+        assert!(now.abs_diff(stamped) <= 2, "{trace} vs {now}");
+    }
+
+    #[test]
     fn gcp_appends_lb_address_and_via() {
         let (client, local) = addrs();
         let mut h = HeaderMap::new();
-        add_request_headers(&mut h, &GCP_GFE.forwarding, client, local);
+        add_request_headers(
+            &mut h,
+            &GCP_GFE.forwarding,
+            &Peer::new(&GCP_GFE.forwarding, client, local),
+        );
         assert_eq!(h["x-forwarded-for"], "127.0.0.9, 127.0.0.1");
         assert_eq!(h["via"], "1.1 google");
         assert!(!h.contains_key("x-forwarded-port"));

@@ -26,7 +26,7 @@ use crate::accesslog::AccessLog;
 use crate::client::{ClientHooks, ClientIo, ConnState, InFlight};
 use crate::config::Config;
 use crate::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
-use crate::forward;
+use crate::forward::{self, Peer};
 use crate::health;
 use crate::logline::{head_size, Ending, Facts};
 use crate::pool::{Checkout, Conn, ConnectError, Pool};
@@ -245,22 +245,16 @@ impl Engine {
         self: Arc<Self>,
         req: Request<Incoming>,
         conn: Arc<ConnState>,
-        client: SocketAddr,
-        local: SocketAddr,
+        peer: Arc<Peer>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let deadline = Deadline::start(self.profile().timeout_kind, self.config.timers.timeout);
         let (mut parts, body) = req.into_parts();
-        forward::add_request_headers(
-            &mut parts.headers,
-            &self.profile().forwarding,
-            client,
-            local,
-        );
+        forward::add_request_headers(&mut parts.headers, &self.profile().forwarding, &peer);
         // Only an access log needs these facts; skip the copies otherwise.
         let facts = self
             .access_log
             .is_some()
-            .then(|| Arc::new(Facts::capture(&parts, client, local)));
+            .then(|| Arc::new(Facts::capture(&parts, peer.client, peer.local)));
         parts.version = Version::HTTP_11;
         let mut pending = Unanswered {
             engine: &self,
@@ -599,8 +593,9 @@ pub async fn serve(
                 let local = stream.local_addr().unwrap_or(listen_addr);
                 let state = ConnState::new();
                 let io = ClientIo::new(stream, state.clone(), engine.config.timers.client_idle, hooks.clone());
+                let peer = Arc::new(Peer::new(&engine.profile().forwarding, client, local));
                 let engine = engine.clone();
-                let service = service_fn(move |req| engine.clone().handle(req, state.clone(), client, local));
+                let service = service_fn(move |req| engine.clone().handle(req, state.clone(), peer.clone()));
                 let conn = graceful.watch(http.serve_connection(TokioIo::new(io), service));
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
