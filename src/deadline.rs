@@ -56,7 +56,14 @@ impl Deadline {
     /// Records that a byte moved; only idle deadlines care.
     pub fn touch(&self) {
         if self.0.kind == TimeoutKind::Idle {
-            let nanos = self.0.origin.elapsed().as_nanos() as u64;
+            self.touch_at(Instant::now());
+        }
+    }
+
+    /// Records that a byte moved at `at` (for a caller that has just read the clock).
+    pub fn touch_at(&self, at: Instant) {
+        if self.0.kind == TimeoutKind::Idle {
+            let nanos = at.saturating_duration_since(self.0.origin).as_nanos() as u64;
             self.0.last_activity.fetch_max(nanos, Ordering::Relaxed);
         }
     }
@@ -86,15 +93,24 @@ impl Deadline {
         self.0.origin.elapsed()
     }
 
-    /// Resolves when the deadline has passed.
-    pub async fn expired(&self) {
+    /// Resolves when the deadline has passed, using `sleep` as its timer (which the
+    /// response body then takes over: one timer per request, not two).
+    pub async fn expired(&self, mut sleep: Pin<&mut Sleep>) {
         loop {
             let at = self.expiry();
             if Instant::now() >= at {
                 return;
             }
-            tokio::time::sleep_until(at).await;
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
+            }
+            sleep.as_mut().await;
         }
+    }
+
+    /// A timer armed for the current expiry, for [`Deadline::expired`].
+    pub fn timer(&self) -> Pin<Box<Sleep>> {
+        Box::pin(tokio::time::sleep_until(self.expiry()))
     }
 }
 
@@ -166,21 +182,21 @@ pin_project! {
         #[pin]
         inner: B,
         deadline: Deadline,
-        #[pin]
-        sleep: Sleep,
+        // The request's timer, taken over from the wait for the head; re-armed only
+        // when it fires early (idle semantics moved the expiry).
+        sleep: Pin<Box<Sleep>>,
         on_end: OnEnd,
         kill: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     }
 }
 
 impl<B: Body> DeadlineBody<B> {
-    /// Wraps `inner`; an already finished body reports `Complete` at once, since hyper
-    /// may never poll it.
-    pub fn new(inner: B, deadline: Deadline, mut on_end: OnEnd) -> Self {
+    /// Wraps `inner`, timed by `sleep` (from [`Deadline::timer`]); an already finished
+    /// body reports `Complete` at once, since hyper may never poll it.
+    pub fn new(inner: B, deadline: Deadline, sleep: Pin<Box<Sleep>>, mut on_end: OnEnd) -> Self {
         if inner.is_end_stream() {
             on_end.fire(BodyEnd::Complete);
         }
-        let sleep = tokio::time::sleep_until(deadline.expiry());
         DeadlineBody {
             inner,
             deadline,
@@ -191,8 +207,8 @@ impl<B: Body> DeadlineBody<B> {
     }
 
     /// Also cuts the body when `kill` resolves (a deregistration delay ending).
-    pub fn cut_when(mut self, kill: impl Future<Output = ()> + Send + 'static) -> Self {
-        self.kill = Some(Box::pin(kill));
+    pub fn cut_when(mut self, kill: Pin<Box<dyn Future<Output = ()> + Send>>) -> Self {
+        self.kill = Some(kill);
         self
     }
 }

@@ -13,6 +13,7 @@
 //! - [`validate`]: the request-head checks each cloud makes before anything reaches the app:
 //!   sizes, syntax, `TRACE`, `X-Forwarded-For`, request-smuggling (desync) classification.
 //! - [`client`]: the client side: idle client connections, stalled requests (408), 460.
+//! - [`drain`]: graceful shutdown of client connections (finish the request, then close).
 //! - [`forward`]: headers the cloud adds on the way through (`X-Forwarded-For`, trace ids).
 //! - [`targets`]: the target group: states, and which target serves the next request.
 //! - [`health`]: active health checks that move targets between states.
@@ -74,6 +75,7 @@ pub mod client;
 pub mod config;
 pub mod deadline;
 pub mod doctor;
+pub mod drain;
 pub mod forward;
 pub mod health;
 pub mod logline;

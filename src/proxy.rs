@@ -9,6 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,6 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -26,6 +26,7 @@ use crate::accesslog::AccessLog;
 use crate::client::{ClientHooks, ClientIo, ConnState, InFlight};
 use crate::config::Config;
 use crate::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
+use crate::drain::Connections;
 use crate::forward::{self, Peer};
 use crate::health;
 use crate::logline::{head_size, Ending, Facts};
@@ -350,11 +351,14 @@ impl Engine {
         // Boxed so that, when the LB gives up on it, the exchange (and the target
         // connection under it) is torn down after the answer, not before it.
         let mut exchange = Box::pin(self.clone().exchange(target, upstream_req));
+        // Both outlive the wait for the head: the response body goes on using them.
+        let mut kill: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(picked.drain_over());
+        let mut timer = deadline.timer();
         let outcome = tokio::select! {
             biased;
             result = &mut exchange => Ok(result),
-            _ = picked.drain_over() => Err(Reason::DeregistrationDelayElapsed),
-            _ = deadline.expired() => Err(if deadline.request_complete() {
+            _ = kill.as_mut() => Err(Reason::DeregistrationDelayElapsed),
+            _ = deadline.expired(timer.as_mut()) => Err(if deadline.request_complete() {
                 Reason::TargetTimeout
             } else {
                 Reason::ClientTimeout
@@ -375,8 +379,8 @@ impl Engine {
         };
 
         // The head's bytes are traffic: the idle clock restarts when it arrives.
-        deadline.touch();
         let head_at = tokio::time::Instant::now();
+        deadline.touch_at(head_at);
         let status = resp.status().as_u16();
         let (mut parts, body) = resp.into_parts();
         let reusable = !close_target && !says_close(&parts.headers);
@@ -430,7 +434,7 @@ impl Engine {
             }
             engine.log_access(facts.as_deref(), ending);
         });
-        let body = DeadlineBody::new(body, deadline.clone(), on_end).cut_when(picked.drain_over());
+        let body = DeadlineBody::new(body, deadline.clone(), timer, on_end).cut_when(kill);
         Ok(Response::from_parts(parts, Either::Right(body)))
     }
 
@@ -468,16 +472,15 @@ impl Engine {
                 return Err(fail(Reason::ConnectRefused, None, Some(e.to_string())))
             }
         };
-        let mut dispatched = tokio::time::Instant::now();
         let sent = match conn.sender.ready().await {
             Ok(()) => {
-                dispatched = tokio::time::Instant::now();
-                conn.sender.send_request(req).await
+                let dispatched = tokio::time::Instant::now();
+                conn.sender.send_request(req).await.map(|r| (r, dispatched))
             }
             Err(e) => Err(e),
         };
         match sent {
-            Ok(resp) => Ok((resp, conn, dispatched)),
+            Ok((resp, dispatched)) => Ok((resp, conn, dispatched)),
             Err(e) => {
                 let reason = classify(&e, &conn);
                 Err(fail(reason, Some(conn.idle_for), Some(describe(&e))))
@@ -572,7 +575,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let listen_addr = listener.local_addr()?;
-    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Connections::default());
     let hooks = engine.client_hooks();
     let mut http = hyper::server::conn::http1::Builder::new();
     // Forward header case as received, and write the LB's own headers as the clouds do.
@@ -596,9 +599,10 @@ pub async fn serve(
                 let peer = Arc::new(Peer::new(&engine.profile().forwarding, client, local));
                 let engine = engine.clone();
                 let service = service_fn(move |req| engine.clone().handle(req, state.clone(), peer.clone()));
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(io), service));
+                let conn = http.serve_connection(TokioIo::new(io), service);
+                let watched = connections.clone().watch(conn, |c| c.graceful_shutdown());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    if let Err(e) = watched.await {
                         tracing::debug!(%client, "client connection ended: {e}");
                     }
                 });
@@ -610,7 +614,7 @@ pub async fn serve(
     engine.stop_background();
     let grace = engine.config.shutdown_grace;
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all client connections closed"),
+        _ = connections.drain() => tracing::info!("all client connections closed"),
         _ = tokio::time::sleep(grace) => {
             tracing::warn!("requests still running after {grace:?}; exiting anyway")
         }
