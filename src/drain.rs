@@ -11,7 +11,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 
+use pin_project_lite::pin_project;
 use tokio::sync::{oneshot, Notify};
 
 /// The open client connections of one listener, each with its stop signal.
@@ -28,25 +30,21 @@ pub struct Connections {
 impl Connections {
     /// Runs `conn` until it ends; on [`Connections::drain`] it is asked to finish its
     /// current request and close (`graceful` is hyper's `graceful_shutdown`).
-    pub async fn watch<C, T>(self: Arc<Self>, conn: C, graceful: impl FnOnce(Pin<&mut C>)) -> T
+    pub fn watch<C, G>(self: Arc<Self>, conn: C, graceful: G) -> Watched<C, G>
     where
-        C: Future<Output = T>,
+        C: Future,
+        G: FnOnce(Pin<&mut C>),
     {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, mut stop) = oneshot::channel();
+        let (tx, stop) = oneshot::channel();
         self.lock().insert(id, Some(tx));
-        tokio::pin!(conn);
-        let out = tokio::select! {
-            biased;
-            out = conn.as_mut() => out,
-            _ = &mut stop => {
-                graceful(conn.as_mut());
-                conn.await
-            }
-        };
-        self.lock().remove(&id);
-        self.ended.notify_waiters();
-        out
+        Watched {
+            conn,
+            stop,
+            graceful: Some(graceful),
+            id,
+            connections: Some(self),
+        }
     }
 
     /// Asks every open connection to finish and waits until all have ended.
@@ -71,6 +69,11 @@ impl Connections {
         self.lock().len()
     }
 
+    fn ended(&self, id: u64) {
+        self.lock().remove(&id);
+        self.ended.notify_waiters();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Option<oneshot::Sender<()>>>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -79,7 +82,6 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::{Context, Poll};
     use std::time::Duration;
 
     /// A stand-in connection: once asked to finish, it ends at once when idle, or when
@@ -139,5 +141,51 @@ mod tests {
             .expect("drain ends once the last connection does")
             .unwrap();
         assert_eq!(conns.count(), 0);
+    }
+}
+
+pin_project! {
+    /// A client connection that [`Connections::drain`] can ask to finish. A struct
+    /// rather than an `async fn`, which would hold the (large) connection future twice.
+    pub struct Watched<C, G> {
+        #[pin]
+        conn: C,
+        stop: oneshot::Receiver<()>,
+        // Taken when the stop signal comes.
+        graceful: Option<G>,
+        id: u64,
+        // Taken when the connection ends, to leave the registry once.
+        connections: Option<Arc<Connections>>,
+    }
+
+    impl<C, G> PinnedDrop for Watched<C, G> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(connections) = this.connections.take() {
+                connections.ended(*this.id);
+            }
+        }
+    }
+}
+
+impl<C, G> Future for Watched<C, G>
+where
+    C: Future,
+    G: FnOnce(Pin<&mut C>),
+{
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let mut this = self.project();
+        if this.graceful.is_some() && Pin::new(&mut *this.stop).poll(cx).is_ready() {
+            if let Some(graceful) = this.graceful.take() {
+                graceful(this.conn.as_mut());
+            }
+        }
+        let out = ready!(this.conn.poll(cx));
+        if let Some(connections) = this.connections.take() {
+            connections.ended(*this.id);
+        }
+        Poll::Ready(out)
     }
 }

@@ -177,6 +177,7 @@ impl Pool {
         // Small requests and responses must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::Builder::new()
+            .max_buf_size(crate::proxy::MAX_BUF_SIZE)
             .preserve_header_case(true)
             .title_case_headers(true)
             .handshake(TokioIo::new(stream))

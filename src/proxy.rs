@@ -55,6 +55,10 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Largest read buffer hyper may grow to on either side, hence the largest body chunk
+/// read in one call.
+pub const MAX_BUF_SIZE: usize = 2 * 1024 * 1024;
+
 /// Pause after a failed accept (out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -579,7 +583,9 @@ pub async fn serve(
     let hooks = engine.client_hooks();
     let mut http = hyper::server::conn::http1::Builder::new();
     // Forward header case as received, and write the LB's own headers as the clouds do.
-    http.preserve_header_case(true).title_case_headers(true);
+    http.preserve_header_case(true)
+        .title_case_headers(true)
+        .max_buf_size(MAX_BUF_SIZE);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -372,18 +372,29 @@ http {{
 /// HAProxy's `maxconn`: it needs two file descriptors per connection, so half the fd
 /// limit, less a margin, at most 16,000.
 pub fn haproxy_maxconn() -> u64 {
-    (open_files_limit().saturating_sub(200) / 2).clamp(256, 16_000)
+    (open_files_limit().saturating_sub(400) / 2).clamp(256, 16_000)
 }
 
 /// HAProxy as a plain HTTP reverse proxy (server keep-alive is its default), 2 threads.
 pub fn spawn_haproxy(bin: &Path, upstream: SocketAddr, scratch: &Scratch) -> (Proc, SocketAddr) {
     let listen = free_addr();
     let maxconn = haproxy_maxconn();
+    // HAPROXY_SPLICE=1: let HAProxy move bodies with splice(2) (zero-copy), to show
+    // what a proxy that does not copy bodies through user space reaches here.
+    let (pipes, splice) = if std::env::var("HAPROXY_SPLICE").as_deref() == Ok("1") {
+        // Each pipe takes two more descriptors: keep them within the fd limit.
+        (
+            "    maxpipes 64\n",
+            "    option splice-request\n    option splice-response\n",
+        )
+    } else {
+        ("", "")
+    };
     let conf = format!(
         r#"global
     nbthread 2
     maxconn {maxconn}
-
+{pipes}
 defaults
     mode http
     timeout connect 5s
@@ -391,7 +402,7 @@ defaults
     timeout server 300s
     option http-keep-alive
     http-reuse always
-
+{splice}
 frontend fe
     bind {listen}
     default_backend be
