@@ -1,12 +1,29 @@
 //! Request counters by status and by cause, for tests and the control API.
+//!
+//! Every proxied response is counted, on whichever worker served it, so the status
+//! counters are atomics spread over a few shards: one mutex (or one shared counter)
+//! would make both workers write the same cache line on every request. Causes are
+//! counted only for LB-generated answers and cuts, which are rare; they keep a map.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// Status codes 0..STATUSES are counted in arrays; HTTP only has three digits.
+const STATUSES: usize = 1000;
+
+/// Counter shards; threads take them round-robin, so up to this many workers never
+/// share one (a shard is 8 KB, far apart from the next).
+const SHARDS: usize = 8;
+
 /// Counts of answered requests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
-    inner: Mutex<Counts>,
+    /// Responses by status code, one array per shard, summed when read.
+    by_status: Box<[[AtomicU64; STATUSES]]>,
+    /// LB-generated responses and cuts by cause word.
+    by_reason: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// A snapshot of the counters.
@@ -18,25 +35,106 @@ pub struct Counts {
     pub by_reason: BTreeMap<&'static str, u64>,
 }
 
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            by_status: (0..SHARDS)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            by_reason: Mutex::default(),
+        }
+    }
+}
+
+/// This thread's shard.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+    SHARD.with(|s| {
+        s.get().unwrap_or_else(|| {
+            let mine = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            s.set(Some(mine));
+            mine
+        })
+    })
+}
+
 impl Stats {
     /// Counts one response; `reason` is set when the LB generated or cut it.
     pub fn record(&self, status: Option<u16>, reason: Option<&'static str>) {
-        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(status) = status {
-            *c.by_status.entry(status).or_default() += 1;
+            let slot = usize::from(status).min(STATUSES - 1);
+            self.by_status[shard()][slot].fetch_add(1, Ordering::Relaxed);
         }
         if let Some(reason) = reason {
-            *c.by_reason.entry(reason).or_default() += 1;
+            *self.reasons().entry(reason).or_default() += 1;
         }
     }
 
     /// The counters now.
     pub fn snapshot(&self) -> Counts {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut by_status = BTreeMap::new();
+        for status in 0..STATUSES {
+            let n: u64 = self
+                .by_status
+                .iter()
+                .map(|shard| shard[status].load(Ordering::Relaxed))
+                .sum();
+            if n > 0 {
+                by_status.insert(status as u16, n);
+            }
+        }
+        Counts {
+            by_status,
+            by_reason: self.reasons().clone(),
+        }
     }
 
     /// Zeroes every counter.
     pub fn reset(&self) {
-        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Counts::default();
+        for shard in self.by_status.iter() {
+            for n in shard {
+                n.store(0, Ordering::Relaxed);
+            }
+        }
+        self.reasons().clear();
+    }
+
+    fn reasons(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, u64>> {
+        self.by_reason.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_every_thread_add_up_and_reset() {
+        let stats = std::sync::Arc::new(Stats::default());
+        let threads: Vec<_> = (0..12)
+            .map(|_| {
+                let stats = stats.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        stats.record(Some(200), None);
+                    }
+                    stats.record(Some(504), Some("target_idle_timeout"));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let counts = stats.snapshot();
+        assert_eq!(counts.by_status, BTreeMap::from([(200, 1200), (504, 12)]));
+        assert_eq!(
+            counts.by_reason,
+            BTreeMap::from([("target_idle_timeout", 12)])
+        );
+        stats.reset();
+        assert_eq!(stats.snapshot(), Counts::default());
     }
 }

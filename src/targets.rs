@@ -2,7 +2,7 @@
 //! picks one (round-robin over routable targets, the cloud's rule when none is healthy).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -70,6 +70,10 @@ pub struct Target {
     /// Where it listens.
     pub addr: SocketAddr,
     health: Mutex<Health>,
+    /// [`Route`] bits derived from `health`, republished on every change under its lock,
+    /// so that picking a target (every request, both workers) reads one atomic instead
+    /// of taking the lock three times.
+    route: AtomicU8,
     /// Requests being served by it now.
     in_flight: AtomicUsize,
     /// Becomes true when its deregistration delay ends with requests still running.
@@ -94,6 +98,23 @@ pub struct TargetInfo {
     pub in_flight: usize,
 }
 
+/// [`Target::route`] bit: registered (not draining or unused).
+const REGISTERED: u8 = 1;
+/// [`Target::route`] bit: gets new requests now.
+const ROUTABLE: u8 = 2;
+
+fn route_bits(h: &Health) -> u8 {
+    let registered = !matches!(h.state, TargetState::Draining | TargetState::Unused);
+    let routable = match (h.state, h.over) {
+        (TargetState::Draining | TargetState::Unused, _) => false,
+        (_, HealthOverride::Healthy) => true,
+        (_, HealthOverride::Unhealthy) => false,
+        (TargetState::Healthy | TargetState::Unavailable, HealthOverride::Auto) => true,
+        _ => false,
+    };
+    (if registered { REGISTERED } else { 0 }) | (if routable { ROUTABLE } else { 0 })
+}
+
 impl Target {
     /// The state now.
     pub fn state(&self) -> TargetState {
@@ -105,18 +126,16 @@ impl Target {
     }
 
     fn routable(&self) -> bool {
-        let h = self.lock();
-        match (h.state, h.over) {
-            (TargetState::Draining | TargetState::Unused, _) => false,
-            (_, HealthOverride::Healthy) => true,
-            (_, HealthOverride::Unhealthy) => false,
-            (TargetState::Healthy | TargetState::Unavailable, HealthOverride::Auto) => true,
-            _ => false,
-        }
+        self.route.load(Ordering::Relaxed) & ROUTABLE != 0
     }
 
     fn registered(&self) -> bool {
-        !matches!(self.state(), TargetState::Draining | TargetState::Unused)
+        self.route.load(Ordering::Relaxed) & REGISTERED != 0
+    }
+
+    /// Recomputes the route bits; called with the health lock held after each change.
+    fn publish(&self, h: &Health) {
+        self.route.store(route_bits(h), Ordering::Relaxed);
     }
 
     /// Applies one health-check result and logs a state change.
@@ -139,6 +158,7 @@ impl Target {
             (state, _) => state,
         };
         h.last_result = what;
+        self.publish(&h);
         if h.state != before {
             tracing::info!(target_addr = %self.addr, "target {} {:?} -> {:?} ({})", self.addr, before, h.state, h.last_result);
         }
@@ -148,6 +168,7 @@ impl Target {
     pub fn set_override(&self, over: HealthOverride) {
         let mut h = self.lock();
         h.over = over;
+        self.publish(&h);
         tracing::info!("target {} health override: {over:?}", self.addr);
     }
 
@@ -240,16 +261,18 @@ impl TargetGroup {
         } else {
             TargetState::Unavailable
         };
+        let health = Health {
+            state,
+            passes: 0,
+            failures: 0,
+            last_result: "not checked yet".to_string(),
+            over: HealthOverride::Auto,
+        };
         let target = Arc::new(Target {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             addr,
-            health: Mutex::new(Health {
-                state,
-                passes: 0,
-                failures: 0,
-                last_result: "not checked yet".to_string(),
-                over: HealthOverride::Auto,
-            }),
+            route: AtomicU8::new(route_bits(&health)),
+            health: Mutex::new(health),
             in_flight: AtomicUsize::new(0),
             drain_over: watch::channel(false).0,
         });
@@ -271,13 +294,18 @@ impl TargetGroup {
                 return Some(target.clone());
             }
             h.state = TargetState::Draining;
+            target.publish(&h);
         }
         let delay = self.rules.deregistration_delay;
         tracing::info!("target {} draining for {delay:?}", target.addr);
         let draining = target.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            draining.lock().state = TargetState::Unused;
+            {
+                let mut h = draining.lock();
+                h.state = TargetState::Unused;
+                draining.publish(&h);
+            }
             let running = draining.in_flight.load(Ordering::Relaxed);
             tracing::info!(
                 "target {} deregistered ({running} requests cut)",
@@ -313,7 +341,10 @@ impl TargetGroup {
             targets.iter().filter(|t| t.routable()).count()
         };
         let fail_open = healthy == 0 && self.rules.fails_open;
-        if self.failing_open.swap(fail_open, Ordering::Relaxed) != fail_open {
+        // Load first: a swap on every request would bounce the line between the workers.
+        if self.failing_open.load(Ordering::Relaxed) != fail_open
+            && self.failing_open.swap(fail_open, Ordering::Relaxed) != fail_open
+        {
             if fail_open {
                 tracing::warn!(
                     "no healthy target: failing open, routing to all {registered} registered targets"
@@ -322,7 +353,13 @@ impl TargetGroup {
                 tracing::info!("a target is healthy again: no longer failing open");
             }
         }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let candidates = if healthy > 0 { healthy } else { registered };
+        // One candidate needs no turn (and no write to a counter both workers share).
+        let turn = if candidates > 1 {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
         let chosen = if healthy > 0 {
             targets.iter().filter(|t| t.routable()).nth(turn % healthy)
         } else if fail_open {
