@@ -78,6 +78,35 @@ pub struct Engine {
     access_log: Option<AccessLog>,
     /// `--explain`: a plain sentence on stderr per LB-generated error.
     explain: bool,
+    /// Tears down exchanges the LB gave up on, after the answers of the moment are out.
+    reaper: Reaper,
+}
+
+/// Drops abandoned exchanges (closing their target connections) in a task of its own
+/// that yields between each, so a burst of timeouts writes all its 504s before it pays
+/// for the closes: when 1,000 timers fire at once, the close of each target connection
+/// (a FIN and a wake-up of the app) cost about a third of the time to answer them all.
+struct Reaper(tokio::sync::mpsc::UnboundedSender<Box<dyn std::any::Any + Send>>);
+
+impl Reaper {
+    /// Starts the reaping task; it ends with the engine.
+    fn spawn() -> Reaper {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Box<dyn std::any::Any + Send>>();
+        tokio::spawn(async move {
+            while let Some(abandoned) = rx.recv().await {
+                drop(abandoned);
+                // Back of the queue: tasks woken meanwhile (other answers) go first.
+                tokio::task::yield_now().await;
+            }
+        });
+        Reaper(tx)
+    }
+
+    /// Tears `abandoned` down soon, but after what is ready to run now.
+    fn discard(&self, abandoned: impl Send + 'static) {
+        // With the task gone (runtime shutting down) the returned value drops here.
+        let _ = self.0.send(Box::new(abandoned));
+    }
 }
 
 /// Why a request got an LB answer instead of the app's.
@@ -114,6 +143,7 @@ impl Engine {
             stop: watch::channel(false).0,
             access_log,
             explain,
+            reaper: Reaper::spawn(),
         });
         for addr in targets {
             engine.register(addr);
@@ -371,7 +401,7 @@ impl Engine {
         let (resp, conn, dispatched) = match outcome {
             Ok(result) => result?,
             Err(reason) => {
-                tokio::spawn(async move { drop(exchange) });
+                self.reaper.discard(exchange);
                 return Err(Failure {
                     reason,
                     detail: Detail {
