@@ -301,7 +301,6 @@ impl Engine {
         // Defensive desync mitigation serves an Ambiguous request, then closes both sides.
         let ambiguous = conn.take_ambiguous();
         let forwarded = self
-            .clone()
             .forward(
                 parts,
                 body,
@@ -366,7 +365,7 @@ impl Engine {
     }
 
     async fn forward(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         parts: http::request::Parts,
         body: Incoming,
         facts: Option<Arc<Facts>>,
@@ -378,15 +377,15 @@ impl Engine {
             reason,
             detail: Detail::default(),
         })?;
-        let on_target = picked.start_request();
         let target = picked.addr;
+        // Both outlive the wait for the head: the response body goes on using them.
+        let mut kill: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(picked.drain_over());
+        let on_target = picked.start_request();
         let upstream_req = Request::from_parts(parts, Touching::new(body, deadline.clone()));
 
         // Boxed so that, when the LB gives up on it, the exchange (and the target
         // connection under it) is torn down after the answer, not before it.
         let mut exchange = Box::pin(self.clone().exchange(target, upstream_req));
-        // Both outlive the wait for the head: the response body goes on using them.
-        let mut kill: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(picked.drain_over());
         let mut timer = deadline.timer();
         let outcome = tokio::select! {
             biased;

@@ -172,10 +172,11 @@ impl Target {
         tracing::info!("target {} health override: {over:?}", self.addr);
     }
 
-    /// Counts a request as running on this target until the guard drops.
-    pub fn start_request(self: &Arc<Self>) -> InFlightOnTarget {
+    /// Counts a request as running on this target until the guard drops (which holds
+    /// the target: no second reference count taken per request).
+    pub fn start_request(self: Arc<Self>) -> InFlightOnTarget {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlightOnTarget(self.clone())
+        InFlightOnTarget(self)
     }
 
     /// Resolves when the deregistration delay has ended (never, while registered).
