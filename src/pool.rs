@@ -178,7 +178,6 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::Builder::new()
             .max_buf_size(crate::proxy::MAX_BUF_SIZE)
-            .writev(false)
             .preserve_header_case(true)
             .title_case_headers(true)
             .handshake(TokioIo::new(stream))
