@@ -21,8 +21,8 @@
 //! thread), `UPSTREAM_WORKERS` (default 1), `ROUNDS` (repeat the whole matrix, targets
 //! interleaved; each cell reports its median round and the median CPU per request,
 //! default 1), `TARGETS` (comma list of direct, lbsim, nginx, haproxy, hyper-bare),
-//! `CONNS` (default `32,256`), `SIZES` (`small`, `1m`, default both), `NGINX_BUFFERING`
-//! (see benches/common/mod.rs).
+//! `CONNS` (default `32,256`), `SIZES` (`small`, `1m`, default both), `NGINX_BUFFERING`,
+//! `HAPROXY_SPLICE` (see benches/common/mod.rs).
 //!
 //! Run: `cargo bench --bench throughput` (or `benches/run.sh`).
 
