@@ -22,7 +22,9 @@
 //! interleaved; each cell reports its median round and the median CPU per request,
 //! default 1), `TARGETS` (comma list of direct, lbsim, nginx, haproxy, hyper-bare),
 //! `CONNS` (default `32,256`), `SIZES` (`small`, `1m`, default both), `NGINX_BUFFERING`,
-//! `HAPROXY_SPLICE` (see benches/common/mod.rs).
+//! `HAPROXY_SPLICE` (see benches/common/mod.rs), `BARE_CT=1` (hyper-bare runs one
+//! current_thread runtime per core, each with its own `SO_REUSEPORT` listener and pool,
+//! instead of one 2-worker runtime).
 //!
 //! Run: `cargo bench --bench throughput` (or `benches/run.sh`).
 
@@ -448,8 +450,37 @@ mod bare {
         }
     }
 
+    /// One current_thread runtime per core, each with its own listener (SO_REUSEPORT)
+    /// and pool: no task ever wakes another core.
+    fn run_per_core(listen: SocketAddr, upstream: SocketAddr) {
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    rt.block_on(async move {
+                        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+                        sock.set_reuseaddr(true).expect("reuseaddr");
+                        sock.set_reuseport(true).expect("reuseport");
+                        sock.bind(listen).expect("bind");
+                        accept_forever(sock.listen(1024).expect("listen"), upstream).await
+                    });
+                })
+            })
+            .collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
     /// Serves forever on `listen`.
     pub fn run(listen: SocketAddr, upstream: SocketAddr) {
+        if std::env::var("BARE_CT").as_deref() == Ok("1") {
+            run_per_core(listen, upstream);
+            return;
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -457,21 +488,26 @@ mod bare {
             .expect("runtime");
         rt.block_on(async move {
             let listener = TcpListener::bind(listen).await.expect("bind");
-            let pool: Pool = Arc::default();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let pool = pool.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| forward(req, upstream, pool.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+            accept_forever(listener, upstream).await
         });
+    }
+
+    /// Serves every connection `listener` accepts, with one pool for all of them.
+    async fn accept_forever(listener: TcpListener, upstream: SocketAddr) {
+        let pool: Pool = Arc::default();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| forward(req, upstream, pool.clone()));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
     }
 }
 
