@@ -392,17 +392,6 @@ fn empty(status: StatusCode) -> AdminResponse {
     resp
 }
 
-fn state_name(state: TargetState) -> &'static str {
-    match state {
-        TargetState::Initial => "initial",
-        TargetState::Healthy => "healthy",
-        TargetState::Unhealthy => "unhealthy",
-        TargetState::Draining => "draining",
-        TargetState::Unused => "unused",
-        TargetState::Unavailable => "unavailable",
-    }
-}
-
 /// Escapes a Prometheus label value (backslash, double quote, newline).
 fn label(value: &str) -> String {
     value
@@ -454,7 +443,7 @@ pub fn metrics_text(engine: &Engine) -> String {
             .iter()
             .map(|s| {
                 let n = targets.iter().filter(|t| t.state() == *s).count() as u64;
-                (format!("state=\"{}\"", state_name(*s)), n)
+                (format!("state=\"{}\"", s.as_str()), n)
             })
             .collect(),
     );

@@ -203,6 +203,51 @@ pub struct Check {
     pub at_least: bool,
 }
 
+/// What one check compares against; builds its [`Check`] rows.
+struct Checking {
+    name: &'static str,
+    lb_value: String,
+    lb_value_s: f64,
+}
+
+impl Checking {
+    /// A finding.
+    fn found(
+        &self,
+        verdict: Verdict,
+        measured: String,
+        measured_s: Option<f64>,
+        at_least: bool,
+        detail: String,
+        fix: Option<String>,
+    ) -> Check {
+        Check {
+            name: self.name,
+            verdict,
+            measured,
+            lb_value: self.lb_value.clone(),
+            fix,
+            detail,
+            measured_s,
+            lb_value_s: self.lb_value_s,
+            at_least,
+        }
+    }
+
+    /// The app could not be measured (`what` went wrong): a risk until it can be.
+    fn unmeasured(&self, what: String, fix: &str) -> Check {
+        let detail = format!("could not measure: {what}");
+        self.found(
+            Verdict::Risk,
+            "unknown".into(),
+            None,
+            false,
+            detail,
+            Some(fix.into()),
+        )
+    }
+}
+
 /// Everything the doctor found.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
@@ -783,16 +828,13 @@ impl Ctx<'_> {
         let wait = keep_alive_wait(self.config, self.opts.max_wait);
         // A close this soon after the LB's own timer is a tie: the timers race.
         let tie = (lb / 100).min(Duration::from_secs(1));
-        let check = |verdict, measured: String, measured_s, at_least, detail, fix| Check {
+        let checking = Checking {
             name: KEEP_ALIVE,
-            verdict,
-            measured,
             lb_value: lb_s.clone(),
-            fix,
-            detail,
-            measured_s,
             lb_value_s: lb.as_secs_f64(),
-            at_least,
+        };
+        let check = |verdict, measured, measured_s, at_least, detail, fix| {
+            checking.found(verdict, measured, measured_s, at_least, detail, fix)
         };
 
         let mut ex = match self
@@ -802,13 +844,9 @@ impl Ctx<'_> {
             Ok(ex) => ex,
             Err(f) => {
                 let what = describe(&f, false, Duration::ZERO, Duration::ZERO);
-                return check(
-                    Verdict::Risk,
-                    "unknown".to_string(),
-                    None,
-                    false,
-                    format!("could not measure: GET {path} {what}; {lb_name} keeps idle connections {lb_s}"),
-                    Some(unmeasured_fix.clone()),
+                return checking.unmeasured(
+                    format!("GET {path} {what}; {lb_name} keeps idle connections {lb_s}"),
+                    &unmeasured_fix,
                 );
             }
         };
@@ -816,13 +854,9 @@ impl Ctx<'_> {
             Ok(r) => r,
             Err(f) => {
                 let what = describe(&f, ex.got_head, ex.elapsed(), self.config.timers.timeout);
-                return check(
-                    Verdict::Risk,
-                    "unknown".to_string(),
-                    None,
-                    false,
-                    format!("could not measure: GET {path} {what}; {lb_name} keeps idle connections {lb_s}"),
-                    Some(unmeasured_fix.clone()),
+                return checking.unmeasured(
+                    format!("GET {path} {what}; {lb_name} keeps idle connections {lb_s}"),
+                    &unmeasured_fix,
                 );
             }
         };
@@ -908,16 +942,13 @@ impl Ctx<'_> {
             "Make GET {path} answer 200 within {limit_s} (Ray Serve: `/-/healthz`), or point the \
              health check at a path that does (--health-path to try it)"
         );
-        let check = |verdict, measured, measured_s, detail, fix| Check {
+        let checking = Checking {
             name: HEALTH,
-            verdict,
-            measured,
             lb_value: lb_value.clone(),
-            fix,
-            detail,
-            measured_s,
             lb_value_s: limit.as_secs_f64(),
-            at_least: false,
+        };
+        let check = |verdict, measured, measured_s, detail, fix| {
+            checking.found(verdict, measured, measured_s, false, detail, fix)
         };
         let request = format!("GET {path} as {agent}");
         let result = match self.exchange(path, agent, false, limit, None).await {
@@ -998,16 +1029,13 @@ impl Ctx<'_> {
         if let Some(m) = self.opts.max_wait {
             overall = overall.min(m);
         }
-        let check = |verdict, measured, measured_s, at_least, detail, fix| Check {
+        let checking = Checking {
             name: LATENCY,
-            verdict,
-            measured,
             lb_value: lb_value.clone(),
-            fix,
-            detail,
-            measured_s,
             lb_value_s: timeout.as_secs_f64(),
-            at_least,
+        };
+        let check = |verdict, measured, measured_s, at_least, detail, fix| {
+            checking.found(verdict, measured, measured_s, at_least, detail, fix)
         };
         let mut ex = match self
             .exchange(path, "lbsim-doctor", false, overall, silence_limit)
@@ -1016,14 +1044,7 @@ impl Ctx<'_> {
             Ok(ex) => ex,
             Err(f) => {
                 let what = describe(&f, false, Duration::ZERO, Duration::ZERO);
-                return check(
-                    Verdict::Risk,
-                    "unknown".to_string(),
-                    None,
-                    false,
-                    format!("could not measure: GET {path} {what}"),
-                    Some(fix),
-                );
+                return checking.unmeasured(format!("GET {path} {what}"), &fix);
             }
         };
         let result = ex.response().await;

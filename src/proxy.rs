@@ -205,12 +205,7 @@ impl Engine {
         facts: Option<&Facts>,
     ) -> Response<ProxyBody> {
         let outcome = self.profile().outcome(reason);
-        self.say(
-            reason,
-            detail,
-            &format!("{} {}", outcome.status, outcome.code),
-        );
-        self.stats.record(Some(outcome.status), Some(outcome.code));
+        self.count_and_say(reason, detail);
         // Only a timed-out request was dispatched; the others never reached a target.
         let dispatched = matches!(
             reason,
@@ -251,9 +246,10 @@ impl Engine {
         }
     }
 
-    /// Counts and explains an outcome whose bytes (if any) did not go through hyper:
-    /// a 408 written on the socket, a 460 that is only logged.
-    fn answered_outside_hyper(&self, reason: Reason, detail: &Detail) {
+    /// Counts and explains an LB outcome: a page hyper sends ([`Engine::lb_error`]), or
+    /// one whose bytes (if any) did not go through hyper: a 408 written on the socket, a
+    /// 460 that is only logged.
+    fn count_and_say(&self, reason: Reason, detail: &Detail) {
         let outcome = self.profile().outcome(reason);
         self.say(
             reason,
@@ -346,7 +342,7 @@ impl Engine {
             }),
             report_timeout: Box::new(move |stalled| {
                 if stalled {
-                    report_engine.answered_outside_hyper(Reason::ClientTimeout, &Detail::default());
+                    report_engine.count_and_say(Reason::ClientTimeout, &Detail::default());
                 } else {
                     tracing::debug!("closed an idle client connection");
                 }
@@ -357,7 +353,7 @@ impl Engine {
                     error: Some(rejection.to_string()),
                     ..Detail::default()
                 };
-                reject_engine.answered_outside_hyper(reason, &detail);
+                reject_engine.count_and_say(reason, &detail);
                 let outcome = reject_engine.profile().outcome(reason);
                 respond::page_bytes(reject_engine.profile(), outcome.status, outcome.code)
             }),
@@ -541,7 +537,7 @@ impl Drop for Unanswered<'_> {
                 elapsed: self.deadline.elapsed(),
                 ..Detail::default()
             };
-            self.engine.answered_outside_hyper(reason, &detail);
+            self.engine.count_and_say(reason, &detail);
             self.engine.log_access(
                 self.facts.as_deref(),
                 Ending {

@@ -354,7 +354,7 @@ pub struct TargetStep {
     /// Limit on `wait_for` (unscaled).
     pub timeout: Option<Duration>,
     /// Expected state now.
-    pub state: Option<StateName>,
+    pub state: Option<TargetState>,
     /// Expected mock counter: requests.
     pub requests: Option<u64>,
     /// Expected mock counter: connections.
@@ -399,48 +399,6 @@ pub enum WaitFor {
     Unavailable,
     /// The mock app closed one more idle keep-alive connection.
     IdleClose,
-}
-
-/// A target state, as scenario files name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StateName {
-    /// `initial`.
-    Initial,
-    /// `healthy`.
-    Healthy,
-    /// `unhealthy`.
-    Unhealthy,
-    /// `draining`.
-    Draining,
-    /// `unused`.
-    Unused,
-    /// `unavailable`.
-    Unavailable,
-}
-
-impl StateName {
-    fn state(self) -> TargetState {
-        match self {
-            StateName::Initial => TargetState::Initial,
-            StateName::Healthy => TargetState::Healthy,
-            StateName::Unhealthy => TargetState::Unhealthy,
-            StateName::Draining => TargetState::Draining,
-            StateName::Unused => TargetState::Unused,
-            StateName::Unavailable => TargetState::Unavailable,
-        }
-    }
-}
-
-fn state_word(s: TargetState) -> &'static str {
-    match s {
-        TargetState::Initial => "initial",
-        TargetState::Healthy => "healthy",
-        TargetState::Unhealthy => "unhealthy",
-        TargetState::Draining => "draining",
-        TargetState::Unused => "unused",
-        TargetState::Unavailable => "unavailable",
-    }
 }
 
 /// A duration written as a string (`"300s"`, `"500ms"`).
@@ -558,7 +516,7 @@ struct RawStep {
     action: Option<Action>,
     wait_for: Option<WaitFor>,
     timeout: Option<Dur>,
-    state: Option<StateName>,
+    state: Option<TargetState>,
     requests: Option<u64>,
     connections: Option<u64>,
     idle_closes: Option<u64>,
@@ -2155,16 +2113,11 @@ impl Runner {
         if let Some(want) = t.state {
             let got = self.state_of(i);
             let v = match got {
-                Some(s) if s == want.state() => Ok(state_word(s).to_string()),
-                Some(s) => Err(state_word(s).to_string()),
+                Some(s) if s == want => Ok(s.as_str().to_string()),
+                Some(s) => Err(s.as_str().to_string()),
                 None => Err("not registered".to_string()),
             };
-            self.check(
-                step,
-                &name,
-                format!("state {}", state_word(want.state())),
-                v,
-            );
+            self.check(step, &name, format!("state {}", want.as_str()), v);
         }
         if let Some(stats) = self.targets[i].mock.as_ref().map(|m| m.stats.clone()) {
             let counters = [
@@ -2210,7 +2163,7 @@ impl Runner {
                 self.log.push(
                     Actor::Runner,
                     "runner",
-                    format!("registers {name} ({})", state_word(info.state)),
+                    format!("registers {name} ({})", info.state.as_str()),
                 );
             }
             Action::Deregister => match id.and_then(|id| self.sim.deregister(id)) {
@@ -2292,7 +2245,7 @@ impl Runner {
                     WaitFor::Unused => TargetState::Unused,
                     _ => TargetState::Unavailable,
                 };
-                (format!("becomes {}", state_word(state)), Some(state))
+                (format!("becomes {}", state.as_str()), Some(state))
             }
         };
         self.log.push(
@@ -2330,7 +2283,7 @@ impl Runner {
         } else {
             let now = self
                 .state_of(i)
-                .map_or("not registered".to_string(), |s| state_word(s).to_string());
+                .map_or("not registered".to_string(), |s| s.as_str().to_string());
             Err(format!("not within {} (state {now})", show(limit)))
         };
         self.check(step, &name, label, v);
@@ -2405,29 +2358,16 @@ impl Sampler {
                 stats.requests.load(Ordering::Relaxed),
                 stats.idle_closes.load(Ordering::Relaxed),
             ];
-            while seen[0] < now[0] {
-                seen[0] += 1;
-                log.push(
-                    Actor::Target,
-                    name,
-                    format!("accepts a connection ({} so far)", seen[0]),
-                );
-            }
-            while seen[1] < now[1] {
-                seen[1] += 1;
-                log.push(
-                    Actor::Target,
-                    name,
-                    format!("receives a request ({} so far)", seen[1]),
-                );
-            }
-            while seen[2] < now[2] {
-                seen[2] += 1;
-                log.push(
-                    Actor::Target,
-                    name,
-                    "closes an idle keep-alive connection (FIN, no response)",
-                );
+            let says: [fn(u64) -> String; 3] = [
+                |n| format!("accepts a connection ({n} so far)"),
+                |n| format!("receives a request ({n} so far)"),
+                |_| "closes an idle keep-alive connection (FIN, no response)".to_string(),
+            ];
+            for ((seen, now), say) in seen.iter_mut().zip(now).zip(says) {
+                while *seen < now {
+                    *seen += 1;
+                    log.push(Actor::Target, name, say(*seen));
+                }
             }
         }
         for t in self.engine.targets.all() {
@@ -2441,8 +2381,8 @@ impl Sampler {
                     .get(&info.id)
                     .cloned()
                     .unwrap_or_else(|| format!("target {}", info.id));
-                let from = before.map_or("new", state_word);
-                let mut what = format!("target {name}: {from} → {}", state_word(info.state));
+                let from = before.map_or("new", TargetState::as_str);
+                let mut what = format!("target {name}: {from} → {}", info.state.as_str());
                 if self.engine.config.health.enabled {
                     let _ = write!(what, " (last health check: {})", info.reason);
                 }

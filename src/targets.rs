@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::reason::Reason;
 
-/// A target's state, with the ALB's names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// A target's state, with the ALB's names (also how scenario files write it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetState {
     /// Registered, health checks not yet passed.
@@ -96,6 +96,20 @@ pub struct TargetInfo {
     pub over: HealthOverride,
     /// Requests in flight.
     pub in_flight: usize,
+}
+
+impl TargetState {
+    /// The ALB's word for the state, as the control API and scenario timelines print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Initial => "initial",
+            TargetState::Healthy => "healthy",
+            TargetState::Unhealthy => "unhealthy",
+            TargetState::Draining => "draining",
+            TargetState::Unused => "unused",
+            TargetState::Unavailable => "unavailable",
+        }
+    }
 }
 
 /// [`Target::route`] bit: registered (not draining or unused).

@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lbsim::{Cloud, SimHandle, Simulator};
+use lbsim::{Cloud, MockUpstream, SimHandle};
 use support::*;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -16,10 +16,7 @@ const CONNECT: Duration = Duration::from_millis(300);
 /// An ALB with two targets served round-robin: `first` gets the first request, the
 /// healthy mock the second, so one client connection can see a failure then a success.
 async fn alb(first: SocketAddr, then: SocketAddr) -> SimHandle {
-    Simulator::builder(Cloud::Aws)
-        .no_health_checks()
-        .upstream(first)
-        .upstream(then)
+    two_targets(Cloud::Aws, first, then)
         .idle_timeout(IDLE)
         .connect_timeout(CONNECT)
         .start()
@@ -29,24 +26,58 @@ async fn alb(first: SocketAddr, then: SocketAddr) -> SimHandle {
 
 /// The same client connection serves the next request from the healthy target.
 async fn still_works(client: &mut RawClient) {
-    let resp = client.get("/").await;
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.text(), "ok");
+    let resp = get_ok(client).await;
     assert_eq!(resp.header("x-lbsim-reason"), None);
+}
+
+/// What [`alb_page_for`] leaves for further checks.
+struct Failed {
+    app: MockUpstream,
+    lb: SimHandle,
+    /// The ALB's page.
+    resp: RawResponse,
+    /// How long the page took, from sending the request.
+    took: Duration,
+    /// Requests the mock had received when the page came, before the follow-up request.
+    reached_app: u64,
+}
+
+/// Sends `GET path` through an ALB whose first target is `first` (the mock app when
+/// `None`), asserts the ALB's page `status` `phrase` with cause `reason`, and that the
+/// same client connection then gets a 200 from the mock.
+async fn alb_page_for(
+    first: Option<SocketAddr>,
+    path: &str,
+    status: u16,
+    phrase: &str,
+    reason: &str,
+) -> Failed {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = alb(first.unwrap_or(app.addr), app.addr).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    let start = Instant::now();
+    let resp = client.get(path).await;
+    let took = start.elapsed();
+    assert_alb_page(&resp, status, phrase, reason);
+    let reached_app = app.requests();
+    still_works(&mut client).await;
+    Failed {
+        app,
+        lb,
+        resp,
+        took,
+        reached_app,
+    }
 }
 
 #[tokio::test]
 async fn refused_connection_is_502_bad_gateway() {
-    let app = mock(Duration::from_secs(5)).await;
-    let lb = alb(closed_port().await, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    let resp = client.get("/").await;
-    assert_alb_page(&resp, 502, "Bad Gateway", "target_connection_refused");
-    assert_eq!(resp.body.len(), 122);
-    assert_eq!(resp.text(), alb_page("502 Bad Gateway"));
-    still_works(&mut client).await;
-    let stats = lb.stats();
-    assert_eq!(stats.by_reason.get("target_connection_refused"), Some(&1));
+    let reason = "target_connection_refused";
+    let failed = alb_page_for(Some(closed_port().await), "/", 502, "Bad Gateway", reason).await;
+    assert_eq!(failed.resp.body.len(), 122);
+    assert_eq!(failed.resp.text(), alb_page("502 Bad Gateway"));
+    let stats = failed.lb.stats();
+    assert_eq!(stats.by_reason.get(reason), Some(&1));
     assert_eq!(stats.by_status.get(&502), Some(&1));
     assert_eq!(stats.by_status.get(&200), Some(&1));
 }
@@ -77,41 +108,25 @@ async fn hanging_address() -> (TcpListener, Vec<TcpStream>, SocketAddr) {
 
 #[tokio::test]
 async fn connect_timeout_is_504_after_the_connect_timeout() {
-    let app = mock(Duration::from_secs(5)).await;
     let (_listener, _fillers, hang) = hanging_address().await;
-    let lb = alb(hang, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    let start = Instant::now();
-    let resp = client.get("/").await;
-    let elapsed = start.elapsed();
+    let reason = "target_connect_timeout";
+    let failed = alb_page_for(Some(hang), "/", 504, "Gateway Time-out", reason).await;
+    let elapsed = failed.took;
     assert!(
         elapsed >= CONNECT,
         "answered after {elapsed:?}, before the connect timeout"
     );
     assert_elapsed(elapsed, CONNECT, Duration::from_millis(250));
-    assert_alb_page(&resp, 504, "Gateway Time-out", "target_connect_timeout");
-    still_works(&mut client).await;
-    assert_eq!(lb.stats().by_reason.get("target_connect_timeout"), Some(&1));
-    assert_eq!(app.requests(), 1);
+    assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
+    assert_eq!(failed.app.requests(), 1);
 }
 
 async fn closed_before_head(path: &str) {
-    let app = mock(Duration::from_secs(5)).await;
-    let lb = alb(app.addr, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    let start = Instant::now();
-    let resp = client.get(path).await;
-    assert!(
-        start.elapsed() < IDLE,
-        "waited for the idle timeout instead"
-    );
-    assert_alb_page(&resp, 502, "Bad Gateway", "target_closed_connection");
-    assert_eq!(app.requests(), 1, "the request reached the app");
-    still_works(&mut client).await;
-    assert_eq!(
-        lb.stats().by_reason.get("target_closed_connection"),
-        Some(&1)
-    );
+    let reason = "target_closed_connection";
+    let failed = alb_page_for(None, path, 502, "Bad Gateway", reason).await;
+    assert!(failed.took < IDLE, "waited for the idle timeout instead");
+    assert_eq!(failed.reached_app, 1, "the request reached the app");
+    assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
 }
 
 #[tokio::test]
@@ -126,16 +141,9 @@ async fn target_rst_before_head_is_502() {
 
 #[tokio::test]
 async fn malformed_response_is_502() {
-    let app = mock(Duration::from_secs(5)).await;
-    let lb = alb(app.addr, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    let resp = client.get("/garbage").await;
-    assert_alb_page(&resp, 502, "Bad Gateway", "target_malformed_response");
-    still_works(&mut client).await;
-    assert_eq!(
-        lb.stats().by_reason.get("target_malformed_response"),
-        Some(&1)
-    );
+    let reason = "target_malformed_response";
+    let failed = alb_page_for(None, "/garbage", 502, "Bad Gateway", reason).await;
+    assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
 }
 
 #[tokio::test]
@@ -160,18 +168,7 @@ async fn failures_in_a_row_on_one_client_connection() {
 
 #[tokio::test]
 async fn app_killed_mid_request_is_502_at_once() {
-    let app = mock(Duration::from_secs(5)).await;
-    let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(10)).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    client
-        .send(b"GET /sleep/5 HTTP/1.1\r\nHost: lbsim.test\r\n\r\n")
-        .await;
-    wait_until(
-        "the request reaches the app",
-        Duration::from_secs(2),
-        || app.requests() == 1,
-    )
-    .await;
+    let (app, _lb, mut client) = aws_request_at_app("/sleep/5").await;
     let killed_at = Instant::now();
     app.kill();
     let resp = client.response().await.expect("a 502 page");

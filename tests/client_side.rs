@@ -63,19 +63,8 @@ async fn aws_client_that_stalls_mid_body_gets_408() {
 
 #[tokio::test]
 async fn client_that_leaves_before_the_answer_is_counted_as_460() {
-    let app = mock(Duration::from_secs(5)).await;
-    let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(10)).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    client
-        .send(b"GET /sleep/2 HTTP/1.1\r\nHost: lbsim.test\r\n\r\n")
-        .await;
-    // Wait until the request reached the app, then leave.
-    wait_until(
-        "the request reaches the app",
-        Duration::from_secs(2),
-        || app.requests() == 1,
-    )
-    .await;
+    // The request has reached the app; leave.
+    let (_app, lb, client) = aws_request_at_app("/sleep/2").await;
     drop(client);
     wait_until("the LB counts a 460", Duration::from_secs(2), || {
         lb.stats().by_status.contains_key(&460)

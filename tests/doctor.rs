@@ -28,6 +28,14 @@ fn gcp(app: SocketAddr, backend: Duration) -> Options {
     o
 }
 
+/// The doctor's report on `app` behind an ALB with a 2 s idle timeout, probing `path`
+/// as the health-check path.
+async fn aws_report_with_health_path(app: &lbsim::MockUpstream, path: &str) -> Report {
+    let mut o = aws(app.addr, Duration::from_secs(2));
+    o.health_path = path.to_string();
+    diagnose(&o).await.unwrap()
+}
+
 #[track_caller]
 fn verdict(report: &Report, name: &str) -> Verdict {
     report
@@ -170,6 +178,25 @@ async fn unreachable_app_is_an_error_not_a_report() {
 }
 
 #[tokio::test]
+async fn app_that_closes_without_answering_cannot_be_measured_and_is_a_risk() {
+    let app = mock(Duration::from_secs(5)).await;
+    let report = aws_report_with_health_path(&app, "/close").await;
+    let ka = report.check(KEEP_ALIVE).unwrap();
+    assert_eq!(ka.verdict, Verdict::Risk, "{ka:#?}");
+    assert_eq!((ka.measured.as_str(), ka.measured_s), ("unknown", None));
+    assert!(
+        ka.detail.starts_with("could not measure: GET /close ")
+            && ka.detail.contains("keeps idle connections"),
+        "{ka:#?}"
+    );
+    let fix = ka.fix.as_deref().unwrap_or_default();
+    assert!(
+        fix.starts_with("Make GET /close answer with keep-alive so it can be measured"),
+        "{ka:#?}"
+    );
+}
+
+#[tokio::test]
 async fn bad_flags_are_errors() {
     assert!(parse_path("/-/healthz").is_ok());
     assert!(parse_path("healthz").is_err());
@@ -191,9 +218,7 @@ async fn bad_flags_are_errors() {
 #[tokio::test]
 async fn failing_health_path_is_a_503_risk() {
     let app = mock(Duration::from_millis(300)).await;
-    let mut opts = aws(app.addr, Duration::from_secs(2));
-    opts.health_path = "/status/503".to_string();
-    let report = diagnose(&opts).await.unwrap();
+    let report = aws_report_with_health_path(&app, "/status/503").await;
     let h = report.check(HEALTH).unwrap();
     assert_eq!(h.verdict, Verdict::Risk, "{h:#?}");
     assert!(h.measured.starts_with("503 in "), "{}", h.measured);
@@ -215,8 +240,7 @@ async fn failing_health_path_is_a_503_risk() {
     assert_eq!(report.exit_code, 1);
 
     // The same app with its real health path passes.
-    opts.health_path = "/-/healthz".to_string();
-    let report = diagnose(&opts).await.unwrap();
+    let report = aws_report_with_health_path(&app, "/-/healthz").await;
     assert_eq!(verdict(&report, HEALTH), Verdict::Pass);
 }
 

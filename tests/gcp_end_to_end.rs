@@ -5,7 +5,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lbsim::{Cloud, SimHandle, Simulator};
+use lbsim::{Cloud, MockUpstream, SimHandle};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -13,20 +13,11 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 /// A GFE with two targets served round-robin: `first` gets the first request, `then` the
 /// second.
 async fn gfe(first: SocketAddr, then: SocketAddr) -> SimHandle {
-    Simulator::builder(Cloud::Gcp)
-        .no_health_checks()
-        .upstream(first)
-        .upstream(then)
+    two_targets(Cloud::Gcp, first, then)
         .backend_timeout(Duration::from_secs(5))
         .start()
         .await
         .expect("lbsim starts")
-}
-
-async fn still_works(client: &mut RawClient) {
-    let resp = client.get("/").await;
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.text(), "ok");
 }
 
 #[tokio::test]
@@ -105,75 +96,55 @@ async fn same_stream_survives_aws_idle_timeout_of_the_same_length() {
     assert!(lb.stats().by_reason.is_empty());
 }
 
+/// What [`gfe_502_for`] leaves for further checks.
+struct Failed {
+    /// The mock app, kept running for as long as the test holds this.
+    _app: MockUpstream,
+    lb: SimHandle,
+    /// The 502 page.
+    resp: RawResponse,
+}
+
+/// Sends `GET path` through a GFE whose first target is `first` (the mock app when
+/// `None`), asserts the GFE's 502 "Server Error" page with cause `reason`, and that the
+/// same client connection then gets a 200 from the mock.
+async fn gfe_502_for(first: Option<SocketAddr>, path: &str, reason: &str) -> Failed {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = gfe(first.unwrap_or(app.addr), app.addr).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    let resp = client.get(path).await;
+    assert_gfe_page(&resp, 502, "Bad Gateway", "Server Error", reason);
+    get_ok(&mut client).await;
+    Failed {
+        _app: app,
+        lb,
+        resp,
+    }
+}
+
 #[tokio::test]
 async fn refused_is_502_server_error() {
-    let app = mock(Duration::from_secs(5)).await;
-    let lb = gfe(closed_port().await, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    let resp = client.get("/").await;
-    assert_gfe_page(
-        &resp,
-        502,
-        "Bad Gateway",
-        "Server Error",
-        "failed_to_connect_to_backend",
-    );
-    assert_eq!(resp.text(), gfe_page("502 Server Error"));
-    still_works(&mut client).await;
-    assert_eq!(
-        lb.stats().by_reason.get("failed_to_connect_to_backend"),
-        Some(&1)
-    );
+    let reason = "failed_to_connect_to_backend";
+    let failed = gfe_502_for(Some(closed_port().await), "/", reason).await;
+    assert_eq!(failed.resp.text(), gfe_page("502 Server Error"));
+    assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
 }
 
 #[tokio::test]
 async fn closed_before_data_is_502() {
-    let app = mock(Duration::from_secs(5)).await;
-    let lb = gfe(app.addr, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    let resp = client.get("/close").await;
-    assert_gfe_page(
-        &resp,
-        502,
-        "Bad Gateway",
-        "Server Error",
-        "backend_connection_closed_before_data_sent_to_client",
-    );
-    still_works(&mut client).await;
+    let reason = "backend_connection_closed_before_data_sent_to_client";
+    gfe_502_for(None, "/close", reason).await;
 }
 
 #[tokio::test]
 async fn reset_before_data_is_502() {
-    let app = mock(Duration::from_secs(5)).await;
-    let lb = gfe(app.addr, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    let resp = client.get("/reset").await;
-    assert_gfe_page(
-        &resp,
-        502,
-        "Bad Gateway",
-        "Server Error",
-        "backend_connection_closed_before_data_sent_to_client",
-    );
-    still_works(&mut client).await;
+    let reason = "backend_connection_closed_before_data_sent_to_client";
+    gfe_502_for(None, "/reset", reason).await;
 }
 
 #[tokio::test]
 async fn garbage_is_502_backend_response_corrupted() {
-    let app = mock(Duration::from_secs(5)).await;
-    let lb = gfe(app.addr, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    let resp = client.get("/garbage").await;
-    assert_gfe_page(
-        &resp,
-        502,
-        "Bad Gateway",
-        "Server Error",
-        "backend_response_corrupted",
-    );
-    still_works(&mut client).await;
-    assert_eq!(
-        lb.stats().by_reason.get("backend_response_corrupted"),
-        Some(&1)
-    );
+    let reason = "backend_response_corrupted";
+    let failed = gfe_502_for(None, "/garbage", reason).await;
+    assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
 }

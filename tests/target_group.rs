@@ -73,6 +73,24 @@ async fn wait_state(lb: &SimHandle, app: &MockUpstream, state: TargetState) -> T
     info_of(&targets, app).clone()
 }
 
+/// One app behind an actively checked group whose health checks get `health_path` (a
+/// failing status); returns once the target is unhealthy, with its entry and a client
+/// connection.
+async fn only_target_unhealthy(
+    cloud: Cloud,
+    health_path: &str,
+) -> (MockUpstream, SimHandle, TargetInfo, RawClient) {
+    let a = app().await;
+    let lb = active(cloud, &[&a])
+        .health_path(health_path)
+        .start()
+        .await
+        .unwrap();
+    let info = wait_state(&lb, &a, TargetState::Unhealthy).await;
+    let client = RawClient::connect(lb.addr()).await;
+    (a, lb, info, client)
+}
+
 /// Builder with active health checks on `apps`, interval [`INTERVAL`], thresholds 2/2.
 fn active(cloud: Cloud, apps: &[&MockUpstream]) -> SimulatorBuilder {
     let mut b = Simulator::builder(cloud)
@@ -263,15 +281,8 @@ async fn gcp_empty_backend_service_is_503() {
 
 #[tokio::test]
 async fn aws_unhealthy_only_target_fails_open() {
-    let a = app().await;
-    let lb = active(Cloud::Aws, &[&a])
-        .health_path("/status/503")
-        .start()
-        .await
-        .unwrap();
-    let info = wait_state(&lb, &a, TargetState::Unhealthy).await;
+    let (_a, lb, info, mut client) = only_target_unhealthy(Cloud::Aws, "/status/503").await;
     assert_eq!(info.reason, "status 503, expected 200");
-    let mut client = RawClient::connect(lb.addr()).await;
     for _ in 0..3 {
         let resp = client.get("/").await;
         assert_eq!(
@@ -308,15 +319,8 @@ async fn aws_fails_open_to_every_unhealthy_target_in_turn() {
 
 #[tokio::test]
 async fn gcp_unhealthy_only_backend_is_503_no_healthy_backend() {
-    let a = app().await;
-    let lb = active(Cloud::Gcp, &[&a])
-        .health_path("/status/503")
-        .start()
-        .await
-        .unwrap();
-    let info = wait_state(&lb, &a, TargetState::Unhealthy).await;
+    let (_a, lb, info, mut client) = only_target_unhealthy(Cloud::Gcp, "/status/503").await;
     assert_eq!(info.reason, "status 503, expected 200");
-    let mut client = RawClient::connect(lb.addr()).await;
     for _ in 0..2 {
         assert_gfe_503(&client.get("/").await, "no_healthy_backend");
     }
@@ -484,9 +488,11 @@ async fn gcp_killed_backend_leaves_rotation_after_unhealthy_threshold() {
 // ---------------------------------------------------------------------------------------
 // Deregistration
 
-/// Sends `GET path` without reading the answer and returns the target that took it (the
-/// one whose in-flight count became 1).
-async fn start_request(lb: &SimHandle, client: &mut RawClient, path: &str) -> TargetInfo {
+/// Sends `GET path` on a new client connection without reading the answer; returns the
+/// connection and the target that took the request (the one whose in-flight count
+/// became 1).
+async fn start_request(lb: &SimHandle, path: &str) -> (RawClient, TargetInfo) {
+    let mut client = RawClient::connect(lb.addr()).await;
     client
         .send(format!("GET {path} HTTP/1.1\r\nHost: lbsim.test\r\n\r\n").as_bytes())
         .await;
@@ -494,7 +500,10 @@ async fn start_request(lb: &SimHandle, client: &mut RawClient, path: &str) -> Ta
         t.iter().any(|t| t.in_flight == 1)
     })
     .await;
-    targets.into_iter().find(|t| t.in_flight == 1).unwrap()
+    (
+        client,
+        targets.into_iter().find(|t| t.in_flight == 1).unwrap(),
+    )
 }
 
 async fn deregistered_target_drains_then_is_unused(cloud: Cloud) {
@@ -541,8 +550,7 @@ async fn aws_in_flight_request_finishes_within_deregistration_delay() {
     let (a, b) = (app().await, app().await);
     let apps = [&a, &b];
     let lb = quiet_group(Cloud::Aws, &apps, |b| b.deregistration_delay(delay)).await;
-    let mut slow = RawClient::connect(lb.addr()).await;
-    let busy = start_request(&lb, &mut slow, "/sleep/0.3").await;
+    let (mut slow, busy) = start_request(&lb, "/sleep/0.3").await;
     let busy_app = apps
         .iter()
         .position(|a| a.addr.to_string() == busy.address)
@@ -580,8 +588,7 @@ async fn request_outliving_deregistration_delay_is_502(cloud: Cloud) {
     let delay = Duration::from_millis(300);
     let a = app().await;
     let lb = quiet_group(cloud, &[&a], |b| b.deregistration_delay(delay)).await;
-    let mut slow = RawClient::connect(lb.addr()).await;
-    let busy = start_request(&lb, &mut slow, "/sleep/3").await;
+    let (mut slow, busy) = start_request(&lb, "/sleep/3").await;
     let started = Instant::now();
     lb.deregister(busy.id).unwrap();
     // Only target gone: new requests have nowhere to go.
@@ -624,9 +631,8 @@ async fn aws_stream_in_flight_is_cut_when_deregistration_delay_ends() {
     let delay = Duration::from_millis(300);
     let a = app().await;
     let lb = quiet_group(Cloud::Aws, &[&a], |b| b.deregistration_delay(delay)).await;
-    let mut client = RawClient::connect(lb.addr()).await;
     // 20 chunks 50 ms apart: a one-second stream.
-    let busy = start_request(&lb, &mut client, "/stream/20?interval=0.05").await;
+    let (mut client, busy) = start_request(&lb, "/stream/20?interval=0.05").await;
     let mut first = [0u8; 1];
     let n = tokio::time::timeout(READ_LIMIT, client.stream.peek(&mut first))
         .await
@@ -696,14 +702,7 @@ async fn gcp_unhealthy_override_diverts_traffic_until_auto() {
 
 #[tokio::test]
 async fn gcp_healthy_override_forces_traffic_to_a_failing_backend() {
-    let a = app().await;
-    let lb = active(Cloud::Gcp, &[&a])
-        .health_path("/status/500")
-        .start()
-        .await
-        .unwrap();
-    let info = wait_state(&lb, &a, TargetState::Unhealthy).await;
-    let mut client = RawClient::connect(lb.addr()).await;
+    let (a, lb, info, mut client) = only_target_unhealthy(Cloud::Gcp, "/status/500").await;
     assert_gfe_503(&client.get("/").await, "no_healthy_backend");
 
     let forced = lb.set_health(info.id, HealthOverride::Healthy).unwrap();

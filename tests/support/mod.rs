@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use lbsim::sim::SimulatorBuilder;
 use lbsim::{Cloud, MockOptions, MockUpstream, SimHandle, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -36,6 +37,41 @@ pub async fn lb(cloud: Cloud, upstream: SocketAddr, timeout: Duration) -> SimHan
         Cloud::Gcp => b.backend_timeout(timeout),
     };
     b.start().await.expect("lbsim starts")
+}
+
+/// lbsim for `cloud`, health checks off, with two targets served round-robin: `first`
+/// gets the first request, `then` the second.
+pub fn two_targets(cloud: Cloud, first: SocketAddr, then: SocketAddr) -> SimulatorBuilder {
+    Simulator::builder(cloud)
+        .no_health_checks()
+        .upstream(first)
+        .upstream(then)
+}
+
+/// Sends `GET /` on `client` and asserts the mock app's plain 200 "ok".
+pub async fn get_ok(client: &mut RawClient) -> RawResponse {
+    let resp = client.get("/").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "ok");
+    resp
+}
+
+/// A mock app behind an ALB (idle timeout 10 s) and one client connection on which
+/// `GET path` has been sent and has reached the app, not answered yet.
+pub async fn aws_request_at_app(path: &str) -> (MockUpstream, SimHandle, RawClient) {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(10)).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    client
+        .send(format!("GET {path} HTTP/1.1\r\nHost: lbsim.test\r\n\r\n").as_bytes())
+        .await;
+    wait_until(
+        "the request reaches the app",
+        Duration::from_secs(2),
+        || app.requests() == 1,
+    )
+    .await;
+    (app, lb, client)
 }
 
 /// A loopback address on which nothing listens (bound, then released).
