@@ -15,15 +15,17 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::validate::{check_head, Rejection, Rules, Verdict};
+use crate::chunked::{ChunkedScanner, Scan};
+use crate::deadline::Deadline;
+use crate::validate::{check_head, BodyLength, Rejection, Rules, Verdict};
 
 /// Read size while a head is being gathered.
 const HEAD_READ: usize = 8 * 1024;
@@ -33,12 +35,22 @@ const HEAD_READ: usize = 8 * 1024;
 pub struct ConnState {
     /// Requests whose answer is still being worked out; the client timer waits meanwhile.
     in_flight: AtomicUsize,
-    /// Requests answered so far: a new head starts only after the last one's answer.
+    /// Requests answered so far: a rejected pipelined head is answered only after them.
     answered: AtomicU64,
-    /// Bytes arrived that no request has claimed yet: a request head in progress.
-    unclaimed_bytes: AtomicBool,
     /// The validator classed the current request Ambiguous: close both connections after it.
     ambiguous: AtomicBool,
+    /// The client half-closed (FIN) while answers were still owed: they are still sent
+    /// (what was received is answered), and each is logged as the client's departure.
+    client_eof: AtomicBool,
+    /// The main timeout of the request being answered: it also bounds a response that
+    /// cannot be written because the client stopped reading.
+    deadline: Mutex<Option<Deadline>>,
+    /// The socket wrapper waits for the answers owed before it acts (a rejected
+    /// pipelined head, a half-close): the answer's end wakes it, since hyper does not
+    /// read again by itself once a read was pending.
+    answer_waker: Mutex<Option<Waker>>,
+    /// Set when `answer_waker` holds a waker, so that answers need no lock otherwise.
+    wake_on_answer: AtomicBool,
     /// When the connection was accepted, for the client keep-alive duration.
     opened: Instant,
 }
@@ -49,16 +61,19 @@ impl ConnState {
         Arc::new(ConnState {
             in_flight: AtomicUsize::new(0),
             answered: AtomicU64::new(0),
-            unclaimed_bytes: AtomicBool::new(false),
             ambiguous: AtomicBool::new(false),
+            client_eof: AtomicBool::new(false),
+            deadline: Mutex::new(None),
+            answer_waker: Mutex::new(None),
+            wake_on_answer: AtomicBool::new(false),
             opened: Instant::now(),
         })
     }
 
-    /// Marks a request as started; the guard marks it answered when dropped.
-    pub fn begin_request(self: &Arc<Self>) -> InFlight {
-        self.unclaimed_bytes.store(false, Ordering::Relaxed);
+    /// Marks a request as started under `deadline`; the guard marks it answered when dropped.
+    pub fn begin_request(self: &Arc<Self>, deadline: &Deadline) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline.clone());
         InFlight(self.clone())
     }
 
@@ -67,9 +82,27 @@ impl ConnState {
         self.ambiguous.swap(false, Ordering::Relaxed)
     }
 
+    /// True once the client has half-closed its side with answers still owed.
+    pub fn client_eof(&self) -> bool {
+        self.client_eof.load(Ordering::Relaxed)
+    }
+
     /// How long ago the connection was accepted.
     pub fn age(&self) -> Duration {
         self.opened.elapsed()
+    }
+
+    /// Wakes `cx` when the next answer is out.
+    fn wake_after_answer(&self, cx: &Context<'_>) {
+        *self.answer_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        self.wake_on_answer.store(true, Ordering::Release);
+    }
+
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -81,6 +114,17 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.answered.fetch_add(1, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.wake_on_answer.swap(false, Ordering::AcqRel) {
+            let waker = self
+                .0
+                .answer_waker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
     }
 }
 
@@ -99,14 +143,87 @@ pub struct ClientHooks {
     pub reject: RejectHook,
 }
 
-/// Where the wrapper is in the life of the current request.
+/// Where the wrapper is in the stream of requests. Every head is judged before hyper
+/// sees it, pipelined ones included, and the bytes of a body are never judged as a head:
+/// the wrapper follows each body's framing to its end.
+#[derive(Clone, Copy)]
 enum Gate {
-    /// Gathering a head in `ClientIo::held`.
+    /// Gathering the next head in `ClientIo::held`.
     Scanning,
-    /// Handing `held[from..]` (an accepted head and what came with it) to hyper.
-    Releasing { from: usize },
-    /// Passing bytes through until the answer to request number `answered + 1` is done.
-    Passing { answered: u64 },
+    /// Handing hyper `held[from..to]` (an accepted head, and the body bytes that came
+    /// with it); then `then`.
+    Releasing {
+        from: usize,
+        to: usize,
+        then: Following,
+    },
+    /// Passing the rest of a body straight through.
+    Body(Following),
+    /// A head was rejected; its page is written once the answers owed before it are out.
+    Rejected(Rejection),
+    /// The framing could not be followed (a body hyper will refuse): pass everything,
+    /// judge nothing more; hyper ends the connection.
+    Untracked,
+}
+
+/// How much of the current body is still to come.
+#[derive(Clone, Copy, Debug)]
+enum Following {
+    /// The body has ended: scan for the next head.
+    Done,
+    /// This many bytes.
+    Bytes(u64),
+    /// A chunked body, followed to its last chunk.
+    Chunked(ChunkedScanner),
+    /// Not followable.
+    Lost,
+}
+
+impl Following {
+    fn start(body: BodyLength) -> Following {
+        match body {
+            BodyLength::Bytes(0) => Following::Done,
+            BodyLength::Bytes(n) => Following::Bytes(n),
+            BodyLength::Chunked => Following::Chunked(ChunkedScanner::default()),
+        }
+    }
+
+    /// Feeds bytes that follow; how many of them belong to the body.
+    fn take(&mut self, bytes: &[u8]) -> usize {
+        match self {
+            Following::Done => 0,
+            Following::Lost => bytes.len(),
+            Following::Bytes(left) => {
+                let n = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                *left -= n as u64;
+                if *left == 0 {
+                    *self = Following::Done;
+                }
+                n
+            }
+            Following::Chunked(scanner) => match scanner.scan(bytes) {
+                Scan::Body => bytes.len(),
+                Scan::End(n) => {
+                    *self = Following::Done;
+                    n
+                }
+                Scan::Invalid => {
+                    *self = Following::Lost;
+                    bytes.len()
+                }
+            },
+        }
+    }
+
+    fn into_gate(self) -> Gate {
+        match self {
+            Following::Done => Gate::Scanning,
+            Following::Lost => Gate::Untracked,
+            body => Gate::Body(body),
+        }
+    }
 }
 
 /// A client socket that validates request heads and enforces the client idle timeout.
@@ -120,11 +237,20 @@ pub struct ClientIo {
     last_activity: Instant,
     /// Boxed so the socket stays `Unpin`, as hyper wants.
     sleep: Pin<Box<Sleep>>,
+    /// Times a write the client does not take (it stopped reading) against the
+    /// request's deadline; made on the first such write only.
+    write_timer: Option<Pin<Box<Sleep>>>,
     hooks: Arc<ClientHooks>,
     gate: Gate,
     /// Bytes held back from hyper until the head is judged; reused from request to
     /// request, so the gate allocates once per connection.
     held: Vec<u8>,
+    /// Heads handed to hyper so far: a rejected head waits until all are answered.
+    released: u64,
+    /// The client half-closed; reported to hyper once every answer owed is out.
+    eof: bool,
+    /// The last write did not complete: hyper still holds bytes of an answer.
+    write_blocked: bool,
     /// Once closed by lbsim (timeout or rejection), every read reports end of stream.
     closed: bool,
 }
@@ -144,9 +270,13 @@ impl ClientIo {
             idle,
             last_activity: now,
             sleep: Box::pin(tokio::time::sleep_until(now + idle)),
+            write_timer: None,
             hooks,
             gate: Gate::Scanning,
             held: Vec::new(),
+            released: 0,
+            eof: false,
+            write_blocked: false,
             closed: false,
         }
     }
@@ -163,7 +293,6 @@ impl ClientIo {
                 let n = buf.filled().len() - before;
                 if n > 0 {
                     self.last_activity = Instant::now();
-                    self.state.unclaimed_bytes.store(true, Ordering::Relaxed);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -172,27 +301,42 @@ impl ClientIo {
         }
     }
 
+    /// True while answers are owed to heads already handed to hyper.
+    fn answers_owed(&self) -> bool {
+        self.state.in_flight.load(Ordering::Relaxed) > 0
+            || self.state.answered.load(Ordering::Relaxed) < self.released
+    }
+
     /// Pending until the client idle timer fires; then ends the connection.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.state.in_flight.load(Ordering::Relaxed) > 0 {
-            // A request is being answered: the target-side deadline governs it.
-            return Poll::Pending;
-        }
         // The timer is armed for an earlier deadline than activity has since pushed the
         // real one to; re-arming only when it fires keeps the timer wheel out of the
-        // per-request path.
+        // per-request path. It stays armed while a request is answered (the target-side
+        // deadline governs that time), so that it wakes the connection afterwards.
         loop {
             if self.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let at = self.last_activity + self.idle;
-            if at <= Instant::now() {
+            let now = Instant::now();
+            let at = if self.answers_owed() {
+                now + self.idle
+            } else {
+                self.last_activity + self.idle
+            };
+            if at <= now {
                 break;
             }
             self.sleep.as_mut().reset(at);
         }
         self.closed = true;
-        let stalled = self.state.unclaimed_bytes.load(Ordering::Relaxed);
+        // Part of a request arrived (a head, or a body whose answer is already out) and
+        // the client stalled: the cloud answers 408. A connection between requests is
+        // closed without a word.
+        let stalled = match self.gate {
+            Gate::Scanning | Gate::Releasing { .. } => !self.held.is_empty(),
+            Gate::Body(_) => true,
+            Gate::Rejected(_) | Gate::Untracked => false,
+        };
         if stalled {
             // Best effort: the page is small and the socket idle, so one write suffices.
             let _ = self.inner.try_write(&(self.hooks.stalled_page)());
@@ -200,6 +344,193 @@ impl ClientIo {
         (self.hooks.report_timeout)(stalled);
         // End of stream: hyper closes the connection.
         Poll::Ready(Ok(()))
+    }
+
+    /// The client half-closed: hyper learns of it only once every answer owed is out,
+    /// so that what was received is answered. `None`: the gate moved on; read again.
+    fn on_eof(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
+        self.eof = true;
+        if self.answers_owed() {
+            self.state.client_eof.store(true, Ordering::Relaxed);
+            self.state.wake_after_answer(cx);
+            if self.answers_owed() {
+                return Some(Poll::Pending);
+            }
+        }
+        if self.held.is_empty() {
+            return Some(Poll::Ready(Ok(())));
+        }
+        // Half a head, then FIN: hyper reports the incomplete message.
+        self.gate = Gate::Releasing {
+            from: 0,
+            to: self.held.len(),
+            then: Following::Lost,
+        };
+        None
+    }
+
+    /// A write the client did not take: fails it once the request's deadline passes, so
+    /// a client that stops reading is cut like a target that stops sending.
+    fn write_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.write_blocked = true;
+        let Some(deadline) = self.state.deadline() else {
+            return Poll::Pending;
+        };
+        let timer = self
+            .write_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.expiry())));
+        loop {
+            let at = deadline.expiry();
+            if Instant::now() >= at {
+                deadline.mark_client_stalled();
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client stopped reading the response",
+                )));
+            }
+            if timer.deadline() != at {
+                timer.as_mut().reset(at);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn poll_read_gate(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if self.closed {
+                return Poll::Ready(Ok(()));
+            }
+            match self.gate {
+                Gate::Untracked => {
+                    return match self.read_socket(cx, buf) {
+                        Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Pending => self.poll_idle(cx),
+                    };
+                }
+                Gate::Body(mut following) => {
+                    let before = buf.filled().len();
+                    let n = match self.read_socket(cx, buf) {
+                        Poll::Ready(Ok(n)) => n,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return self.poll_idle(cx),
+                    };
+                    if n == 0 {
+                        // End of stream inside a body: hyper reports the cut body.
+                        return Poll::Ready(Ok(()));
+                    }
+                    let body = following.take(&buf.filled()[before..]);
+                    if body < n {
+                        // The body ended inside this read: the rest is the next head,
+                        // taken back from hyper to be judged first.
+                        self.held
+                            .extend_from_slice(&buf.filled()[before + body..before + n]);
+                        buf.set_filled(before + body);
+                    }
+                    self.gate = following.into_gate();
+                    return Poll::Ready(Ok(()));
+                }
+                Gate::Releasing { from, to, then } => {
+                    let n = buf.remaining().min(to - from);
+                    buf.put_slice(&self.held[from..from + n]);
+                    if from + n < to {
+                        self.gate = Gate::Releasing {
+                            from: from + n,
+                            to,
+                            then,
+                        };
+                    } else {
+                        self.held.drain(..to);
+                        if self.held.is_empty() && self.held.capacity() > HEAD_READ {
+                            // A rare large head: do not keep its buffer for the connection's life.
+                            self.held = Vec::new();
+                        }
+                        self.gate = then.into_gate();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Gate::Rejected(rejection) => {
+                    if self.answers_owed() {
+                        // Answers to earlier requests go first.
+                        self.state.wake_after_answer(cx);
+                        if self.answers_owed() {
+                            return Poll::Pending;
+                        }
+                    }
+                    if self.write_blocked {
+                        // hyper still holds bytes of the last answer; the socket's
+                        // readiness for them wakes this connection again.
+                        return Poll::Pending;
+                    }
+                    let page = (self.hooks.reject)(&rejection);
+                    let _ = self.inner.try_write(&page);
+                    self.closed = true;
+                }
+                Gate::Scanning => {
+                    if !self.held.is_empty() && self.judge_held() {
+                        continue;
+                    }
+                    if self.eof {
+                        match self.on_eof(cx) {
+                            Some(polled) => return polled,
+                            None => continue,
+                        }
+                    }
+                    // Left uninitialised: zeroing 8 KiB on every poll cost more than the
+                    // rest of the gate (the read fills only what arrived).
+                    let mut chunk = [MaybeUninit::<u8>::uninit(); HEAD_READ];
+                    let mut chunk_buf = ReadBuf::uninit(&mut chunk);
+                    let n = match self.read_socket(cx, &mut chunk_buf) {
+                        Poll::Ready(Ok(n)) => n,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return self.poll_idle(cx),
+                    };
+                    if n == 0 {
+                        match self.on_eof(cx) {
+                            Some(polled) => return polled,
+                            None => continue,
+                        }
+                    }
+                    self.held.extend_from_slice(chunk_buf.filled());
+                    self.judge_held();
+                }
+            }
+        }
+    }
+
+    /// Judges the head gathered in `held`; false when it needs more bytes.
+    fn judge_held(&mut self) -> bool {
+        match check_head(&self.held, &self.hooks.rules) {
+            Verdict::NeedMore => false,
+            Verdict::Accept {
+                head_len,
+                body,
+                ambiguous,
+            } => {
+                if ambiguous {
+                    self.state.ambiguous.store(true, Ordering::Relaxed);
+                }
+                let mut following = Following::start(body);
+                let to = head_len + following.take(&self.held[head_len..]);
+                self.released += 1;
+                self.gate = Gate::Releasing {
+                    from: 0,
+                    to,
+                    then: following,
+                };
+                true
+            }
+            Verdict::Reject(rejection) => {
+                self.gate = Gate::Rejected(rejection);
+                true
+            }
+        }
     }
 }
 
@@ -209,74 +540,27 @@ impl AsyncRead for ClientIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if this.closed {
-                return Poll::Ready(Ok(()));
+        self.get_mut().poll_read_gate(cx, buf)
+    }
+}
+
+impl ClientIo {
+    /// Bookkeeping after a write: activity, and the deadline when the client takes nothing.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Ready(Ok(n)) => {
+                self.write_blocked = false;
+                if n > 0 {
+                    self.last_activity = Instant::now();
+                }
+                Poll::Ready(Ok(n))
             }
-            match &mut this.gate {
-                Gate::Passing { answered } => {
-                    let done = this.state.answered.load(Ordering::Relaxed);
-                    let idle = this.state.in_flight.load(Ordering::Relaxed) == 0;
-                    if done > *answered && idle {
-                        // The last answer is out: the next bytes start a new head.
-                        this.gate = Gate::Scanning;
-                        continue;
-                    }
-                    return match this.read_socket(cx, buf) {
-                        Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
-                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                        Poll::Pending => this.poll_idle(cx),
-                    };
-                }
-                Gate::Releasing { from } => {
-                    let n = buf.remaining().min(this.held.len() - *from);
-                    buf.put_slice(&this.held[*from..*from + n]);
-                    *from += n;
-                    if *from == this.held.len() {
-                        this.held.clear();
-                        if this.held.capacity() > HEAD_READ {
-                            // A rare large head: do not keep its buffer for the connection's life.
-                            this.held = Vec::new();
-                        }
-                        let answered = this.state.answered.load(Ordering::Relaxed);
-                        this.gate = Gate::Passing { answered };
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                Gate::Scanning => {
-                    // Left uninitialised: zeroing 8 KiB on every poll cost more than the
-                    // rest of the gate (the read fills only what arrived).
-                    let mut chunk = [MaybeUninit::<u8>::uninit(); HEAD_READ];
-                    let mut chunk_buf = ReadBuf::uninit(&mut chunk);
-                    let n = match this.read_socket(cx, &mut chunk_buf) {
-                        Poll::Ready(Ok(n)) => n,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => return this.poll_idle(cx),
-                    };
-                    if n == 0 {
-                        // End of stream: hand over what there is; hyper reports it.
-                        if this.held.is_empty() {
-                            return Poll::Ready(Ok(()));
-                        }
-                        this.gate = Gate::Releasing { from: 0 };
-                        continue;
-                    }
-                    this.held.extend_from_slice(chunk_buf.filled());
-                    match check_head(&this.held, &this.hooks.rules) {
-                        Verdict::NeedMore => continue,
-                        Verdict::Accept { ambiguous, .. } => {
-                            this.state.ambiguous.store(ambiguous, Ordering::Relaxed);
-                            this.gate = Gate::Releasing { from: 0 };
-                        }
-                        Verdict::Reject(rejection) => {
-                            let page = (this.hooks.reject)(&rejection);
-                            let _ = this.inner.try_write(&page);
-                            this.closed = true;
-                        }
-                    }
-                }
-            }
+            Poll::Pending => self.write_pending(cx),
+            other => other,
         }
     }
 }
@@ -289,12 +573,7 @@ impl AsyncWrite for ClientIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &polled {
-            if *n > 0 {
-                this.last_activity = Instant::now();
-            }
-        }
-        polled
+        this.wrote(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -304,12 +583,7 @@ impl AsyncWrite for ClientIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &polled {
-            if *n > 0 {
-                this.last_activity = Instant::now();
-            }
-        }
-        polled
+        this.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -36,9 +36,17 @@ struct Inner {
     origin: Instant,
     /// Nanoseconds after `origin` of the last byte moved (idle semantics only).
     last_activity: AtomicU64,
-    /// Set once the client's request body has been read to its end: a timeout before
-    /// that is the client's stall (408), not the target's.
+    /// Set once the client's request body has been read to its end.
     request_complete: AtomicBool,
+    /// The last poll of the request body found no bytes from the client: a timeout now
+    /// is the client's stall (408). Clear while the target is not taking the bytes it
+    /// was given (it stopped reading): a timeout then is the target's.
+    awaiting_client: AtomicBool,
+    /// The client's request body broke its framing (a bad chunk size): the failure of
+    /// the exchange is the client's (400), not the target's.
+    client_body_failed: AtomicBool,
+    /// The deadline passed while the client was not reading the response: lbsim cut it.
+    client_stalled: AtomicBool,
 }
 
 impl Deadline {
@@ -50,6 +58,9 @@ impl Deadline {
             origin: Instant::now(),
             last_activity: AtomicU64::new(0),
             request_complete: AtomicBool::new(false),
+            awaiting_client: AtomicBool::new(false),
+            client_body_failed: AtomicBool::new(false),
+            client_stalled: AtomicBool::new(false),
         }))
     }
 
@@ -84,8 +95,30 @@ impl Deadline {
         self.0.request_complete.load(Ordering::Relaxed)
     }
 
-    fn mark_request_complete(&self) {
+    /// Records that the whole request body has been read (or that there is none).
+    pub fn mark_request_complete(&self) {
         self.0.request_complete.store(true, Ordering::Relaxed);
+    }
+
+    /// True when a timeout now would be the client's stall: its body is incomplete and
+    /// lbsim is waiting for its bytes (not for the target to take them).
+    pub fn waiting_for_client(&self) -> bool {
+        !self.request_complete() && self.0.awaiting_client.load(Ordering::Relaxed)
+    }
+
+    /// True when the client's request body broke its framing.
+    pub fn client_body_failed(&self) -> bool {
+        self.0.client_body_failed.load(Ordering::Relaxed)
+    }
+
+    /// Records that the deadline passed with the client not reading the response.
+    pub fn mark_client_stalled(&self) {
+        self.0.client_stalled.store(true, Ordering::Relaxed);
+    }
+
+    /// True when lbsim cut the response because the client stopped reading it.
+    pub fn client_stalled(&self) -> bool {
+        self.0.client_stalled.load(Ordering::Relaxed)
     }
 
     /// Time since the request arrived.
@@ -304,6 +337,10 @@ impl<B: Body> Body for Touching<B> {
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let mut this = self.project();
         let polled = this.inner.as_mut().poll_frame(cx);
+        let inner = &this.deadline.0;
+        inner
+            .awaiting_client
+            .store(polled.is_pending(), Ordering::Relaxed);
         match &polled {
             Poll::Ready(Some(Ok(_))) => {
                 this.deadline.touch();
@@ -312,7 +349,8 @@ impl<B: Body> Body for Touching<B> {
                 }
             }
             Poll::Ready(None) => this.deadline.mark_request_complete(),
-            _ => {}
+            Poll::Ready(Some(Err(_))) => inner.client_body_failed.store(true, Ordering::Relaxed),
+            Poll::Pending => {}
         }
         polled
     }

@@ -12,7 +12,8 @@
 //! - [`proxy`]: the engine. Accepts client connections, forwards, races the deadline.
 //! - [`validate`]: the request-head checks each cloud makes before anything reaches the app:
 //!   sizes, syntax, `TRACE`, `X-Forwarded-For`, request-smuggling (desync) classification.
-//! - [`client`]: the client side: idle client connections, stalled requests (408), 460.
+//! - [`client`]: the client side: idle client connections, stalled requests (408), 460;
+//!   it follows each request body's framing (`chunked`) so every pipelined head is judged.
 //! - [`drain`]: graceful shutdown of client connections (finish the request, then close).
 //! - [`forward`]: headers the cloud adds on the way through (`X-Forwarded-For`, trace ids).
 //! - [`targets`]: the target group: states, and which target serves the next request.
@@ -70,6 +71,7 @@
 
 pub mod accesslog;
 pub mod admin;
+mod chunked;
 pub mod cli;
 pub mod client;
 pub mod config;

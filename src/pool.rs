@@ -39,6 +39,16 @@ pub struct Conn {
     pub sender: SendRequest<UpstreamBody>,
     /// Set by the connection task when the target closed it (or it failed).
     closed_at: Arc<OnceLock<Instant>>,
+    /// Ends the connection task when the connection is dropped rather than pooled: an
+    /// exchange the LB gave up on (a timeout, a body the app never read) must close the
+    /// target socket, not leave hyper waiting on it forever.
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 struct Idle {
@@ -186,12 +196,13 @@ impl Pool {
         let closed_at = Arc::new(OnceLock::new());
         let mark = closed_at.clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(conn = id, "target connection ended: {e}");
             }
             let _ = mark.set(Instant::now());
-        });
+        })
+        .abort_handle();
         Ok(Conn {
             id,
             target,
@@ -199,6 +210,7 @@ impl Pool {
             idle_for: Duration::ZERO,
             sender,
             closed_at,
+            task,
         })
     }
 }

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::CONNECTION;
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Request, Response, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -280,6 +280,9 @@ impl Engine {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let deadline = Deadline::start(self.profile().timeout_kind, self.config.timers.timeout);
         let (mut parts, body) = req.into_parts();
+        if http_body::Body::is_end_stream(&body) {
+            deadline.mark_request_complete();
+        }
         forward::add_request_headers(&mut parts.headers, &self.profile().forwarding, &peer);
         // Only an access log needs these facts; skip the copies otherwise.
         let facts = self
@@ -291,7 +294,7 @@ impl Engine {
             engine: &self,
             deadline: &deadline,
             facts: facts.clone(),
-            in_flight: Some(conn.begin_request()),
+            in_flight: Some(conn.begin_request(&deadline)),
             answered: false,
         };
         // Defensive desync mitigation serves an Ambiguous request, then closes both sides.
@@ -304,25 +307,36 @@ impl Engine {
                 &deadline,
                 &mut pending.in_flight,
                 ambiguous,
+                &conn,
             )
             .await;
         let mut resp = match forwarded {
             Ok(resp) => resp,
             Err(Failure { reason, mut detail }) => {
                 detail.elapsed = deadline.elapsed();
-                self.lb_error(reason, &detail, facts.as_deref())
+                if conn.client_eof() {
+                    // The client had closed its side: the page still goes out, but what
+                    // the LB logs is the client's departure.
+                    pending.client_left();
+                    let outcome = self.profile().outcome(reason);
+                    respond::page(self.profile(), outcome.status, outcome.code)
+                } else {
+                    self.lb_error(reason, &detail, facts.as_deref())
+                }
             }
         };
         pending.answered = true;
         if ambiguous
+            || !deadline.request_complete()
             || self
                 .config
                 .timers
                 .client_max_age
                 .is_some_and(|max| conn.age() >= max)
         {
-            // An Ambiguous request, or the client keep-alive duration ran out: this is the
-            // connection's last response.
+            // An Ambiguous request, a request whose body was not read to its end (the
+            // rest of it must never be read as a request), or the client keep-alive
+            // duration ran out: this is the connection's last response.
             resp.headers_mut()
                 .insert(CONNECTION, http::HeaderValue::from_static("close"));
         }
@@ -360,6 +374,7 @@ impl Engine {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         self: &Arc<Self>,
         parts: http::request::Parts,
@@ -368,6 +383,7 @@ impl Engine {
         deadline: &Deadline,
         in_flight: &mut Option<InFlight>,
         close_target: bool,
+        client: &Arc<ConnState>,
     ) -> Result<Response<ProxyBody>, Failure> {
         let picked = self.targets.pick().map_err(|reason| Failure {
             reason,
@@ -381,16 +397,21 @@ impl Engine {
 
         // Boxed so that, when the LB gives up on it, the exchange (and the target
         // connection under it) is torn down after the answer, not before it.
-        let mut exchange = Box::pin(self.clone().exchange(target, upstream_req));
+        let mut exchange = Box::pin(
+            self.clone()
+                .exchange(target, upstream_req, deadline.clone()),
+        );
         let mut timer = deadline.timer();
         let outcome = tokio::select! {
             biased;
             result = &mut exchange => Ok(result),
             _ = kill.as_mut() => Err(Reason::DeregistrationDelayElapsed),
-            _ = deadline.expired(timer.as_mut()) => Err(if deadline.request_complete() {
-                Reason::TargetTimeout
-            } else {
+            // Waiting for the client's body is the client's stall; waiting for an app that
+            // takes no more of it (or sends nothing) is the app's.
+            _ = deadline.expired(timer.as_mut()) => Err(if deadline.waiting_for_client() {
                 Reason::ClientTimeout
+            } else {
+                Reason::TargetTimeout
             }),
         };
         let (resp, conn, dispatched) = match outcome {
@@ -412,9 +433,32 @@ impl Engine {
         deadline.touch_at(head_at);
         let status = resp.status().as_u16();
         let (mut parts, body) = resp.into_parts();
+        if parts.headers.contains_key(CONTENT_LENGTH)
+            && parts.headers.contains_key(TRANSFER_ENCODING)
+        {
+            // RFC 9112 §6.3: a response framed both ways may be smuggling; the LB refuses it
+            // (and the target connection, whose framing is now unknown, goes with `conn`).
+            return Err(Failure {
+                reason: Reason::MalformedResponse,
+                detail: Detail {
+                    target: Some(target.to_string()),
+                    error: Some(
+                        "the response has both Content-Length and Transfer-Encoding".into(),
+                    ),
+                    ..Detail::default()
+                },
+            });
+        }
         let reusable = !close_target && !says_close(&parts.headers);
         forward::add_response_headers(&mut parts.headers, &self.profile().forwarding);
-        self.stats.record(Some(status), None);
+        let client_left = client.client_eof();
+        if client_left {
+            // Answered all the same (what was received is answered), logged as the
+            // client's departure, as the LB's log would.
+            self.count_and_say(Reason::ClientClosed, &Detail::default());
+        } else {
+            self.stats.record(Some(status), None);
+        }
         let head_bytes = 17 + head_size(&parts.headers) as u64;
 
         let engine = self.clone();
@@ -440,8 +484,15 @@ impl Engine {
                 after_head: true,
                 ..Detail::default()
             };
+            if client_left {
+                let outcome = engine.profile().outcome(Reason::ClientClosed);
+                ending.lb_status = Some(outcome.status);
+                ending.reason = Some(outcome.code);
+                ending.log_word = Some(outcome.log_word);
+            }
             let cut = match end {
-                BodyEnd::Complete if reusable => {
+                // Only a connection whose request went out whole can carry another.
+                BodyEnd::Complete if reusable && end_deadline.request_complete() => {
                     engine.pool.checkin(conn);
                     None
                 }
@@ -449,6 +500,10 @@ impl Engine {
                 BodyEnd::Cut => Some((Reason::TargetTimeout, None)),
                 BodyEnd::TargetError(e) => Some((Reason::TargetClosedMidBody, Some(e))),
                 BodyEnd::Killed => Some((Reason::DeregistrationDelayElapsed, None)),
+                BodyEnd::Abandoned if end_deadline.client_stalled() => Some((
+                    Reason::TargetTimeout,
+                    Some("the client stopped reading the response".to_string()),
+                )),
                 BodyEnd::Abandoned => {
                     tracing::info!(target = %target, "client closed the connection before the response ended");
                     None
@@ -472,6 +527,7 @@ impl Engine {
         self: Arc<Self>,
         target: SocketAddr,
         req: Request<Touching<Incoming>>,
+        deadline: Deadline,
     ) -> Result<(Response<Incoming>, Conn, tokio::time::Instant), Failure> {
         let fail = |reason, idle_for, error: Option<String>| Failure {
             reason,
@@ -510,6 +566,13 @@ impl Engine {
         };
         match sent {
             Ok((resp, dispatched)) => Ok((resp, conn, dispatched)),
+            // The client's body broke its framing while it was being sent: the client's
+            // error (400), whatever it did to the target exchange.
+            Err(e) if deadline.client_body_failed() => Err(fail(
+                Reason::MalformedRequest,
+                None,
+                Some(format!("request body: {}", describe(&e))),
+            )),
             Err(e) => {
                 let reason = classify(&e, &conn);
                 Err(fail(reason, Some(conn.idle_for), Some(describe(&e))))
@@ -528,26 +591,41 @@ struct Unanswered<'a> {
     answered: bool,
 }
 
+impl Unanswered<'_> {
+    /// Counts and logs the request as one whose client left before the answer (an
+    /// answer may still go out to a client that only half-closed).
+    fn client_left(&mut self) {
+        self.answered = false;
+        self.report();
+        self.answered = true;
+    }
+
+    fn report(&self) {
+        if self.answered {
+            return;
+        }
+        let reason = Reason::ClientClosed;
+        let outcome = self.engine.profile().outcome(reason);
+        let detail = Detail {
+            elapsed: self.deadline.elapsed(),
+            ..Detail::default()
+        };
+        self.engine.count_and_say(reason, &detail);
+        self.engine.log_access(
+            self.facts.as_deref(),
+            Ending {
+                lb_status: Some(outcome.status),
+                reason: Some(outcome.code),
+                log_word: Some(outcome.log_word),
+                ..Ending::default()
+            },
+        );
+    }
+}
+
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
-        if !self.answered {
-            let reason = Reason::ClientClosed;
-            let outcome = self.engine.profile().outcome(reason);
-            let detail = Detail {
-                elapsed: self.deadline.elapsed(),
-                ..Detail::default()
-            };
-            self.engine.count_and_say(reason, &detail);
-            self.engine.log_access(
-                self.facts.as_deref(),
-                Ending {
-                    lb_status: Some(outcome.status),
-                    reason: Some(outcome.code),
-                    log_word: Some(outcome.log_word),
-                    ..Ending::default()
-                },
-            );
-        }
+        self.report();
     }
 }
 

@@ -222,11 +222,26 @@ impl fmt::Display for Rejection {
 pub enum Verdict {
     /// The head is incomplete and within the limits: read more.
     NeedMore,
-    /// Serve it. `head_len` bytes are the head (what follows is body or the next
-    /// request); `ambiguous`: close the client and target connections after the response.
-    Accept { head_len: usize, ambiguous: bool },
+    /// Serve it. `head_len` bytes are the head; `body` says how many of the bytes after
+    /// it are the request's body (what follows that is the next request); `ambiguous`:
+    /// close the client and target connections after the response.
+    Accept {
+        head_len: usize,
+        body: BodyLength,
+        ambiguous: bool,
+    },
     /// Answer with the cloud's page for this rejection and close.
     Reject(Rejection),
+}
+
+/// How the body of an accepted request is framed, as hyper will read it (RFC 9112 §6.3):
+/// the client socket follows it to know where the next request head starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLength {
+    /// Exactly this many bytes (0: no body, as for a request without framing headers).
+    Bytes(u64),
+    /// `Transfer-Encoding: chunked` (it wins over any `Content-Length`).
+    Chunked,
 }
 
 /// Scans `buf`, the bytes received so far on a connection at the start of a request.
@@ -502,12 +517,14 @@ fn judge(req: &Request<'_, '_>, head: &[u8], rules: &Rules) -> Verdict {
         }
     }
 
-    if let Err(why) = hyper_framing(version, req.headers) {
-        return Verdict::Reject(Rejection::Malformed(why));
-    }
+    let body = match hyper_framing(version, req.headers) {
+        Ok(body) => body,
+        Err(why) => return Verdict::Reject(Rejection::Malformed(why)),
+    };
 
     Verdict::Accept {
         head_len: head.len(),
+        body,
         ambiguous: rules.desync == DesyncMode::Defensive && class == DesyncClass::Ambiguous,
     }
 }
@@ -649,7 +666,7 @@ fn forwarded_for_count(headers: &[Header<'_>]) -> usize {
 
 /// hyper's own framing rules after httparse (`proto::h1::role::Server::parse`): a head
 /// accepted here must not earn hyper's bare 400.
-fn hyper_framing(version: u8, headers: &[Header<'_>]) -> Result<(), &'static str> {
+fn hyper_framing(version: u8, headers: &[Header<'_>]) -> Result<BodyLength, &'static str> {
     let mut te = false;
     let mut te_chunked = false;
     let mut length: Option<u64> = None;
@@ -680,7 +697,11 @@ fn hyper_framing(version: u8, headers: &[Header<'_>]) -> Result<(), &'static str
     if te && !te_chunked {
         return Err("Transfer-Encoding does not end with chunked");
     }
-    Ok(())
+    Ok(if te {
+        BodyLength::Chunked
+    } else {
+        BodyLength::Bytes(length.unwrap_or(0))
+    })
 }
 
 /// 1*DIGIT as a u64; `None` for anything else, overflow included.
@@ -724,6 +745,53 @@ mod tests {
         check_head(buf, &GCP_RULES)
     }
 
+    /// [`super::check_head`] with the body framing left out (see [`shape`]).
+    fn check_head(buf: &[u8], rules: &Rules) -> Verdict {
+        shape(super::check_head(buf, rules))
+    }
+
+    /// The verdict without its body framing, which the tests below do not look at
+    /// (`body_framing_is_as_hyper_reads_it` does).
+    fn shape(verdict: Verdict) -> Verdict {
+        match verdict {
+            Verdict::Accept {
+                head_len,
+                ambiguous,
+                ..
+            } => Verdict::Accept {
+                head_len,
+                body: BodyLength::Bytes(0),
+                ambiguous,
+            },
+            other => other,
+        }
+    }
+
+    #[test]
+    fn body_framing_is_as_hyper_reads_it() {
+        let body = |head: &[u8]| match super::check_head(head, &AWS_RULES) {
+            Verdict::Accept { body, .. } => body,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            body(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            BodyLength::Bytes(0)
+        );
+        assert_eq!(
+            body(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n"),
+            BodyLength::Bytes(12)
+        );
+        assert_eq!(
+            body(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            BodyLength::Chunked
+        );
+        // Both: served (Ambiguous) by Transfer-Encoding, as hyper reads it.
+        assert_eq!(
+            body(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            BodyLength::Chunked
+        );
+    }
+
     fn mode(desync: DesyncMode) -> Rules {
         Rules {
             desync,
@@ -734,6 +802,7 @@ mod tests {
     fn served(head_len: usize) -> Verdict {
         Verdict::Accept {
             head_len,
+            body: BodyLength::Bytes(0),
             ambiguous: false,
         }
     }
@@ -741,6 +810,7 @@ mod tests {
     fn served_then_closed(head_len: usize) -> Verdict {
         Verdict::Accept {
             head_len,
+            body: BodyLength::Bytes(0),
             ambiguous: true,
         }
     }

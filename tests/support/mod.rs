@@ -132,6 +132,20 @@ impl RawClient {
         }
     }
 
+    /// Wraps a connected stream.
+    pub fn from_stream(stream: TcpStream) -> RawClient {
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Bytes received but not part of any response read so far (after
+    /// [`RawClient::closed_within`]: whatever came before the close).
+    pub fn leftover(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Sends `GET path` with keep-alive.
     pub async fn get(&mut self, path: &str) -> RawResponse {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: lbsim.test\r\n\r\n").as_bytes())
@@ -192,6 +206,11 @@ impl RawClient {
             body: Vec::new(),
             complete: false,
         };
+        if matches!(status, 100..=199 | 204 | 304) {
+            // No body, whatever the headers say (RFC 9112 §6.3).
+            resp.complete = true;
+            return Some(resp);
+        }
         let chunked = resp
             .header("transfer-encoding")
             .is_some_and(|v| v.contains("chunked"));

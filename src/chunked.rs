@@ -1,0 +1,226 @@
+//! Follows a chunked request body to its last byte, without decoding it.
+//!
+//! hyper decodes the body; the client socket ([`crate::client`]) only needs to know where
+//! the body ends, because the bytes after it are the next request's head, which the
+//! cloud's rules must judge before hyper sees it (and the bytes of a body must never be
+//! judged as a head). The scanner is fed the bytes as they arrive, split anywhere, and
+//! keeps only a few integers of state.
+//!
+//! It accepts what hyper's decoder accepts on the way to the end — hex sizes, chunk
+//! extensions, bare LF line ends, trailer lines — and reports anything else as
+//! [`Scan::Invalid`]: hyper will then fail the body itself (a 400 for the client), and
+//! the caller stops following the framing.
+
+/// What a call to [`ChunkedScanner::scan`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// Every byte given belongs to the body, and the body goes on.
+    Body,
+    /// The body ends after this many of the bytes given; the rest is the next request.
+    End(usize),
+    /// Not chunked framing: where the body ends cannot be known.
+    Invalid,
+}
+
+/// Where the scanner is inside the chunked body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Reading the hex digits of a chunk size (`digits` read so far).
+    Size { size: u64, digits: u8 },
+    /// After the size: whitespace or a `;extension`, up to the line end.
+    SizeRest { size: u64 },
+    /// A CR ended the size line; LF must follow.
+    SizeLf { size: u64 },
+    /// Chunk data: this many bytes left.
+    Data(u64),
+    /// After the data: CR (or a bare LF) must follow.
+    DataCr,
+    /// After the data's CR: LF must follow.
+    DataLf,
+    /// At the start of a trailer line, or of the empty line that ends the body.
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// A CR at the start of a line: LF ends the body.
+    EndLf,
+}
+
+/// A chunk size has at most 16 hex digits (a u64); hyper refuses longer ones too.
+const MAX_SIZE_DIGITS: u8 = 16;
+
+/// The state of one chunked body being followed.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkedScanner {
+    state: State,
+}
+
+impl Default for ChunkedScanner {
+    fn default() -> Self {
+        ChunkedScanner {
+            state: State::Size { size: 0, digits: 0 },
+        }
+    }
+}
+
+impl ChunkedScanner {
+    /// Feeds the next bytes of the body.
+    pub fn scan(&mut self, bytes: &[u8]) -> Scan {
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            self.state = match self.state {
+                State::Data(left) => {
+                    // Skip the data in one step: bodies are mostly data.
+                    let take = (bytes.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    i += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        State::DataCr
+                    } else {
+                        State::Data(left)
+                    };
+                    continue;
+                }
+                State::Size { size, digits } => match hex(b) {
+                    Some(d) if digits < MAX_SIZE_DIGITS => State::Size {
+                        size: size << 4 | u64::from(d),
+                        digits: digits + 1,
+                    },
+                    Some(_) => return Scan::Invalid,
+                    None if digits == 0 => return Scan::Invalid,
+                    None => match b {
+                        b'\r' => State::SizeLf { size },
+                        b'\n' => after_size_line(size),
+                        b';' | b' ' | b'\t' => State::SizeRest { size },
+                        _ => return Scan::Invalid,
+                    },
+                },
+                State::SizeRest { size } => match b {
+                    b'\r' => State::SizeLf { size },
+                    b'\n' => after_size_line(size),
+                    _ => State::SizeRest { size },
+                },
+                State::SizeLf { size } => match b {
+                    b'\n' => after_size_line(size),
+                    _ => return Scan::Invalid,
+                },
+                State::DataCr => match b {
+                    b'\r' => State::DataLf,
+                    b'\n' => State::Size { size: 0, digits: 0 },
+                    _ => return Scan::Invalid,
+                },
+                State::DataLf => match b {
+                    b'\n' => State::Size { size: 0, digits: 0 },
+                    _ => return Scan::Invalid,
+                },
+                State::TrailerStart => match b {
+                    b'\r' => State::EndLf,
+                    b'\n' => return Scan::End(i + 1),
+                    _ => State::Trailer,
+                },
+                State::Trailer => match b {
+                    b'\n' => State::TrailerStart,
+                    _ => State::Trailer,
+                },
+                State::EndLf => match b {
+                    b'\n' => return Scan::End(i + 1),
+                    _ => return Scan::Invalid,
+                },
+            };
+            i += 1;
+        }
+        Scan::Body
+    }
+}
+
+fn after_size_line(size: u64) -> State {
+    if size == 0 {
+        State::TrailerStart
+    } else {
+        State::Data(size)
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scans `bytes` split at `cut` into two calls; where the body ends, counted from the start.
+    fn end_when_split(bytes: &[u8], cut: usize) -> Option<usize> {
+        let mut scanner = ChunkedScanner::default();
+        match scanner.scan(&bytes[..cut]) {
+            Scan::End(n) => return Some(n),
+            Scan::Invalid => return None,
+            Scan::Body => {}
+        }
+        match scanner.scan(&bytes[cut..]) {
+            Scan::End(n) => Some(cut + n),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn finds_the_end_of_a_body_split_at_every_position() {
+        let next = b"GET /next HTTP/1.1\r\n\r\n";
+        let bodies: [&[u8]; 5] = [
+            b"3\r\nabc\r\n0\r\n\r\n",
+            b"A;name=value\r\n0123456789\r\n0\r\n\r\n",
+            b"3\nabc\n0\n\n",
+            b"1\r\nz\r\n0\r\nTrailer: x\r\nOther: y\r\n\r\n",
+            b"0\r\n\r\n",
+        ];
+        for body in bodies {
+            let stream = [body, next].concat();
+            for cut in 0..=stream.len() {
+                assert_eq!(
+                    end_when_split(&stream, cut),
+                    Some(body.len()),
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn data_that_looks_like_framing_is_data() {
+        let body = b"5\r\n0\r\n\r\n\r\n0\r\n\r\n";
+        assert_eq!(ChunkedScanner::default().scan(body), Scan::End(body.len()));
+    }
+
+    #[test]
+    fn a_body_not_yet_ended_is_body() {
+        let mut scanner = ChunkedScanner::default();
+        assert_eq!(scanner.scan(b"10\r\n0123456789"), Scan::Body);
+        assert_eq!(scanner.scan(b"abcdef\r\n"), Scan::Body);
+        assert_eq!(scanner.scan(b"0\r\n\r\nGET"), Scan::End(5));
+    }
+
+    #[test]
+    fn what_is_not_chunked_framing_is_invalid() {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"3\r\nabcX",
+            b"3\rX",
+            b"11111111111111111\r\n",
+            b"0\r\n\rX",
+        ] {
+            assert_eq!(
+                ChunkedScanner::default().scan(bad),
+                Scan::Invalid,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
