@@ -79,10 +79,21 @@
 //! | `TRACE` | 405 — ALB troubleshooting guide, "HTTP 405: Method not allowed": "The client used the TRACE method". High | forwarded — no GCP rule found |
 //! | `CONNECT` | 400 — Classic Load Balancer troubleshooting guide, "HTTP 400: BAD_REQUEST", cause 2: "the HTTP CONNECT method, which is not supported by Elastic Load Balancing"; the ALB guide is silent. Medium | 400 — no Google source: unconfirmed, low (RFC 9110 §9.1 would say 501 for a method not implemented) |
 //! | HTTP/1.1, no `Host` | 400 — RFC 9112 §3.2; no AWS source: unconfirmed | 400 — RFC 9112 §3.2; no Google source: unconfirmed |
-//! | HTTP/1.0, no `Host` | served — the ALB guide's 401 causes include an HTTP/1.0 request without a host header reaching an authenticate action. High | served — RFC 9112 §3.2 asks `Host` of HTTP/1.1 only; unconfirmed for GCP |
+//! | HTTP/1.0, no `Host` | served — the ALB guide's 401 causes include an HTTP/1.0 request without a host header reaching an authenticate action. Medium-high | served — RFC 9112 §3.2 asks `Host` of HTTP/1.1 only; unconfirmed for GCP |
 //! | two `Host` lines | 400 — RFC 9112 §3.2; unconfirmed | served if the first is a valid host, else 400 — Google's "Migration overview", data-plane differences, "(HTTP/1.1 only) Multiple hosts in header", classic column. Medium-high |
 //! | `Host:` empty | served — RFC 9112 §3.2/§3.3 (an empty value is what a client sends when the target has no authority; the server may apply its default); unconfirmed | same |
 //! | absolute-form target, no `Host` | 400 — RFC 9112 §3.2 asks `Host` of every HTTP/1.1 request, absolute-form included (§3.2.2: the target's authority then wins over `Host`); unconfirmed | same |
+//!
+//! Sources: the ALB guide, "Troubleshoot your Application Load Balancers"
+//! (<https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-troubleshooting.html>,
+//! HTTP 401 and HTTP 405); the Classic Load Balancer guide, "Troubleshoot a Classic Load
+//! Balancer: HTTP errors"
+//! (<https://docs.aws.amazon.com/elasticloadbalancing/latest/classic/ts-elb-error-message.html>,
+//! HTTP 400); Google Cloud, "Migration overview"
+//! (<https://cloud.google.com/load-balancing/docs/https/migrate-to-global>, G-MIG in the
+//! project's fidelity audit); RFC 9112 §3.2, §3.2.2, §3.3 and RFC 9110 §9.1. AWS's
+//! desync library (`http_desync_guardian`) has no `Host` rule, so `Host` defects do not
+//! change the desync class.
 //!
 //! # Size accounting
 //!
