@@ -638,7 +638,10 @@ fn rejection_reason(rejection: &Rejection) -> Reason {
         }
         Rejection::TooManyForwardedFor(_) => Reason::TooManyForwardedFor,
         Rejection::UnsupportedTransferEncoding => Reason::UnsupportedTransferEncoding,
-        Rejection::TraceMethod => Reason::MethodNotAllowed,
+        Rejection::MethodNotAllowed(_) => Reason::MethodNotAllowed,
+        // The clouds answer CONNECT with their 400 page: the request-is-rejected reason
+        // that yields it (the rejection's text names the method).
+        Rejection::UnsupportedMethod(_) => Reason::MalformedRequest,
         Rejection::Desync(..) => Reason::DesyncBlocked,
     }
 }

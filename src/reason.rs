@@ -220,7 +220,8 @@ pub fn explain(config: &Config, reason: Reason, d: &Detail) -> String {
              Content-Length"
         ),
         Reason::MethodNotAllowed => format!(
-            "the {lb} answers TRACE itself and never forwards it; use another method"
+            "{}: the {lb} answers it itself and never forwards it; use another method",
+            d.error.as_deref().unwrap_or("a method the load balancer refuses")
         ),
         Reason::DesyncBlocked => format!(
             "the {lb}'s desync (request smuggling) mitigation blocked the request ({}); send exactly \

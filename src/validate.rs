@@ -25,10 +25,14 @@
 //!    serves Ambiguous with [`Verdict::Accept`]`{ ambiguous: true }` (the caller closes
 //!    both connections after the response); `Strictest` rejects all but Compliant;
 //!    `Monitor` rejects nothing for desync reasons.
-//! 5. `TRACE` when `reject_trace` (AWS 405).
-//! 6. `X-Forwarded-For` holding more than `max_forwarded_for` addresses, counted over all
+//! 5. **Methods the LB answers itself** (`refused_methods`): `TRACE` (AWS 405) and
+//!    `CONNECT` (400 on both clouds; neither tunnels).
+//! 6. **`Host`** (`host`): none in an HTTP/1.1 request, or more than one in any request
+//!    (but see GCP below), is [`Rejection::Malformed`] (400). HTTP/1.0 without `Host` is
+//!    served. Made on the complete head only, so the verdict cannot change with more bytes.
+//! 7. `X-Forwarded-For` holding more than `max_forwarded_for` addresses, counted over all
 //!    `X-Forwarded-For` lines, empty list elements not counted (AWS 463).
-//! 7. **Framing hyper cannot serve**: `Transfer-Encoding` in HTTP/1.0, a coding list that
+//! 8. **Framing hyper cannot serve**: `Transfer-Encoding` in HTTP/1.0, a coding list that
 //!    does not end in `chunked`, and (in `Monitor` mode) a bad or conflicting
 //!    `Content-Length`: [`Rejection::Malformed`], because accepting it would let hyper
 //!    answer its own bare 400.
@@ -66,7 +70,30 @@
 //! NUL and bare CR anywhere (`BadHeader`, `BadUri`, Severe on AWS: the same 400), and
 //! `Transfer-Encoding` in an HTTP/1.0 request or not ending in `chunked`. Non-ASCII bytes
 //! are accepted in header values and in the request target (AWS counts them as valid),
-//! refused in methods and header names (httparse). A missing `Host` is accepted.
+//! refused in methods and header names (httparse).
+//!
+//! # Methods and `Host`, with sources and confidence
+//!
+//! | rule | AWS ALB | GCP (classic) |
+//! |---|---|---|
+//! | `TRACE` | 405 — ALB troubleshooting guide, "HTTP 405: Method not allowed": "The client used the TRACE method". High | forwarded — no GCP rule found |
+//! | `CONNECT` | 400 — Classic Load Balancer troubleshooting guide, "HTTP 400: BAD_REQUEST", cause 2: "the HTTP CONNECT method, which is not supported by Elastic Load Balancing"; the ALB guide is silent. Medium | 400 — no Google source: unconfirmed, low (RFC 9110 §9.1 would say 501 for a method not implemented) |
+//! | HTTP/1.1, no `Host` | 400 — RFC 9112 §3.2; no AWS source: unconfirmed | 400 — RFC 9112 §3.2; no Google source: unconfirmed |
+//! | HTTP/1.0, no `Host` | served — the ALB guide's 401 causes include an HTTP/1.0 request without a host header reaching an authenticate action. Medium-high | served — RFC 9112 §3.2 asks `Host` of HTTP/1.1 only; unconfirmed for GCP |
+//! | two `Host` lines | 400 — RFC 9112 §3.2; unconfirmed | served if the first is a valid host, else 400 — Google's "Migration overview", data-plane differences, "(HTTP/1.1 only) Multiple hosts in header", classic column. Medium-high |
+//! | `Host:` empty | served — RFC 9112 §3.2/§3.3 (an empty value is what a client sends when the target has no authority; the server may apply its default); unconfirmed | same |
+//! | absolute-form target, no `Host` | 400 — RFC 9112 §3.2 asks `Host` of every HTTP/1.1 request, absolute-form included (§3.2.2: the target's authority then wins over `Host`); unconfirmed | same |
+//!
+//! Sources: the ALB guide, "Troubleshoot your Application Load Balancers"
+//! (<https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-troubleshooting.html>,
+//! HTTP 401 and HTTP 405); the Classic Load Balancer guide, "Troubleshoot a Classic Load
+//! Balancer: HTTP errors"
+//! (<https://docs.aws.amazon.com/elasticloadbalancing/latest/classic/ts-elb-error-message.html>,
+//! HTTP 400); Google Cloud, "Migration overview"
+//! (<https://cloud.google.com/load-balancing/docs/https/migrate-to-global>, G-MIG in the
+//! project's fidelity audit); RFC 9112 §3.2, §3.2.2, §3.3 and RFC 9110 §9.1. AWS's
+//! desync library (`http_desync_guardian`) has no `Host` rule, so `Host` defects do not
+//! change the desync class.
 //!
 //! # Size accounting
 //!
@@ -83,18 +110,21 @@
 //! `Defensive`: it is the floor RFC 9112 §6.3 sets for any server (an invalid or
 //! conflicting `Content-Length` is a 400; both `Transfer-Encoding` and `Content-Length`
 //! may be served but the connection must then close). GCP has no documented request-line,
-//! header-line or `X-Forwarded-For` limit and no `TRACE` rule, so those are off.
+//! header-line or `X-Forwarded-For` limit and no `TRACE` rule, so those are off. Its
+//! `Host` rule is the classic load balancer's: a repeated `Host` is served when the first
+//! value is valid (see the table above).
 //!
 //! # Status per rejection (for the caller's mapping)
 //!
 //! | rejection | AWS ALB | GCP |
 //! |---|---|---|
-//! | `Malformed` | 400 | 400 |
+//! | `Malformed` (missing or repeated `Host` included) | 400 | 400 |
 //! | `RequestLineTooLong` | 400 (the ALB also lists 414 "URI too long"; which one applies is unconfirmed) | — |
 //! | `HeaderTooLong`, `HeadTooLarge` | 400 | 413 (`headers_too_long`) for `HeadTooLarge` |
 //! | `TooManyForwardedFor` | 463 | — |
 //! | `UnsupportedTransferEncoding` | 501 | 501 (RFC 9112; unconfirmed for GFE) |
-//! | `TraceMethod` | 405 | — |
+//! | `MethodNotAllowed` | 405 (`TRACE`) | — |
+//! | `UnsupportedMethod` | 400 (`CONNECT`) | 400 (`CONNECT`, unconfirmed) |
 //! | `Desync` | 400 | 400 |
 //!
 //! # For the caller
@@ -123,10 +153,46 @@ pub struct Rules {
     pub max_head: usize,
     /// Most addresses allowed in `X-Forwarded-For` (AWS 30).
     pub max_forwarded_for: Option<usize>,
-    /// Answer `TRACE` with [`Rejection::TraceMethod`] (AWS 405).
-    pub reject_trace: bool,
+    /// Methods the LB answers itself and never forwards, with the answer: a tunnel or a
+    /// trace would reach the app through a proxy that cannot serve it (hyper hands a
+    /// `CONNECT` answered 200 over as a tunnel, and the client gets nothing). Matched
+    /// case-sensitively, as methods are (RFC 9110 §9.1).
+    pub refused_methods: &'static [(&'static str, MethodAnswer)],
+    /// What the LB does with the `Host` lines of a request: RFC 9112 §3.2 makes a missing
+    /// (HTTP/1.1) or repeated `Host` a 400, but the clouds do not all follow it.
+    pub host: HostRule,
     /// Desync mitigation mode (AWS default `Defensive`).
     pub desync: DesyncMode,
+}
+
+/// How the LB answers a method it refuses (see [`Rules::refused_methods`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodAnswer {
+    /// 405 Method Not Allowed: [`Rejection::MethodNotAllowed`].
+    NotAllowed,
+    /// The cloud's 400 page: [`Rejection::UnsupportedMethod`].
+    BadRequest,
+}
+
+/// The `Host` checks, made on a complete head only (a later line can add a second `Host`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostRule {
+    /// Reject an HTTP/1.1 request without a `Host` line (RFC 9112 §3.2: "MUST respond with
+    /// a 400"). HTTP/1.0 has no `Host` requirement and is always served without one.
+    pub required_in_http11: bool,
+    /// What to do with more than one `Host` line, in either HTTP version.
+    pub repeated: RepeatedHost,
+}
+
+/// The answer to a request with more than one `Host` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepeatedHost {
+    /// 400, as RFC 9112 §3.2 requires.
+    Reject,
+    /// Served when the first value is a valid host (`host[:port]`, not empty), else 400:
+    /// Google's classic Application Load Balancer ("Migration overview": "If two or more
+    /// hosts are added and the first host is valid, the header is accepted").
+    ServeIfFirstValid,
 }
 
 /// The AWS ALB's desync mitigation modes (`routing.http.desync_mitigation_mode`).
@@ -146,7 +212,24 @@ pub const AWS_RULES: Rules = Rules {
     max_header_line: Some(16 * 1024),
     max_head: 64 * 1024,
     max_forwarded_for: Some(30),
-    reject_trace: true,
+    // TRACE: 405, documented for the ALB ("HTTP 405: Method not allowed: The client used
+    // the TRACE method"); confidence high. CONNECT: 400, documented for Elastic Load
+    // Balancing's Classic Load Balancer ("HTTP 400: BAD_REQUEST ... Cause 2: The client
+    // used the HTTP CONNECT method, which is not supported by Elastic Load Balancing");
+    // the ALB's own troubleshooting page names no status for CONNECT, so for the ALB this
+    // is inferred from its predecessor: confidence medium.
+    refused_methods: &[
+        ("TRACE", MethodAnswer::NotAllowed),
+        ("CONNECT", MethodAnswer::BadRequest),
+    ],
+    // No AWS source says what the ALB does with a missing or repeated Host in HTTP/1.1
+    // (unconfirmed): RFC 9112 §3.2's 400. That the ALB serves HTTP/1.0 without Host is
+    // documented (its 401 causes include "an HTTP/1.0 request without a host header" that
+    // reached an authenticate action).
+    host: HostRule {
+        required_in_http11: true,
+        repeated: RepeatedHost::Reject,
+    },
     desync: DesyncMode::Defensive,
 };
 
@@ -157,7 +240,21 @@ pub const GCP_RULES: Rules = Rules {
     max_header_line: None,
     max_head: 64 * 1024,
     max_forwarded_for: None,
-    reject_trace: false,
+    // CONNECT: no Google source names the answer (unconfirmed, confidence low); the load
+    // balancer routes requests by URL map and offers no tunnel, so lbsim answers the 400
+    // page, as AWS documents for its load balancers. RFC 9110 §9.1 would suggest 501 for
+    // a method not implemented, but no lbsim reason yields a 501 with a fitting cause
+    // word. TRACE is forwarded: no GCP rule for it.
+    refused_methods: &[("CONNECT", MethodAnswer::BadRequest)],
+    // Repeated Host: served if the first is valid, per Google's "Migration overview"
+    // (data plane differences, "(HTTP/1.1 only) Multiple hosts in header", classic
+    // column); confidence medium-high for the classic ALB modelled here (the global
+    // external ALB answers 502 if any of them is invalid: not modelled). Missing Host in
+    // HTTP/1.1: no Google source (unconfirmed), RFC 9112 §3.2's 400.
+    host: HostRule {
+        required_in_http11: true,
+        repeated: RepeatedHost::ServeIfFirstValid,
+    },
     desync: DesyncMode::Defensive,
 };
 
@@ -189,8 +286,11 @@ pub enum Rejection {
     TooManyForwardedFor(usize),
     /// `Transfer-Encoding` names a coding other than `chunked` or `identity`.
     UnsupportedTransferEncoding,
-    /// `TRACE`, when the rules reject it.
-    TraceMethod,
+    /// A method in [`Rules::refused_methods`] answered 405 (`TRACE` on AWS).
+    MethodNotAllowed(&'static str),
+    /// A method in [`Rules::refused_methods`] answered with the cloud's 400 page
+    /// (`CONNECT`): the LB does not implement it, though the request is well-formed.
+    UnsupportedMethod(&'static str),
     /// Blocked by the desync mitigation mode: the class and AWS's reason code
     /// (`BadContentLength`, `BothTeClPresent`, ...).
     Desync(DesyncClass, &'static str),
@@ -209,7 +309,10 @@ impl fmt::Display for Rejection {
             Rejection::UnsupportedTransferEncoding => {
                 f.write_str("Transfer-Encoding other than chunked or identity")
             }
-            Rejection::TraceMethod => f.write_str("TRACE method"),
+            Rejection::MethodNotAllowed(method) => write!(f, "{method} method not allowed"),
+            Rejection::UnsupportedMethod(method) => {
+                write!(f, "{method} method not supported by the load balancer")
+            }
             Rejection::Desync(class, reason) => {
                 write!(f, "desync mitigation: {class:?} request ({reason})")
             }
@@ -506,8 +609,17 @@ fn judge(req: &Request<'_, '_>, head: &[u8], rules: &Rules) -> Verdict {
         return Verdict::Reject(Rejection::Desync(class, reason));
     }
 
-    if rules.reject_trace && method == "TRACE" {
-        return Verdict::Reject(Rejection::TraceMethod);
+    // After the desync classification, so that a smuggling attempt is counted as one
+    // whatever its method.
+    if let Some(&(name, answer)) = rules.refused_methods.iter().find(|(m, _)| *m == method) {
+        return Verdict::Reject(match answer {
+            MethodAnswer::NotAllowed => Rejection::MethodNotAllowed(name),
+            MethodAnswer::BadRequest => Rejection::UnsupportedMethod(name),
+        });
+    }
+
+    if let Err(why) = host_lines(version, req.headers, &rules.host) {
+        return Verdict::Reject(Rejection::Malformed(why));
     }
 
     if let Some(max) = rules.max_forwarded_for {
@@ -652,6 +764,41 @@ fn suspicious_name(name: &str) -> bool {
         .filter(u8::is_ascii_alphanumeric)
         .map(|b| b.to_ascii_lowercase());
     letters.clone().eq(*b"transferencoding") || letters.eq(*b"contentlength")
+}
+
+/// The [`HostRule`] applied to a complete head. An absolute-form target
+/// (`GET http://a/ HTTP/1.1`) carries the authority that wins over `Host` (RFC 9112
+/// §3.2.2), but the client must still send `Host` (§3.2: "A client MUST send a Host header
+/// field in all HTTP/1.1 request messages"), so it gets no exemption. An empty value is
+/// accepted: it is what §3.2 tells a client to send when the target URI has no
+/// authority, and §3.3 lets the server use its default authority then, as a load
+/// balancer's default rule does.
+fn host_lines(version: u8, headers: &[Header<'_>], rule: &HostRule) -> Result<(), &'static str> {
+    let mut hosts = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| trim(h.value));
+    let Some(first) = hosts.next() else {
+        return if rule.required_in_http11 && version == 1 {
+            Err("missing Host header")
+        } else {
+            Ok(())
+        };
+    };
+    if hosts.next().is_none() {
+        return Ok(());
+    }
+    match rule.repeated {
+        RepeatedHost::ServeIfFirstValid if valid_host(first) => Ok(()),
+        _ => Err("more than one Host header"),
+    }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9112 §3.2), not empty: an authority without userinfo.
+fn valid_host(value: &[u8]) -> bool {
+    !value.is_empty()
+        && !value.contains(&b'@')
+        && http::uri::Authority::try_from(value).is_ok_and(|a| !a.host().is_empty())
 }
 
 /// Addresses in all `X-Forwarded-For` lines.
@@ -860,9 +1007,87 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_host_is_fine() {
-        assert_eq!(aws(b"GET / HTTP/1.1\r\n\r\n"), served(18));
+    fn http_1_1_without_host_is_a_400_on_both_clouds() {
+        let want = malformed("missing Host header");
+        assert_eq!(aws(b"GET / HTTP/1.1\r\n\r\n"), want);
+        assert_eq!(gcp(b"GET / HTTP/1.1\r\n\r\n"), want);
+        // Whatever the desync mode: it is not a framing question.
+        for desync in [DesyncMode::Monitor, DesyncMode::Strictest] {
+            assert_eq!(check_head(b"GET / HTTP/1.1\r\n\r\n", &mode(desync)), want);
+        }
+        // Undecided until the head is complete: a Host line may still come.
+        assert_eq!(aws(b"GET / HTTP/1.1\r\nX-A: 1\r\n"), Verdict::NeedMore);
+    }
+
+    #[test]
+    fn http_1_0_without_host_is_served() {
         assert_eq!(aws(b"GET / HTTP/1.0\r\n\r\n"), served(18));
+        assert_eq!(gcp(b"GET / HTTP/1.0\r\n\r\n"), served(18));
+    }
+
+    #[test]
+    fn host_is_matched_in_any_case_and_may_come_last() {
+        let head = b"GET / HTTP/1.1\r\nX-A: 1\r\nhOsT: example.com\r\n\r\n";
+        assert_eq!(aws(head), served(head.len()));
+        assert_eq!(gcp(head), served(head.len()));
+    }
+
+    #[test]
+    fn two_host_lines_are_a_400_on_aws() {
+        for second in [
+            "Host: example.com",
+            "Host: other.example",
+            "host: example.com",
+        ] {
+            let head = request("GET", &[second]);
+            assert_eq!(
+                aws(&head),
+                malformed("more than one Host header"),
+                "{second}"
+            );
+        }
+        // HTTP/1.0 too: RFC 9112 §3.2 forbids a repeated Host in any request message.
+        let old = b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n";
+        assert_eq!(aws(old), malformed("more than one Host header"));
+    }
+
+    #[test]
+    fn two_host_lines_are_served_on_gcp_when_the_first_is_valid() {
+        for second in ["Host: example.com", "Host: other.example:8080", "Host: "] {
+            let head = request("GET", &[second]);
+            assert_eq!(gcp(&head), served(head.len()), "{second}");
+        }
+        for first in ["", "user@example.com", ":80", "a b", "caf\u{e9}"] {
+            let head = format!("GET / HTTP/1.1\r\nHost: {first}\r\nHost: example.com\r\n\r\n");
+            assert_eq!(
+                gcp(head.as_bytes()),
+                malformed("more than one Host header"),
+                "{first:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_host_is_served() {
+        let head = b"GET / HTTP/1.1\r\nHost:\r\n\r\n";
+        assert_eq!(aws(head), served(head.len()));
+        assert_eq!(gcp(head), served(head.len()));
+    }
+
+    #[test]
+    fn absolute_form_needs_a_host_line_too() {
+        let with = b"GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        assert_eq!(aws(with), served(with.len()));
+        assert_eq!(gcp(with), served(with.len()));
+        // The target's authority wins over Host (RFC 9112 §3.2.2): a different Host is
+        // not checked against it.
+        let differ = b"GET http://example.com/x HTTP/1.1\r\nHost: other\r\n\r\n";
+        assert_eq!(aws(differ), served(differ.len()));
+        let without = b"GET http://example.com/x HTTP/1.1\r\n\r\n";
+        assert_eq!(aws(without), malformed("missing Host header"));
+        assert_eq!(gcp(without), malformed("missing Host header"));
+        let old = b"GET http://example.com/x HTTP/1.0\r\n\r\n";
+        assert_eq!(aws(old), served(old.len()));
     }
 
     #[test]
@@ -886,14 +1111,14 @@ mod tests {
     #[test]
     fn empty_lines_before_the_request_line_are_skipped() {
         assert_eq!(aws(b"\r\n"), Verdict::NeedMore);
-        assert_eq!(aws(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"), served(22));
+        assert_eq!(aws(b"\r\n\r\nGET / HTTP/1.0\r\n\r\n"), served(22));
     }
 
     #[test]
     fn aws_request_line_limit_is_16_kib_without_the_line_ending() {
-        let at_limit = format!("{}\r\n\r\n", request_line(16 * KIB));
+        let at_limit = format!("{}\r\nHost: t\r\n\r\n", request_line(16 * KIB));
         assert_eq!(aws(at_limit.as_bytes()), served(at_limit.len()));
-        let over = format!("{}\r\n\r\n", request_line(16 * KIB + 1));
+        let over = format!("{}\r\nHost: t\r\n\r\n", request_line(16 * KIB + 1));
         assert_eq!(
             aws(over.as_bytes()),
             rejected(Rejection::RequestLineTooLong)
@@ -936,7 +1161,12 @@ mod tests {
         while left > 0 {
             let line = left.min(8000);
             assert!(line >= 12, "cannot fill {left} bytes");
-            let lead = format!("X-{n:04}: ");
+            // The first line is the Host that an HTTP/1.1 request needs.
+            let lead = if n == 0 {
+                "Host: ".to_string()
+            } else {
+                format!("X-{n:04}: ")
+            };
             let value = "v".repeat(line - lead.len() - 2);
             head.extend_from_slice(format!("{lead}{value}\r\n").as_bytes());
             left -= line;
@@ -1103,9 +1333,9 @@ mod tests {
 
     #[test]
     fn non_ascii_is_accepted_in_values_and_the_target() {
-        let value = b"GET / HTTP/1.1\r\nX-Name: caf\xc3\xa9\r\n\r\n";
+        let value = b"GET / HTTP/1.1\r\nHost: t\r\nX-Name: caf\xc3\xa9\r\n\r\n";
         assert_eq!(aws(value), served(value.len()));
-        let target = b"GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n";
+        let target = b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n";
         assert_eq!(aws(target), served(target.len()));
     }
 
@@ -1382,15 +1612,43 @@ mod tests {
     #[test]
     fn aws_rejects_trace_and_gcp_does_not() {
         let trace = b"TRACE / HTTP/1.1\r\nHost: example.com\r\n\r\n";
-        assert_eq!(aws(trace), rejected(Rejection::TraceMethod));
+        assert_eq!(aws(trace), rejected(Rejection::MethodNotAllowed("TRACE")));
         assert_eq!(gcp(trace), served(trace.len()));
         // Methods are case-sensitive: `trace` is some other method.
-        let lower = b"trace / HTTP/1.1\r\n\r\n";
+        let lower = b"trace / HTTP/1.1\r\nHost: example.com\r\n\r\n";
         assert_eq!(aws(lower), served(lower.len()));
         // A severe desync is rejected as such first.
         let severe = request("TRACE", &["Content-Length: x"]);
         assert_eq!(
             aws(&severe),
+            desync(DesyncClass::Severe, "BadContentLength")
+        );
+    }
+
+    #[test]
+    fn both_clouds_answer_connect_with_their_400() {
+        let connect = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+        let want = rejected(Rejection::UnsupportedMethod("CONNECT"));
+        assert_eq!(aws(connect), want);
+        assert_eq!(gcp(connect), want);
+        // In every desync mode, in HTTP/1.0, and with an origin-form target too.
+        assert_eq!(check_head(connect, &mode(DesyncMode::Monitor)), want);
+        assert_eq!(check_head(connect, &mode(DesyncMode::Strictest)), want);
+        let old = b"CONNECT example.com:443 HTTP/1.0\r\n\r\n";
+        assert_eq!(aws(old), want);
+        let origin = request("CONNECT", &[]);
+        assert_eq!(gcp(&origin), want);
+        // The method decides before the missing Host does.
+        let hostless = b"CONNECT example.com:443 HTTP/1.1\r\n\r\n";
+        assert_eq!(aws(hostless), want);
+        // Case-sensitive: `connect` is some other method, forwarded.
+        let lower = b"connect / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        assert_eq!(aws(lower), served(lower.len()));
+        assert_eq!(gcp(lower), served(lower.len()));
+        // A severe desync is rejected as such first.
+        let severe = request("CONNECT", &["Content-Length: x"]);
+        assert_eq!(
+            gcp(&severe),
             desync(DesyncClass::Severe, "BadContentLength")
         );
     }
@@ -1454,6 +1712,11 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"GET / HTTP/1.1\r\nA: x\r\n y\r\n\r\n",
             b"\r\n\r\rGET",
+            // Decided on the complete head: before it, a Host line may still come (or a
+            // second one).
+            b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
         ];
         for input in inputs {
             let full = aws(input);
@@ -1481,6 +1744,14 @@ mod tests {
         assert_eq!(
             Rejection::Malformed("NUL byte").to_string(),
             "malformed request: NUL byte"
+        );
+        assert_eq!(
+            Rejection::MethodNotAllowed("TRACE").to_string(),
+            "TRACE method not allowed"
+        );
+        assert_eq!(
+            Rejection::UnsupportedMethod("CONNECT").to_string(),
+            "CONNECT method not supported by the load balancer"
         );
     }
 }

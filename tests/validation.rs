@@ -170,3 +170,112 @@ async fn keep_alive_requests_are_each_validated() {
     );
     assert_eq!(app.requests(), 2);
 }
+
+#[tokio::test]
+async fn connect_gets_each_clouds_400_page_and_never_reaches_the_app() {
+    let raw = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    let app = mock(Duration::from_secs(5)).await;
+
+    let aws = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
+    let (resp, closed) = send_raw(&aws, raw).await;
+    assert_alb_page(&resp, 400, "Bad Request", "malformed_request");
+    assert!(closed, "AWS: connection closed after the page");
+    assert_eq!(aws.stats().by_status.get(&400), Some(&1));
+    assert_eq!(aws.stats().by_reason.get("malformed_request"), Some(&1));
+    assert_eq!(
+        aws.stats().by_status.get(&200),
+        None,
+        "no tunnel counted as a 200"
+    );
+
+    let gcp = lb(Cloud::Gcp, app.addr, Duration::from_secs(5)).await;
+    let (resp, closed) = send_raw(&gcp, raw).await;
+    assert_gfe_page(
+        &resp,
+        400,
+        "Bad Request",
+        "Bad Request",
+        "malformed_request",
+    );
+    assert!(closed, "GCP: connection closed after the page");
+    assert_eq!(gcp.stats().by_status.get(&400), Some(&1));
+    assert_eq!(gcp.stats().by_status.get(&200), None);
+
+    assert_eq!(app.requests(), 0, "CONNECT never reaches the app");
+}
+
+#[tokio::test]
+async fn http_1_1_without_host_is_a_400_and_http_1_0_without_host_is_served() {
+    for cloud in [Cloud::Aws, Cloud::Gcp] {
+        let app = mock(Duration::from_secs(5)).await;
+        let lb = lb(cloud, app.addr, Duration::from_secs(5)).await;
+        let (resp, closed) = send_raw(&lb, b"GET / HTTP/1.1\r\n\r\n").await;
+        match cloud {
+            Cloud::Aws => assert_alb_page(&resp, 400, "Bad Request", "malformed_request"),
+            Cloud::Gcp => assert_gfe_page(
+                &resp,
+                400,
+                "Bad Request",
+                "Bad Request",
+                "malformed_request",
+            ),
+        }
+        assert!(closed, "{cloud:?}: closed after the 400");
+        // Absolute-form carries the authority, but HTTP/1.1 still needs the Host line.
+        let (resp, _) = send_raw(&lb, b"GET http://t/ HTTP/1.1\r\n\r\n").await;
+        assert_eq!(resp.status, 400, "{cloud:?}: absolute-form without Host");
+        assert_eq!(app.requests(), 0, "{cloud:?}: nothing reached the app");
+
+        let (resp, _) = send_raw(&lb, b"GET / HTTP/1.0\r\n\r\n").await;
+        assert_eq!(resp.status, 200, "{cloud:?}: HTTP/1.0 needs no Host");
+        assert_eq!(resp.text(), "ok");
+        assert_eq!(
+            app.requests(),
+            1,
+            "{cloud:?}: the HTTP/1.0 request reached the app"
+        );
+        assert_eq!(lb.stats().by_status.get(&400), Some(&2));
+    }
+}
+
+#[tokio::test]
+async fn two_host_lines_are_a_400_on_aws_and_served_on_gcp() {
+    let same = b"GET / HTTP/1.1\r\nHost: t\r\nHost: t\r\n\r\n";
+    let differ = b"GET / HTTP/1.1\r\nHost: t\r\nHost: other.example\r\n\r\n";
+    let app = mock(Duration::from_secs(5)).await;
+
+    let aws = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
+    for raw in [&same[..], &differ[..]] {
+        let (resp, closed) = send_raw(&aws, raw).await;
+        assert_alb_page(&resp, 400, "Bad Request", "malformed_request");
+        assert!(closed);
+    }
+    assert_eq!(
+        app.requests(),
+        0,
+        "AWS: no request with two Hosts reached the app"
+    );
+    assert_eq!(aws.stats().by_status.get(&400), Some(&2));
+
+    // Google's classic load balancer accepts them when the first Host is valid.
+    let gcp = lb(Cloud::Gcp, app.addr, Duration::from_secs(5)).await;
+    for raw in [&same[..], &differ[..]] {
+        let (resp, _) = send_raw(&gcp, raw).await;
+        assert_eq!(
+            resp.status,
+            200,
+            "GCP serves {:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    assert_eq!(app.requests(), 2);
+    let (resp, _) = send_raw(&gcp, b"GET / HTTP/1.1\r\nHost: a@b\r\nHost: t\r\n\r\n").await;
+    assert_gfe_page(
+        &resp,
+        400,
+        "Bad Request",
+        "Bad Request",
+        "malformed_request",
+    );
+    assert_eq!(app.requests(), 2, "an invalid first Host is not served");
+}
