@@ -321,7 +321,8 @@ impl SimHandle {
         self.engine.stats.reset()
     }
 
-    /// Every target with its state, last health result and in-flight count.
+    /// Every target in the group (registered or draining) with its state, last health
+    /// result and in-flight count. A target leaves the list when its deregistration ends.
     pub fn targets(&self) -> Vec<TargetInfo> {
         self.engine.targets.all().iter().map(|t| t.info()).collect()
     }
@@ -331,7 +332,8 @@ impl SimHandle {
         self.engine.register(addr).info()
     }
 
-    /// Deregisters target `id`: it drains for the deregistration delay. `None` if unknown.
+    /// Deregisters target `id`: it drains for the deregistration delay, then leaves the
+    /// group. `None` if it is not in the group.
     pub fn deregister(&self, id: u64) -> Option<TargetInfo> {
         self.engine.targets.deregister(id).map(|t| t.info())
     }
