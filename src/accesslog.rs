@@ -7,6 +7,13 @@
 //! traffic the line is counted as dropped ([`AccessLog::dropped`]) and the writer task says
 //! how many it lost, at most once a second, with `tracing::warn`.
 //!
+//! The destination is written by a thread of its own ([`AccessLog::open`]), never by a
+//! runtime worker or tokio's blocking pool: a FIFO that has no reader yet is opened there
+//! (lines queue, bounded, meanwhile), and a destination that never reads can block that
+//! thread for ever without holding up the proxy or its exit. At shutdown the last lines
+//! get [`FINAL_FLUSH_LIMIT`] ([`AccessLog::flush_within`]); what is still unwritten then
+//! is reported and left behind.
+//!
 //! Three formats ([`LogFormat`], [`format_line`]):
 //!
 //! - `alb`: the AWS ALB access-log line, every field in the documented order
@@ -51,10 +58,13 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::io;
+use std::future::Future;
+use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -74,6 +84,10 @@ pub const GCP_PROJECT: &str = "lbsim";
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// The writer task writes at most this many bytes in one batch.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// How long shutdown waits for queued access-log lines to be written: seconds are plenty
+/// for a disk or a reading pipe to take 8,192 lines, and a destination that never reads
+/// must not keep lbsim alive (nor eat a container's stop timeout, often 10 s).
+pub const FINAL_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// Everything one access-log line needs, filled by the engine when a request is done.
 ///
@@ -505,9 +519,26 @@ enum Msg {
 /// The task ends when every handle is dropped, after writing what was queued.
 #[derive(Clone, Debug)]
 pub struct AccessLog {
+    /// Lines (and flush requests) for the writer task; bounded, so a slow destination
+    /// costs dropped lines, never memory or a wait on the request path.
     tx: mpsc::Sender<Msg>,
+    /// The format lines are written in.
     format: LogFormat,
+    /// Lines lost so far (queue full, or the writer stopped), for reports and tests.
     dropped: Arc<AtomicU64>,
+    /// Lines the writer task has taken off the queue and not yet written: with the queue's
+    /// length, what a shutdown that gives up on the destination leaves behind. Set once
+    /// per batch, so it costs the request path nothing.
+    in_batch: Arc<AtomicU64>,
+}
+
+/// Lines a bounded final flush ([`AccessLog::flush_within`]) gave up on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unwritten {
+    /// Lines queued or being written when the time ran out (lost at exit).
+    pub lines: u64,
+    /// Lines dropped earlier because the destination was slower than the traffic.
+    pub dropped: u64,
 }
 
 impl std::fmt::Debug for Msg {
@@ -531,29 +562,47 @@ impl AccessLog {
         let capacity = capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(writer, rx, capacity, Arc::clone(&dropped)));
+        let in_batch = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(
+            writer,
+            rx,
+            capacity,
+            Arc::clone(&dropped),
+            Arc::clone(&in_batch),
+        ));
         AccessLog {
             tx,
             format,
             dropped,
+            in_batch,
         }
     }
 
     /// Opens `path` for appending (created if missing), or stdout for `-`, and starts
-    /// the writer on it. Must be called inside a Tokio runtime.
+    /// the writer on it. Must be called inside a Tokio runtime. Never blocks: a FIFO is
+    /// opened by the writer thread (opening one for writing waits for a reader), and
+    /// lines queue until it is open; any other path is opened here, so that one that
+    /// cannot be opened (a missing directory, no permission) is an error at once.
     pub fn open(path: &str, format: LogFormat, capacity: usize) -> io::Result<AccessLog> {
-        if path == "-" {
-            return Ok(AccessLog::spawn(tokio::io::stdout(), format, capacity));
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(AccessLog::spawn(
-            tokio::fs::File::from_std(file),
-            format,
-            capacity,
-        ))
+        let sink = if path == "-" {
+            ThreadSink::start("stdout".to_string(), || {
+                Ok(Box::new(io::stdout()) as Box<dyn Write + Send>)
+            })?
+        } else if is_fifo(path) {
+            let owned = path.to_string();
+            tracing::info!("access log: {path} is a FIFO; lines queue until a reader opens it");
+            ThreadSink::start(path.to_string(), move || {
+                let file = append_to(&owned)?;
+                tracing::info!("access log: {owned} has a reader; writing");
+                Ok(Box::new(file) as Box<dyn Write + Send>)
+            })?
+        } else {
+            let file = append_to(path)?;
+            ThreadSink::start(path.to_string(), move || {
+                Ok(Box::new(file) as Box<dyn Write + Send>)
+            })?
+        };
+        Ok(AccessLog::spawn(sink, format, capacity))
     }
 
     /// Formats `record` and queues the line. Never blocks and never waits: when the queue
@@ -589,6 +638,204 @@ impl AccessLog {
         let (ack, done) = oneshot::channel();
         self.tx.send(Msg::Flush(ack)).await.map_err(|_| stopped())?;
         done.await.map_err(|_| stopped())
+    }
+
+    /// [`AccessLog::flush`] for at most `limit`, for shutdown: a destination that does not
+    /// take the lines (a FIFO nobody reads) must not keep the process alive. Past the
+    /// limit it warns how many lines were not written and how many were dropped before,
+    /// and returns those counts; the lines stay queued and are lost when the process
+    /// exits. A writer that already stopped on an error is warned about too (its lines
+    /// were counted as dropped when it stopped).
+    pub async fn flush_within(&self, limit: Duration) -> Result<(), Unwritten> {
+        let mut queued_flush = false;
+        let flushed = tokio::time::timeout(limit, async {
+            let stopped = || io::Error::new(io::ErrorKind::BrokenPipe, "access log writer stopped");
+            let (ack, done) = oneshot::channel();
+            self.tx.send(Msg::Flush(ack)).await.map_err(|_| stopped())?;
+            queued_flush = true;
+            done.await.map_err(|_| stopped())
+        })
+        .await;
+        match flushed {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!("access log: {e}");
+                Ok(())
+            }
+            Err(_) => {
+                // Queued messages are lines, but for the flush request this call queued.
+                let queued = (self.tx.max_capacity() - self.tx.capacity()) as u64;
+                let lines = queued.saturating_sub(u64::from(queued_flush))
+                    + self.in_batch.load(Ordering::Relaxed);
+                let unwritten = Unwritten {
+                    lines,
+                    dropped: self.dropped(),
+                };
+                tracing::warn!(
+                    unwritten = unwritten.lines,
+                    dropped = unwritten.dropped,
+                    "access log: {} not written: the destination did not take them within \
+                     {limit:?} at shutdown (a FIFO with no reader, or a reader that does not \
+                     read?); exiting without them ({} dropped earlier, {} lost in all)",
+                    count_lines(unwritten.lines),
+                    count_lines(unwritten.dropped),
+                    count_lines(unwritten.lines + unwritten.dropped)
+                );
+                Err(unwritten)
+            }
+        }
+    }
+}
+
+/// "1 line", "2 lines".
+fn count_lines(n: u64) -> String {
+    format!("{n} line{}", if n == 1 { "" } else { "s" })
+}
+
+/// Whether `path` names a FIFO (following symlinks); false if it does not exist.
+fn is_fifo(path: &str) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// Opens `path` for appending, created if missing.
+fn append_to(path: &str) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// One request to the destination's thread, with where to say how it went.
+enum Job {
+    /// Write all of these bytes.
+    Write(Vec<u8>, oneshot::Sender<io::Result<()>>),
+    /// Flush the destination.
+    Flush(oneshot::Sender<io::Result<()>>),
+}
+
+/// An [`AsyncWrite`] over a blocking destination written by a thread of its own.
+///
+/// Not tokio's blocking pool (`tokio::fs::File`, `tokio::io::stdout`): the runtime waits
+/// for that pool's threads when it shuts down, so a write blocked for ever on a pipe
+/// nobody reads would keep the process alive. This thread is never joined; dropping the
+/// sink ends it after its current job, and the process exits without it.
+///
+/// One job at a time: a write is acknowledged at once (as `tokio::fs::File` does) and
+/// its result is returned by the next write or flush, which waits for it first.
+struct ThreadSink {
+    /// Jobs for the thread; closed when the sink is dropped, which ends the thread.
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// The job the thread is doing now, and whether it is a flush.
+    pending: Option<(bool, oneshot::Receiver<io::Result<()>>)>,
+}
+
+impl ThreadSink {
+    /// Starts the thread; it first calls `open` (which may block, e.g. on a FIFO with no
+    /// reader), then runs jobs. If `open` fails, every job gets its error.
+    fn start(
+        what: String,
+        open: impl FnOnce() -> io::Result<Box<dyn Write + Send>> + Send + 'static,
+    ) -> io::Result<ThreadSink> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("lbsim-access-log".to_string())
+            .spawn(move || {
+                let mut dest = open();
+                if let Err(e) = &dest {
+                    tracing::warn!("access log: cannot open {what}: {e}");
+                }
+                for job in rx {
+                    let (result, done) = match (&mut dest, job) {
+                        (Ok(w), Job::Write(buf, done)) => (w.write_all(&buf), done),
+                        (Ok(w), Job::Flush(done)) => (w.flush(), done),
+                        (Err(e), Job::Write(_, done) | Job::Flush(done)) => {
+                            (Err(io::Error::new(e.kind(), e.to_string())), done)
+                        }
+                    };
+                    let _ = done.send(result);
+                }
+            })?;
+        Ok(ThreadSink {
+            jobs,
+            pending: None,
+        })
+    }
+
+    /// Waits for the job in progress, if any; says whether it was a flush.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let Some((flush, done)) = &mut self.pending else {
+            return Poll::Ready(Ok(false));
+        };
+        let result = match Pin::new(done).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(result)) => result,
+            Poll::Ready(Err(_)) => Err(thread_gone()),
+        };
+        let flush = *flush;
+        self.pending = None;
+        Poll::Ready(result.map(|()| flush))
+    }
+
+    /// Hands `job` (built around its acknowledgement) to the thread.
+    fn send(
+        &mut self,
+        flush: bool,
+        job: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Job,
+    ) -> io::Result<()> {
+        let (ack, done) = oneshot::channel();
+        self.jobs.send(job(ack)).map_err(|_| thread_gone())?;
+        self.pending = Some((flush, done));
+        Ok(())
+    }
+}
+
+fn thread_gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "access log writer thread stopped",
+    )
+}
+
+impl AsyncWrite for ThreadSink {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Err(e) = ready!(this.poll_pending(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        let bytes = buf.to_vec();
+        Poll::Ready(
+            this.send(false, |ack| Job::Write(bytes, ack))
+                .map(|()| buf.len()),
+        )
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            match ready!(this.poll_pending(cx)) {
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(true) => return Poll::Ready(Ok(())),
+                // Nothing pending, or a write that just finished: now the flush.
+                Ok(false) => this.send(true, Job::Flush)?,
+            }
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
     }
 }
 
@@ -636,6 +883,7 @@ async fn run<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Msg>,
     capacity: usize,
     dropped: Arc<AtomicU64>,
+    in_batch: Arc<AtomicU64>,
 ) {
     let mut reporter = DropReporter {
         dropped,
@@ -675,6 +923,7 @@ async fn run<W: AsyncWrite + Unpin>(
                 next = rx.try_recv().ok();
             }
         }
+        in_batch.store(lines, Ordering::Relaxed);
         let result = {
             let write = write_batch(&mut writer, buf.as_bytes());
             tokio::pin!(write);
@@ -685,6 +934,7 @@ async fn run<W: AsyncWrite + Unpin>(
                 }
             }
         };
+        in_batch.store(0, Ordering::Relaxed);
         if let Err(e) = result {
             tracing::warn!(error = %e, "access log: write failed, no further lines will be written");
             // This batch is lost, and queued lines will not be written either: count them.

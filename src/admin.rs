@@ -4,10 +4,10 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | `GET` | `/targets` | 200, every target: `[{"id", "address", "state", "reason", "override", "in_flight"}]` |
+//! | `GET` | `/targets` | 200, every target in the group (registered or draining): `[{"id", "address", "state", "reason", "override", "in_flight"}]` |
 //! | `POST` | `/targets` | body `{"address": "HOST:PORT"}`: registers it; 201 with the target (409 if already registered) |
 //! | `GET` | `/targets/{id}` | 200 with the target |
-//! | `DELETE` | `/targets/{id}` | deregisters it (it drains); 202 with the target |
+//! | `DELETE` | `/targets/{id}` | deregisters it (it drains, then leaves the group: 404 from then on); 202 with the target |
 //! | `PUT` | `/targets/{id}/health` | body `{"override": "healthy" \| "unhealthy" \| "auto"}`; 200 with the target |
 //! | `GET` | `/stats` | 200, `{"by_status": {"504": 1}, "by_reason": {"target_idle_timeout": 1}}` |
 //! | `POST` | `/stats/reset` | zeroes the counters; 204 |
@@ -297,17 +297,20 @@ impl Admin {
     }
 }
 
-/// Target `id` (the path segment), or 404.
+/// Target `id` (the path segment), or 404; a target whose deregistration has ended has
+/// left the group and is a 404 too, with a message that says so.
 fn find(engine: &Engine, id: &str) -> Result<Arc<Target>, ApiError> {
-    id.parse::<u64>()
-        .ok()
-        .and_then(|n| engine.targets.get(n))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no target with id {id:?}; GET /targets lists them"),
-            )
-        })
+    let n = id.parse::<u64>().ok();
+    n.and_then(|n| engine.targets.get(n)).ok_or_else(|| {
+        let message = match n {
+            Some(n) if engine.targets.was_issued(n) => format!(
+                "target {n} is no longer in the target group: it was deregistered and its \
+                 deregistration delay has ended; GET /targets lists the current ones"
+            ),
+            _ => format!("no target with id {id:?}; GET /targets lists them"),
+        };
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    })
 }
 
 /// Reads a JSON body of at most [`MAX_BODY`] bytes; `example` goes into the 400 message.

@@ -2139,13 +2139,18 @@ impl Runner {
         }
     }
 
+    /// The state of target `i`, `None` if it was never registered. A target that was
+    /// registered and is no longer in the group (its deregistration ended) is `unused`,
+    /// as AWS reports a target named in `describe-target-health` that is not registered.
     fn state_of(&self, i: usize) -> Option<TargetState> {
         let id = self.targets[i].id?;
-        self.sim
+        let state = self
+            .sim
             .targets()
             .into_iter()
             .find(|x| x.id == id)
-            .map(|x| x.state)
+            .map_or(TargetState::Unused, |x| x.state);
+        Some(state)
     }
 
     async fn act(&mut self, step: &Step, i: usize, action: Action) {
@@ -2370,17 +2375,20 @@ impl Sampler {
                 }
             }
         }
-        for t in self.engine.targets.all() {
+        let name_of = |id: u64| {
+            self.names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| format!("target {id}"))
+        };
+        let members = self.engine.targets.all();
+        for t in &members {
             let info = t.info();
             let before = seen.states.insert(info.id, info.state);
             if before != Some(info.state) {
-                let name = self
-                    .names
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&info.id)
-                    .cloned()
-                    .unwrap_or_else(|| format!("target {}", info.id));
+                let name = name_of(info.id);
                 let from = before.map_or("new", TargetState::as_str);
                 let mut what = format!("target {name}: {from} → {}", info.state.as_str());
                 if self.engine.config.health.enabled {
@@ -2388,6 +2396,21 @@ impl Sampler {
                 }
                 log.push(Actor::Lb, "lb", what);
             }
+        }
+        // A target whose deregistration ended has left the group: it is `unused` now.
+        // Sorted by id: several leaving in one sample are logged in a stable order.
+        let mut left: Vec<(u64, TargetState)> = seen
+            .states
+            .iter()
+            .filter(|(id, s)| **s != TargetState::Unused && !members.iter().any(|t| t.id == **id))
+            .map(|(id, s)| (*id, *s))
+            .collect();
+        left.sort_by_key(|(id, _)| *id);
+        for (id, from) in left {
+            seen.states.insert(id, TargetState::Unused);
+            let (name, from) = (name_of(id), from.as_str());
+            let what = format!("target {name}: {from} → unused (it leaves the target group)");
+            log.push(Actor::Lb, "lb", what);
         }
         let now = self.engine.stats.snapshot();
         for line in diff_counts(&seen.counts, &now, self.engine.config.profile) {

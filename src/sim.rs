@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::accesslog::{AccessLog, LogFormat};
+use crate::accesslog::{AccessLog, LogFormat, FINAL_FLUSH_LIMIT};
 use crate::admin;
 use crate::config::{Config, ConfigError, RaceWindow, Settings};
 use crate::profile::{Cloud, LbDefaults};
@@ -244,8 +244,9 @@ impl SimulatorBuilder {
         let mut handle = SimHandle::serve(
             listener,
             addr,
-            Engine::new(config, self.upstreams, access_log, self.explain),
+            Engine::new(config, self.upstreams, access_log.clone(), self.explain),
         );
+        handle.access_log = access_log;
         if let Some((l, bound)) = admin {
             handle.serve_admin(l, bound);
         }
@@ -260,6 +261,9 @@ pub struct SimHandle {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
     admin: Option<AdminServer>,
+    /// The engine's access log, kept here so that the final flush at shutdown can be
+    /// bounded in time and say what it left unwritten.
+    access_log: Option<AccessLog>,
 }
 
 /// The control API's listener task, when the builder asked for one.
@@ -281,6 +285,7 @@ impl SimHandle {
             stop: Some(stop),
             task: Some(task),
             admin: None,
+            access_log: None,
         }
     }
 
@@ -321,7 +326,8 @@ impl SimHandle {
         self.engine.stats.reset()
     }
 
-    /// Every target with its state, last health result and in-flight count.
+    /// Every target in the group (registered or draining) with its state, last health
+    /// result and in-flight count. A target leaves the list when its deregistration ends.
     pub fn targets(&self) -> Vec<TargetInfo> {
         self.engine.targets.all().iter().map(|t| t.info()).collect()
     }
@@ -331,7 +337,8 @@ impl SimHandle {
         self.engine.register(addr).info()
     }
 
-    /// Deregisters target `id`: it drains for the deregistration delay. `None` if unknown.
+    /// Deregisters target `id`: it drains for the deregistration delay, then leaves the
+    /// group. `None` if it is not in the group.
     pub fn deregister(&self, id: u64) -> Option<TargetInfo> {
         self.engine.targets.deregister(id).map(|t| t.info())
     }
@@ -349,7 +356,8 @@ impl SimHandle {
         &self.engine
     }
 
-    /// Stops accepting, lets in-flight requests finish (bounded), and waits.
+    /// Stops accepting, lets in-flight requests finish (bounded), writes the access log's
+    /// last lines (for at most [`FINAL_FLUSH_LIMIT`], then warns what it left), and waits.
     pub async fn shutdown(mut self) {
         self.stop_and_wait().await
     }
@@ -371,7 +379,11 @@ impl SimHandle {
         if let Some(task) = admin_task {
             let _ = task.await;
         }
-        self.engine.flush_logs().await;
+        // Not `Engine::flush_logs`, which waits as long as the destination does: one that
+        // never reads would keep the process alive. `flush_within` warns what it gave up.
+        if let Some(log) = &self.access_log {
+            let _ = log.flush_within(FINAL_FLUSH_LIMIT).await;
+        }
     }
 }
 

@@ -24,7 +24,9 @@ pub enum TargetState {
     Unhealthy,
     /// Deregistered: no new requests, in-flight ones may finish within the delay.
     Draining,
-    /// Deregistration finished.
+    /// Deregistration finished: the target has left the group. Listings no longer show
+    /// it (as `describe-target-health` stops listing it); AWS reports `unused` for a
+    /// target asked about by name once it is not registered, and so do scenario checks.
     Unused,
     /// Health checks are off: receives traffic.
     Unavailable,
@@ -240,13 +242,31 @@ pub struct RoutingRules {
     pub deregistration_delay: Duration,
 }
 
+/// The group's members, split by whether they can take new requests, so that picking
+/// scans only the registered ones whatever the group's history.
+#[derive(Debug, Default)]
+struct Members {
+    /// Registered targets (not draining), in registration order: the only ones `pick`
+    /// scans, so its cost follows the live group, not how many targets came and went.
+    registered: Vec<Arc<Target>>,
+    /// Deregistered targets still draining: listed, never picked. Each leaves the group
+    /// when its deregistration delay ends, so the group does not grow with churn.
+    draining: Vec<Arc<Target>>,
+}
+
 /// Registered targets, chosen round-robin among the routable ones.
 #[derive(Debug)]
 pub struct TargetGroup {
-    targets: RwLock<Vec<Arc<Target>>>,
+    /// Shared with the task that removes a target when its drain ends (it holds a weak
+    /// reference, so a stopped simulator's group is not kept alive by pending drains).
+    members: Arc<RwLock<Members>>,
+    /// Round-robin turn, shared by every worker.
     next: AtomicUsize,
+    /// The next target id; ids are never reused, so one id always means one target.
     next_id: AtomicU64,
+    /// How this cloud routes, and the deregistration delay.
     rules: RoutingRules,
+    /// Start of the group, for the warm-up window.
     started: Instant,
     /// Whether the last pick failed open, so the switch is logged once, not per request.
     failing_open: AtomicBool,
@@ -256,7 +276,7 @@ impl TargetGroup {
     /// An empty group.
     pub fn new(rules: RoutingRules) -> Self {
         TargetGroup {
-            targets: RwLock::new(Vec::new()),
+            members: Arc::new(RwLock::new(Members::default())),
             next: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             rules,
@@ -265,8 +285,12 @@ impl TargetGroup {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Target>>> {
-        self.targets.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Members> {
+        self.members.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Members> {
+        write_members(&self.members)
     }
 
     /// Registers `addr`; it starts `initial` (or `unavailable` with health checks off).
@@ -291,16 +315,14 @@ impl TargetGroup {
             in_flight: AtomicUsize::new(0),
             drain_over: watch::channel(false).0,
         });
-        self.targets
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(target.clone());
+        self.write().registered.push(target.clone());
         tracing::info!("registered target {addr} (id {}, {state:?})", target.id);
         target
     }
 
-    /// Starts draining target `id`; after the deregistration delay it becomes `unused`
-    /// and requests still running on it fail. `None` for an unknown id.
+    /// Starts draining target `id`; after the deregistration delay it becomes `unused`,
+    /// requests still running on it fail, and it leaves the group. `None` for an id that
+    /// is not in the group (never registered, or already gone).
     pub fn deregister(&self, id: u64) -> Option<Arc<Target>> {
         let target = self.get(id)?;
         {
@@ -311,9 +333,23 @@ impl TargetGroup {
             h.state = TargetState::Draining;
             target.publish(&h);
         }
+        // Only the caller that made it draining gets here: it moves the target once.
+        {
+            let mut members = self.write();
+            if let Some(i) = members
+                .registered
+                .iter()
+                .position(|t| Arc::ptr_eq(t, &target))
+            {
+                // `remove`, not `swap_remove`: the others keep their round-robin order.
+                let moved = members.registered.remove(i);
+                members.draining.push(moved);
+            }
+        }
         let delay = self.rules.deregistration_delay;
         tracing::info!("target {} draining for {delay:?}", target.addr);
         let draining = target.clone();
+        let members = Arc::downgrade(&self.members);
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             {
@@ -321,9 +357,22 @@ impl TargetGroup {
                 h.state = TargetState::Unused;
                 draining.publish(&h);
             }
+            // Leaves the group: one removal per deregistration, nothing per request.
+            // Before the cut, so that whoever sees a request cut sees the target gone;
+            // requests still holding the target keep it alive until they end.
+            if let Some(members) = members.upgrade() {
+                let mut members = write_members(&members);
+                if let Some(i) = members
+                    .draining
+                    .iter()
+                    .position(|t| Arc::ptr_eq(t, &draining))
+                {
+                    members.draining.swap_remove(i);
+                }
+            }
             let running = draining.in_flight.load(Ordering::Relaxed);
             tracing::info!(
-                "target {} deregistered ({running} requests cut)",
+                "target {} deregistered ({running} requests cut); it left the target group",
                 draining.addr
             );
             let _ = draining.drain_over.send(true);
@@ -331,20 +380,44 @@ impl TargetGroup {
         Some(target)
     }
 
-    /// Target `id`, if registered at some point.
+    /// Target `id`, while it is in the group (registered or draining).
     pub fn get(&self, id: u64) -> Option<Arc<Target>> {
-        self.read().iter().find(|t| t.id == id).cloned()
+        let members = self.read();
+        members
+            .registered
+            .iter()
+            .chain(&members.draining)
+            .find(|t| t.id == id)
+            .cloned()
     }
 
-    /// Every target ever registered, in registration order.
+    /// Whether id `id` was ever given to a target (it may have left the group since).
+    pub fn was_issued(&self, id: u64) -> bool {
+        id >= 1 && id < self.next_id.load(Ordering::Relaxed)
+    }
+
+    /// Every target in the group (registered or draining), in registration order.
+    /// Targets whose deregistration has ended are not in it.
     pub fn all(&self) -> Vec<Arc<Target>> {
-        self.read().clone()
+        let members = self.read();
+        let mut all: Vec<Arc<Target>> = members
+            .registered
+            .iter()
+            .chain(&members.draining)
+            .cloned()
+            .collect();
+        drop(members);
+        all.sort_by_key(|t| t.id);
+        all
     }
 
     /// The target for the next request, or why there is none. Allocation-free: it runs
-    /// on every request.
+    /// on every request, and scans only registered targets (never drained ones).
     pub fn pick(&self) -> Result<Arc<Target>, Reason> {
-        let targets = self.read();
+        let members = self.read();
+        let targets = &members.registered;
+        // A target being deregistered is draining before it moves out of `registered`:
+        // the bit, not the list, says whether it may be picked.
         let registered = targets.iter().filter(|t| t.registered()).count();
         if registered == 0 {
             return Err(Reason::NoRegisteredTargets);
@@ -391,4 +464,10 @@ impl TargetGroup {
             .cloned()
             .ok_or(Reason::NoRegisteredTargets)
     }
+}
+
+/// Write access to the members, tolerating a poisoned lock (the data is a list of
+/// `Arc`s: a panic elsewhere cannot leave it half-changed).
+fn write_members(members: &RwLock<Members>) -> std::sync::RwLockWriteGuard<'_, Members> {
+    members.write().unwrap_or_else(|e| e.into_inner())
 }

@@ -246,7 +246,7 @@ async fn registered_target_gets_its_round_robin_share() {
 }
 
 #[tokio::test]
-async fn delete_drains_the_target_then_it_is_unused() {
+async fn delete_drains_the_target_then_it_leaves_the_group() {
     let a = mock(Duration::from_secs(5)).await;
     let b = mock(Duration::from_secs(5)).await;
     let delay = Duration::from_millis(400);
@@ -277,16 +277,29 @@ async fn delete_drains_the_target_then_it_is_unused() {
     send_through(&lb, 4).await;
     assert_eq!((a.requests(), b.requests()), (4, 0));
 
-    let t = wait_for_target(api, 2, Duration::from_secs(5), |t| t["state"] == "unused").await;
+    // When the delay ends the target leaves the group, as on AWS: no longer listed.
+    loop {
+        let r = call(api, "GET", "/targets/2", None).await;
+        if r.status == 404 {
+            assert!(
+                r.text().contains("no longer in the target group"),
+                "{}",
+                r.text()
+            );
+            break;
+        }
+        assert_eq!(r.json()["state"], "draining");
+        assert!(start.elapsed() < Duration::from_secs(5), "still there");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let elapsed = start.elapsed();
-    assert!(
-        elapsed >= delay,
-        "unused after {elapsed:?}, before the delay"
-    );
+    assert!(elapsed >= delay, "gone after {elapsed:?}, before the delay");
     assert_elapsed(elapsed, delay, Duration::from_millis(300));
-    assert_eq!(t["address"], b.addr.to_string());
+    assert_eq!(get_json(api, "/targets").await, json!([fresh(1, a.addr)]));
+    let r = call(api, "DELETE", "/targets/2", None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
 
-    // Once unused, the address can be registered again as a new target.
+    // Once gone, the address can be registered again as a new target.
     let body = format!(r#"{{"address": "{}"}}"#, b.addr);
     let r = call(api, "POST", "/targets", Some(&body)).await;
     assert_eq!((r.status, r.json()), (201, fresh(3, b.addr)));

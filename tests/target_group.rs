@@ -5,7 +5,8 @@
 //! - no healthy target: AWS fails open (routes to all), GCP answers 503 (also right after a
 //!   start, until the healthy threshold passes, and during a warm-up window);
 //! - a target that dies is taken out of rotation after the unhealthy threshold;
-//! - deregistration: draining, in-flight requests finish within the delay, are cut after;
+//! - deregistration: draining, in-flight requests finish within the delay, are cut after,
+//!   and the target leaves the group (no longer listed);
 //! - manual health overrides.
 //!
 //! Health checks run on short intervals with explicit thresholds. Where a test counts
@@ -71,6 +72,15 @@ async fn wait_state(lb: &SimHandle, app: &MockUpstream, state: TargetState) -> T
     })
     .await;
     info_of(&targets, app).clone()
+}
+
+/// Waits until `app`'s target has left the group (its deregistration ended).
+async fn wait_gone(lb: &SimHandle, app: &MockUpstream) {
+    let addr = app.addr.to_string();
+    wait_targets(lb, &format!("{addr} leaves the group"), |t| {
+        t.iter().all(|t| t.address != addr)
+    })
+    .await;
 }
 
 /// One app behind an actively checked group whose health checks get `health_path` (a
@@ -506,7 +516,7 @@ async fn start_request(lb: &SimHandle, path: &str) -> (RawClient, TargetInfo) {
     )
 }
 
-async fn deregistered_target_drains_then_is_unused(cloud: Cloud) {
+async fn deregistered_target_drains_then_leaves(cloud: Cloud) {
     let delay = Duration::from_millis(300);
     let (a, b) = (app().await, app().await);
     let lb = quiet_group(cloud, &[&a, &b], |b| b.deregistration_delay(delay)).await;
@@ -524,24 +534,26 @@ async fn deregistered_target_drains_then_is_unused(cloud: Cloud) {
             "went to the draining target"
         );
     }
-    wait_state(&lb, &a, TargetState::Unused).await;
+    wait_gone(&lb, &a).await;
     let took = started.elapsed();
-    assert!(took >= delay, "unused after {took:?}, before the delay");
-    assert!(took <= delay + SLACK, "unused only after {took:?}");
+    assert!(took >= delay, "gone after {took:?}, before the delay");
+    assert!(took <= delay + SLACK, "gone only after {took:?}");
+    assert_eq!(lb.targets().len(), 1, "{:?}", lb.targets());
     for _ in 0..2 {
         assert_eq!(served_by(&mut client, &[&a, &b]).await, 1);
     }
+    assert!(lb.deregister(id).is_none(), "a target that left is unknown");
     assert!(lb.deregister(999).is_none());
 }
 
 #[tokio::test]
-async fn aws_deregistered_target_drains_then_is_unused() {
-    deregistered_target_drains_then_is_unused(Cloud::Aws).await;
+async fn aws_deregistered_target_drains_then_leaves_the_group() {
+    deregistered_target_drains_then_leaves(Cloud::Aws).await;
 }
 
 #[tokio::test]
-async fn gcp_deregistered_backend_drains_then_is_unused() {
-    deregistered_target_drains_then_is_unused(Cloud::Gcp).await;
+async fn gcp_deregistered_backend_drains_then_leaves_the_group() {
+    deregistered_target_drains_then_leaves(Cloud::Gcp).await;
 }
 
 #[tokio::test]
@@ -579,7 +591,7 @@ async fn aws_in_flight_request_finishes_within_deregistration_delay() {
         "still draining: {info:?}"
     );
     assert_eq!(info.in_flight, 0);
-    wait_state(&lb, apps[busy_app], TargetState::Unused).await;
+    wait_gone(&lb, apps[busy_app]).await;
     assert!(started.elapsed() >= delay);
     assert!(lb.stats().by_reason.is_empty(), "{:?}", lb.stats());
 }
@@ -609,7 +621,11 @@ async fn request_outliving_deregistration_delay_is_502(cloud: Cloud) {
     assert!(took >= delay, "502 after {took:?}, before the delay ended");
     assert!(took <= delay + SLACK, "502 only after {took:?}");
     assert_deregistration_502(cloud, &resp);
-    assert_eq!(lb.targets()[0].state, TargetState::Unused);
+    assert!(
+        lb.targets().is_empty(),
+        "left the group: {:?}",
+        lb.targets()
+    );
     assert_eq!(
         lb.stats().by_reason.get("deregistration_delay_elapsed"),
         Some(&1)
@@ -653,7 +669,11 @@ async fn aws_stream_in_flight_is_cut_when_deregistration_delay_ends() {
     );
     assert!(took >= delay, "cut after {took:?}, before the delay");
     assert!(took <= delay + SLACK, "cut only after {took:?}");
-    assert_eq!(lb.targets()[0].state, TargetState::Unused);
+    assert!(
+        lb.targets().is_empty(),
+        "left the group: {:?}",
+        lb.targets()
+    );
     assert_eq!(
         lb.stats().by_reason.get("deregistration_delay_elapsed"),
         Some(&1)
