@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::accesslog::AccessLog;
+use crate::accesslog::{AccessLog, FINAL_FLUSH_LIMIT};
 use crate::client::{ClientHooks, ClientIo, ConnState, InFlight};
 use crate::config::Config;
 use crate::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
@@ -179,12 +179,12 @@ impl Engine {
         target
     }
 
-    /// Waits until every access-log line queued so far is written.
+    /// Waits until every access-log line queued so far is written, for at most
+    /// [`FINAL_FLUSH_LIMIT`]: a destination that never reads must not keep lbsim alive
+    /// (past the limit, a warning says how many lines were not written).
     pub async fn flush_logs(&self) {
         if let Some(log) = &self.access_log {
-            if let Err(e) = log.flush().await {
-                tracing::warn!("access log: {e}");
-            }
+            let _ = log.flush_within(FINAL_FLUSH_LIMIT).await;
         }
     }
 

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::accesslog::{AccessLog, LogFormat, FINAL_FLUSH_LIMIT};
+use crate::accesslog::{AccessLog, LogFormat};
 use crate::admin;
 use crate::config::{Config, ConfigError, RaceWindow, Settings};
 use crate::profile::{Cloud, LbDefaults};
@@ -244,9 +244,8 @@ impl SimulatorBuilder {
         let mut handle = SimHandle::serve(
             listener,
             addr,
-            Engine::new(config, self.upstreams, access_log.clone(), self.explain),
+            Engine::new(config, self.upstreams, access_log, self.explain),
         );
-        handle.access_log = access_log;
         if let Some((l, bound)) = admin {
             handle.serve_admin(l, bound);
         }
@@ -261,9 +260,6 @@ pub struct SimHandle {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
     admin: Option<AdminServer>,
-    /// The engine's access log, kept here so that the final flush at shutdown can be
-    /// bounded in time and say what it left unwritten.
-    access_log: Option<AccessLog>,
 }
 
 /// The control API's listener task, when the builder asked for one.
@@ -285,7 +281,6 @@ impl SimHandle {
             stop: Some(stop),
             task: Some(task),
             admin: None,
-            access_log: None,
         }
     }
 
@@ -357,7 +352,8 @@ impl SimHandle {
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded), writes the access log's
-    /// last lines (for at most [`FINAL_FLUSH_LIMIT`], then warns what it left), and waits.
+    /// last lines (for at most
+    /// [`crate::accesslog::FINAL_FLUSH_LIMIT`], then warns what it left), and waits.
     pub async fn shutdown(mut self) {
         self.stop_and_wait().await
     }
@@ -379,11 +375,7 @@ impl SimHandle {
         if let Some(task) = admin_task {
             let _ = task.await;
         }
-        // Not `Engine::flush_logs`, which waits as long as the destination does: one that
-        // never reads would keep the process alive. `flush_within` warns what it gave up.
-        if let Some(log) = &self.access_log {
-            let _ = log.flush_within(FINAL_FLUSH_LIMIT).await;
-        }
+        self.engine.flush_logs().await;
     }
 }
 
