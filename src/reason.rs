@@ -128,7 +128,15 @@ pub fn explain(config: &Config, reason: Reason, d: &Detail) -> String {
         Reason::TargetTimeout => {
             let setting = profile.timeout_setting;
             let t = lb_secs(config, timers.timeout);
-            if d.after_head {
+            if d.after_head && d.error.is_some() {
+                // The deadline ran out on the client's side: it stopped reading.
+                format!(
+                    "the client stopped reading the response from {target} and the {lb} \
+                     {setting} of {t} ran out before it was delivered; the connection was cut \
+                     mid-body. The client (or a proxy in front of it) must keep reading the \
+                     response; the app is not at fault"
+                )
+            } else if d.after_head {
                 format!(
                     "{target} was still sending its response when the {lb} {setting} of {t} ran out; \
                      the connection was cut mid-body. {}",
@@ -232,5 +240,36 @@ pub fn explain(config: &Config, reason: Reason, d: &Detail) -> String {
             "the client's request is not valid HTTP/1.1 ({}); the {lb} rejects it before it reaches the app",
             d.error.as_deref().unwrap_or("parse error")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::profile::Cloud;
+
+    fn sentence(cloud: Cloud, reason: Reason, detail: &Detail) -> String {
+        let config = Config::build(&Settings::new(cloud)).expect("default settings are valid");
+        explain(&config, reason, detail)
+    }
+
+    #[test]
+    fn a_cut_caused_by_a_client_that_stopped_reading_blames_the_client() {
+        let stalled = Detail {
+            target: Some("127.0.0.1:8000".into()),
+            error: Some("the client stopped reading the response".into()),
+            after_head: true,
+            ..Detail::default()
+        };
+        let said = sentence(Cloud::Aws, Reason::TargetTimeout, &stalled);
+        assert!(said.starts_with("the client stopped reading the response from 127.0.0.1:8000 and the AWS ALB idle timeout of 300 s ran out"), "{said}");
+        assert!(said.contains("the app is not at fault"), "{said}");
+        let app_cut = Detail {
+            error: None,
+            ..stalled
+        };
+        let said = sentence(Cloud::Gcp, Reason::TargetTimeout, &app_cut);
+        assert!(said.starts_with("127.0.0.1:8000 was still sending its response when the GCP load balancer backend service timeout"), "{said}");
     }
 }
