@@ -816,11 +816,8 @@ impl Ctx<'_> {
         let lb_s = fmt_s(lb);
         let lb_name = p.display_name;
         let path = &self.opts.health_path;
-        let fix = format!(
-            "Set the app's keep-alive above {lb_s} — Ray Serve: `http_options.keep_alive_timeout_s: {}`; \
-             uvicorn `--timeout-keep-alive`; gunicorn `--keep-alive`; Node `server.keepAliveTimeout`",
-            lb.as_secs_f64().ceil() as u64 + 10
-        );
+        // The same advice, in the same full-scale numbers, as the proxy's explanation.
+        let fix = crate::reason::keep_alive_fix(self.config);
         let unmeasured_fix = format!(
             "Make GET {path} answer with keep-alive so it can be measured (--health-path picks \
              another path); then: {fix}"

@@ -118,6 +118,20 @@ fn lb_secs(config: &Config, d: Duration) -> String {
     }
 }
 
+/// What to change so that the app never closes a connection the LB may still reuse, in
+/// real-world numbers (the LB's backend keep-alive at full scale, whatever `--time-scale`
+/// says): one sentence for the proxy's explanation and `lbsim doctor` alike.
+pub fn keep_alive_fix(config: &Config) -> String {
+    let full_scale = config.timers.backend_keep_alive.div_f64(config.time_scale);
+    format!(
+        "Set the app's keep-alive above {} — Ray Serve: `http_options.keep_alive_timeout_s: {}` \
+         or more; uvicorn `--timeout-keep-alive`; gunicorn `--keep-alive`; Node \
+         `server.keepAliveTimeout`",
+        secs(full_scale),
+        full_scale.as_secs_f64().ceil() as u64 + 10,
+    )
+}
+
 /// The sentence logged for an LB-generated error: what happened and what to change.
 pub fn explain(config: &Config, reason: Reason, d: &Detail) -> String {
     let profile = config.profile;
@@ -170,19 +184,13 @@ pub fn explain(config: &Config, reason: Reason, d: &Detail) -> String {
              cut the client's response too. The app crashed or was killed mid-stream; check its logs",
             d.error.as_deref().unwrap_or("connection closed")
         ),
-        Reason::KeepAliveRace => {
-            let full_scale = timers.backend_keep_alive.div_f64(config.time_scale);
-            format!(
-                "the app at {target} closed an idle connection after ~{}; the {lb} keeps them {} and \
-                 sent this request on it. Set the app's keep-alive above {} — Ray Serve: \
-                 `http_options.keep_alive_timeout_s: {}` or more; uvicorn `--timeout-keep-alive`; \
-                 gunicorn `--keep-alive`; Node `server.keepAliveTimeout`",
-                secs(d.idle_for.unwrap_or_default()),
-                lb_secs(config, timers.backend_keep_alive),
-                secs(full_scale),
-                full_scale.as_secs() + 10,
-            )
-        }
+        Reason::KeepAliveRace => format!(
+            "the app at {target} closed an idle connection after ~{}; the {lb} keeps them {} and \
+             sent this request on it. {}",
+            secs(d.idle_for.unwrap_or_default()),
+            lb_secs(config, timers.backend_keep_alive),
+            keep_alive_fix(config),
+        ),
         Reason::MalformedResponse => format!(
             "{target} sent a response that is not valid HTTP/1.1 ({}); check what the app writes \
              on the socket (a debug print to stdout of a raw socket server, a wrong protocol, TLS on a plain port)",
@@ -271,5 +279,23 @@ mod tests {
         };
         let said = sentence(Cloud::Gcp, Reason::TargetTimeout, &app_cut);
         assert!(said.starts_with("127.0.0.1:8000 was still sending its response when the GCP load balancer backend service timeout"), "{said}");
+    }
+
+    #[test]
+    fn keep_alive_fix_is_in_full_scale_numbers_whatever_the_time_scale() {
+        let mut settings = Settings::new(Cloud::Aws);
+        settings.time_scale = 0.01;
+        let config = Config::build(&settings).expect("valid settings");
+        let fix = keep_alive_fix(&config);
+        assert!(
+            fix.starts_with("Set the app's keep-alive above 300 s"),
+            "{fix}"
+        );
+        assert!(
+            fix.contains("`http_options.keep_alive_timeout_s: 310`"),
+            "{fix}"
+        );
+        let race = explain(&config, Reason::KeepAliveRace, &Detail::default());
+        assert!(race.ends_with(&fix), "{race}");
     }
 }
