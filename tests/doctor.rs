@@ -93,7 +93,7 @@ async fn app_keep_alive_shorter_than_the_albs_is_a_502_risk() {
         first.starts_with("RISK  keep-alive  app closes idle connections after "),
         "{first}"
     );
-    assert!(first.contains(". Fix: Set the app's keep-alive above 2 s"));
+    assert!(first.contains(". Fix: Set the app's keep-alive above 2.0 s"));
 }
 
 #[tokio::test]
