@@ -75,7 +75,7 @@ mod tests {
     #[tokio::test]
     async fn streams_must_finish_within_the_gcp_backend_timeout() {
         let app = app(Duration::from_secs(5)).await;
-        let lb = Simulator::builder(Cloud::Gcp)
+        let lb = Simulator::builder(Cloud::GcpClassic)
             .upstream(app.addr)
             .no_health_checks()
             .backend_timeout(Duration::from_millis(500))

@@ -523,7 +523,16 @@ pub fn config_json(c: &Config) -> Value {
             "initial_passes": h.thresholds.initial,
             "user_agent": h.user_agent,
         },
-        "no_healthy_target": if p.fails_open { "fail_open" } else { "503" },
+        "no_healthy_target": if p.fails_open {
+            "fail_open".to_string()
+        } else {
+            p.outcome(crate::reason::Reason::NoHealthyTargets).status.to_string()
+        },
+        "retry": c.retry.map(|r| json!({
+            "methods": r.methods,
+            "on": r.on.iter().map(|reason| p.outcome(*reason).code).collect::<Vec<_>>(),
+            "attempts": r.attempts,
+        })),
         "warmup_ms": ms(t.warmup),
         "deregistration_delay_ms": ms(t.deregistration_delay),
         "race_window": c.race_window.to_string(),

@@ -109,6 +109,10 @@ pub struct RunArgs {
     /// GCP idle client connection timeout (610 s).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub client_keep_alive: Option<Duration>,
+    /// Never retry a failed request, even where the cloud does (GCP retries a GET once
+    /// when the backend closes before answering; `--print-config` shows the rule).
+    #[arg(long)]
+    pub no_retry: bool,
     /// How long the LB goes on using a connection the app closed ("always": forever).
     #[arg(long, default_value_t = RaceWindow::Window(DEFAULT_RACE_WINDOW), value_name = "DURATION|always")]
     pub race_window: RaceWindow,
@@ -194,6 +198,7 @@ impl RunArgs {
             deregistration_delay: self.deregistration_delay,
             race_window: self.race_window,
             desync_mode: self.desync_mode,
+            no_retry: self.no_retry,
             ..self.lb.settings()
         }
     }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::health::HealthCheck;
 use crate::profile::{
-    BackendKeepAlive, ClientIdle, ClientKeepAliveMeaning, Cloud, LbDefaults, Profile, TimeoutKind,
+    BackendKeepAlive, ClientIdle, ClientKeepAliveMeaning, Cloud, LbDefaults, Profile, RetryPolicy,
+    TimeoutKind,
 };
 use crate::targets::Thresholds;
 use crate::validate::{DesyncMode, Rules};
@@ -109,6 +110,8 @@ pub struct Settings {
     pub time_scale: f64,
     /// Bound on graceful shutdown; not scaled.
     pub shutdown_grace: Duration,
+    /// `--no-retry`: the LB never retries, even where the cloud does (GCP's GET retry).
+    pub no_retry: bool,
 }
 
 impl Settings {
@@ -133,6 +136,7 @@ impl Settings {
             race_window: RaceWindow::Window(DEFAULT_RACE_WINDOW),
             time_scale: 1.0,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            no_retry: false,
         }
     }
 }
@@ -193,6 +197,8 @@ pub struct Config {
     pub health: HealthCheck,
     /// Request-head rules (the profile's, with the chosen desync mode).
     pub validation: Rules,
+    /// The cloud's retry of failed requests, unless `--no-retry` turned it off.
+    pub retry: Option<RetryPolicy>,
 }
 
 impl Config {
@@ -285,6 +291,7 @@ impl Config {
             race_window: s.race_window,
             time_scale: s.time_scale,
             shutdown_grace: s.shutdown_grace,
+            retry: profile.retry.filter(|_| !s.no_retry),
         })
     }
 }
@@ -326,9 +333,11 @@ impl Config {
             "off".to_string()
         };
         let no_healthy = if p.fails_open {
-            "fail open (route to all)"
+            "fail open (route to all)".to_string()
         } else {
-            "503"
+            p.outcome(crate::reason::Reason::NoHealthyTargets)
+                .status
+                .to_string()
         };
         let client_keep_alive = match t.client_max_age {
             Some(d) => format!("{} (then Connection: close)", fmt_d(d)),
@@ -347,7 +356,7 @@ impl Config {
             ("client idle timeout".into(), fmt_d(t.client_idle)),
             ("client keep-alive".into(), client_keep_alive),
             ("health checks".into(), health),
-            ("no healthy target".into(), no_healthy.into()),
+            ("no healthy target".into(), no_healthy),
             ("warmup".into(), fmt_d(t.warmup)),
             ("deregistration delay".into(), fmt_d(t.deregistration_delay)),
             (
@@ -355,6 +364,20 @@ impl Config {
                 format!("{:?}", self.validation.desync).to_lowercase(),
             ),
             ("race window".into(), self.race_window.to_string()),
+            (
+                "retries".into(),
+                match self.retry {
+                    Some(r) => format!(
+                        "{} once more after {}",
+                        r.methods.join(", "),
+                        r.on.iter()
+                            .map(|reason| p.outcome(*reason).code)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None => "none".into(),
+                },
+            ),
             ("shutdown grace".into(), fmt_d(self.shutdown_grace)),
         ]
     }

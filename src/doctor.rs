@@ -44,6 +44,7 @@ use tokio::time::Instant;
 use crate::cli::resolve_upstream;
 use crate::config::{parse_duration, Config, ConfigError, Settings};
 use crate::profile::{Cloud, Profile, TimeoutKind};
+use crate::reason::Reason;
 
 /// The keep-alive probe waits the LB's backend keep-alive plus this percentage.
 pub const KEEP_ALIVE_MARGIN_PERCENT: u32 = 10;
@@ -315,9 +316,11 @@ fn health_consequence(profile: &Profile) -> String {
     if profile.fails_open {
         // Failing open covers an all-unhealthy group, but a new target that never passes
         // a check never enters service beside healthy ones.
-        format!("the {lb} keeps the target out of service (a new deploy never gets traffic; 503 once no target is registered)")
+        let empty = profile.outcome(Reason::NoRegisteredTargets).status;
+        format!("the {lb} keeps the target out of service (a new deploy never gets traffic; {empty} once no target is registered)")
     } else {
-        format!("the {lb} marks the backend unhealthy and answers 503 when no backend is healthy (it does not fail open)")
+        let none = profile.outcome(Reason::NoHealthyTargets).status;
+        format!("the {lb} marks the backend unhealthy and answers {none} when no backend is healthy (it does not fail open)")
     }
 }
 
@@ -877,8 +880,9 @@ impl Ctx<'_> {
                 Some(idle.as_secs_f64()),
                 false,
                 format!(
-                    "app closes idle connections after {}; {lb_name} keeps them {lb_s} → 502 on reuse",
-                    fmt_s(idle)
+                    "app closes idle connections after {}; {lb_name} keeps them {lb_s} → {} on reuse",
+                    fmt_s(idle),
+                    p.outcome(Reason::KeepAliveRace).status,
                 ),
                 Some(fix),
             ),
@@ -1007,6 +1011,7 @@ impl Ctx<'_> {
         let timeout = self.config.timers.timeout;
         let half = timeout / 2;
         let setting = p.timeout_setting;
+        let timed_out = p.outcome(Reason::TargetTimeout).status;
         let lb_value = format!("{setting} {} (risk above {})", fmt_s(timeout), fmt_s(half));
         let fix = format!(
             "{} — the {setting} here is {}; `lbsim {}` tries another value",
@@ -1068,7 +1073,7 @@ impl Ctx<'_> {
                 };
                 let tail = if verdict == Verdict::Risk {
                     format!(
-                        "over half the {lb_name} {setting} of {} → 504 once it is a little slower",
+                        "over half the {lb_name} {setting} of {} → {timed_out} once it is a little slower",
                         fmt_s(timeout)
                     )
                 } else {
@@ -1097,7 +1102,7 @@ impl Ctx<'_> {
                         true,
                         format!(
                             "GET {path} {what} at least {} ({timings}); over half the {lb_name} \
-                             {setting} of {} → 504",
+                             {setting} of {} → {timed_out}",
                             fmt_s(figure),
                             fmt_s(timeout)
                         ),
@@ -1148,7 +1153,8 @@ impl Ctx<'_> {
                     None,
                     false,
                     format!(
-                        "GET {path} {what} → the {lb_name} answers 502 for a response cut or garbled like this"
+                        "GET {path} {what} → the {lb_name} answers {} for a response cut or garbled like this",
+                        p.outcome(Reason::MalformedResponse).status
                     ),
                     Some(
                         "Check the app's logs: it closed or garbled the response, which the LB \

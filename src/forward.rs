@@ -35,7 +35,7 @@ impl Peer {
     /// The values `fwd` adds for a connection from `client` to `local`.
     pub fn new(fwd: &Forwarding, client: SocketAddr, local: SocketAddr) -> Peer {
         let tail = if fwd.xff_appends_lb_address {
-            format!("{}, {}", client.ip(), local.ip())
+            format!("{}{}{}", client.ip(), fwd.xff_separator, local.ip())
         } else {
             client.ip().to_string()
         };
@@ -92,7 +92,7 @@ pub fn add_request_headers(headers: &mut HeaderMap, fwd: &Forwarding, peer: &Pee
             let mut xff = Vec::with_capacity(64);
             for v in headers.get_all(&X_FORWARDED_FOR).iter() {
                 xff.extend_from_slice(v.as_bytes());
-                xff.extend_from_slice(b", ");
+                xff.extend_from_slice(fwd.xff_separator.as_bytes());
             }
             xff.extend_from_slice(peer.xff_tail.as_bytes());
             match HeaderValue::from_bytes(&xff) {
@@ -206,7 +206,7 @@ fn amzn_trace_id() -> TraceId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{AWS_ALB, GCP_GFE};
+    use crate::profile::{AWS_ALB, GCP_CLASSIC};
 
     fn addrs() -> (SocketAddr, SocketAddr) {
         (
@@ -280,8 +280,8 @@ mod tests {
         let mut h = HeaderMap::new();
         add_request_headers(
             &mut h,
-            &GCP_GFE.forwarding,
-            &Peer::new(&GCP_GFE.forwarding, client, local),
+            &GCP_CLASSIC.forwarding,
+            &Peer::new(&GCP_CLASSIC.forwarding, client, local),
         );
         assert_eq!(h["x-forwarded-for"], "127.0.0.9, 127.0.0.1");
         assert_eq!(h["via"], "1.1 google");

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -21,9 +23,11 @@ use tokio::time::Instant;
 
 use crate::config::RaceWindow;
 use crate::deadline::Touching;
+use crate::profile::HeaderCase;
 
-/// The body type sent to targets: the client's body, counted as activity.
-pub type UpstreamBody = Touching<Incoming>;
+/// The body type sent to targets: the client's body (or, for a request the LB sends
+/// again, an empty one), counted as activity.
+pub type UpstreamBody = Touching<Either<Incoming, Empty<Bytes>>>;
 
 /// One HTTP/1.1 connection to a target.
 pub struct Conn {
@@ -91,17 +95,25 @@ pub struct Pool {
     connect_timeout: Duration,
     /// How long the LB goes on believing in a connection the target closed.
     race_window: RaceWindow,
+    /// Header-name case towards targets (preserved, or lower-cased as Envoy does).
+    header_case: HeaderCase,
     next_id: AtomicU64,
 }
 
 impl Pool {
     /// An empty pool.
-    pub fn new(keep_alive: Duration, connect_timeout: Duration, race_window: RaceWindow) -> Self {
+    pub fn new(
+        keep_alive: Duration,
+        connect_timeout: Duration,
+        race_window: RaceWindow,
+        header_case: HeaderCase,
+    ) -> Self {
         Pool {
             idle: Mutex::new(HashMap::new()),
             keep_alive,
             connect_timeout,
             race_window,
+            header_case,
             next_id: AtomicU64::new(1),
         }
     }
@@ -188,8 +200,8 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::Builder::new()
             .max_buf_size(crate::proxy::MAX_BUF_SIZE)
-            .preserve_header_case(true)
-            .title_case_headers(true)
+            .preserve_header_case(self.header_case == HeaderCase::Preserve)
+            .title_case_headers(self.header_case == HeaderCase::Preserve)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ConnectError::Refused(io::Error::other(e)))?;

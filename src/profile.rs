@@ -17,8 +17,13 @@ use crate::validate::{Rules, AWS_RULES, GCP_RULES};
 pub enum Cloud {
     /// AWS Application Load Balancer: idle timeout semantics.
     Aws,
-    /// Google Cloud external Application Load Balancer (GFE): end-to-end timeout.
+    /// Google Cloud global external Application Load Balancer (Envoy-based, the
+    /// generation Google now creates): end-to-end timeout.
     Gcp,
+    /// Google Cloud classic Application Load Balancer (Google Front Ends): end-to-end
+    /// timeout; answers some failures with other statuses than the global one.
+    #[serde(rename = "gcp-classic")]
+    GcpClassic,
 }
 
 /// Which set of default timer values to start from.
@@ -78,11 +83,24 @@ pub enum TraceHeader {
     CloudTraceContext,
 }
 
+/// How the LB writes header names on both of its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderCase {
+    /// As received from the other side; the LB's own headers in Title-Case.
+    Preserve,
+    /// Every header name lower-cased, both ways (Envoy on HTTP/1.1).
+    Lower,
+}
+
 /// Headers the LB adds to every forwarded request.
 #[derive(Clone, Copy, Debug)]
 pub struct Forwarding {
     /// GCP appends its own address after the client's in `X-Forwarded-For`; AWS does not.
     pub xff_appends_lb_address: bool,
+    /// What separates the addresses the LB appends to `X-Forwarded-For`.
+    pub xff_separator: &'static str,
+    /// Header-name case towards the app and back.
+    pub header_case: HeaderCase,
     /// ALB sends `X-Forwarded-Port`; GCP does not.
     pub port_header: bool,
     /// Tracing header flavour.
@@ -91,16 +109,39 @@ pub struct Forwarding {
     pub via: Option<&'static str>,
 }
 
-/// Status and the cloud's own word for one [`Reason`].
+/// Which failed requests the LB sends to a backend again (GCP); the ALB never retries.
+/// A retry is invisible to the client: it sees, and the request log records, only the
+/// final attempt's outcome; the app sees the request again.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Methods that are retried: only requests without a body can be sent again.
+    pub methods: &'static [&'static str],
+    /// Failures before a response head that are retried.
+    pub on: &'static [Reason],
+    /// Attempts in all, the first one included.
+    pub attempts: u32,
+}
+
+impl RetryPolicy {
+    /// Whether a request with `method` that failed with `reason` on attempt number
+    /// `attempt` (counted from 1) is sent again.
+    pub fn retries(&self, method: &str, reason: Reason, attempt: u32) -> bool {
+        attempt < self.attempts && self.methods.contains(&method) && self.on.contains(&reason)
+    }
+}
+
+/// Status, page and the cloud's own word for one [`Reason`].
 #[derive(Clone, Copy, Debug)]
 pub struct Outcome {
-    /// Status code sent to the client.
+    /// Status code sent to the client (the page's).
     pub status: u16,
     /// Stable snake_case cause in `x-lbsim-reason` (AWS-style, or GCP `statusDetails`).
     pub code: &'static str,
     /// The word the cloud's own request log uses (GCP `statusDetails`), where it differs
     /// from lbsim's cause word.
     pub log_word: &'static str,
+    /// What the LB sends: one status can come with several bodies (Envoy says why).
+    pub page: &'static Page,
 }
 
 /// One error page, byte for byte.
@@ -114,7 +155,14 @@ pub struct Page {
     pub body: &'static str,
     /// The LB closes the client connection after this page (`Connection: close`).
     pub close: bool,
+    /// Headers in the order the LB writes them, names lowercase (the listener's header
+    /// case decides how they look on the wire); [`LENGTH`] marks where the body's length
+    /// goes. `Date` follows them.
+    pub headers: &'static [(&'static str, &'static str)],
 }
+
+/// Stands for the body's length in [`Page::headers`].
+pub const LENGTH: (&str, &str) = ("content-length", "");
 
 /// Default timer values of one flavour (Anyscale or native).
 #[derive(Clone, Copy, Debug)]
@@ -175,18 +223,16 @@ pub struct Profile {
     pub health: HealthDefaults,
     /// With no healthy target, route to all registered ones (ALB) instead of answering 503.
     pub fails_open: bool,
+    /// Failed requests the LB retries itself (GCP), if any.
+    pub retry: Option<RetryPolicy>,
     /// How long a deregistered target drains before in-flight requests are cut.
     pub deregistration_delay: Duration,
     /// What the LB rejects before a request reaches a target.
     pub validation: Rules,
     /// The access-log format the cloud writes.
     pub log_format: LogFormat,
-    /// Status and cause word per reason, indexed by [`Reason::index`].
+    /// Status, page and cause word per reason, indexed by [`Reason::index`].
     pub outcomes: [Outcome; Reason::ALL.len()],
-    /// Error pages by status; a status without a page falls back to the first one's layout.
-    pub pages: &'static [Page],
-    /// Headers on every LB-generated page, in order; lowercase here, Title-Case on the wire.
-    pub page_headers: &'static [(&'static str, &'static str)],
     /// Headers the LB adds to forwarded requests.
     pub forwarding: Forwarding,
 }
@@ -196,18 +242,14 @@ impl Profile {
     pub fn of(cloud: Cloud) -> &'static Profile {
         match cloud {
             Cloud::Aws => &AWS_ALB,
-            Cloud::Gcp => &GCP_GFE,
+            Cloud::Gcp => &GCP_GLOBAL,
+            Cloud::GcpClassic => &GCP_CLASSIC,
         }
     }
 
     /// Status and cause word for `reason`.
     pub fn outcome(&self, reason: Reason) -> Outcome {
         self.outcomes[reason.index()]
-    }
-
-    /// The page for `status`, if the profile has one.
-    pub fn page(&self, status: u16) -> Option<&'static Page> {
-        self.pages.iter().find(|p| p.status == status)
     }
 
     /// Default timers for the chosen flavour.
@@ -219,6 +261,14 @@ impl Profile {
     }
 }
 
+/// Headers of every ALB page (curl captures: `Server: awselb/2.0`, `Content-Type:
+/// text/html`, `Content-Length`; aws-alb.md).
+const ALB_PAGE_HEADERS: &[(&str, &str)] = &[
+    ("server", "awselb/2.0"),
+    ("content-type", "text/html"),
+    LENGTH,
+];
+
 /// The ALB's page layout: CRLF after every line, title and h1 the same text.
 macro_rules! alb_page {
     ($status:literal, $phrase:literal) => {
@@ -229,6 +279,7 @@ macro_rules! alb_page {
             status: $status,
             phrase: $phrase,
             close: $close,
+            headers: ALB_PAGE_HEADERS,
             body: concat!(
                 "<html>\r\n<head><title>",
                 $status,
@@ -244,43 +295,119 @@ macro_rules! alb_page {
     };
 }
 
-/// The GFE page: only the title changes with the status; LF line ends.
+/// Headers of a Google Front End page (GKE capture of the 502: `Content-Length`,
+/// `Content-Type: text/html; charset=UTF-8`, `Referrer-Policy: no-referrer`; no `Server`,
+/// no `Via`; fidelity-audit.md row 12).
+const GFE_PAGE_HEADERS: &[(&str, &str)] = &[
+    ("content-type", "text/html; charset=UTF-8"),
+    ("referrer-policy", "no-referrer"),
+    LENGTH,
+];
+
+/// The Google Front End page family: a line feed first, LF line ends, then the title,
+/// heading and text of the status (captures: the 502 is 332 bytes, the 400 273 bytes).
 macro_rules! gfe_page {
-    ($status:literal, $phrase:literal, $title:literal) => {
-        gfe_page!($status, $phrase, $title, close = false)
-    };
-    ($status:literal, $phrase:literal, $title:literal, close = $close:literal) => {
+    ($status:literal, $phrase:literal, $title:literal, $h1:literal, $text:literal, close = $close:literal) => {
         Page {
             status: $status,
             phrase: $phrase,
             close: $close,
+            headers: GFE_PAGE_HEADERS,
             body: concat!(
-                "<html><head>\n<meta http-equiv=\"content-type\" content=\"text/html;charset=utf-8\">\n<title>",
+                "\n<html><head>\n<meta http-equiv=\"content-type\" content=\"text/html;charset=utf-8\">\n<title>",
                 $status,
                 " ",
                 $title,
-                "</title>\n</head>\n<body text=#000000 bgcolor=#ffffff>\n<h1>Error: Server Error</h1>\n<h2>The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.</h2>\n<h2></h2>\n</body></html>\n"
+                "</title>\n</head>\n<body text=#000000 bgcolor=#ffffff>\n<h1>Error: ",
+                $h1,
+                "</h1>\n<h2>",
+                $text,
+                "</h2>\n<h2></h2>\n</body></html>\n"
             ),
         }
     };
 }
 
-const fn outcome(status: u16, code: &'static str) -> Outcome {
+/// Headers of an Envoy-made answer through Google's global external load balancer
+/// (capture, restringer issue #94: `content-length: 19`, `content-type: text/plain`,
+/// `via: 1.1 google`, `date`, in that order; no `server`).
+const ENVOY_PAGE_HEADERS: &[(&str, &str)] = &[
+    LENGTH,
+    ("content-type", "text/plain"),
+    ("via", "1.1 google"),
+];
+
+/// An Envoy local reply: a short plain-text body naming what failed.
+macro_rules! envoy_page {
+    ($status:literal, $phrase:literal, $body:literal) => {
+        envoy_page!($status, $phrase, $body, close = false)
+    };
+    ($status:literal, $phrase:literal, $body:literal, close = $close:literal) => {
+        Page {
+            status: $status,
+            phrase: $phrase,
+            close: $close,
+            headers: ENVOY_PAGE_HEADERS,
+            body: $body,
+        }
+    };
+}
+
+const fn outcome(page: &'static Page, code: &'static str) -> Outcome {
     Outcome {
-        status,
+        status: page.status,
         code,
         log_word: code,
+        page,
     }
 }
 
 /// An outcome whose request-log word differs from lbsim's cause word.
-const fn logged_as(status: u16, code: &'static str, log_word: &'static str) -> Outcome {
+const fn logged_as(page: &'static Page, code: &'static str, log_word: &'static str) -> Outcome {
     Outcome {
-        status,
+        status: page.status,
         code,
         log_word,
+        page,
     }
 }
+
+/// What a client that left is counted as: ALB's 460. Nothing is sent, so the page is empty.
+static CLIENT_LEFT: Page = Page {
+    status: 460,
+    phrase: "",
+    body: "",
+    close: true,
+    headers: &[],
+};
+
+/// GCP's retry of a failed GET: gcloud `compute backend-services create --help`,
+/// `--timeout`: "The load balancer retries the HTTP GET request one time if the backend
+/// closes the connection or times out before sending response headers to the load
+/// balancer. If the backend sends response headers or if the request sent to the backend
+/// is not an HTTP GET request, the load balancer does not retry." (documented, for both
+/// generations; the Envoy-based ones document the same default: "unsuccessful requests that
+/// have no HTTP body (for example, GET requests) ... are retried once. HTTP POST requests
+/// aren't retried", internal ALB overview, "Retries"). lbsim retries closes and refused
+/// connections; a timeout is not retried (unconfirmed how the budget would be shared).
+const GCP_GET_RETRY: RetryPolicy = RetryPolicy {
+    methods: &["GET"],
+    on: &[
+        Reason::TargetClosedConnection,
+        Reason::KeepAliveRace,
+        Reason::ConnectRefused,
+    ],
+    attempts: 2,
+};
+
+static ALB_502: Page = alb_page!(502, "Bad Gateway");
+static ALB_400: Page = alb_page!(400, "Bad Request", close = true);
+static ALB_405: Page = alb_page!(405, "Method Not Allowed", close = true);
+static ALB_408: Page = alb_page!(408, "Request Time-out", close = true);
+static ALB_463: Page = alb_page!(463, "Bad Request", close = true);
+static ALB_501: Page = alb_page!(501, "Not Implemented", close = true);
+static ALB_503: Page = alb_page!(503, "Service Temporarily Unavailable");
+static ALB_504: Page = alb_page!(504, "Gateway Time-out");
 
 /// AWS Application Load Balancer (aws-alb.md).
 pub static AWS_ALB: Profile = Profile {
@@ -314,54 +441,243 @@ pub static AWS_ALB: Profile = Profile {
         user_agent: "ELB-HealthChecker/2.0",
     },
     fails_open: true,
+    // No cause in AWS's troubleshooting guide mentions a retry, and its access log names
+    // one target per request (aws-alb.md).
+    retry: None,
     log_format: LogFormat::Alb,
     validation: AWS_RULES,
     deregistration_delay: Duration::from_secs(300),
     // Order follows Reason::ALL.
     outcomes: [
-        outcome(504, "target_idle_timeout"),
-        outcome(504, "target_connect_timeout"),
-        outcome(502, "target_connection_refused"),
-        outcome(502, "target_closed_connection"),
-        outcome(502, "target_closed_connection"),
-        outcome(502, "target_closed_connection"),
-        outcome(502, "target_malformed_response"),
-        outcome(503, "no_registered_targets"),
+        outcome(&ALB_504, "target_idle_timeout"),
+        outcome(&ALB_504, "target_connect_timeout"),
+        outcome(&ALB_502, "target_connection_refused"),
+        outcome(&ALB_502, "target_closed_connection"),
+        outcome(&ALB_502, "target_closed_connection"),
+        outcome(&ALB_502, "target_closed_connection"),
+        outcome(&ALB_502, "target_malformed_response"),
+        outcome(&ALB_503, "no_registered_targets"),
         // Unreachable with fail-open, kept so the table is total.
-        outcome(503, "no_healthy_targets"),
-        outcome(502, "deregistration_delay_elapsed"),
-        outcome(400, "malformed_request"),
-        outcome(400, "request_too_large"),
-        outcome(463, "too_many_forwarded_for"),
-        outcome(501, "unsupported_transfer_encoding"),
-        outcome(405, "method_not_allowed"),
-        outcome(400, "desync_mitigation"),
-        outcome(408, "client_idle_timeout"),
-        outcome(460, "client_closed_connection"),
+        outcome(&ALB_503, "no_healthy_targets"),
+        outcome(&ALB_502, "deregistration_delay_elapsed"),
+        outcome(&ALB_400, "malformed_request"),
+        outcome(&ALB_400, "request_too_large"),
+        outcome(&ALB_463, "too_many_forwarded_for"),
+        outcome(&ALB_501, "unsupported_transfer_encoding"),
+        outcome(&ALB_405, "method_not_allowed"),
+        outcome(&ALB_400, "desync_mitigation"),
+        outcome(&ALB_408, "client_idle_timeout"),
+        outcome(&CLIENT_LEFT, "client_closed_connection"),
     ],
-    pages: &[
-        alb_page!(502, "Bad Gateway"),
-        alb_page!(400, "Bad Request", close = true),
-        alb_page!(405, "Method Not Allowed", close = true),
-        alb_page!(408, "Request Time-out", close = true),
-        alb_page!(414, "Request-URI Too Large", close = true),
-        alb_page!(463, "Bad Request", close = true),
-        alb_page!(501, "Not Implemented", close = true),
-        alb_page!(503, "Service Temporarily Unavailable"),
-        alb_page!(504, "Gateway Time-out"),
-        alb_page!(505, "HTTP Version Not Supported"),
-    ],
-    page_headers: &[("server", "awselb/2.0"), ("content-type", "text/html")],
     forwarding: Forwarding {
         xff_appends_lb_address: false,
+        // "X-Forwarded-For: client-ip-address, ..." (ALB user guide, "X-Forwarded headers").
+        xff_separator: ", ",
+        header_case: HeaderCase::Preserve,
         port_header: true,
         trace: TraceHeader::AmznTraceId,
         via: None,
     },
 };
 
-/// Google Cloud external Application Load Balancer on Google Front Ends (gcp-lb.md).
-pub static GCP_GFE: Profile = Profile {
+/// The Google Front End's 502: captured (GKE, `Content-Length: 332`; its text in
+/// ingress-gce's README). The classic load balancer answers every error of its own
+/// making on the backend side with it (Migration overview: 502 where the global one
+/// answers 503; no LB-made 503 or 504 page has been captured).
+static GFE_502: Page = gfe_page!(
+    502,
+    "Bad Gateway",
+    "Server Error",
+    "Server Error",
+    "The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.",
+    close = false
+);
+/// Captured byte for byte (an escaped client error string; a replay with
+/// `Content-Length: 273`).
+static GFE_400: Page = gfe_page!(
+    400,
+    "Bad Request",
+    "Bad Request",
+    "Bad Request",
+    "Your client has issued a malformed or illegal request.",
+    close = true
+);
+/// Wording captured (a Google-fronted API's 413), bytes unconfirmed.
+static GFE_413: Page = gfe_page!(
+    413,
+    "Payload Too Large",
+    "Request Entity Too Large",
+    "Request Entity Too Large",
+    "Your client issued a request that was too large.",
+    close = true
+);
+/// Unconfirmed: the family's layout with the status's own words.
+static GFE_408: Page = gfe_page!(
+    408,
+    "Request Timeout",
+    "Request Timeout",
+    "Request Timeout",
+    "Your client has taken too long to issue its request.",
+    close = true
+);
+/// Unconfirmed, as 408.
+static GFE_405: Page = gfe_page!(
+    405,
+    "Method Not Allowed",
+    "Method Not Allowed",
+    "Method Not Allowed",
+    "Your client has issued a malformed or illegal request.",
+    close = true
+);
+/// Unconfirmed, as 408.
+static GFE_501: Page = gfe_page!(
+    501,
+    "Not Implemented",
+    "Not Implemented",
+    "Not Implemented",
+    "Your client has issued a malformed or illegal request.",
+    close = true
+);
+
+/// Google Cloud classic Application Load Balancer, on Google Front Ends (gcp-lb.md;
+/// statuses from Google's "Migration overview", load-balancing/docs/https/migrate-to-global).
+pub static GCP_CLASSIC: Profile = Profile {
+    cloud: Cloud::GcpClassic,
+    display_name: "GCP classic load balancer",
+    timeout_kind: TimeoutKind::EndToEnd,
+    timeout_setting: "backend service timeout",
+    timeout_flag: "--backend-timeout",
+    timeout_fix: "The whole response, streaming included, must finish within it: finish sooner, \
+                  or raise the backend service timeout (timeoutSec, lbsim --backend-timeout)",
+    anyscale: TimerDefaults {
+        timeout: Duration::from_secs(600),
+        // Not documented by Google; the same as the ALB's fixed value.
+        connect_timeout: Duration::from_secs(10),
+    },
+    native: TimerDefaults {
+        timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(10),
+    },
+    backend_keep_alive: BackendKeepAlive::Fixed(Duration::from_secs(600)),
+    client_idle: ClientIdle::Fixed(Duration::from_secs(610)),
+    client_max_age: None,
+    client_keep_alive_meaning: ClientKeepAliveMeaning::Idle,
+    health: GCP_HEALTH,
+    fails_open: false,
+    retry: Some(GCP_GET_RETRY),
+    log_format: LogFormat::Gcp,
+    validation: GCP_RULES,
+    deregistration_delay: GCP_CONNECTION_DRAINING,
+    outcomes: [
+        // gcloud `--timeout` help: "If the backend does not reply at all, the load balancer
+        // returns a 502 Bad Gateway error"; the log table lists backend_timeout with
+        // "502, 503" (classic 502). The Anyscale article's 504 is not this generation's.
+        outcome(&GFE_502, "backend_timeout"),
+        outcome(&GFE_502, "failed_to_connect_to_backend"),
+        outcome(&GFE_502, "failed_to_connect_to_backend"),
+        // Migration overview: "Early upstream connection reset by the backend: Returns
+        // HTTP 502" (classic).
+        outcome(
+            &GFE_502,
+            "backend_connection_closed_before_data_sent_to_client",
+        ),
+        outcome(
+            &GFE_502,
+            "backend_connection_closed_after_partial_response_sent",
+        ),
+        outcome(
+            &GFE_502,
+            "backend_connection_closed_before_data_sent_to_client",
+        ),
+        outcome(&GFE_502, "backend_response_corrupted"),
+        // Migration overview: "All backends are unhealthy: Returns HTTP 502" (classic);
+        // GCP logs both as failed_to_pick_backend, the header keeps them apart.
+        logged_as(&GFE_502, "no_registered_targets", "failed_to_pick_backend"),
+        logged_as(&GFE_502, "no_healthy_backend", "failed_to_pick_backend"),
+        outcome(&GFE_502, "deregistration_delay_elapsed"),
+        outcome(&GFE_400, "malformed_request"),
+        // Migration overview: "Header is too large: Returns HTTP 413" (classic).
+        outcome(&GFE_413, "headers_too_long"),
+        // GCP has no forwarded-for or TRACE rule (its rules never produce these).
+        outcome(&GFE_400, "too_many_forwarded_for"),
+        outcome(&GFE_501, "unsupported_transfer_encoding"),
+        outcome(&GFE_405, "method_not_allowed"),
+        outcome(&GFE_400, "desync_mitigation"),
+        outcome(&GFE_408, "client_timed_out"),
+        outcome(&CLIENT_LEFT, "client_disconnected_before_any_response"),
+    ],
+    forwarding: Forwarding {
+        xff_appends_lb_address: true,
+        // Migration overview: classic "Uses ', ' delimiter between IPs".
+        xff_separator: ", ",
+        // Migration overview: classic "Header case is preserved".
+        header_case: HeaderCase::Preserve,
+        port_header: false,
+        trace: TraceHeader::CloudTraceContext,
+        via: Some("1.1 google"),
+    },
+};
+
+/// Health-check defaults of both GCP generations (Compute API HealthCheck reference).
+const GCP_HEALTH: HealthDefaults = HealthDefaults {
+    path: "/",
+    interval: Duration::from_secs(5),
+    timeout: Duration::from_secs(5),
+    healthy_threshold: 2,
+    unhealthy_threshold: 2,
+    // "A backend counts only once healthy": the full threshold from the start.
+    initial_passes: None,
+    user_agent: "GoogleHC/1.0",
+};
+
+/// Connection draining on a backend service. The API's default is 0 s, draining off
+/// (gcloud `--connection-draining-timeout`: "If the flag is omitted API default value
+/// (0s) will be used"); lbsim keeps 300 s, the value the console and Terraform's
+/// `connection_draining_timeout_sec` fill in (unconfirmed), so a deregistered target
+/// drains as a team's own backend service usually does. `--deregistration-delay 0` gives
+/// the API default.
+const GCP_CONNECTION_DRAINING: Duration = Duration::from_secs(300);
+
+/// Envoy's answer when no endpoint is healthy, captured through Google's load balancer.
+static ENVOY_NO_HEALTHY: Page = envoy_page!(503, "Service Unavailable", "no healthy upstream");
+/// Envoy's default body for a reset before the response head (inferred: Envoy's
+/// default; no capture through Google).
+static ENVOY_RESET_TERMINATION: Page = envoy_page!(
+    503,
+    "Service Unavailable",
+    "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+);
+/// Envoy's default body for a failed connect (inferred, as above).
+static ENVOY_CONNECT_FAILURE: Page = envoy_page!(
+    503,
+    "Service Unavailable",
+    "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+);
+/// Envoy's default body for an upstream protocol error (inferred, as above).
+static ENVOY_PROTOCOL_ERROR: Page = envoy_page!(
+    503,
+    "Service Unavailable",
+    "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+);
+/// Envoy's route timeout (inferred: Envoy's default; no capture through Google).
+static ENVOY_TIMEOUT: Page = envoy_page!(504, "Gateway Timeout", "upstream request timeout");
+/// Envoy's codec error reply: the status's phrase as the body (inferred from Envoy's
+/// source); the status is the Migration overview's ("Header is too large: Returns HTTP
+/// 431", global).
+static ENVOY_431: Page = envoy_page!(
+    431,
+    "Request Header Fields Too Large",
+    "Request Header Fields Too Large",
+    close = true
+);
+
+/// Google Cloud global external Application Load Balancer: Google Front Ends in front of
+/// Envoy (gcp-lb.md; statuses from Google's "Migration overview",
+/// load-balancing/docs/https/migrate-to-global). The first-layer front end parses the
+/// client's request ("failed_parsing_client_headers ... applies only to global external
+/// Application Load Balancers and classic"), so its client-side answers are the GFE pages
+/// (inferred); what Envoy answers about backends is short plain text.
+pub static GCP_GLOBAL: Profile = Profile {
     cloud: Cloud::Gcp,
     display_name: "GCP load balancer",
     timeout_kind: TimeoutKind::EndToEnd,
@@ -382,69 +698,64 @@ pub static GCP_GFE: Profile = Profile {
     client_idle: ClientIdle::Fixed(Duration::from_secs(610)),
     client_max_age: None,
     client_keep_alive_meaning: ClientKeepAliveMeaning::Idle,
-    health: HealthDefaults {
-        path: "/",
-        interval: Duration::from_secs(5),
-        timeout: Duration::from_secs(5),
-        healthy_threshold: 2,
-        unhealthy_threshold: 2,
-        // "A backend counts only once healthy": the full threshold from the start.
-        initial_passes: None,
-        user_agent: "GoogleHC/1.0",
-    },
+    health: GCP_HEALTH,
     fails_open: false,
+    retry: Some(GCP_GET_RETRY),
     log_format: LogFormat::Gcp,
     validation: GCP_RULES,
-    // Connection draining timeout; not in the reference: the ALB's value, until confirmed.
-    deregistration_delay: Duration::from_secs(300),
+    deregistration_delay: GCP_CONNECTION_DRAINING,
     outcomes: [
-        outcome(504, "backend_timeout"),
-        outcome(502, "failed_to_connect_to_backend"),
-        outcome(502, "failed_to_connect_to_backend"),
-        outcome(502, "backend_connection_closed_before_data_sent_to_client"),
-        outcome(502, "backend_connection_closed_after_partial_response_sent"),
-        outcome(502, "backend_connection_closed_before_data_sent_to_client"),
-        outcome(502, "backend_response_corrupted"),
-        // GCP logs both as failed_to_pick_backend; the header keeps them apart.
-        logged_as(503, "no_registered_targets", "failed_to_pick_backend"),
-        logged_as(503, "no_healthy_backend", "failed_to_pick_backend"),
-        outcome(502, "deregistration_delay_elapsed"),
-        outcome(400, "malformed_request"),
-        outcome(413, "headers_too_long"),
-        // GCP has no forwarded-for or TRACE rule (its rules never produce these).
-        outcome(400, "too_many_forwarded_for"),
-        outcome(501, "unsupported_transfer_encoding"),
-        outcome(405, "method_not_allowed"),
-        outcome(400, "desync_mitigation"),
-        outcome(408, "client_timed_out"),
-        outcome(460, "client_disconnected_before_any_response"),
-    ],
-    pages: &[
-        gfe_page!(502, "Bad Gateway", "Server Error"),
-        gfe_page!(400, "Bad Request", "Bad Request", close = true),
-        gfe_page!(
-            413,
-            "Payload Too Large",
-            "Request Entity Too Large",
-            close = true
+        // Sources disagree: Google's log table lists backend_timeout with "502, 503"; the
+        // Anyscale article and public reports (a Cloud Run service behind the load
+        // balancer) show 504, which is Envoy's route timeout. lbsim follows the reports.
+        outcome(&ENVOY_TIMEOUT, "backend_timeout"),
+        outcome(&ENVOY_CONNECT_FAILURE, "failed_to_connect_to_backend"),
+        outcome(&ENVOY_CONNECT_FAILURE, "failed_to_connect_to_backend"),
+        // Migration overview: "Early upstream connection reset by the backend: Returns
+        // HTTP 503" (global).
+        outcome(
+            &ENVOY_RESET_TERMINATION,
+            "backend_connection_closed_before_data_sent_to_client",
         ),
-        gfe_page!(408, "Request Timeout", "Request Timeout", close = true),
-        gfe_page!(
-            405,
-            "Method Not Allowed",
-            "Method Not Allowed",
-            close = true
+        outcome(
+            &ENVOY_RESET_TERMINATION,
+            "backend_connection_closed_after_partial_response_sent",
         ),
-        gfe_page!(501, "Not Implemented", "Not Implemented", close = true),
-        gfe_page!(503, "Service Unavailable", "Service Unavailable"),
-        gfe_page!(504, "Gateway Timeout", "Gateway Timeout"),
-    ],
-    page_headers: &[
-        ("content-type", "text/html; charset=UTF-8"),
-        ("referrer-policy", "no-referrer"),
+        outcome(
+            &ENVOY_RESET_TERMINATION,
+            "backend_connection_closed_before_data_sent_to_client",
+        ),
+        outcome(&ENVOY_PROTOCOL_ERROR, "backend_response_corrupted"),
+        // Migration overview: "All backends are unhealthy: Returns HTTP 503" (global);
+        // Envoy says the same of an empty backend (inferred).
+        logged_as(
+            &ENVOY_NO_HEALTHY,
+            "no_registered_targets",
+            "failed_to_pick_backend",
+        ),
+        logged_as(
+            &ENVOY_NO_HEALTHY,
+            "no_healthy_backend",
+            "failed_to_pick_backend",
+        ),
+        outcome(&ENVOY_RESET_TERMINATION, "deregistration_delay_elapsed"),
+        outcome(&GFE_400, "malformed_request"),
+        outcome(&ENVOY_431, "headers_too_long"),
+        // No forwarded-for or TRACE rule (the rules never produce these).
+        outcome(&GFE_400, "too_many_forwarded_for"),
+        outcome(&GFE_501, "unsupported_transfer_encoding"),
+        outcome(&GFE_405, "method_not_allowed"),
+        outcome(&GFE_400, "desync_mitigation"),
+        outcome(&GFE_408, "client_timed_out"),
+        outcome(&CLIENT_LEFT, "client_disconnected_before_any_response"),
     ],
     forwarding: Forwarding {
         xff_appends_lb_address: true,
+        // Migration overview: global "Uses ',' delimiter between IPs (no space after the
+        // comma)".
+        xff_separator: ",",
+        // Migration overview: global "All header keys are transformed to lowercase".
+        header_case: HeaderCase::Lower,
         port_header: false,
         trace: TraceHeader::CloudTraceContext,
         via: Some("1.1 google"),
@@ -456,25 +767,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn alb_pages_have_the_documented_lengths() {
-        assert_eq!(AWS_ALB.page(502).map(|p| p.body.len()), Some(122));
-        assert_eq!(AWS_ALB.page(503).map(|p| p.body.len()), Some(162));
+    fn pages_have_the_captured_lengths() {
+        assert_eq!(AWS_ALB.outcome(Reason::ConnectRefused).page.body.len(), 122);
+        assert_eq!(
+            AWS_ALB.outcome(Reason::NoRegisteredTargets).page.body.len(),
+            162
+        );
+        // GKE capture: Content-Length 332; a replayed 400: Content-Length 273.
+        assert_eq!(
+            GCP_CLASSIC.outcome(Reason::KeepAliveRace).page.body.len(),
+            332
+        );
+        assert_eq!(
+            GCP_CLASSIC
+                .outcome(Reason::MalformedRequest)
+                .page
+                .body
+                .len(),
+            273
+        );
+        // restringer issue #94: content-length 19.
+        assert_eq!(
+            GCP_GLOBAL.outcome(Reason::NoHealthyTargets).page.body.len(),
+            19
+        );
     }
 
     #[test]
-    fn every_outcome_status_has_a_page() {
-        for profile in [&AWS_ALB, &GCP_GFE] {
-            // A client that left is only logged: nothing is sent, so no page.
-            for reason in Reason::ALL
-                .into_iter()
-                .filter(|r| *r != Reason::ClientClosed)
-            {
-                let status = profile.outcome(reason).status;
-                assert!(
-                    profile.page(status).is_some(),
-                    "{:?} {status}",
+    fn every_outcome_has_its_page_and_every_page_its_length() {
+        for profile in [&AWS_ALB, &GCP_GLOBAL, &GCP_CLASSIC] {
+            for reason in Reason::ALL {
+                let outcome = profile.outcome(reason);
+                assert_eq!(
+                    outcome.status, outcome.page.status,
+                    "{:?} {reason:?}",
                     profile.cloud
                 );
+                // A client that left is only logged: nothing is sent, so no header either.
+                if reason != Reason::ClientClosed {
+                    assert!(
+                        outcome.page.headers.contains(&LENGTH),
+                        "{:?} {reason:?}",
+                        profile.cloud
+                    );
+                }
             }
         }
     }

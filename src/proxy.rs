@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Request, Response, Version};
-use http_body_util::Either;
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -30,8 +30,8 @@ use crate::drain::Connections;
 use crate::forward::{self, Peer};
 use crate::health;
 use crate::logline::{head_size, Ending, Facts};
-use crate::pool::{Checkout, Conn, ConnectError, Pool};
-use crate::profile::Profile;
+use crate::pool::{Checkout, Conn, ConnectError, Pool, UpstreamBody};
+use crate::profile::{HeaderCase, Profile};
 use crate::reason::{explain, Detail, Reason};
 use crate::respond::{self, ProxyBody};
 use crate::stats::Stats;
@@ -128,6 +128,7 @@ impl Engine {
             config.timers.backend_keep_alive,
             config.timers.connect_timeout,
             config.race_window,
+            config.profile.forwarding.header_case,
         );
         let rules = RoutingRules {
             fails_open: config.profile.fails_open,
@@ -223,14 +224,11 @@ impl Engine {
                 lb_status: Some(outcome.status),
                 reason: Some(outcome.code),
                 log_word: Some(outcome.log_word),
-                sent_bytes: self
-                    .profile()
-                    .page(outcome.status)
-                    .map_or(0, |p| p.body.len() as u64),
+                sent_bytes: outcome.page.body.len() as u64,
                 ..Ending::default()
             },
         );
-        respond::page(self.profile(), outcome.status, outcome.code)
+        respond::page(outcome)
     }
 
     /// The log line (and `--explain` sentence) for an LB-generated error.
@@ -310,8 +308,15 @@ impl Engine {
                 &conn,
             )
             .await;
+        // The app answered while its request body was still on its way: the rest of the
+        // body must go nowhere, so the connection ends with this answer. (An LB page
+        // leaves it to hyper, which drains a body already received and closes otherwise.)
+        let mut body_unfinished = false;
         let mut resp = match forwarded {
-            Ok(resp) => resp,
+            Ok(resp) => {
+                body_unfinished = !deadline.request_complete();
+                resp
+            }
             Err(Failure { reason, mut detail }) => {
                 detail.elapsed = deadline.elapsed();
                 if conn.client_eof() {
@@ -319,7 +324,7 @@ impl Engine {
                     // the LB logs is the client's departure.
                     pending.client_left();
                     let outcome = self.profile().outcome(reason);
-                    respond::page(self.profile(), outcome.status, outcome.code)
+                    respond::page(outcome)
                 } else {
                     self.lb_error(reason, &detail, facts.as_deref())
                 }
@@ -327,16 +332,15 @@ impl Engine {
         };
         pending.answered = true;
         if ambiguous
-            || !deadline.request_complete()
+            || body_unfinished
             || self
                 .config
                 .timers
                 .client_max_age
                 .is_some_and(|max| conn.age() >= max)
         {
-            // An Ambiguous request, a request whose body was not read to its end (the
-            // rest of it must never be read as a request), or the client keep-alive
-            // duration ran out: this is the connection's last response.
+            // An Ambiguous request, an answer that came before the body ended, or the
+            // client keep-alive duration ran out: this is the connection's last response.
             resp.headers_mut()
                 .insert(CONNECTION, http::HeaderValue::from_static("close"));
         }
@@ -352,7 +356,7 @@ impl Engine {
             rules: self.config.validation,
             stalled_page: Box::new(move || {
                 let outcome = page_engine.profile().outcome(Reason::ClientTimeout);
-                respond::page_bytes(page_engine.profile(), outcome.status, outcome.code)
+                respond::page_bytes(page_engine.profile(), outcome)
             }),
             report_timeout: Box::new(move |stalled| {
                 if stalled {
@@ -369,7 +373,7 @@ impl Engine {
                 };
                 reject_engine.count_and_say(reason, &detail);
                 let outcome = reject_engine.profile().outcome(reason);
-                respond::page_bytes(reject_engine.profile(), outcome.status, outcome.code)
+                respond::page_bytes(reject_engine.profile(), outcome)
             }),
         })
     }
@@ -385,46 +389,91 @@ impl Engine {
         close_target: bool,
         client: &Arc<ConnState>,
     ) -> Result<Response<ProxyBody>, Failure> {
-        let picked = self.targets.pick().map_err(|reason| Failure {
-            reason,
-            detail: Detail::default(),
-        })?;
-        let target = picked.addr;
-        // Both outlive the wait for the head: the response body goes on using them.
-        let mut kill: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(picked.drain_over());
-        let on_target = picked.start_request();
-        let upstream_req = Request::from_parts(parts, Touching::new(body, deadline.clone()));
+        // A request the cloud may send again keeps a copy of its head; only a request
+        // without a body qualifies, so the retry sends an empty one.
+        let retry = self
+            .config
+            .retry
+            .filter(|r| r.methods.contains(&parts.method.as_str()) && deadline.request_complete());
+        let again = retry.map(|_| head_copy(&parts));
+        let mut first = Some((parts, body));
+        let mut attempt = 1;
+        let (target, kill, on_target, timer, (resp, conn, dispatched)) = loop {
+            let picked = self.targets.pick().map_err(|reason| Failure {
+                reason,
+                detail: Detail::default(),
+            })?;
+            let target = picked.addr;
+            // Both outlive the wait for the head: the response body goes on using them.
+            let mut kill: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(picked.drain_over());
+            let on_target = picked.start_request();
+            let upstream_req = match (first.take(), &again) {
+                (Some((parts, body)), _) => Request::from_parts(parts, Either::Left(body)),
+                (None, Some(parts)) => {
+                    Request::from_parts(head_copy(parts), Either::Right(Empty::new()))
+                }
+                // A second attempt is made only for a request with a copy of its head.
+                (None, None) => unreachable_attempt()?,
+            };
+            let upstream_req = upstream_req.map(|body| Touching::new(body, deadline.clone()));
 
-        // Boxed so that, when the LB gives up on it, the exchange (and the target
-        // connection under it) is torn down after the answer, not before it.
-        let mut exchange = Box::pin(
-            self.clone()
-                .exchange(target, upstream_req, deadline.clone()),
-        );
-        let mut timer = deadline.timer();
-        let outcome = tokio::select! {
-            biased;
-            result = &mut exchange => Ok(result),
-            _ = kill.as_mut() => Err(Reason::DeregistrationDelayElapsed),
-            // Waiting for the client's body is the client's stall; waiting for an app that
-            // takes no more of it (or sends nothing) is the app's.
-            _ = deadline.expired(timer.as_mut()) => Err(if deadline.waiting_for_client() {
-                Reason::ClientTimeout
-            } else {
-                Reason::TargetTimeout
-            }),
-        };
-        let (resp, conn, dispatched) = match outcome {
-            Ok(result) => result?,
-            Err(reason) => {
-                self.reaper.discard(exchange);
-                return Err(Failure {
-                    reason,
-                    detail: Detail {
-                        target: Some(target.to_string()),
-                        ..Detail::default()
-                    },
-                });
+            // Boxed so that, when the LB gives up on it, the exchange (and the target
+            // connection under it) is torn down after the answer, not before it.
+            let mut exchange = Box::pin(self.clone().exchange(
+                target,
+                upstream_req,
+                deadline.clone(),
+            ));
+            let mut timer = deadline.timer();
+            let outcome = tokio::select! {
+                biased;
+                result = &mut exchange => Ok(result),
+                _ = kill.as_mut() => Err(Reason::DeregistrationDelayElapsed),
+                // Waiting for the client's body is the client's stall; waiting for an app
+                // that takes no more of it (or sends nothing) is the app's.
+                _ = deadline.expired(timer.as_mut()) => Err(if deadline.waiting_for_client() {
+                    Reason::ClientTimeout
+                } else {
+                    Reason::TargetTimeout
+                }),
+            };
+            match outcome {
+                Ok(Ok(exchanged)) => break (target, kill, on_target, timer, exchanged),
+                Ok(Err(failure))
+                    if retry.is_some_and(|r| {
+                        r.retries(
+                            again.as_ref().map_or("", |p| p.method.as_str()),
+                            failure.reason,
+                            attempt,
+                        )
+                    }) =>
+                {
+                    // The cloud sends the request again; only the last attempt is logged
+                    // and counted, as in its request log.
+                    tracing::info!(
+                        target = %target,
+                        "retrying the request after {} (attempt {} of {}); the {} retries a \
+                         GET whose backend closed before answering",
+                        self.profile().outcome(failure.reason).code,
+                        attempt + 1,
+                        retry.map_or(1, |r| r.attempts),
+                        self.profile().display_name,
+                    );
+                    self.stats.record_retry();
+                    attempt += 1;
+                    continue;
+                }
+                Ok(Err(failure)) => return Err(failure),
+                Err(reason) => {
+                    self.reaper.discard(exchange);
+                    return Err(Failure {
+                        reason,
+                        detail: Detail {
+                            target: Some(target.to_string()),
+                            ..Detail::default()
+                        },
+                    });
+                }
             }
         };
 
@@ -526,7 +575,7 @@ impl Engine {
     async fn exchange(
         self: Arc<Self>,
         target: SocketAddr,
-        req: Request<Touching<Incoming>>,
+        req: Request<UpstreamBody>,
         deadline: Deadline,
     ) -> Result<(Response<Incoming>, Conn, tokio::time::Instant), Failure> {
         let fail = |reason, idle_for, error: Option<String>| Failure {
@@ -629,6 +678,30 @@ impl Drop for Unanswered<'_> {
     }
 }
 
+/// The failure reported should an attempt ever lack a request to send (it cannot: only a
+/// request with a copy of its head is retried); an error, not a panic, all the same.
+fn unreachable_attempt<T>() -> Result<T, Failure> {
+    Err(Failure {
+        reason: Reason::TargetClosedConnection,
+        detail: Detail {
+            error: Some("no request left to send again".into()),
+            ..Detail::default()
+        },
+    })
+}
+
+/// A copy of a request head, for sending the request again (hyper's record of the
+/// header names' case travels in the extensions).
+fn head_copy(parts: &http::request::Parts) -> http::request::Parts {
+    let (mut copy, ()) = Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy.extensions = parts.extensions.clone();
+    copy
+}
+
 /// The cause behind a rejected request head.
 fn rejection_reason(rejection: &Rejection) -> Reason {
     match rejection {
@@ -688,9 +761,11 @@ pub async fn serve(
     let connections = Arc::new(Connections::default());
     let hooks = engine.client_hooks();
     let mut http = hyper::server::conn::http1::Builder::new();
-    // Forward header case as received, and write the LB's own headers as the clouds do.
-    http.preserve_header_case(true)
-        .title_case_headers(true)
+    // Forward header case as received and write the LB's own headers in Title-Case, or
+    // lower-case every name, as the cloud does.
+    let preserve = engine.profile().forwarding.header_case == HeaderCase::Preserve;
+    http.preserve_header_case(preserve)
+        .title_case_headers(preserve)
         .max_buf_size(MAX_BUF_SIZE);
     tokio::pin!(shutdown);
     loop {

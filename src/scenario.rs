@@ -17,7 +17,7 @@
 //! description = "one line, shown by `lbsim scenario list`"
 //! why = "why the load balancer answers this way"   # optional; the demo prints it
 //! fix = "what to change"                           # optional; the demo prints it
-//! cloud = "aws"                                    # or "gcp"
+//! cloud = "aws"                                    # or "gcp", "gcp-classic"
 //! time_scale = 0.01      # multiplies every duration of the file (default 1)
 //!
 //! [lb]                   # the Simulator builder's options; all optional
@@ -165,12 +165,15 @@ pub static BUNDLED: &[Bundled] = bundled![
     "aws-502-keepalive",
     "aws-502-keepalive-fixed",
     "gcp-502-keepalive",
+    "gcp-503-keepalive",
+    "gcp-get-retry",
     "gcp-502-keepalive-fixed",
     "aws-502-connection-refused",
     "aws-500-passthrough",
     "aws-503-no-targets",
     "aws-unhealthy-fails-open",
     "gcp-503-unhealthy",
+    "gcp-classic-502-unhealthy",
     "gcp-503-startup",
     "aws-502-app-stopped",
     "gcp-503-app-stopped",

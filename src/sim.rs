@@ -176,6 +176,12 @@ impl SimulatorBuilder {
         self.settings.time_scale = f;
         self
     }
+    /// Never retry a failed request, even where the cloud does (GCP's GET retry).
+    pub fn no_retry(mut self) -> Self {
+        self.settings.no_retry = true;
+        self
+    }
+
     /// Keep-alive race model.
     pub fn race_window(mut self, w: RaceWindow) -> Self {
         self.settings.race_window = w;

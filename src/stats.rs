@@ -24,6 +24,9 @@ pub struct Stats {
     by_status: Box<[[AtomicU64; STATUSES]]>,
     /// LB-generated responses and cuts by cause word.
     by_reason: Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests the LB sent to a backend again (GCP's GET retry): invisible in the status
+    /// counts, as in the cloud's request log, so counted apart.
+    retries: AtomicU64,
 }
 
 /// A snapshot of the counters.
@@ -33,6 +36,8 @@ pub struct Counts {
     pub by_status: BTreeMap<u16, u64>,
     /// LB-generated responses and cuts by cause word.
     pub by_reason: BTreeMap<&'static str, u64>,
+    /// Requests the LB sent to a backend again.
+    pub retries: u64,
 }
 
 impl Default for Stats {
@@ -42,6 +47,7 @@ impl Default for Stats {
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
             by_reason: Mutex::default(),
+            retries: AtomicU64::new(0),
         }
     }
 }
@@ -89,6 +95,7 @@ impl Stats {
         Counts {
             by_status,
             by_reason: self.reasons().clone(),
+            retries: self.retries.load(Ordering::Relaxed),
         }
     }
 
@@ -100,6 +107,12 @@ impl Stats {
             }
         }
         self.reasons().clear();
+        self.retries.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts one retried attempt.
+    pub fn record_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
     fn reasons(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, u64>> {

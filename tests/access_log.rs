@@ -71,8 +71,10 @@ async fn alb_lines_for_a_200_a_504_and_a_keep_alive_race() {
 async fn gcp_entries_carry_status_details() {
     let app = mock(Duration::from_secs(5)).await;
     let path = temp_log("gcp");
-    let lb = Simulator::builder(Cloud::Gcp)
+    // No retry: GCP would send the GET that met the closed port to the app instead.
+    let lb = Simulator::builder(Cloud::GcpClassic)
         .no_health_checks()
+        .no_retry()
         .upstream(app.addr)
         .upstream(closed_port().await)
         .access_log(path.to_str().unwrap(), Some(LogFormat::Gcp))

@@ -140,7 +140,7 @@ async fn lb_with_admin(cloud: Cloud, upstreams: &[SocketAddr], timeout: Duration
     }
     let b = match cloud {
         Cloud::Aws => b.idle_timeout(timeout),
-        Cloud::Gcp => b.backend_timeout(timeout),
+        Cloud::Gcp | Cloud::GcpClassic => b.backend_timeout(timeout),
     };
     b.start().await.expect("lbsim starts")
 }
@@ -394,7 +394,7 @@ async fn stats_count_requests_and_reset_zeroes_them() {
     let api = admin(&lb);
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {}, "by_reason": {}})
+        json!({"by_status": {}, "by_reason": {}, "retries": 0})
     );
 
     mixed_traffic(&lb).await;
@@ -403,6 +403,7 @@ async fn stats_count_requests_and_reset_zeroes_them() {
         json!({
             "by_status": {"200": 2, "404": 1, "504": 1},
             "by_reason": {"target_idle_timeout": 1},
+            "retries": 0,
         })
     );
 
@@ -411,14 +412,14 @@ async fn stats_count_requests_and_reset_zeroes_them() {
     assert!(r.body.is_empty());
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {}, "by_reason": {}})
+        json!({"by_status": {}, "by_reason": {}, "retries": 0})
     );
     assert_eq!(lb.stats(), Default::default(), "the library sees the reset");
 
     send_through(&lb, 1).await;
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {"200": 1}, "by_reason": {}})
+        json!({"by_status": {"200": 1}, "by_reason": {}, "retries": 0})
     );
     lb.shutdown().await;
 }
@@ -558,7 +559,7 @@ async fn config_shows_the_effective_scaled_settings() {
     assert_eq!(rows, lb.config().rows());
     lb.shutdown().await;
 
-    // GCP: end-to-end timeout, 503 when no target is healthy.
+    // GCP (global external): end-to-end timeout, 503 when no target is healthy.
     let lb = lb_with_admin(Cloud::Gcp, &[app.addr], Duration::from_millis(1500)).await;
     let c = get_json(admin(&lb), "/config").await;
     assert_eq!(c["cloud"], "gcp");
@@ -862,7 +863,7 @@ async fn cli_serves_the_control_api_and_prints_its_address() {
     assert_eq!(c.get("/").await.status, 200);
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {"200": 1}, "by_reason": {}})
+        json!({"by_status": {"200": 1}, "by_reason": {}, "retries": 0})
     );
     child.start_kill().unwrap();
     let _ = child.wait().await;

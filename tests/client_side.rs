@@ -104,7 +104,7 @@ async fn aws_client_keep_alive_duration_ends_with_connection_close() {
 #[tokio::test]
 async fn gcp_client_keep_alive_closes_idle_client_connections() {
     let app = mock(Duration::from_secs(5)).await;
-    let lb = Simulator::builder(Cloud::Gcp)
+    let lb = Simulator::builder(Cloud::GcpClassic)
         .no_health_checks()
         .upstream(app.addr)
         .client_keep_alive(IDLE)

@@ -23,7 +23,7 @@ fn aws(app: SocketAddr, idle: Duration) -> Options {
 }
 
 fn gcp(app: SocketAddr, backend: Duration) -> Options {
-    let mut o = Options::new(Cloud::Gcp, app.to_string());
+    let mut o = Options::new(Cloud::GcpClassic, app.to_string());
     o.settings.backend_timeout = Some(backend);
     o
 }
@@ -335,11 +335,12 @@ async fn gcp_keep_alive_is_the_fixed_600_s_not_the_backend_timeout() {
     let m = ka.measured_s.unwrap();
     assert!((0.9..=1.1).contains(&m), "{m}");
     assert!(
-        ka.detail.contains("GCP load balancer keeps them 2 s"),
+        ka.detail
+            .contains("GCP classic load balancer keeps them 2 s → 502 on reuse"),
         "{}",
         ka.detail
     );
-    assert_eq!(report.cloud, Cloud::Gcp);
+    assert_eq!(report.cloud, Cloud::GcpClassic);
 }
 
 /// An app that answers every request with 200 and `Connection: close`, and records each
@@ -382,7 +383,7 @@ async fn recording_app() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 async fn health_check_sends_the_clouds_user_agent_on_its_own_connection() {
     for (cloud, agent) in [
         (Cloud::Aws, "ELB-HealthChecker/2.0"),
-        (Cloud::Gcp, "GoogleHC/1.0"),
+        (Cloud::GcpClassic, "GoogleHC/1.0"),
     ] {
         let (addr, heads) = recording_app().await;
         let mut opts = Options::new(cloud, addr.to_string());

@@ -148,7 +148,7 @@ async fn aws_trace_id_from_the_client_keeps_its_root_behind_a_new_self() {
 
 #[tokio::test]
 async fn gcp_adds_client_and_lb_ip_via_and_a_cloud_trace_context() {
-    let (resp, seen, _) = through(Cloud::Gcp, "").await;
+    let (resp, seen, _) = through(Cloud::GcpClassic, "").await;
     assert_eq!(seen.one("X-Forwarded-For"), "127.0.0.1, 127.0.0.1");
     assert_eq!(seen.one("X-Forwarded-Proto"), "http");
     assert_eq!(seen.one("Via"), "1.1 google");
@@ -176,7 +176,7 @@ async fn gcp_adds_client_and_lb_ip_via_and_a_cloud_trace_context() {
 
 #[tokio::test]
 async fn gcp_appends_client_and_lb_ip_after_an_existing_x_forwarded_for() {
-    let (_, seen, _) = through(Cloud::Gcp, "X-Forwarded-For: 10.0.0.1\r\n").await;
+    let (_, seen, _) = through(Cloud::GcpClassic, "X-Forwarded-For: 10.0.0.1\r\n").await;
     assert_eq!(
         seen.one("X-Forwarded-For"),
         "10.0.0.1, 127.0.0.1, 127.0.0.1"
@@ -185,7 +185,7 @@ async fn gcp_appends_client_and_lb_ip_after_an_existing_x_forwarded_for() {
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_not_forwarded() {
-    for cloud in [Cloud::Aws, Cloud::Gcp] {
+    for cloud in [Cloud::Aws, Cloud::GcpClassic] {
         let (_, seen, _) = through(
             cloud,
             "Connection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
@@ -214,7 +214,7 @@ async fn hop_by_hop_headers_are_not_forwarded() {
 
 #[tokio::test]
 async fn client_header_case_reaches_the_target_unchanged() {
-    for cloud in [Cloud::Aws, Cloud::Gcp] {
+    for cloud in [Cloud::Aws, Cloud::GcpClassic] {
         let (_, seen, _) = through(
             cloud,
             "X-Custom-Header: v\r\nx-lower-case: w\r\nX-MiXeD-cAsE: x\r\n",

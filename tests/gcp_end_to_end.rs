@@ -1,4 +1,5 @@
-//! GCP (GFE) backend timeout: end to end, bytes flowing or not; and the GFE's own pages.
+//! GCP backend timeout: end to end, bytes flowing or not; and each generation's own
+//! answers (the classic load balancer's GFE pages, the global one's Envoy replies).
 
 mod support;
 
@@ -10,36 +11,54 @@ use support::*;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A GFE with two targets served round-robin: `first` gets the first request, `then` the
-/// second.
+/// A classic GFE with two targets served round-robin: `first` gets the first request,
+/// `then` the second. No retry, so that the first target's failure is what the client
+/// sees (GCP would otherwise send a failed GET to the next one).
 async fn gfe(first: SocketAddr, then: SocketAddr) -> SimHandle {
-    two_targets(Cloud::Gcp, first, then)
+    two_targets(Cloud::GcpClassic, first, then)
+        .no_retry()
         .backend_timeout(Duration::from_secs(5))
         .start()
         .await
         .expect("lbsim starts")
 }
 
-#[tokio::test]
-async fn no_head_within_backend_timeout_is_504_gfe_page() {
+/// `GET /sleep/3` behind `cloud` with the backend timeout at [`TIMEOUT`]: the answer,
+/// which must come at the timeout.
+async fn timed_out(cloud: Cloud) -> (SimHandle, RawResponse) {
     let app = mock(Duration::from_secs(5)).await;
-    let lb = lb(Cloud::Gcp, app.addr, TIMEOUT).await;
+    let lb = lb(cloud, app.addr, TIMEOUT).await;
     let mut client = RawClient::connect(lb.addr()).await;
     let start = Instant::now();
     let resp = client.get("/sleep/3").await;
     let elapsed = start.elapsed();
     assert!(elapsed >= TIMEOUT, "answered after {elapsed:?}");
     assert_elapsed(elapsed, TIMEOUT, Duration::from_millis(250));
-    assert_gfe_page(
+    assert_eq!(lb.stats().by_reason.get("backend_timeout"), Some(&1));
+    (lb, resp)
+}
+
+#[tokio::test]
+async fn classic_no_head_within_backend_timeout_is_the_502_gfe_page() {
+    // gcloud `--timeout`: "If the backend does not reply at all, the load balancer
+    // returns a 502 Bad Gateway error to the client."
+    let (lb, resp) = timed_out(Cloud::GcpClassic).await;
+    assert_gfe_page(&resp, 502, "Bad Gateway", "Server Error", "backend_timeout");
+    assert_eq!(lb.stats().by_status.get(&502), Some(&1));
+}
+
+#[tokio::test]
+async fn global_no_head_within_backend_timeout_is_envoys_504() {
+    // Envoy's route timeout, as the Anyscale article and public reports show (Google's log
+    // table says "502, 503": lbsim follows the reports; see `lbsim facts`).
+    let (lb, resp) = timed_out(Cloud::Gcp).await;
+    assert_envoy_page(
         &resp,
         504,
         "Gateway Timeout",
-        "Gateway Timeout",
+        "upstream request timeout",
         "backend_timeout",
     );
-    assert_eq!(resp.text(), gfe_page("504 Gateway Timeout"));
-    assert_ne!(resp.header("Server"), Some("awselb/2.0"));
-    assert_eq!(lb.stats().by_reason.get("backend_timeout"), Some(&1));
     assert_eq!(lb.stats().by_status.get(&504), Some(&1));
 }
 
@@ -53,7 +72,7 @@ fn chunk_text(range: std::ops::Range<u32>) -> String {
 #[tokio::test]
 async fn flowing_stream_is_cut_at_the_backend_timeout() {
     let app = mock(Duration::from_secs(5)).await;
-    let lb = lb(Cloud::Gcp, app.addr, STREAM_TIMEOUT).await;
+    let lb = lb(Cloud::GcpClassic, app.addr, STREAM_TIMEOUT).await;
     let mut client = RawClient::connect(lb.addr()).await;
     let start = Instant::now();
     // 20 chunks 100 ms apart: bytes flow all the time, the whole takes 2 s.
@@ -128,6 +147,33 @@ async fn refused_is_502_server_error() {
     let failed = gfe_502_for(Some(closed_port().await), "/", reason).await;
     assert_eq!(failed.resp.text(), gfe_page("502 Server Error"));
     assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
+}
+
+#[tokio::test]
+async fn refused_get_is_retried_on_the_next_backend_a_post_is_not() {
+    let app = mock(Duration::from_secs(5)).await;
+    let lb = two_targets(Cloud::GcpClassic, closed_port().await, app.addr)
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(lb.addr()).await;
+    // The GET meets the closed port, then the app: the client sees only the app's 200.
+    get_ok(&mut client).await;
+    assert_eq!(lb.stats().retries, 1);
+    assert_eq!(app.requests(), 1);
+    // Round robin brings the closed port round again: a POST is not retried.
+    client
+        .send(b"POST /echo HTTP/1.1\r\nHost: lbsim.test\r\nContent-Length: 0\r\n\r\n")
+        .await;
+    let resp = client.response().await.expect("an answer");
+    assert_gfe_page(
+        &resp,
+        502,
+        "Bad Gateway",
+        "Server Error",
+        "failed_to_connect_to_backend",
+    );
+    assert_eq!(lb.stats().retries, 1);
 }
 
 #[tokio::test]

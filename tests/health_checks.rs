@@ -250,7 +250,7 @@ async fn aws_checker_identifies_itself_and_closes_each_connection() {
 
 #[tokio::test]
 async fn gcp_checker_identifies_itself_and_closes_each_connection() {
-    checker_request(Cloud::Gcp, Some("/-/healthz"), "GoogleHC/1.0").await;
+    checker_request(Cloud::GcpClassic, Some("/-/healthz"), "GoogleHC/1.0").await;
 }
 
 #[tokio::test]
@@ -285,7 +285,7 @@ async fn aws_checks_come_every_interval() {
 
 #[tokio::test]
 async fn gcp_checks_come_every_interval() {
-    checks_come_every_interval(Cloud::Gcp).await;
+    checks_come_every_interval(Cloud::GcpClassic).await;
 }
 
 async fn silent_target_times_out(cloud: Cloud) {
@@ -339,7 +339,7 @@ async fn aws_target_that_never_answers_fails_at_the_timeout() {
 
 #[tokio::test]
 async fn gcp_backend_that_never_answers_fails_at_the_timeout() {
-    silent_target_times_out(Cloud::Gcp).await;
+    silent_target_times_out(Cloud::GcpClassic).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -402,7 +402,7 @@ async fn aws_a_pass_resets_the_failure_count() {
 async fn gcp_new_backend_needs_the_default_healthy_threshold() {
     // GCP's default healthy threshold is 2; a new backend counts only once healthy.
     state_sequence(
-        builder(Cloud::Gcp, Duration::from_millis(50)).unhealthy_threshold(2),
+        builder(Cloud::GcpClassic, Duration::from_millis(50)).unhealthy_threshold(2),
         &[200],
         &[I, I, H],
     )
@@ -412,7 +412,7 @@ async fn gcp_new_backend_needs_the_default_healthy_threshold() {
 #[tokio::test]
 async fn gcp_new_backend_needs_a_raised_healthy_threshold() {
     state_sequence(
-        builder(Cloud::Gcp, Duration::from_millis(50))
+        builder(Cloud::GcpClassic, Duration::from_millis(50))
             .healthy_threshold(3)
             .unhealthy_threshold(2),
         &[200],
@@ -425,7 +425,7 @@ async fn gcp_new_backend_needs_a_raised_healthy_threshold() {
 async fn gcp_thresholds_count_consecutive_checks() {
     // Two passes (healthy), three failures (unhealthy at the 3rd), two passes (healthy).
     state_sequence(
-        builder(Cloud::Gcp, Duration::from_millis(50))
+        builder(Cloud::GcpClassic, Duration::from_millis(50))
             .healthy_threshold(2)
             .unhealthy_threshold(3),
         &[200, 200, 503, 503, 503, 200, 200],
@@ -437,7 +437,7 @@ async fn gcp_thresholds_count_consecutive_checks() {
 #[tokio::test]
 async fn gcp_new_backend_failing_checks_becomes_unhealthy() {
     state_sequence(
-        builder(Cloud::Gcp, Duration::from_millis(50))
+        builder(Cloud::GcpClassic, Duration::from_millis(50))
             .healthy_threshold(2)
             .unhealthy_threshold(2),
         &[500],

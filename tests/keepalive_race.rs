@@ -14,7 +14,7 @@ async fn lb_always(cloud: Cloud, app: std::net::SocketAddr) -> lbsim::SimHandle 
         .race_window(RaceWindow::Always);
     match cloud {
         Cloud::Aws => b.idle_timeout(Duration::from_secs(300)),
-        Cloud::Gcp => b.backend_timeout(Duration::from_secs(600)),
+        Cloud::Gcp | Cloud::GcpClassic => b.backend_timeout(Duration::from_secs(600)),
     }
     .start()
     .await
@@ -59,20 +59,101 @@ async fn aws_reuse_after_app_keep_alive_gets_502_every_time() {
     assert_eq!(lb.stats().by_status.get(&502), Some(&3));
 }
 
-#[tokio::test]
-async fn gcp_reuse_after_app_keep_alive_gets_502() {
+/// A POST on the pooled connection the app closed: GCP does not retry it.
+async fn post_on_a_dead_connection(
+    cloud: Cloud,
+) -> (lbsim::MockUpstream, lbsim::SimHandle, RawResponse) {
     let app = mock(Duration::from_millis(300)).await;
-    let lb = lb_always(Cloud::Gcp, app.addr).await;
+    let lb = lb_always(cloud, app.addr).await;
     let mut client = RawClient::connect(lb.addr()).await;
     assert_eq!(client.get("/").await.status, 200);
     app_closed_idle(&app, 1).await;
-    let dead = client.get("/").await;
-    assert_eq!(dead.status, 502);
-    assert_eq!(
-        dead.header("x-lbsim-reason"),
-        Some("backend_connection_closed_before_data_sent_to_client")
+    client
+        .send(b"POST /echo HTTP/1.1\r\nHost: lbsim.test\r\nContent-Length: 2\r\n\r\nhi")
+        .await;
+    let dead = client.response().await.expect("the LB's answer");
+    (app, lb, dead)
+}
+
+#[tokio::test]
+async fn gcp_classic_post_on_a_reused_connection_gets_502() {
+    let (_app, lb, dead) = post_on_a_dead_connection(Cloud::GcpClassic).await;
+    // Migration overview: "Early upstream connection reset by the backend" → 502 (classic).
+    assert_gfe_page(
+        &dead,
+        502,
+        "Bad Gateway",
+        "Server Error",
+        "backend_connection_closed_before_data_sent_to_client",
     );
-    assert_eq!(dead.text(), gfe_page("502 Server Error"));
+    assert_eq!(lb.stats().retries, 0, "a POST is never retried");
+}
+
+#[tokio::test]
+async fn gcp_global_post_on_a_reused_connection_gets_503() {
+    let (_app, lb, dead) = post_on_a_dead_connection(Cloud::Gcp).await;
+    // Migration overview: the same event → 503 (global external), in Envoy's words.
+    assert_envoy_page(
+        &dead,
+        503,
+        "Service Unavailable",
+        "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+        "backend_connection_closed_before_data_sent_to_client",
+    );
+    assert_eq!(lb.stats().retries, 0, "a POST is never retried");
+}
+
+/// A GET on the pooled connection the app closed, on `cloud`.
+async fn get_on_a_dead_connection(
+    cloud: Cloud,
+    no_retry: bool,
+) -> (lbsim::MockUpstream, lbsim::SimHandle, RawResponse) {
+    let app = mock(Duration::from_millis(300)).await;
+    let b = Simulator::builder(cloud)
+        .no_health_checks()
+        .upstream(app.addr)
+        .race_window(RaceWindow::Always)
+        .backend_timeout(Duration::from_secs(600));
+    let lb = if no_retry { b.no_retry() } else { b }
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+    app_closed_idle(&app, 1).await;
+    let resp = client.get("/").await;
+    (app, lb, resp)
+}
+
+#[tokio::test]
+async fn gcp_retries_a_get_the_app_closed_under_it_once() {
+    for cloud in [Cloud::Gcp, Cloud::GcpClassic] {
+        let (app, lb, resp) = get_on_a_dead_connection(cloud, false).await;
+        // gcloud `--timeout`: "retries the HTTP GET request one time if the backend
+        // closes the connection ... before sending response headers".
+        assert_eq!(resp.status, 200, "{cloud:?}");
+        assert_eq!(resp.text(), "ok");
+        assert_eq!(app.requests(), 2, "{cloud:?}: the retry reached the app");
+        let stats = lb.stats();
+        assert_eq!(stats.retries, 1, "{cloud:?}");
+        assert_eq!(
+            stats.by_status.get(&200),
+            Some(&2),
+            "{cloud:?}: one count per request"
+        );
+        assert!(
+            stats.by_reason.is_empty(),
+            "{cloud:?}: {:?}",
+            stats.by_reason
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_no_retry_gcp_shows_the_race_on_a_get_too() {
+    let (_app, lb, resp) = get_on_a_dead_connection(Cloud::GcpClassic, true).await;
+    assert_eq!(resp.status, 502);
+    assert_eq!(lb.stats().retries, 0);
 }
 
 #[tokio::test]

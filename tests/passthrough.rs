@@ -96,13 +96,13 @@ async fn app_statuses_pass_through_aws() {
 
 #[tokio::test]
 async fn app_statuses_pass_through_gcp() {
-    passes_through(Cloud::Gcp).await;
+    passes_through(Cloud::GcpClassic).await;
 }
 
 #[tokio::test]
 async fn gcp_adds_via_to_passed_through_responses() {
     let app = mock(Duration::from_secs(5)).await;
-    let lb = lb(Cloud::Gcp, app.addr, TIMEOUT).await;
+    let lb = lb(Cloud::GcpClassic, app.addr, TIMEOUT).await;
     let mut client = RawClient::connect(lb.addr()).await;
     let resp = client.get("/status/500").await;
     assert_eq!(resp.header("via"), Some("1.1 google"));

@@ -172,29 +172,21 @@ async fn assert_alternates(lb: &SimHandle, a: &MockUpstream, b: &MockUpstream, n
     assert_eq!(order.iter().filter(|&&i| i == 0).count(), n / 2);
 }
 
+/// The cloud's answer to a request cut by the end of a deregistration delay: the ALB's
+/// 502; Envoy's reset (503) on GCP's global load balancer; the GFE 502 on the classic one.
 #[track_caller]
-fn assert_gfe_503(resp: &RawResponse, reason: &str) {
-    assert_gfe_page(
-        resp,
-        503,
-        "Service Unavailable",
-        "Service Unavailable",
-        reason,
-    );
-}
-
-/// The cloud's 502 for a request cut by the end of a deregistration delay.
-#[track_caller]
-fn assert_deregistration_502(cloud: Cloud, resp: &RawResponse) {
+fn assert_deregistration_cut(cloud: Cloud, resp: &RawResponse) {
+    let reason = "deregistration_delay_elapsed";
     match cloud {
-        Cloud::Aws => assert_alb_page(resp, 502, "Bad Gateway", "deregistration_delay_elapsed"),
-        Cloud::Gcp => assert_gfe_page(
+        Cloud::Aws => assert_alb_page(resp, 502, "Bad Gateway", reason),
+        Cloud::Gcp => assert_envoy_page(
             resp,
-            502,
-            "Bad Gateway",
-            "Server Error",
-            "deregistration_delay_elapsed",
+            503,
+            "Service Unavailable",
+            "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            reason,
         ),
+        Cloud::GcpClassic => assert_gfe_page(resp, 502, "Bad Gateway", "Server Error", reason),
     }
 }
 
@@ -281,9 +273,25 @@ async fn gcp_empty_backend_service_is_503() {
     let lb = Simulator::builder(Cloud::Gcp).start().await.unwrap();
     let mut client = RawClient::connect(lb.addr()).await;
     let resp = client.get("/").await;
-    assert_gfe_503(&resp, "no_registered_targets");
-    assert_eq!(resp.text(), gfe_page("503 Service Unavailable"));
+    assert_no_healthy_upstream(&resp, "no_registered_targets");
     assert_eq!(lb.stats().by_reason.get("no_registered_targets"), Some(&1));
+}
+
+#[tokio::test]
+async fn gcp_classic_empty_backend_service_is_502() {
+    let lb = Simulator::builder(Cloud::GcpClassic).start().await.unwrap();
+    let mut client = RawClient::connect(lb.addr()).await;
+    let resp = client.get("/").await;
+    // Classic: failed_to_pick_backend is answered with the 502 page, as "all backends
+    // are unhealthy" is (Migration overview).
+    assert_gfe_page(
+        &resp,
+        502,
+        "Bad Gateway",
+        "Server Error",
+        "no_registered_targets",
+    );
+    assert_eq!(lb.stats().by_status.get(&502), Some(&1));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -332,7 +340,7 @@ async fn gcp_unhealthy_only_backend_is_503_no_healthy_backend() {
     let (_a, lb, info, mut client) = only_target_unhealthy(Cloud::Gcp, "/status/503").await;
     assert_eq!(info.reason, "status 503, expected 200");
     for _ in 0..2 {
-        assert_gfe_503(&client.get("/").await, "no_healthy_backend");
+        assert_no_healthy_upstream(&client.get("/").await, "no_healthy_backend");
     }
     assert_eq!(lb.stats().by_reason.get("no_healthy_backend"), Some(&2));
     assert_eq!(lb.stats().by_status.get(&200), None);
@@ -349,7 +357,7 @@ async fn first_200_after(lb: &SimHandle, t0: Instant) -> (Duration, usize) {
             assert_eq!(resp.text(), "ok");
             return (t0.elapsed(), refused);
         }
-        assert_gfe_503(&resp, "no_healthy_backend");
+        assert_no_healthy_upstream(&resp, "no_healthy_backend");
         refused += 1;
         assert!(t0.elapsed() < WAIT, "no 200 within {WAIT:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -417,7 +425,7 @@ async fn gcp_warmup_keeps_503_although_checks_pass() {
     );
     // Healthy, and still refused.
     let mut client = RawClient::connect(lb.addr()).await;
-    assert_gfe_503(&client.get("/").await, "no_healthy_backend");
+    assert_no_healthy_upstream(&client.get("/").await, "no_healthy_backend");
     let (elapsed, _) = first_200_after(&lb, t0).await;
     assert!(
         elapsed >= warmup,
@@ -613,14 +621,16 @@ async fn request_outliving_deregistration_delay_is_502(cloud: Cloud) {
             "Service Temporarily Unavailable",
             "no_registered_targets",
         ),
-        Cloud::Gcp => assert_gfe_503(&resp, "no_registered_targets"),
+        Cloud::Gcp | Cloud::GcpClassic => {
+            assert_no_healthy_upstream(&resp, "no_registered_targets")
+        }
     }
 
     let resp = slow.response().await.expect("an answer");
     let took = started.elapsed();
     assert!(took >= delay, "502 after {took:?}, before the delay ended");
     assert!(took <= delay + SLACK, "502 only after {took:?}");
-    assert_deregistration_502(cloud, &resp);
+    assert_deregistration_cut(cloud, &resp);
     assert!(
         lb.targets().is_empty(),
         "left the group: {:?}",
@@ -723,7 +733,7 @@ async fn gcp_unhealthy_override_diverts_traffic_until_auto() {
 #[tokio::test]
 async fn gcp_healthy_override_forces_traffic_to_a_failing_backend() {
     let (a, lb, info, mut client) = only_target_unhealthy(Cloud::Gcp, "/status/500").await;
-    assert_gfe_503(&client.get("/").await, "no_healthy_backend");
+    assert_no_healthy_upstream(&client.get("/").await, "no_healthy_backend");
 
     let forced = lb.set_health(info.id, HealthOverride::Healthy).unwrap();
     assert_eq!(forced.over, HealthOverride::Healthy);
@@ -737,5 +747,5 @@ async fn gcp_healthy_override_forces_traffic_to_a_failing_backend() {
     assert_eq!(info_of(&lb.targets(), &a).state, TargetState::Unhealthy);
 
     lb.set_health(info.id, HealthOverride::Auto).unwrap();
-    assert_gfe_503(&client.get("/").await, "no_healthy_backend");
+    assert_no_healthy_upstream(&client.get("/").await, "no_healthy_backend");
 }

@@ -133,7 +133,7 @@ async fn both_te_and_cl_is_ambiguous_served_then_closed_unless_strictest() {
 #[tokio::test]
 async fn gcp_answers_413_for_large_heads_and_forwards_trace() {
     let app = mock(Duration::from_secs(5)).await;
-    let lb = lb(Cloud::Gcp, app.addr, Duration::from_secs(5)).await;
+    let lb = lb(Cloud::GcpClassic, app.addr, Duration::from_secs(5)).await;
     let many: String = (0..8)
         .map(|i| format!("X-H{i}: {}\r\n", "c".repeat(9 * 1024)))
         .collect();
@@ -188,7 +188,7 @@ async fn connect_gets_each_clouds_400_page_and_never_reaches_the_app() {
         "no tunnel counted as a 200"
     );
 
-    let gcp = lb(Cloud::Gcp, app.addr, Duration::from_secs(5)).await;
+    let gcp = lb(Cloud::GcpClassic, app.addr, Duration::from_secs(5)).await;
     let (resp, closed) = send_raw(&gcp, raw).await;
     assert_gfe_page(
         &resp,
@@ -206,13 +206,14 @@ async fn connect_gets_each_clouds_400_page_and_never_reaches_the_app() {
 
 #[tokio::test]
 async fn http_1_1_without_host_is_a_400_and_http_1_0_without_host_is_served() {
-    for cloud in [Cloud::Aws, Cloud::Gcp] {
+    for cloud in [Cloud::Aws, Cloud::Gcp, Cloud::GcpClassic] {
         let app = mock(Duration::from_secs(5)).await;
         let lb = lb(cloud, app.addr, Duration::from_secs(5)).await;
         let (resp, closed) = send_raw(&lb, b"GET / HTTP/1.1\r\n\r\n").await;
         match cloud {
             Cloud::Aws => assert_alb_page(&resp, 400, "Bad Request", "malformed_request"),
-            Cloud::Gcp => assert_gfe_page(
+            // The first-layer Google Front End parses the request on both generations.
+            Cloud::Gcp | Cloud::GcpClassic => assert_gfe_page(
                 &resp,
                 400,
                 "Bad Request",
@@ -258,7 +259,7 @@ async fn two_host_lines_are_a_400_on_aws_and_served_on_gcp() {
     assert_eq!(aws.stats().by_status.get(&400), Some(&2));
 
     // Google's classic load balancer accepts them when the first Host is valid.
-    let gcp = lb(Cloud::Gcp, app.addr, Duration::from_secs(5)).await;
+    let gcp = lb(Cloud::GcpClassic, app.addr, Duration::from_secs(5)).await;
     for raw in [&same[..], &differ[..]] {
         let (resp, _) = send_raw(&gcp, raw).await;
         assert_eq!(

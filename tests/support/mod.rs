@@ -34,7 +34,7 @@ pub async fn lb(cloud: Cloud, upstream: SocketAddr, timeout: Duration) -> SimHan
         .no_health_checks();
     let b = match cloud {
         Cloud::Aws => b.idle_timeout(timeout),
-        Cloud::Gcp => b.backend_timeout(timeout),
+        Cloud::Gcp | Cloud::GcpClassic => b.backend_timeout(timeout),
     };
     b.start().await.expect("lbsim starts")
 }
@@ -297,11 +297,72 @@ pub fn alb_page(status_line: &str) -> String {
     )
 }
 
-/// The GFE page with `title`, byte for byte.
+/// The Google Front End page titled `title` (`"502 Server Error"`, `"400 Bad Request"`,
+/// ...), byte for byte as captured: a line feed first, then the status's heading and text.
 pub fn gfe_page(title: &str) -> String {
+    let (heading, text) = match title {
+        "502 Server Error" => (
+            "Server Error",
+            "The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.",
+        ),
+        "400 Bad Request" => (
+            "Bad Request",
+            "Your client has issued a malformed or illegal request.",
+        ),
+        "413 Request Entity Too Large" => (
+            "Request Entity Too Large",
+            "Your client issued a request that was too large.",
+        ),
+        "408 Request Timeout" => (
+            "Request Timeout",
+            "Your client has taken too long to issue its request.",
+        ),
+        other => panic!("no GFE page known for {other:?}"),
+    };
     format!(
-        "<html><head>\n<meta http-equiv=\"content-type\" content=\"text/html;charset=utf-8\">\n<title>{title}</title>\n</head>\n<body text=#000000 bgcolor=#ffffff>\n<h1>Error: Server Error</h1>\n<h2>The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.</h2>\n<h2></h2>\n</body></html>\n"
+        "\n<html><head>\n<meta http-equiv=\"content-type\" content=\"text/html;charset=utf-8\">\n<title>{title}</title>\n</head>\n<body text=#000000 bgcolor=#ffffff>\n<h1>Error: {heading}</h1>\n<h2>{text}</h2>\n<h2></h2>\n</body></html>\n"
     )
+}
+
+/// Asserts an answer of Envoy behind Google's global external load balancer: status and
+/// phrase, the captured headers (lower-case names, `content-type: text/plain`,
+/// `via: 1.1 google`, no `server`), the cause, and the plain-text body.
+#[track_caller]
+pub fn assert_envoy_page(resp: &RawResponse, status: u16, phrase: &str, body: &str, reason: &str) {
+    assert_eq!(resp.status, status, "body: {}", resp.text());
+    assert_eq!(resp.reason, phrase);
+    let names: Vec<&str> = resp.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.iter().all(|n| *n == n.to_ascii_lowercase()),
+        "header names lower-cased: {names:?}"
+    );
+    assert_eq!(
+        &names[..3],
+        ["content-length", "content-type", "via"],
+        "captured order"
+    );
+    assert_eq!(resp.header("content-type"), Some("text/plain"));
+    assert_eq!(resp.header("via"), Some("1.1 google"));
+    assert_eq!(resp.header("server"), None);
+    assert_eq!(resp.header("x-lbsim-reason"), Some(reason));
+    assert_eq!(resp.text(), body);
+    assert_eq!(
+        resp.header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert!(resp.complete);
+}
+
+/// The global external load balancer's answer when no backend can take the request.
+#[track_caller]
+pub fn assert_no_healthy_upstream(resp: &RawResponse, reason: &str) {
+    assert_envoy_page(
+        resp,
+        503,
+        "Service Unavailable",
+        "no healthy upstream",
+        reason,
+    );
 }
 
 /// Asserts an ALB-generated page: status and its ALB reason phrase, the ALB's headers,
