@@ -338,9 +338,10 @@ fn alb_line(r: &Record) -> String {
     // A routed request names its target group, the default rule (priority 0: lbsim has
     // no other rules) and the action `forward`, even when the LB answered it itself:
     // captured 503 lines with no target and -1 timings (an empty target group) show the
-    // ARN, `0` and "forward". AWS, "Access logs for your Application Load Balancer", access log
-    // entries: matched_rule_priority "If no rule matched and the default action was
-    // taken, this value is set to 0 ... For any other error, it is set to -";
+    // ARN, `0` and "forward". AWS, "Access logs for your Application Load Balancer"
+    // (docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-access-logs.html),
+    // "Access log entries": matched_rule_priority "If no rule matched and the default action
+    // was taken, this value is set to 0 ... For any other error, it is set to -";
     // actions_executed "If no action was taken, such as for a malformed request, this
     // value is set to -". Captured lines of requests the ALB rejected (400) show `-` for
     // the target group too, and for the target, the timings (-1), the target status and
