@@ -17,13 +17,19 @@
 //! Three formats ([`LogFormat`], [`format_line`]):
 //!
 //! - `alb`: the AWS ALB access-log line, every field in the documented order
-//!   (`shared/reference/aws-alb.md`, "Access log"); the line parses with the regular
-//!   expression AWS publishes for Athena. `time` is when the response was finished,
-//!   `request_creation_time` when the request arrived; a timing that is `None` prints `-1`,
-//!   a missing target status `-`, a missing target `-`. Fields lbsim has no use for are
-//!   fixed: `ssl_cipher`/`ssl_protocol` `-`, elb `app/lbsim/0000000000000000`, a fake target
-//!   group ARN ([`ALB_TARGET_GROUP_ARN`]), `matched_rule_priority` `0`, `actions_executed`
-//!   `forward`, and `-` for the redirect URL, error reason and classification fields.
+//!   (`shared/reference/aws-alb.md`, "Access log"), ending with `conn_trace_id` as current
+//!   lines do (the Athena table AWS publishes lists it after `classification_reason`); the
+//!   line parses with the regular expression AWS publishes for Athena. `time` is when the
+//!   response was finished, `request_creation_time` when the request arrived; a timing that
+//!   is `None` prints `-1`, a missing target status `-`, a missing target `-`.
+//!   `conn_trace_id` is the client connection's [`ConnTraceId`] (`TID_` and 32 hex digits),
+//!   the same on every request of one connection. Fields lbsim has no use for are fixed:
+//!   `ssl_cipher`/`ssl_protocol` `-`, elb `app/lbsim/0000000000000000`, and `-` for the
+//!   redirect URL, error reason and classification fields. A request that reached routing
+//!   ([`Record::routed`]) logs a fake target group ARN ([`ALB_TARGET_GROUP_ARN`]),
+//!   `matched_rule_priority` `0` (the default rule) and `actions_executed` `forward`, even
+//!   when the LB answered it itself (503 no registered targets, 502, 504), as ALB lines
+//!   do; one rejected before routing (400, 405, 463, 501, ...) logs `-` for all three.
 //!   AWS does not document how it escapes odd bytes, so lbsim keeps the line parseable:
 //!   in quoted fields `"` and control characters are percent-encoded (`%22`); in the
 //!   request line spaces are too.
@@ -79,6 +85,29 @@ pub const ALB_TARGET_GROUP_ARN: &str =
     "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/lbsim/0000000000000000";
 /// Project named in GCP `trace` and `logName` fields.
 pub const GCP_PROJECT: &str = "lbsim";
+
+/// The ALB's connection traceability ID (`conn_trace_id`): one per client connection,
+/// logged on every request of that connection, so that a user can group the requests of a
+/// keep-alive connection (AWS uses it to link access-log lines to the connection log).
+///
+/// AWS calls it "a unique opaque ID"; its published connection-log examples, and captured
+/// access-log lines, show `TID_` and 32 lowercase hex digits
+/// (`TID_3180a73013c8ca4bac2f731159d4b0fe`): lbsim prints 128 random bits that way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnTraceId(pub u128);
+
+impl ConnTraceId {
+    /// A fresh random ID, for a new client connection.
+    pub fn random() -> ConnTraceId {
+        ConnTraceId(rand::random())
+    }
+}
+
+impl std::fmt::Display for ConnTraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TID_{:032x}", self.0)
+    }
+}
 
 /// Drop reports come at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -144,6 +173,14 @@ pub struct Record {
     pub status_details: &'static str,
     /// The response head went out and the body was cut.
     pub cut: bool,
+    /// The client connection the request came on (ALB `conn_trace_id`): lets a reader
+    /// group the requests of one keep-alive connection.
+    pub conn_trace_id: ConnTraceId,
+    /// The request passed the LB's own checks and went to routing (a listener rule chose
+    /// the target group), whether or not a target then answered. ALB logs the target
+    /// group, rule priority and `forward` only then: a request it rejects first (400,
+    /// 405, 463, 501, ...) has none, and its line shows `-` for them.
+    pub routed: bool,
 }
 
 /// The access-log line format.
@@ -298,15 +335,34 @@ fn alb_line(r: &Record) -> String {
         alb_safe(r.version, false),
         alb_safe(r.user_agent.as_deref().unwrap_or(""), true),
     );
+    // A routed request names its target group, the default rule (priority 0: lbsim has
+    // no other rules) and the action `forward`, even when the LB answered it itself:
+    // captured 503 lines with no target and -1 timings (an empty target group) show the
+    // ARN, `0` and "forward". AWS, "Access logs for your Application Load Balancer"
+    // (docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-access-logs.html),
+    // "Access log entries": matched_rule_priority "If no rule matched and the default action
+    // was taken, this value is set to 0 ... For any other error, it is set to -";
+    // actions_executed "If no action was taken, such as for a malformed request, this
+    // value is set to -". Captured lines of requests the ALB rejected (400) show `-` for
+    // the target group too, and for the target, the timings (-1), the target status and
+    // both target lists, as the Record of such a request says anyway:
+    //   ... 205.210.31.158:61084 - -1 -1 -1 400 - 0 272 "- http://...:80- -" "-" - - -
+    //   "-" "-" "-" - 2025-03-01T10:03:16.682000Z "-" "-" "-" "-" "-" "-" "-" TID_6cfb...
+    let (target_group, priority, actions) = if r.routed {
+        (ALB_TARGET_GROUP_ARN, "0", "forward")
+    } else {
+        ("-", "-", "-")
+    };
     // ssl_cipher ssl_protocol target_group_arn "trace_id" "domain_name" "chosen_cert_arn"
     // matched_rule_priority request_creation_time "actions_executed" "redirect_url"
     // "error_reason" "target:port_list" "target_status_code_list" "classification"
-    // "classification_reason"
+    // "classification_reason" conn_trace_id
     let _ = write!(
         out,
-        "- - {ALB_TARGET_GROUP_ARN} \"{}\" \"-\" \"-\" 0 {} \"forward\" \"-\" \"-\" \"{target}\" \"{target_status}\" \"-\" \"-\"",
+        "- - {target_group} \"{}\" \"-\" \"-\" {priority} {} \"{actions}\" \"-\" \"-\" \"{target}\" \"{target_status}\" \"-\" \"-\" {}",
         alb_safe(r.trace_id.as_deref().unwrap_or(""), false),
         rfc3339_micros(r.start),
+        r.conn_trace_id,
     );
     out
 }
@@ -995,6 +1051,29 @@ mod tests {
             reason: None,
             status_details: "response_sent_by_backend",
             cut: false,
+            conn_trace_id: ConnTraceId(0x3180_a730_13c8_ca4b_ac2f_7311_59d4_b0fe),
+            routed: true,
+        }
+    }
+
+    /// A request the ALB rejected before routing (a malformed head): 400, no target, no
+    /// target group, no trace header added.
+    fn rejected_400() -> Record {
+        Record {
+            end: at(1_714_566_896, 100_500),
+            target: None,
+            request_processing: None,
+            target_processing: None,
+            response_processing: None,
+            lb_status: Some(400),
+            target_status: None,
+            sent_bytes: 272,
+            user_agent: None,
+            trace_id: None,
+            reason: Some("malformed_request"),
+            status_details: "malformed_request",
+            routed: false,
+            ..ok_200()
         }
     }
 
@@ -1068,10 +1147,11 @@ mod tests {
              \"GET http://localhost:8080/sleep/0?x=1 HTTP/1.1\" \"curl/8.5.0\" - - \
              arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/lbsim/0000000000000000 \
              \"Root=1-66323af0-0123456789abcdef01234567\" \"-\" \"-\" 0 \
-             2024-05-01T12:34:56.100000Z \"forward\" \"-\" \"-\" \"127.0.0.1:9000\" \"200\" \"-\" \"-\""
+             2024-05-01T12:34:56.100000Z \"forward\" \"-\" \"-\" \"127.0.0.1:9000\" \"200\" \"-\" \"-\" \
+             TID_3180a73013c8ca4bac2f731159d4b0fe"
         );
-        // 29 documented fields; the request line holds two spaces of its own.
-        assert_eq!(fields(&line).len(), 29 + 2);
+        // 30 documented fields; the request line holds two spaces of its own.
+        assert_eq!(fields(&line).len(), 30 + 2);
     }
 
     #[test]
@@ -1086,7 +1166,9 @@ mod tests {
         assert_eq!(&f[5..12], ["0.001", "-1", "-1", "504", "-", "78", "291"]);
         assert!(line.contains(" 0 2024-05-01T12:34:56.100000Z \"forward\" "));
         assert!(
-            line.ends_with(" \"127.0.0.1:9000\" \"-\" \"-\" \"-\""),
+            line.ends_with(
+                " \"127.0.0.1:9000\" \"-\" \"-\" \"-\" TID_3180a73013c8ca4bac2f731159d4b0fe"
+            ),
             "{line}"
         );
     }
@@ -1100,7 +1182,9 @@ mod tests {
         assert_eq!(&f[5..12], ["-1", "-1", "-1", "502", "-", "78", "272"]);
         assert!(line.contains(" \"GET http://localhost:8080/ HTTP/1.1\" \"-\" - - "));
         assert!(
-            line.ends_with(" \"127.0.0.1:9000\" \"-\" \"-\" \"-\""),
+            line.ends_with(
+                " \"127.0.0.1:9000\" \"-\" \"-\" \"-\" TID_3180a73013c8ca4bac2f731159d4b0fe"
+            ),
             "{line}"
         );
     }
@@ -1136,7 +1220,10 @@ mod tests {
             "{line}"
         );
         assert!(line.contains(" \"-\" \"-\" \"-\" 0 "), "{line}");
-        assert!(line.ends_with(" \"-\" \"-\" \"-\" \"-\""), "{line}");
+        assert!(
+            line.ends_with(" \"-\" \"-\" \"-\" \"-\" TID_3180a73013c8ca4bac2f731159d4b0fe"),
+            "{line}"
+        );
         let v6 = Record {
             listener: "[::1]:8080".parse().unwrap(),
             ..r
@@ -1162,6 +1249,39 @@ mod tests {
             "{line}"
         );
         assert!(line.contains(" \"evil%22 %22agent%0Anext\" "), "{line}");
+    }
+
+    #[test]
+    fn alb_line_of_a_request_rejected_before_routing() {
+        // The shape of captured 400 lines (AWS logs the malformed request line as it can;
+        // lbsim logs the request it parsed): no target group, rule or action.
+        let line = format_line(LogFormat::Alb, &rejected_400());
+        let f = fields(&line);
+        assert_eq!(&f[4..10], ["-", "-1", "-1", "-1", "400", "-"], "{line}");
+        assert!(
+            line.ends_with(
+                " \"-\" - - - \"-\" \"-\" \"-\" - 2024-05-01T12:34:56.100000Z \
+                 \"-\" \"-\" \"-\" \"-\" \"-\" \"-\" \"-\" TID_3180a73013c8ca4bac2f731159d4b0fe"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("targetgroup"), "{line}");
+    }
+
+    #[test]
+    fn conn_trace_ids_are_tid_and_32_hex_digits() {
+        assert_eq!(
+            ConnTraceId(0xab).to_string(),
+            "TID_000000000000000000000000000000ab"
+        );
+        let (a, b) = (ConnTraceId::random(), ConnTraceId::random());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let text = id.to_string();
+            let hex = text.strip_prefix("TID_").unwrap_or_default();
+            assert_eq!(hex.len(), 32, "{text}");
+            assert!(hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+        }
     }
 
     fn json(format: LogFormat, r: &Record) -> serde_json::Value {
@@ -1325,15 +1445,17 @@ mod tests {
         assert_eq!(json(LogFormat::Json, &cut)["cut"], true);
     }
 
-    /// `input.regex` of the `alb_access_logs` table in the AWS Athena User Guide, "Querying
+    /// `input.regex` of the `alb_access_logs` table in the AWS Athena User Guide, "Query
     /// Application Load Balancer logs" / "Create the table for ALB access logs"
     /// (docs.aws.amazon.com/athena/latest/ug/create-alb-access-logs-table.html), the
-    /// version with the `classification` and `classification_reason` columns, copied as it
-    /// stands in the DDL's SQL string literal (so `\"` is a quote).
-    const ATHENA_ALB_INPUT_REGEX: &str = r#"([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*):([0-9]*) ([^ ]*)[:-]([0-9]*) ([-.0-9]*) ([-.0-9]*) ([-.0-9]*) (|[-0-9]*) (-|[-0-9]*) ([-0-9]*) ([-0-9]*) \"([^ ]*) (.*) (- |[^ ]*)\" \"([^\"]*)\" ([A-Z0-9-_]+) ([A-Za-z0-9.-]*) ([^ ]*) \"([^\"]*)\" \"([^\"]*)\" \"([^\"]*)\" ([-.0-9]*) ([^ ]*) \"([^\"]*)\" \"([^\"]*)\" \"([^ ]*)\" \"([^\s]+?)\" \"([^\s]+)\" \"([^ ]*)\" \"([^ ]*)\""#;
+    /// current version, whose table adds `conn_trace_id` after `classification_reason`,
+    /// copied as it stands in the DDL's SQL string literal. Its last group, `( .*)?`, is
+    /// there (the guide says) to take fields AWS may add later.
+    const ATHENA_ALB_INPUT_REGEX: &str = r#"([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*):([0-9]*) ([^ ]*)[:-]([0-9]*) ([-.0-9]*) ([-.0-9]*) ([-.0-9]*) (|[-0-9]*) (-|[-0-9]*) ([-0-9]*) ([-0-9]*) \"([^ ]*) (.*) (- |[^ ]*)\" \"([^\"]*)\" ([A-Z0-9-_]+) ([A-Za-z0-9.-]*) ([^ ]*) \"([^\"]*)\" \"([^\"]*)\" \"([^\"]*)\" ([-.0-9]*) ([^ ]*) \"([^\"]*)\" \"([^\"]*)\" \"([^ ]*)\" \"([^\\s]+?)\" \"([^\\s]+)\" \"([^ ]*)\" \"([^ ]*)\" ?([^ ]*)? ?( .*)?"#;
 
-    /// The Athena table's columns, in the order of the regex's groups.
-    const ATHENA_COLUMNS: [&str; 33] = [
+    /// The Athena table's columns, in the order of the regex's groups (the last group,
+    /// for fields added later, has no column).
+    const ATHENA_COLUMNS: [&str; 34] = [
         "type",
         "time",
         "elb",
@@ -1367,23 +1489,50 @@ mod tests {
         "target_status_code_list",
         "classification",
         "classification_reason",
+        "conn_trace_id",
     ];
 
+    /// The regex Hive reads from a SQL string literal: `\\` is one backslash and `\"` a
+    /// quote (so the DDL's `[^\\s]` reaches the regex as `[^\s]`).
+    fn unescape_sql_literal(literal: &str) -> String {
+        let mut out = String::with_capacity(literal.len());
+        let mut chars = literal.chars();
+        while let Some(c) = chars.next() {
+            match (c, chars.clone().next()) {
+                ('\\', Some(next @ ('\\' | '"'))) => {
+                    out.push(next);
+                    chars.next();
+                }
+                _ => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// One parsed line: column name to value.
+    type AthenaRow = std::collections::HashMap<&'static str, String>;
+
     /// Athena's RegexSerDe needs the whole line to match (Java `Matcher.matches`).
-    fn athena_parse(line: &str) -> Option<std::collections::HashMap<&'static str, String>> {
-        // The SQL string literal turns `\"` into `"`; the rest is Java regex syntax
-        // that the regex crate reads the same way.
-        let pattern = format!("^(?:{})$", ATHENA_ALB_INPUT_REGEX.replace(r#"\""#, "\""));
+    /// Returns the named columns, and what the trailing group took (fields lbsim would
+    /// have added past the documented ones).
+    fn athena_parse(line: &str) -> Option<(AthenaRow, Option<String>)> {
+        // The rest is Java regex syntax that the regex crate reads the same way.
+        let pattern = format!("^(?:{})$", unescape_sql_literal(ATHENA_ALB_INPUT_REGEX));
         let re = regex::Regex::new(&pattern).unwrap();
-        assert_eq!(re.captures_len() - 1, ATHENA_COLUMNS.len());
+        assert_eq!(re.captures_len() - 1, ATHENA_COLUMNS.len() + 1);
         let caps = re.captures(line)?;
-        Some(
-            ATHENA_COLUMNS
-                .iter()
-                .enumerate()
-                .map(|(i, name)| (*name, caps[i + 1].to_string()))
-                .collect(),
-        )
+        let row = ATHENA_COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let value = caps.get(i + 1).map_or("", |m| m.as_str());
+                (*name, value.to_string())
+            })
+            .collect();
+        let extra = caps
+            .get(ATHENA_COLUMNS.len() + 1)
+            .map(|m| m.as_str().to_string());
+        Some((row, extra))
     }
 
     #[test]
@@ -1398,7 +1547,8 @@ mod tests {
         };
         for r in [ok_200(), idle_504(), race_502(), unusual] {
             let line = format_line(LogFormat::Alb, &r);
-            let row = athena_parse(&line).unwrap_or_else(|| panic!("no match: {line}"));
+            let (row, extra) = athena_parse(&line).unwrap_or_else(|| panic!("no match: {line}"));
+            assert_eq!(extra, None, "no field past conn_trace_id: {line}");
             assert_eq!(row["type"], "http");
             assert_eq!(row["elb"], ALB_NAME);
             assert_eq!(row["client_ip"], "127.0.0.1");
@@ -1413,8 +1563,9 @@ mod tests {
             assert_eq!(row["matched_rule_priority"], "0");
             assert_eq!(row["actions_executed"], "forward");
             assert_eq!(row["classification_reason"], "-");
+            assert_eq!(row["conn_trace_id"], "TID_3180a73013c8ca4bac2f731159d4b0fe");
         }
-        let row = athena_parse(&format_line(LogFormat::Alb, &ok_200())).unwrap();
+        let (row, _) = athena_parse(&format_line(LogFormat::Alb, &ok_200())).unwrap();
         assert_eq!(row["time"], "2024-05-01T12:34:56.112345Z");
         assert_eq!(row["target_ip"], "127.0.0.1");
         assert_eq!(row["target_port"], "9000");
@@ -1430,13 +1581,39 @@ mod tests {
         assert_eq!(row["target_port_list"], "127.0.0.1:9000");
         assert_eq!(row["target_status_code_list"], "200");
 
-        let row = athena_parse(&format_line(LogFormat::Alb, &race_502())).unwrap();
+        let (row, _) = athena_parse(&format_line(LogFormat::Alb, &race_502())).unwrap();
         assert_eq!(row["request_processing_time"], "-1");
         assert_eq!(row["target_processing_time"], "-1");
         assert_eq!(row["response_processing_time"], "-1");
         assert_eq!(row["target_status_code"], "-");
         assert_eq!(row["user_agent"], "-");
         assert_eq!(row["target_status_code_list"], "-");
+
+        // A request rejected before routing: `-` where the documentation and captured
+        // 400 lines have it.
+        let (row, extra) = athena_parse(&format_line(LogFormat::Alb, &rejected_400())).unwrap();
+        assert_eq!(extra, None);
+        // The regex reads the `-` target as the separator: no address, no port.
+        assert_eq!((&*row["target_ip"], &*row["target_port"]), ("", ""));
+        for column in [
+            "target_status_code",
+            "ssl_cipher",
+            "target_group_arn",
+            "trace_id",
+            "matched_rule_priority",
+            "actions_executed",
+            "redirect_url",
+            "lambda_error_reason",
+            "target_port_list",
+            "target_status_code_list",
+            "classification",
+            "classification_reason",
+        ] {
+            assert_eq!(row[column], "-", "{column}");
+        }
+        assert_eq!(row["target_processing_time"], "-1");
+        assert_eq!(row["elb_status_code"], "400");
+        assert_eq!(row["conn_trace_id"], "TID_3180a73013c8ca4bac2f731159d4b0fe");
 
         // The check itself can fail: a line with a field missing does not parse.
         let line = format_line(LogFormat::Alb, &ok_200());

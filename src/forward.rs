@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, UPGRADE, VIA};
 use rand::Rng;
 
+use crate::accesslog::ConnTraceId;
 use crate::profile::{Forwarding, TraceHeader};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -18,7 +19,8 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// The two ends of one client connection, with the forwarding header values derived
-/// from them formatted once per connection rather than once per request.
+/// from them formatted once per connection rather than once per request, and the
+/// connection's access-log ID.
 #[derive(Debug)]
 pub struct Peer {
     /// The client's address, as the target sees it in `X-Forwarded-For`.
@@ -29,6 +31,9 @@ pub struct Peer {
     xff_tail: HeaderValue,
     /// `X-Forwarded-Port`.
     port: HeaderValue,
+    /// The connection's ALB `conn_trace_id`, drawn once here so that every request on
+    /// the connection logs the same one (AWS uses it to group a connection's requests).
+    pub conn_trace_id: ConnTraceId,
 }
 
 impl Peer {
@@ -45,6 +50,7 @@ impl Peer {
             // An IP address is always a valid header value.
             xff_tail: HeaderValue::from_str(&tail).unwrap_or(HeaderValue::from_static("")),
             port: HeaderValue::from(local.port()),
+            conn_trace_id: ConnTraceId::random(),
         }
     }
 }

@@ -8,7 +8,8 @@ use http::request::Parts;
 use http::HeaderMap;
 use tokio::time::Instant;
 
-use crate::accesslog::{version_str, Record};
+use crate::accesslog::{version_str, ConnTraceId, Record};
+use crate::forward::Peer;
 
 /// Facts captured when a request arrives (after the LB's headers were added).
 #[derive(Debug)]
@@ -17,6 +18,8 @@ pub struct Facts {
     start: Instant,
     client: SocketAddr,
     listener: SocketAddr,
+    /// The client connection's ID (ALB `conn_trace_id`), the same for all its requests.
+    conn_trace_id: ConnTraceId,
     method: String,
     host: String,
     path: String,
@@ -54,8 +57,9 @@ pub struct Ending {
 const SENT_BY_BACKEND: &str = "response_sent_by_backend";
 
 impl Facts {
-    /// Captures what the log needs from a request head.
-    pub fn capture(parts: &Parts, client: SocketAddr, listener: SocketAddr) -> Facts {
+    /// Captures what the log needs from a request head that arrived on `peer`'s
+    /// connection (its addresses and connection ID).
+    pub fn capture(parts: &Parts, peer: &Peer) -> Facts {
         let header = |name: &str| {
             parts
                 .headers
@@ -81,8 +85,9 @@ impl Facts {
         Facts {
             start_wall: SystemTime::now(),
             start: Instant::now(),
-            client,
-            listener,
+            client: peer.client,
+            listener: peer.local,
+            conn_trace_id: peer.conn_trace_id,
             method: parts.method.to_string(),
             host,
             path,
@@ -129,6 +134,11 @@ impl Facts {
             reason: e.reason,
             status_details: e.log_word.or(e.reason).unwrap_or(SENT_BY_BACKEND),
             cut: e.cut,
+            conn_trace_id: self.conn_trace_id,
+            // Facts are taken after the head passed the LB's checks, as the request goes
+            // to routing: every request recorded here reached it. Heads the LB rejects are
+            // answered before any Facts exist.
+            routed: true,
         }
     }
 }

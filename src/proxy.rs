@@ -286,7 +286,7 @@ impl Engine {
         let facts = self
             .access_log
             .is_some()
-            .then(|| Arc::new(Facts::capture(&parts, peer.client, peer.local)));
+            .then(|| Arc::new(Facts::capture(&parts, &peer)));
         parts.version = Version::HTTP_11;
         let mut pending = Unanswered {
             engine: &self,

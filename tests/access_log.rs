@@ -67,6 +67,83 @@ async fn alb_lines_for_a_200_a_504_and_a_keep_alive_race() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// The last field of an ALB line, checked to be a conn_trace_id: `TID_` and 32 hex digits,
+/// the shape of AWS's published examples (`TID_3180a73013c8ca4bac2f731159d4b0fe`).
+fn conn_trace_id(line: &str) -> &str {
+    let last = line.rsplit(' ').next().unwrap_or_default();
+    let hex = last.strip_prefix("TID_").unwrap_or_default();
+    assert!(
+        hex.len() == 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "last field is not a conn_trace_id: {line}"
+    );
+    last
+}
+
+#[tokio::test]
+async fn alb_lines_end_with_one_conn_trace_id_per_client_connection() {
+    let app = mock(Duration::from_secs(5)).await;
+    let path = temp_log("alb-tid");
+    let lb = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
+        .upstream(app.addr)
+        .access_log(path.to_str().unwrap(), None)
+        .start()
+        .await
+        .unwrap();
+    let mut first = RawClient::connect(lb.addr()).await;
+    assert_eq!(first.get("/").await.status, 200);
+    assert_eq!(first.get("/").await.status, 200);
+    let mut second = RawClient::connect(lb.addr()).await;
+    assert_eq!(second.get("/").await.status, 200);
+    lb.shutdown().await;
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let ids: Vec<&str> = lines.iter().map(|l| conn_trace_id(l)).collect();
+    assert_eq!(ids[0], ids[1], "one connection, one conn_trace_id:\n{text}");
+    assert_ne!(ids[0], ids[2], "another connection, another one:\n{text}");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn alb_line_of_the_503_for_an_empty_target_group() {
+    // No upstream: the target group has no registered targets, so the ALB answers 503
+    // itself. It still routed the request: captured lines show the target group ARN,
+    // rule priority 0 and "forward", with `-` for the target, the target status and both
+    // target lists, and -1 for the three timings.
+    let path = temp_log("alb-503");
+    let lb = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
+        .access_log(path.to_str().unwrap(), None)
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 503);
+    lb.shutdown().await;
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let line = lines[0];
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(&f[4..10], ["-", "-1", "-1", "-1", "503", "-"], "{line}");
+    // From target_group_arn to the end: arn "trace_id" "-" "-" 0 request_creation_time
+    // "forward" "-" "-" "-" "-" "-" "-" conn_trace_id.
+    let tail = &f[f.len() - 14..];
+    assert_eq!(tail[0], lbsim::accesslog::ALB_TARGET_GROUP_ARN, "{line}");
+    assert!(tail[1].starts_with("\"Root=1-"), "{line}");
+    assert_eq!(&tail[2..5], ["\"-\"", "\"-\"", "0"], "{line}");
+    assert_eq!(tail[6], "\"forward\"", "{line}");
+    assert!(tail[7..13].iter().all(|v| *v == "\"-\""), "{line}");
+    conn_trace_id(line);
+    let _ = std::fs::remove_file(&path);
+}
+
 #[tokio::test]
 async fn gcp_entries_carry_status_details() {
     let app = mock(Duration::from_secs(5)).await;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lbsim::accesslog::{AccessLog, LogFormat, Record};
+use lbsim::accesslog::{AccessLog, ConnTraceId, LogFormat, Record};
 use tokio::io::AsyncWrite;
 
 /// A destination that never accepts a byte and never wakes its writer.
@@ -67,6 +67,8 @@ fn record(path: &str) -> Record {
         reason: None,
         status_details: "response_sent_by_backend",
         cut: false,
+        conn_trace_id: ConnTraceId(1),
+        routed: true,
     }
 }
 
