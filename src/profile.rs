@@ -142,6 +142,9 @@ pub struct Outcome {
     pub log_word: &'static str,
     /// What the LB sends: one status can come with several bodies (Envoy says why).
     pub page: &'static Page,
+    /// Where sources disagree on this outcome: which one lbsim follows and what else
+    /// production may show (said with `--explain`).
+    pub caveat: Option<&'static str>,
 }
 
 /// One error page, byte for byte.
@@ -359,6 +362,15 @@ const fn outcome(page: &'static Page, code: &'static str) -> Outcome {
         code,
         log_word: code,
         page,
+        caveat: None,
+    }
+}
+
+/// An outcome on which sources disagree; `caveat` says which one lbsim follows.
+const fn disputed(page: &'static Page, code: &'static str, caveat: &'static str) -> Outcome {
+    Outcome {
+        caveat: Some(caveat),
+        ..outcome(page, code)
     }
 }
 
@@ -369,6 +381,7 @@ const fn logged_as(page: &'static Page, code: &'static str, log_word: &'static s
         code,
         log_word,
         page,
+        caveat: None,
     }
 }
 
@@ -572,7 +585,13 @@ pub static GCP_CLASSIC: Profile = Profile {
         // gcloud `--timeout` help: "If the backend does not reply at all, the load balancer
         // returns a 502 Bad Gateway error"; the log table lists backend_timeout with
         // "502, 503" (classic 502). The Anyscale article's 504 is not this generation's.
-        outcome(&GFE_502, "backend_timeout"),
+        disputed(
+            &GFE_502,
+            "backend_timeout",
+            "lbsim follows gcloud's --timeout help (\"the load balancer returns a 502 Bad \
+             Gateway error\") and Google's log table (502, 503); the Anyscale article says \
+             504, which is the global external load balancer's answer (--cloud gcp)",
+        ),
         outcome(&GFE_502, "failed_to_connect_to_backend"),
         outcome(&GFE_502, "failed_to_connect_to_backend"),
         // Migration overview: "Early upstream connection reset by the backend: Returns
@@ -708,7 +727,14 @@ pub static GCP_GLOBAL: Profile = Profile {
         // Sources disagree: Google's log table lists backend_timeout with "502, 503"; the
         // Anyscale article and public reports (a Cloud Run service behind the load
         // balancer) show 504, which is Envoy's route timeout. lbsim follows the reports.
-        outcome(&ENVOY_TIMEOUT, "backend_timeout"),
+        disputed(
+            &ENVOY_TIMEOUT,
+            "backend_timeout",
+            "sources disagree on this status: lbsim follows the Anyscale article and public \
+             reports (504, Envoy's route timeout); Google's request-log table lists \
+             backend_timeout with 502 and 503, and gcloud's --timeout help says 502, so \
+             production may show a 502 or 503 here",
+        ),
         outcome(&ENVOY_CONNECT_FAILURE, "failed_to_connect_to_backend"),
         outcome(&ENVOY_CONNECT_FAILURE, "failed_to_connect_to_backend"),
         // Migration overview: "Early upstream connection reset by the backend: Returns

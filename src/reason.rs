@@ -134,6 +134,14 @@ pub fn keep_alive_fix(config: &Config) -> String {
 
 /// The sentence logged for an LB-generated error: what happened and what to change.
 pub fn explain(config: &Config, reason: Reason, d: &Detail) -> String {
+    let sentence = explain_cause(config, reason, d);
+    match config.profile.outcome(reason).caveat {
+        Some(caveat) => format!("{sentence} (Fidelity: {caveat}.)"),
+        None => sentence,
+    }
+}
+
+fn explain_cause(config: &Config, reason: Reason, d: &Detail) -> String {
     let profile = config.profile;
     let timers = &config.timers;
     let lb = profile.display_name;
@@ -297,5 +305,26 @@ mod tests {
         );
         let race = explain(&config, Reason::KeepAliveRace, &Detail::default());
         assert!(race.ends_with(&fix), "{race}");
+    }
+
+    #[test]
+    fn a_disputed_outcome_says_which_source_lbsim_follows() {
+        let timed_out = Detail {
+            target: Some("127.0.0.1:8000".into()),
+            ..Detail::default()
+        };
+        let global = sentence(Cloud::Gcp, Reason::TargetTimeout, &timed_out);
+        assert!(
+            global.ends_with("so production may show a 502 or 503 here.)"),
+            "{global}"
+        );
+        assert!(global.contains("(Fidelity: sources disagree"), "{global}");
+        let classic = sentence(Cloud::GcpClassic, Reason::TargetTimeout, &timed_out);
+        assert!(
+            classic.contains("the Anyscale article says 504"),
+            "{classic}"
+        );
+        let aws = sentence(Cloud::Aws, Reason::TargetTimeout, &timed_out);
+        assert!(!aws.contains("Fidelity"), "{aws}");
     }
 }
