@@ -153,6 +153,10 @@ pub struct RunArgs {
     /// Print one plain sentence on stderr per LB-generated error: what, which setting, the fix.
     #[arg(long)]
     pub explain: bool,
+    /// Also print the summary (requests by status, the LB's own answers with the fix,
+    /// targets) this often; it is always printed when lbsim stops.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub summary_every: Option<Duration>,
     /// Keep-alive of the embedded mock app (used only without --upstream).
     #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DURATION")]
     pub mock_keep_alive: Duration,
@@ -282,14 +286,25 @@ async fn run_upstream(args: UpstreamArgs) -> ExitCode {
     let mock = match MockUpstream::start(args.listen, opts).await {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("lbsim upstream: cannot listen on {}: {e}", args.listen);
+            // 8000 is Ray Serve's port too: the likeliest owner is the user's own app.
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                " — another program has it (Ray Serve and uvicorn listen on 8000 by default); \
+                 pick another port with --listen 127.0.0.1:PORT"
+            } else {
+                ""
+            };
+            eprintln!(
+                "lbsim upstream: cannot listen on {}: {e}{hint}",
+                args.listen
+            );
             return ExitCode::from(1);
         }
     };
     eprintln!(
-        "lbsim upstream: mock app on http://{} (keep-alive {})",
+        "lbsim upstream: mock app on http://{} (keep-alive {}; paths: {})",
         mock.addr,
-        humantime::format_duration(args.keep_alive)
+        humantime::format_duration(args.keep_alive),
+        crate::upstream::PATHS.join(" ")
     );
     stop.await;
     ExitCode::SUCCESS
@@ -375,9 +390,9 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         match MockUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0)), opts).await {
             Ok(mock) => {
                 eprintln!(
-                    "lbsim: no --upstream given; started the mock app on http://{} \
-                     (paths: / /sleep/{{s}} /stream/{{n}}?interval={{s}} /status/{{code}} /close /reset /garbage /-/healthz)",
-                    mock.addr
+                    "lbsim: no --upstream given; started the mock app on http://{} (paths: {})",
+                    mock.addr,
+                    crate::upstream::PATHS.join(" ")
                 );
                 sim.register(mock.addr);
                 targets.push(mock.addr);
@@ -409,8 +424,27 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
              POST /targets; DELETE /targets/{{id}}; PUT /targets/{{id}}/health; POST /stats/reset)"
         );
     }
-    stop.await;
+    for line in crate::report::start_state(c, &sim.targets()).await {
+        eprintln!("lbsim: {line}");
+    }
+    let say_summary = |sim: &crate::SimHandle| {
+        eprint!(
+            "{}",
+            crate::report::summary(sim.config(), &sim.stats(), &sim.targets())
+        );
+    };
+    tokio::pin!(stop);
+    match args.summary_every {
+        Some(every) if !every.is_zero() => loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(every) => say_summary(&sim),
+            }
+        },
+        _ => stop.await,
+    }
     eprintln!("lbsim: shutting down; letting in-flight requests finish");
     sim.stop_and_wait().await;
+    say_summary(&sim);
     ExitCode::SUCCESS
 }

@@ -24,6 +24,7 @@
 //! - [`respond`]: every LB-generated response, built from profile data in one place.
 //! - [`logline`]: what the engine remembers of a request for its access-log line.
 //! - [`stats`]: counters by status and cause.
+//! - [`report`]: the start-up state and the summary printed for a person.
 //! - [`accesslog`]: one line per finished request, as the cloud would log it, written off the request path.
 //! - [`upstream`]: the embedded mock app (`lbsim upstream`).
 //! - [`sim`]: the library API for test harnesses ([`Simulator`]).
@@ -85,6 +86,7 @@ pub mod pool;
 pub mod profile;
 pub mod proxy;
 pub mod reason;
+pub mod report;
 pub mod respond;
 pub mod scenario;
 pub mod sim;

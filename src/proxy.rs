@@ -232,15 +232,25 @@ impl Engine {
     }
 
     /// The log line (and `--explain` sentence) for an LB-generated error.
+    /// One shape: a short log line always; the sentence that says why and what to change
+    /// with `--explain` (and, per cause, in the summary when lbsim stops).
     fn say(&self, reason: Reason, detail: &Detail, what: &str) {
         let code = self.profile().outcome(reason).code;
-        let why = explain(&self.config, reason, detail);
+        let target = detail.target.as_deref().unwrap_or("-");
+        tracing::warn!(
+            reason = code,
+            target,
+            "{what} after {:.3} s{}",
+            detail.elapsed.as_secs_f64(),
+            if self.explain {
+                ""
+            } else {
+                " (--explain says why and what to change)"
+            }
+        );
         if self.explain {
-            // The plain sentence carries the explanation; the log line stays short.
-            tracing::warn!(reason = code, "{what}");
+            let why = explain(&self.config, reason, detail);
             eprintln!("lbsim explain: {what}: {why}");
-        } else {
-            tracing::warn!(reason = code, "{what}: {why}");
         }
     }
 

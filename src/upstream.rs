@@ -103,6 +103,22 @@ pub async fn run(
     }
 }
 
+/// Every path the mock app serves, as the banners list them.
+pub const PATHS: &[&str] = &[
+    "/",
+    "/sleep/{s}",
+    "/stream/{n}?interval={s}",
+    "/status/{code}",
+    "/bytes/{n}",
+    "/short/{declared}/{sent}",
+    "/headers",
+    "/echo",
+    "/close",
+    "/reset",
+    "/garbage",
+    "/-/healthz",
+];
+
 /// A mock upstream running on its own task; dropping the handle stops it.
 #[derive(Debug)]
 pub struct MockUpstream {

@@ -445,17 +445,32 @@ async fn readme_walk_through_on_the_embedded_mock_app() {
 async fn log_line_of_a_504_names_the_cause_and_the_fix() {
     let listen = free_addr();
     let l = listen.to_string();
-    let mut lbsim = Running::spawn(&["--cloud", "aws", "--idle-timeout", "300ms", "--listen", &l]);
+    let mut lbsim = Running::spawn(&[
+        "--cloud",
+        "aws",
+        "--idle-timeout",
+        "300ms",
+        "--listen",
+        &l,
+        "--explain",
+    ]);
     lbsim.ready(listen).await;
     let mut client = RawClient::connect(listen).await;
     let resp = client.get("/sleep/2").await;
     assert_eq!(resp.status, 504);
-    let line = lbsim
+    // A short log line...
+    let warn = lbsim
         .line("logging the 504", Duration::from_secs(5), |l| {
-            l.contains("504 target_idle_timeout")
+            l.contains("WARN") && l.contains("504 target_idle_timeout after 0.")
         })
         .await;
-    assert!(line.contains("WARN"), "{line}");
+    assert!(!warn.contains("--explain says"), "{warn}");
+    // ...and the sentence, with --explain.
+    let line = lbsim
+        .line("explaining the 504", Duration::from_secs(5), |l| {
+            l.starts_with("lbsim explain: 504 target_idle_timeout: ")
+        })
+        .await;
     // The cause, with the measured numbers...
     assert!(
         line.contains("sent no response within the AWS ALB idle timeout of 300 ms"),
@@ -470,6 +485,27 @@ async fn log_line_of_a_504_names_the_cause_and_the_fix() {
     // ...and the fix: the cloud setting and the lbsim flag.
     assert!(line.contains("idle_timeout.timeout_seconds"), "{line}");
     assert!(line.contains("--idle-timeout"), "{line}");
+    lbsim.stop().await;
+}
+
+#[tokio::test]
+async fn without_explain_the_log_line_is_short_and_points_to_it() {
+    let listen = free_addr();
+    let l = listen.to_string();
+    let mut lbsim = Running::spawn(&["--cloud", "aws", "--idle-timeout", "300ms", "--listen", &l]);
+    lbsim.ready(listen).await;
+    let mut client = RawClient::connect(listen).await;
+    assert_eq!(client.get("/sleep/2").await.status, 504);
+    let warn = lbsim
+        .line("logging the 504", Duration::from_secs(5), |l| {
+            l.contains("WARN") && l.contains("504 target_idle_timeout after 0.")
+        })
+        .await;
+    assert!(
+        warn.contains("(--explain says why and what to change)"),
+        "{warn}"
+    );
+    assert!(!warn.contains("idle_timeout.timeout_seconds"), "{warn}");
     lbsim.stop().await;
 }
 
@@ -489,23 +525,35 @@ impl HeldApp {
         self.listener.local_addr().unwrap()
     }
 
-    /// Accepts one connection and reads one request head: the request is now in flight.
+    /// Accepts connections until one carries a request head (lbsim's start-up probe
+    /// connects and closes without a word), and reads that head: the request is now in
+    /// flight.
     async fn receive(&self) -> (TcpStream, String) {
-        let (mut stream, _) = tokio::time::timeout(PROCESS_LIMIT, self.listener.accept())
-            .await
-            .expect("lbsim forwarded the request")
-            .unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = tokio::time::timeout(READ_LIMIT, stream.read(&mut buf))
+        loop {
+            let (mut stream, _) = tokio::time::timeout(PROCESS_LIMIT, self.listener.accept())
                 .await
-                .expect("request head")
+                .expect("lbsim forwarded the request")
                 .unwrap();
-            assert!(n > 0, "lbsim closed the target connection");
-            head.extend_from_slice(&buf[..n]);
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = tokio::time::timeout(READ_LIMIT, stream.read(&mut buf))
+                    .await
+                    .expect("request head")
+                    .unwrap();
+                if n == 0 {
+                    assert!(
+                        head.is_empty(),
+                        "lbsim closed the target connection mid-head"
+                    );
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            if !head.is_empty() {
+                return (stream, String::from_utf8_lossy(&head).into_owned());
+            }
         }
-        (stream, String::from_utf8_lossy(&head).into_owned())
     }
 }
 
@@ -609,7 +657,11 @@ async fn upstream_subcommand_serves_and_closes_idle_connections() {
     let listen = free_addr();
     let l = listen.to_string();
     let mut app = Running::spawn(&["upstream", "--listen", &l, "--keep-alive", "1s"]);
-    let expected = format!("lbsim upstream: mock app on http://{listen} (keep-alive 1s)");
+    let expected = format!(
+        "lbsim upstream: mock app on http://{listen} (keep-alive 1s; paths: / /sleep/{{s}} \
+         /stream/{{n}}?interval={{s}} /status/{{code}} /bytes/{{n}} /short/{{declared}}/{{sent}} \
+         /headers /echo /close /reset /garbage /-/healthz)"
+    );
     app.line("saying where it listens", PROCESS_LIMIT, |l| l == expected)
         .await;
 
@@ -634,4 +686,83 @@ async fn upstream_subcommand_serves_and_closes_idle_connections() {
         "closed after {elapsed:?}, expected 1 s"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_on_a_taken_port_says_who_likely_has_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["upstream", "--listen", &addr]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")) && err.contains("Ray Serve"),
+        "{err}"
+    );
+    assert!(err.contains("--listen 127.0.0.1:PORT"), "{err}");
+}
+
+#[tokio::test]
+async fn banner_says_what_the_next_requests_will_get_and_stop_prints_a_summary() {
+    let listen = free_addr();
+    let l = listen.to_string();
+    let nobody = free_addr().to_string();
+    let mut lb = Running::spawn(&[
+        "--cloud",
+        "gcp-classic",
+        "--listen",
+        &l,
+        "--upstream",
+        &nobody,
+        "--time-scale",
+        "0.01",
+    ]);
+    lb.ready(listen).await;
+    lb.line("naming the dead target", PROCESS_LIMIT, |line| {
+        line == format!(
+            "lbsim: nothing listens on {nobody}: requests sent to it will get 502 \
+             (failed_to_connect_to_backend) until an app does"
+        )
+    })
+    .await;
+    lb.line("saying GCP does not fail open", PROCESS_LIMIT, |line| {
+        line == "lbsim: the GCP classic load balancer does not fail open: requests get 502 \
+                 (no_healthy_backend) until 2 health checks of GET / pass, ~100 ms (10 s at \
+                 full scale)"
+    })
+    .await;
+    let mut client = RawClient::connect(listen).await;
+    assert_eq!(client.get("/").await.status, 502);
+    drop(client);
+    lb.line("the first health check failing", PROCESS_LIMIT, |line| {
+        line.contains("Initial -> Unhealthy")
+    })
+    .await;
+    lb.signal("TERM").await;
+    assert_eq!(lb.exit_code(PROCESS_LIMIT).await, Some(0));
+    for expected in [
+        "lbsim summary (GCP classic load balancer): 1 answered".to_string(),
+        "  by status: 502 × 1".to_string(),
+        format!("    #1 {nobody} unhealthy, 0 in flight"),
+    ] {
+        lb.line("in the summary", PROCESS_LIMIT, |line| line == expected)
+            .await;
+    }
+    lb.line("explaining the 502 in the summary", PROCESS_LIMIT, |line| {
+        line.starts_with("    502 no_healthy_backend × 1: no target passes")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn summary_every_prints_while_running() {
+    let listen = free_addr();
+    let l = listen.to_string();
+    let mut lb = Running::spawn(&["--listen", &l, "--summary-every", "200ms"]);
+    lb.ready(listen).await;
+    lb.line("printing a summary", PROCESS_LIMIT, |line| {
+        line == "lbsim summary (AWS ALB): 0 answered"
+    })
+    .await;
+    lb.stop().await;
 }

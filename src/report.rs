@@ -1,0 +1,193 @@
+//! What lbsim tells a person at the command line: the state it starts in (and so what the
+//! next requests will get), and a summary of what happened, printed when it stops or every
+//! `--summary-every`.
+//!
+//! Both read the effective config, the profile and the counters: no cloud is named here,
+//! every status and word comes from the profile.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::config::Config;
+use crate::reason::{explain, Detail, Reason};
+use crate::stats::Counts;
+use crate::targets::{TargetInfo, TargetState};
+
+/// How long the start-up probe waits for a target's TCP handshake: enough for a local app,
+/// short enough not to delay the banner.
+const PROBE_CONNECT: Duration = Duration::from_millis(300);
+
+/// Formats a duration at full scale for a person ("10 s", "5 min").
+fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 120.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s >= 10.0 {
+        format!("{s:.0} s")
+    } else if s >= 1.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// A scaled timer as a person reads it: the value now, and at full scale when scaled.
+fn timer(config: &Config, d: Duration) -> String {
+    if config.time_scale == 1.0 {
+        human(d)
+    } else {
+        format!(
+            "{} ({} at full scale)",
+            human(d),
+            human(d.div_f64(config.time_scale))
+        )
+    }
+}
+
+/// Whether something accepts TCP connections at `addr` now.
+async fn listening(addr: SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(PROBE_CONNECT, TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Lines for the banner: each target's state as probed now, and what the next requests
+/// will get because of it.
+pub async fn start_state(config: &Config, targets: &[TargetInfo]) -> Vec<String> {
+    let p = config.profile;
+    let lb = p.display_name;
+    let mut lines = Vec::new();
+    let mut reachable = 0;
+    for t in targets {
+        let up = match t.address.parse::<SocketAddr>() {
+            Ok(addr) => listening(addr).await,
+            Err(_) => false,
+        };
+        if up {
+            reachable += 1;
+        } else {
+            let refused = p.outcome(Reason::ConnectRefused);
+            lines.push(format!(
+                "nothing listens on {}: requests sent to it will get {} ({}) until an app does",
+                t.address, refused.status, refused.code
+            ));
+        }
+    }
+    if targets.is_empty() {
+        let none = p.outcome(Reason::NoRegisteredTargets);
+        lines.push(format!(
+            "no target is registered: requests will get {} ({})",
+            none.status, none.code
+        ));
+    } else if config.health.enabled {
+        let checks = &config.health;
+        let passes = checks.thresholds.initial;
+        let ready_in = checks.interval * passes;
+        if p.fails_open {
+            lines.push(format!(
+                "targets start `{}` and need {passes} passing health check(s) of GET {} (every {}); \
+                 the {lb} fails open meanwhile, so requests are served",
+                TargetState::Initial.as_str(),
+                checks.path,
+                timer(config, checks.interval),
+            ));
+        } else {
+            let none = p.outcome(Reason::NoHealthyTargets);
+            lines.push(format!(
+                "the {lb} does not fail open: requests get {} ({}) until {passes} health checks of GET {} pass, ~{}",
+                none.status,
+                none.code,
+                checks.path,
+                timer(config, ready_in),
+            ));
+        }
+        if reachable == 0 {
+            lines.push(format!(
+                "no target answers yet: its health checks fail and it turns `{}`",
+                TargetState::Unhealthy.as_str()
+            ));
+        }
+    }
+    if !config.timers.warmup.is_zero() {
+        let none = p.outcome(Reason::NoHealthyTargets);
+        lines.push(format!(
+            "warm-up: no target counts as healthy for {} after start ({} meanwhile)",
+            timer(config, config.timers.warmup),
+            none.status
+        ));
+    }
+    if let Some(retry) = config.retry {
+        lines.push(format!(
+            "the {lb} sends a failed {} once more when the app closed the connection before \
+             answering (--no-retry to see every failure)",
+            retry.methods.join("/"),
+        ));
+    }
+    lines
+}
+
+/// The reasons whose cause word is `code` in this profile (several may share one).
+fn reasons_for(config: &Config, code: &str) -> Vec<Reason> {
+    Reason::ALL
+        .into_iter()
+        .filter(|r| config.profile.outcome(*r).code == code)
+        .collect()
+}
+
+/// The summary: requests by status, the LB's own answers by cause with what to change,
+/// and the targets.
+pub fn summary(config: &Config, counts: &Counts, targets: &[TargetInfo]) -> String {
+    let mut out = String::new();
+    let total: u64 = counts.by_status.values().sum();
+    out.push_str(&format!(
+        "lbsim summary ({}): {total} answered",
+        config.profile.display_name
+    ));
+    if counts.retries > 0 {
+        out.push_str(&format!(", {} retried by the LB", counts.retries));
+    }
+    out.push('\n');
+    if !counts.by_status.is_empty() {
+        let statuses: Vec<String> = counts
+            .by_status
+            .iter()
+            .map(|(status, n)| format!("{status} × {n}"))
+            .collect();
+        out.push_str(&format!("  by status: {}\n", statuses.join(", ")));
+    }
+    if counts.by_reason.is_empty() {
+        out.push_str("  the load balancer answered nothing itself\n");
+    } else {
+        out.push_str("  the load balancer's own answers:\n");
+        for (code, n) in &counts.by_reason {
+            let status = reasons_for(config, code)
+                .first()
+                .map(|r| config.profile.outcome(*r).status.to_string())
+                .unwrap_or_else(|| "-".into());
+            let why = reasons_for(config, code)
+                .first()
+                .map(|r| explain(config, *r, &Detail::default()))
+                .unwrap_or_default();
+            out.push_str(&format!("    {status} {code} × {n}: {why}\n"));
+        }
+    }
+    out.push_str("  targets:");
+    if targets.is_empty() {
+        out.push_str(" none registered\n");
+    } else {
+        out.push('\n');
+        for t in targets {
+            out.push_str(&format!(
+                "    #{} {} {}, {} in flight\n",
+                t.id,
+                t.address,
+                t.state.as_str(),
+                t.in_flight
+            ));
+        }
+    }
+    out
+}
