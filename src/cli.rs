@@ -184,6 +184,17 @@ pub struct UpstreamArgs {
     /// Delay added before every answer.
     #[arg(long, value_parser = parse_duration, default_value = "0s", value_name = "DURATION")]
     pub latency: Duration,
+    /// As Ray Serve's `max_queued_requests`: past this many queued requests, answer Ray's
+    /// own 503 ("Request dropped due to backpressure ...") — the app's 503, not the LB's.
+    #[arg(long, value_name = "N")]
+    pub max_queued_requests: Option<usize>,
+    /// As Ray Serve's `max_ongoing_requests` (requests served at once before queueing).
+    #[arg(long, value_name = "N", default_value_t = crate::upstream::RAY_DEFAULT_MAX_ONGOING_REQUESTS)]
+    pub max_ongoing_requests: usize,
+    /// As Ray Serve's `http_options.request_timeout_s`: a request still unanswered after
+    /// this long gets Ray's own 408 ("Request ... timed out after ...s.").
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Option<Duration>,
 }
 
 impl RunArgs {
@@ -282,6 +293,9 @@ async fn run_upstream(args: UpstreamArgs) -> ExitCode {
     let opts = MockOptions {
         keep_alive: args.keep_alive,
         latency: args.latency,
+        max_queued_requests: args.max_queued_requests,
+        max_ongoing_requests: args.max_ongoing_requests,
+        request_timeout: args.request_timeout,
     };
     let mock = match MockUpstream::start(args.listen, opts).await {
         Ok(m) => m,

@@ -157,6 +157,18 @@ pub fn summary(config: &Config, counts: &Counts, targets: &[TargetInfo]) -> Stri
             .map(|(status, n)| format!("{status} × {n}"))
             .collect();
         out.push_str(&format!("  by status: {}\n", statuses.join(", ")));
+        // Who answered: a 503 from the app (Ray Serve's backpressure) is not the LB's.
+        let from_app: Vec<String> = counts
+            .by_status
+            .iter()
+            .filter_map(|(status, n)| {
+                let lb = counts.lb_by_status.get(status).copied().unwrap_or(0);
+                (*n > lb).then(|| format!("{status} × {}", n - lb))
+            })
+            .collect();
+        if !from_app.is_empty() {
+            out.push_str(&format!("  answered by the app: {}\n", from_app.join(", ")));
+        }
     }
     if counts.by_reason.is_empty() {
         out.push_str("  the load balancer answered nothing itself\n");

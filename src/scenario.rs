@@ -1880,6 +1880,7 @@ impl Runner {
                     let opts = MockOptions {
                         keep_alive: s.scaled(*keep_alive),
                         latency: s.scaled(*latency),
+                        ..MockOptions::default()
                     };
                     let mock = MockUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0)), opts)
                         .await

@@ -22,11 +22,21 @@ const SHARDS: usize = 8;
 pub struct Stats {
     /// Responses by status code, one array per shard, summed when read.
     by_status: Box<[[AtomicU64; STATUSES]]>,
-    /// LB-generated responses and cuts by cause word.
-    by_reason: Mutex<BTreeMap<&'static str, u64>>,
+    /// LB-generated responses and cuts by cause word, and the LB's own answers by
+    /// status: what `by_status` holds beyond them is the app's.
+    by_reason: Mutex<LbCounts>,
     /// Requests the LB sent to a backend again (GCP's GET retry): invisible in the status
     /// counts, as in the cloud's request log, so counted apart.
     retries: AtomicU64,
+}
+
+/// What the LB answered itself, behind one lock (it is rare: errors only).
+#[derive(Debug, Default)]
+struct LbCounts {
+    /// Answers and cuts by cause word.
+    by_reason: BTreeMap<&'static str, u64>,
+    /// Answers by status.
+    by_status: BTreeMap<u16, u64>,
 }
 
 /// A snapshot of the counters.
@@ -36,6 +46,8 @@ pub struct Counts {
     pub by_status: BTreeMap<u16, u64>,
     /// LB-generated responses and cuts by cause word.
     pub by_reason: BTreeMap<&'static str, u64>,
+    /// The LB's own answers by status (part of `by_status`; the rest is the app's).
+    pub lb_by_status: BTreeMap<u16, u64>,
     /// Requests the LB sent to a backend again.
     pub retries: u64,
 }
@@ -75,7 +87,11 @@ impl Stats {
             self.by_status[shard()][slot].fetch_add(1, Ordering::Relaxed);
         }
         if let Some(reason) = reason {
-            *self.reasons().entry(reason).or_default() += 1;
+            let mut lb = self.reasons();
+            *lb.by_reason.entry(reason).or_default() += 1;
+            if let Some(status) = status {
+                *lb.by_status.entry(status).or_default() += 1;
+            }
         }
     }
 
@@ -92,9 +108,11 @@ impl Stats {
                 by_status.insert(status as u16, n);
             }
         }
+        let lb = self.reasons();
         Counts {
             by_status,
-            by_reason: self.reasons().clone(),
+            by_reason: lb.by_reason.clone(),
+            lb_by_status: lb.by_status.clone(),
             retries: self.retries.load(Ordering::Relaxed),
         }
     }
@@ -106,7 +124,7 @@ impl Stats {
                 n.store(0, Ordering::Relaxed);
             }
         }
-        self.reasons().clear();
+        *self.reasons() = LbCounts::default();
         self.retries.store(0, Ordering::Relaxed);
     }
 
@@ -115,7 +133,7 @@ impl Stats {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn reasons(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, u64>> {
+    fn reasons(&self) -> std::sync::MutexGuard<'_, LbCounts> {
         self.by_reason.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

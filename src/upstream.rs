@@ -46,6 +46,15 @@ pub struct MockOptions {
     pub keep_alive: Duration,
     /// Added before every answer, to imitate a slower app.
     pub latency: Duration,
+    /// Ray Serve's `max_queued_requests`: with this many requests queued behind
+    /// [`MockOptions::max_ongoing_requests`] running ones, Ray's proxy answers the next
+    /// with its own 503. `None`: unlimited (Ray's default, -1).
+    pub max_queued_requests: Option<usize>,
+    /// Ray Serve's `max_ongoing_requests` (Ray 2.x default: 5), counted with the queue.
+    pub max_ongoing_requests: usize,
+    /// Ray Serve's `http_options.request_timeout_s`: a request still without an answer
+    /// after this long gets Ray's own 408. `None`: no timeout (Ray's default).
+    pub request_timeout: Option<Duration>,
 }
 
 impl Default for MockOptions {
@@ -53,9 +62,39 @@ impl Default for MockOptions {
         MockOptions {
             keep_alive: DEFAULT_KEEP_ALIVE,
             latency: Duration::ZERO,
+            max_queued_requests: None,
+            max_ongoing_requests: RAY_DEFAULT_MAX_ONGOING_REQUESTS,
+            request_timeout: None,
         }
     }
 }
+
+/// Ray Serve's default `max_ongoing_requests` (since Ray 2.32; 100 before).
+pub const RAY_DEFAULT_MAX_ONGOING_REQUESTS: usize = 5;
+
+/// Ray Serve's own answer when a deployment's queue is full: `BackPressureError.message`
+/// (ray/serve/exceptions.py), sent by Ray's proxy with status 503
+/// (`get_http_response_status` in ray/serve/_private/http_util.py).
+pub fn ray_backpressure_body(queued: usize, max_queued: usize) -> String {
+    format!(
+        "Request dropped due to backpressure (num_queued_requests={queued}, \
+         max_queued_requests={max_queued})."
+    )
+}
+
+/// Ray Serve's own answer when `request_timeout_s` runs out before the response starts:
+/// status 408 (ray/serve/_private/http_util.py, `get_http_response_status`). Python
+/// prints the float timeout with its decimal point ("2.0s").
+pub fn ray_timeout_body(request_id: &str, timeout: Duration) -> String {
+    format!(
+        "Request {request_id} timed out after {:?}s.",
+        timeout.as_secs_f64()
+    )
+}
+
+/// Content type of Ray Serve's own text answers (a `str` through Serve's response
+/// conversion; inferred from Ray's source, not captured).
+const RAY_TEXT: &str = "text/plain; charset=utf-8";
 
 /// Counters a test reads to prove what reached the app.
 #[derive(Debug, Default)]
@@ -66,6 +105,10 @@ pub struct MockStats {
     pub connections: AtomicU64,
     /// Connections closed by the keep-alive timer.
     pub idle_closes: AtomicU64,
+    /// Requests being answered now, for Ray's `max_ongoing_requests` + `max_queued_requests`.
+    pub in_progress: std::sync::atomic::AtomicUsize,
+    /// Ray Serve's own 503s (backpressure) and 408s (request timeout) sent.
+    pub ray_rejections: AtomicU64,
 }
 
 /// Serves the mock app on `listener` until the task is dropped; open connections end
@@ -174,6 +217,54 @@ impl Drop for MockUpstream {
     }
 }
 
+/// Counts a request as in progress while it lives.
+struct InProgress<'a> {
+    stats: &'a MockStats,
+    /// Requests in progress, this one included, when it started.
+    count: usize,
+}
+
+impl<'a> InProgress<'a> {
+    fn start(stats: &'a MockStats) -> Self {
+        let count = stats.in_progress.fetch_add(1, Ordering::Relaxed) + 1;
+        InProgress { stats, count }
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.stats.in_progress.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How long `/sleep/{s}` makes the handler think (zero for other paths).
+fn sleep_of(head: &Head) -> Duration {
+    match head
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["sleep", s] => seconds(s).unwrap_or_default(),
+        _ => Duration::ZERO,
+    }
+}
+
+/// A request id shaped like Ray Serve's (a UUID4).
+fn request_id() -> String {
+    let r: u128 = rand::random();
+    let hex = format!("{r:032x}");
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
 /// A parsed request head.
 struct Head {
     method: String,
@@ -209,10 +300,32 @@ async fn serve_connection(
         };
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let body = read_body(&mut conn, &head).await?;
+        let arrived = tokio::time::Instant::now();
+        let running = InProgress::start(stats);
+        if let Some(max_queued) = opts.max_queued_requests {
+            let queued = running.count.saturating_sub(opts.max_ongoing_requests + 1);
+            if running.count > opts.max_ongoing_requests + max_queued {
+                // Ray's proxy answers for the app: the request never reaches it.
+                stats.ray_rejections.fetch_add(1, Ordering::Relaxed);
+                let text = ray_backpressure_body(queued, max_queued);
+                write_simple(conn.get_mut(), 503, RAY_TEXT, text.as_bytes()).await?;
+                continue;
+            }
+        }
+        let think = opts.latency + sleep_of(&head);
+        if let Some(limit) = opts.request_timeout.filter(|limit| think > *limit) {
+            tokio::time::sleep_until(arrived + limit).await;
+            stats.ray_rejections.fetch_add(1, Ordering::Relaxed);
+            let text = ray_timeout_body(&request_id(), limit);
+            write_simple(conn.get_mut(), 408, RAY_TEXT, text.as_bytes()).await?;
+            continue;
+        }
         if !opts.latency.is_zero() {
             tokio::time::sleep(opts.latency).await;
         }
-        if !respond(conn.get_mut(), &head, body).await? || head.close {
+        let answered = respond(conn.get_mut(), &head, body).await?;
+        drop(running);
+        if !answered || head.close {
             return Ok(());
         }
     }

@@ -107,6 +107,7 @@ async fn idle_clock_restarts_when_the_head_arrives() {
         MockOptions {
             keep_alive: Duration::from_secs(5),
             latency: Duration::from_millis(400),
+            ..MockOptions::default()
         },
     )
     .await
