@@ -388,7 +388,8 @@ const A_TS_502_DEREG: &str = "AWS ALB user guide, \"Troubleshoot your Applicatio
 const A_TS_503: &str = "AWS ALB user guide, \"Troubleshoot your Application Load Balancers\", \
      \"HTTP 503: Service unavailable\": the target groups for the load balancer have no \
      registered targets";
-const A_NO_HEALTHY: &str = "Inferred: with fail-open (\"Health checks for your target groups\") \
+const A_NO_HEALTHY: &str = "Inferred: with fail-open (\"Health checks for Application Load \
+     Balancer target groups\") \
      the ALB never answers for unhealthy targets; lbsim keeps the 503 of an empty target group \
      so the outcome table is total, and the case cannot occur";
 const A_TS_400: &str = "AWS ALB user guide, \"Troubleshoot your Application Load Balancers\", \
@@ -406,10 +407,9 @@ const A_TS_501: &str = "AWS ALB user guide, \"Troubleshoot your Application Load
      supported values are chunked and identity";
 const A_TS_405: &str = "AWS ALB user guide, \"Troubleshoot your Application Load Balancers\", \
      \"HTTP 405: Method not allowed\": the client used the TRACE method";
-const A_DESYNC_400: &str = "AWS ALB user guide, \"Edit attributes for your Application Load \
-     Balancer\", \"Desync mitigation mode\" (defensive blocks Severe requests) and \"Access logs\", \
-     \"Classification reasons\"; aws-alb.md lists a Severe request in defensive mode among the \
-     400 causes";
+const A_DESYNC_400: &str = "Inferred: AWS ALB user guide, \"Application Load Balancers\", \
+     \"Desync mitigation mode\": defensive mode blocks Severe requests (the status is not named \
+     there); aws-alb.md lists a Severe request in defensive mode among the 400 causes";
 const A_TS_408: &str = "AWS ALB user guide, \"Troubleshoot your Application Load Balancers\", \
      \"HTTP 408: Request timeout\": the client did not send data before the idle timeout period \
      expired";
@@ -431,15 +431,15 @@ const A_PAGE_UNSEEN: &str = "No capture found (fidelity-audit.md row 3): the cap
      layout with this status and phrase; the phrase (nginx's) and the bytes are lbsim's guess";
 const A_PAGE_NONE: &str = "AWS ALB user guide, \"Troubleshoot your Application Load \
      Balancers\", \"HTTP 460\": the client has closed the connection, so nothing is sent";
-const A_HC: &str = "AWS ALB user guide, \"Health checks for your target groups\", \"Health check \
-     settings\": path /, interval 30 s (5-300), timeout 5 s (2-120), healthy threshold 5, \
+const A_HC: &str = "AWS ALB user guide, \"Health checks for Application Load Balancer target \
+     groups\", \"Health check settings\": path /, interval 30 s (5-300), timeout 5 s (2-120), healthy threshold 5, \
      unhealthy threshold 2, success codes 200; the checker's User-Agent is ELB-HealthChecker/2.0";
-const A_HC_INITIAL: &str = "AWS ALB user guide, \"Health checks for your target groups\", \
-     \"Target health status\": a newly registered target is `initial` and needs one passing \
-     check to receive traffic (aws-alb.md)";
-const A_FAIL_OPEN: &str = "AWS ALB user guide, \"Health checks for your target groups\": if a \
-     target group contains only unhealthy registered targets, the load balancer routes requests \
-     to all those targets, regardless of their health status";
+const A_HC_INITIAL: &str = "AWS ALB user guide, \"Health checks for Application Load Balancer \
+     target groups\": \"After your target is registered, it must pass one health check to be \
+     considered healthy\"";
+const A_FAIL_OPEN: &str = "AWS ALB user guide, \"Health checks for Application Load Balancer \
+     target groups\": \"If a target group contains only unhealthy registered targets, the load \
+     balancer routes requests to all those targets, regardless of their health status\"";
 const A_NO_RETRY: &str = "Inferred: no cause in \"Troubleshoot your Application Load Balancers\" \
      mentions a retry, and an access-log line names one target per request";
 const A_DEREG: &str = "AWS ALB user guide, \"Target groups for your Application Load \
@@ -450,8 +450,9 @@ const A_LOG: &str = "AWS ALB user guide, \"Access logs for your Application Load
      requests), and AWS Athena user guide, \"Query Application Load Balancer logs\" \
      (`conn_trace_id` last)";
 const A_XFF: &str = "AWS ALB user guide, \"HTTP headers and Application Load Balancers\", \
-     \"X-Forwarded-For\": `X-Forwarded-For: client-ip-address`, with `, ` before an appended \
-     address (mode `append`, the default); the load balancer's own address is not added";
+     \"X-Forwarded-For\": `X-Forwarded-For: client-ip-address`, or with a supplied header \
+     `ip-address-1, ip-address-2, client-ip-address` (mode `append`, the default); the load \
+     balancer's own address is not added";
 const A_PORT: &str = "AWS ALB user guide, \"HTTP headers and Application Load Balancers\", \
      \"X-Forwarded-Port\": the destination port the client connected to";
 const A_TRACE: &str = "AWS ALB user guide, \"Request tracing for your Application Load \
@@ -470,9 +471,8 @@ const A_CONNECT: &str = "Inferred from the Classic Load Balancer guide, \"Troubl
 const A_HOST: &str = "Unconfirmed: no AWS source; RFC 9112 section 3.2 (400 for an HTTP/1.1 \
      request without Host or with more than one). HTTP/1.0 without Host is served: the ALB \
      guide's \"HTTP 401\" causes include an HTTP/1.0 request without a host header";
-const A_DESYNC: &str = "AWS ALB user guide, \"Edit attributes for your Application Load \
-     Balancer\", \"Desync mitigation mode\": routing.http.desync_mitigation_mode, default \
-     defensive; tiers from aws/http-desync-guardian (docs/README.md)";
+const A_DESYNC: &str = "AWS ALB user guide, \"Application Load Balancers\", \"Desync \
+     mitigation mode\": routing.http.desync_mitigation_mode, default defensive; tiers from aws/http-desync-guardian (docs/README.md)";
 
 /// Sources of [`crate::profile::AWS_ALB`], in the order of its values.
 static AWS_SOURCES: &[Entry] = &[
@@ -562,7 +562,7 @@ static AWS_SOURCES: &[Entry] = &[
         A_PAGE_UNSEEN,
         Unconfirmed,
     ),
-    ("outcome.desync_blocked", A_DESYNC_400, Documented),
+    ("outcome.desync_blocked", A_DESYNC_400, Inferred),
     ("outcome.desync_blocked.page", A_PAGE_400, Inferred),
     ("outcome.client_timeout", A_TS_408, Documented),
     ("outcome.client_timeout.page", A_PAGE_UNSEEN, Unconfirmed),
@@ -696,9 +696,10 @@ const G_NO_LINE_LIMIT: &str = "Inferred: Google documents one limit for the requ
 const G_NO_XFF_LIMIT: &str = "Inferred: no Google source gives a limit on X-Forwarded-For \
      addresses (the load balancer keeps a supplied value unverified, per the External ALB \
      overview)";
-const G_CONNECT_METHOD: &str = "Unconfirmed: no Google source names the answer to CONNECT; the \
-     load balancer offers no tunnel, so lbsim answers the 400 page as AWS documents for its \
-     load balancers (RFC 9110 section 9.1 would suggest 501)";
+const G_CONNECT_METHOD: &str = "Inferred: Google's logging page lists statusDetails \
+     unsupported_method with 400, but no Google source names CONNECT; the load balancer offers \
+     no tunnel, and AWS documents the 400 for its load balancers (RFC 9110 section 9.1 would \
+     suggest 501)";
 const G_HOST_MISSING: &str = "Unconfirmed: no Google source; RFC 9112 section 3.2 (400 for an \
      HTTP/1.1 request without Host; HTTP/1.0 has no Host requirement)";
 const G_DESYNC: &str = "Inferred: no Google source on request smuggling; lbsim applies the floor \
