@@ -756,7 +756,7 @@ static GCP_SHARED_SOURCES: &[Entry] = &[
     (
         "validation.refused_method.CONNECT",
         G_CONNECT_METHOD,
-        Unconfirmed,
+        Inferred,
     ),
     (
         "validation.host.required_in_http11",
