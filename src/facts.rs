@@ -989,6 +989,24 @@ mod tests {
         }
     }
 
+    /// A source text that opens with its verdict ("Inferred: ...", "Unconfirmed: ...") must
+    /// carry that confidence, so the words and the column cannot disagree.
+    #[test]
+    fn a_source_that_says_inferred_or_unconfirmed_has_that_confidence() {
+        for cloud in CLOUDS {
+            for (key, source, confidence) in sources(cloud) {
+                for (word, expected) in [
+                    ("Inferred", Confidence::Inferred),
+                    ("Unconfirmed", Confidence::Unconfirmed),
+                ] {
+                    if source.starts_with(word) {
+                        assert_eq!(confidence, expected, "{cloud:?} {key}: {source}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn gcp_global_backend_timeout_names_both_the_504_reports_and_googles_502_503() {
         let fact = facts(Profile::of(Cloud::Gcp))
