@@ -1,5 +1,5 @@
 //! Command-line interface: `lbsim [run flags]`, `lbsim upstream`, `lbsim doctor`,
-//! `lbsim scenario`, `lbsim demo`.
+//! `lbsim scenario`, `lbsim demo`, `lbsim facts`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -47,6 +47,9 @@ pub enum Command {
     Scenario(crate::scenario::ScenarioArgs),
     /// A narrated tour of the bundled scenarios, for workshops.
     Demo(crate::scenario::DemoArgs),
+    /// Every value a profile holds (timers, statuses, pages, headers, rules), with its
+    /// source and confidence.
+    Facts(crate::facts::FactsArgs),
 }
 
 /// The cloud and its main timers: shared by the proxy and `lbsim doctor`, which judges an
@@ -284,6 +287,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Doctor(args)) => crate::doctor::run(args).await,
         Some(Command::Scenario(args)) => crate::scenario::run_command(args).await,
         Some(Command::Demo(args)) => crate::scenario::demo(args).await,
+        Some(Command::Facts(args)) => crate::facts::run(args),
         None => run_proxy(cli.run).await,
     }
 }

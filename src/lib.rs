@@ -33,6 +33,7 @@
 //! - [`admin`]: the control API, JSON over HTTP for harnesses in any language (`--admin`).
 //! - [`scenario`]: scenario files (TOML) played end to end with a timeline and PASS/FAIL
 //!   per expectation; `lbsim scenario` and the narrated `lbsim demo`.
+//! - [`facts`]: every value a profile holds, with its source and confidence (`lbsim facts`).
 //! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
 //!
 //! # In a test harness
@@ -79,6 +80,7 @@ pub mod config;
 pub mod deadline;
 pub mod doctor;
 pub mod drain;
+pub mod facts;
 pub mod forward;
 pub mod health;
 pub mod logline;

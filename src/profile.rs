@@ -1,13 +1,16 @@
 //! Cloud profiles: everything that differs between load balancers, as data.
 //!
-//! The engine reads these fields; it never asks which cloud it runs. Facts and their
-//! sources are in `shared/reference/` (aws-alb.md, gcp-lb.md).
+//! The engine reads these fields; it never asks which cloud it runs. Every value has its
+//! source and confidence in [`crate::facts`] (`lbsim facts`), drawn from
+//! `shared/reference/` (aws-alb.md, gcp-lb.md, fidelity-audit.md).
 
 use std::time::Duration;
 
 use crate::accesslog::LogFormat;
 use crate::reason::Reason;
-use crate::validate::{Rules, AWS_RULES, GCP_RULES};
+use crate::validate::{
+    DesyncMode, HostRule, MethodAnswer, RepeatedHost, Rules, AWS_RULES, GCP_RULES,
+};
 
 /// The cloud whose load balancer lbsim imitates.
 #[derive(
@@ -262,6 +265,332 @@ impl Profile {
             LbDefaults::Native => self.native,
         }
     }
+
+    /// Every cloud fact this profile holds, as `(key, value)` in a fixed order: what
+    /// `lbsim facts` prints, and what the test in `facts.rs` pairs with a source each.
+    ///
+    /// Every struct is destructured without `..`, so a field added to `Profile` (or to a
+    /// struct inside it) does not compile until it is rendered here, and the facts test
+    /// then asks for its source.
+    pub fn values(&self) -> Vec<(String, String)> {
+        let Profile {
+            // Which profile this is: the facts are grouped by it, it is not one of them.
+            cloud: _,
+            // Words lbsim prints in its sentences, not behaviour of the cloud.
+            display_name: _,
+            timeout_setting: _,
+            timeout_flag: _,
+            timeout_fix: _,
+            timeout_kind,
+            anyscale,
+            native,
+            backend_keep_alive,
+            client_idle,
+            client_max_age,
+            client_keep_alive_meaning,
+            health,
+            fails_open,
+            retry,
+            deregistration_delay,
+            validation,
+            log_format,
+            outcomes,
+            forwarding,
+        } = self;
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut put = |key: &str, value: String| out.push((key.to_string(), value));
+
+        put(
+            "timeout_kind",
+            match timeout_kind {
+                TimeoutKind::Idle => "idle: fires when no byte moved for the whole period",
+                TimeoutKind::EndToEnd => "end-to-end: the whole response must finish within it",
+            }
+            .to_string(),
+        );
+        for (flavour, timers) in [("anyscale", anyscale), ("native", native)] {
+            let TimerDefaults {
+                timeout,
+                connect_timeout,
+            } = timers;
+            put(&format!("timers.{flavour}.timeout"), secs(*timeout));
+            put(
+                &format!("timers.{flavour}.connect_timeout"),
+                secs(*connect_timeout),
+            );
+        }
+        put(
+            "backend_keep_alive",
+            match backend_keep_alive {
+                BackendKeepAlive::SameAsTimeout => "the idle timeout".to_string(),
+                BackendKeepAlive::Fixed(d) => format!("{}, fixed", secs(*d)),
+            },
+        );
+        put(
+            "client_idle",
+            match client_idle {
+                ClientIdle::SameAsTimeout => "the idle timeout".to_string(),
+                ClientIdle::Fixed(d) => secs(*d),
+            },
+        );
+        put(
+            "client_max_age",
+            match client_max_age {
+                Some(d) => format!(
+                    "{}, then `Connection: close` on the next response",
+                    secs(*d)
+                ),
+                None => "none".to_string(),
+            },
+        );
+        put(
+            "client_keep_alive_meaning",
+            match client_keep_alive_meaning {
+                ClientKeepAliveMeaning::MaxAge => "connection age",
+                ClientKeepAliveMeaning::Idle => "idle time",
+            }
+            .to_string(),
+        );
+
+        let HealthDefaults {
+            path,
+            interval,
+            timeout,
+            healthy_threshold,
+            unhealthy_threshold,
+            initial_passes,
+            user_agent,
+        } = health;
+        put("health.path", path.to_string());
+        put("health.interval", secs(*interval));
+        put("health.timeout", secs(*timeout));
+        put("health.healthy_threshold", healthy_threshold.to_string());
+        put(
+            "health.unhealthy_threshold",
+            unhealthy_threshold.to_string(),
+        );
+        put(
+            "health.initial_passes",
+            match initial_passes {
+                Some(n) => n.to_string(),
+                None => "the healthy threshold".to_string(),
+            },
+        );
+        put("health.user_agent", user_agent.to_string());
+        put(
+            "fails_open",
+            if *fails_open {
+                "yes: with no healthy target, routes to all registered ones"
+            } else {
+                "no: with no healthy target, the LB answers itself"
+            }
+            .to_string(),
+        );
+        match retry {
+            None => put("retry", "never".to_string()),
+            Some(RetryPolicy {
+                methods,
+                on,
+                attempts,
+            }) => {
+                put("retry.methods", methods.join(", "));
+                put(
+                    "retry.on",
+                    on.iter().map(|r| r.name()).collect::<Vec<_>>().join(", "),
+                );
+                put("retry.attempts", format!("{attempts}, the first included"));
+            }
+        }
+        put("deregistration_delay", secs(*deregistration_delay));
+        put(
+            "log_format",
+            match log_format {
+                LogFormat::Alb => "alb: the ALB access-log line",
+                LogFormat::Gcp => "gcp: a Cloud Logging request entry",
+                LogFormat::Json => "json: lbsim's own",
+            }
+            .to_string(),
+        );
+
+        for reason in Reason::ALL {
+            let Outcome {
+                status,
+                code,
+                log_word,
+                page,
+            } = &outcomes[reason.index()];
+            let name = reason.name();
+            let mut said = format!("{status} {code}");
+            if log_word != code {
+                said.push_str(&format!(" (logged as {log_word})"));
+            }
+            put(&format!("outcome.{name}"), said);
+            put(&format!("outcome.{name}.page"), page_summary(page));
+        }
+
+        let Forwarding {
+            xff_appends_lb_address,
+            xff_separator,
+            header_case,
+            port_header,
+            trace,
+            via,
+        } = forwarding;
+        put(
+            "forwarding.xff_appends_lb_address",
+            yes_no(*xff_appends_lb_address),
+        );
+        put("forwarding.xff_separator", format!("{xff_separator:?}"));
+        put(
+            "forwarding.header_case",
+            match header_case {
+                HeaderCase::Preserve => "preserved",
+                HeaderCase::Lower => "lower-cased, both ways",
+            }
+            .to_string(),
+        );
+        put("forwarding.port_header", yes_no(*port_header));
+        put(
+            "forwarding.trace",
+            match trace {
+                TraceHeader::AmznTraceId => "X-Amzn-Trace-Id",
+                TraceHeader::CloudTraceContext => "X-Cloud-Trace-Context",
+            }
+            .to_string(),
+        );
+        put(
+            "forwarding.via",
+            via.map_or("none".to_string(), |v| v.to_string()),
+        );
+
+        let Rules {
+            max_request_line,
+            max_header_line,
+            max_head,
+            max_forwarded_for,
+            refused_methods,
+            host,
+            desync,
+        } = validation;
+        let bytes = |limit: &Option<usize>| match limit {
+            Some(n) => format!("{n} bytes"),
+            None => "no limit of its own".to_string(),
+        };
+        put("validation.max_request_line", bytes(max_request_line));
+        put("validation.max_header_line", bytes(max_header_line));
+        put("validation.max_head", bytes(&Some(*max_head)));
+        put(
+            "validation.max_forwarded_for",
+            match max_forwarded_for {
+                Some(n) => format!("{n} addresses"),
+                None => "no limit".to_string(),
+            },
+        );
+        for (method, answer) in refused_methods.iter() {
+            put(
+                &format!("validation.refused_method.{method}"),
+                match answer {
+                    MethodAnswer::NotAllowed => "405, never forwarded",
+                    MethodAnswer::BadRequest => "the 400 page, never forwarded",
+                }
+                .to_string(),
+            );
+        }
+        let HostRule {
+            required_in_http11,
+            repeated,
+        } = host;
+        put(
+            "validation.host.required_in_http11",
+            if *required_in_http11 {
+                "yes: 400 without it (HTTP/1.0 is served)"
+            } else {
+                "no"
+            }
+            .to_string(),
+        );
+        put(
+            "validation.host.repeated",
+            match repeated {
+                RepeatedHost::Reject => "400",
+                RepeatedHost::ServeIfFirstValid => "served if the first is a valid host, else 400",
+            }
+            .to_string(),
+        );
+        put(
+            "validation.desync",
+            match desync {
+                DesyncMode::Monitor => "monitor",
+                DesyncMode::Defensive => "defensive",
+                DesyncMode::Strictest => "strictest",
+            }
+            .to_string(),
+        );
+        out
+    }
+}
+
+/// A timer as `lbsim facts` shows it: whole seconds as "300 s", anything finer in ms.
+fn secs(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+/// How many characters of a page body `lbsim facts` quotes: enough to recognise it.
+const BODY_PREVIEW: usize = 40;
+
+/// One line about a page: status line, body length and what identifies it (an HTML
+/// page's title, else the start of the text), headers in order, whether it closes.
+fn page_summary(page: &Page) -> String {
+    let Page {
+        status,
+        phrase,
+        body,
+        close,
+        headers,
+    } = page;
+    if body.is_empty() && headers.is_empty() {
+        return "nothing is sent (the client has gone)".to_string();
+    }
+    // An HTML page is known by its title; the markup before it is the same on every page.
+    let title = body
+        .split_once("<title>")
+        .and_then(|(_, rest)| rest.split_once("</title>"))
+        .map(|(title, _)| title);
+    let what = match title {
+        Some(title) => format!("{}-byte HTML body titled {title:?}", body.len()),
+        None => {
+            let start: String = body.chars().take(BODY_PREVIEW).collect();
+            let more = if start.len() < body.len() { "…" } else { "" };
+            format!("{}-byte body {start:?}{more}", body.len())
+        }
+    };
+    let headers = headers
+        .iter()
+        .map(|&(name, value)| {
+            if (name, value) == LENGTH {
+                format!("{name}: {}", body.len())
+            } else {
+                format!("{name}: {value}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{status} {phrase}; {what}; headers {headers}{}",
+        if *close {
+            "; closes the connection"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Headers of every ALB page (curl captures: `Server: awselb/2.0`, `Content-Type:

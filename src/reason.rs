@@ -76,6 +76,31 @@ impl Reason {
     pub const fn index(self) -> usize {
         self as usize
     }
+
+    /// The variant's name in snake_case, cloud-neutral (the profile's cause words differ
+    /// per cloud): keys of `lbsim facts` (`outcome.keep_alive_race`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::TargetTimeout => "target_timeout",
+            Reason::ConnectTimeout => "connect_timeout",
+            Reason::ConnectRefused => "connect_refused",
+            Reason::TargetClosedConnection => "target_closed_connection",
+            Reason::TargetClosedMidBody => "target_closed_mid_body",
+            Reason::KeepAliveRace => "keep_alive_race",
+            Reason::MalformedResponse => "malformed_response",
+            Reason::NoRegisteredTargets => "no_registered_targets",
+            Reason::NoHealthyTargets => "no_healthy_targets",
+            Reason::DeregistrationDelayElapsed => "deregistration_delay_elapsed",
+            Reason::MalformedRequest => "malformed_request",
+            Reason::RequestTooLarge => "request_too_large",
+            Reason::TooManyForwardedFor => "too_many_forwarded_for",
+            Reason::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::DesyncBlocked => "desync_blocked",
+            Reason::ClientTimeout => "client_timeout",
+            Reason::ClientClosed => "client_closed",
+        }
+    }
 }
 
 /// Measured facts that make an explanation concrete ("nothing for 3.0 s").
