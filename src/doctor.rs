@@ -11,8 +11,9 @@
 //!   `--max-wait` if shorter. RISK when the app closes first or at the same time: a close
 //!   within 1 % (at most 1 s) after the LB's value counts as the same time, because the two
 //!   timers then race. When the wait ends with the connection still open the result is
-//!   "at least N s": PASS if N is already past the LB's value, otherwise RISK marked
-//!   inconclusive (`--max-wait` stopped the measurement too early to clear the app).
+//!   "at least N s": PASS if N is already past the LB's value, otherwise NOT MEASURED
+//!   (`--max-wait` stopped the measurement too early to clear the app; the detail gives
+//!   the command that settles it).
 //!   An app that answers `Connection: close` (or frames the body by closing) is a PASS:
 //!   the LB never reuses such a connection, so there is nothing to race.
 //! - **health** (503): `GET <health-path>` on a new connection with the cloud's health
@@ -23,13 +24,15 @@
 //!   for an idle timeout (AWS), the whole response for an end-to-end timeout (GCP). RISK
 //!   when it is over half the main timeout (`config.timers.timeout`). The probe waits at
 //!   most the main timeout (end-to-end) or one main timeout of silence (idle), and never
-//!   longer than `--max-wait`.
+//!   longer than `--max-wait`; a response that `--max-wait` cut before it reached half the
+//!   timeout is NOT MEASURED.
 //!
 //! The health and latency probes run first, then the keep-alive probe, one connection at a
 //! time, so an app that serves one connection at a time is not misjudged.
 //!
-//! Exit codes: 0 every check passes, 1 a risk was found, 2 the app cannot be reached (or
-//! the flags are wrong).
+//! Exit codes ([`EXIT_CODES`]): 0 every check passes, 1 a risk was found, 2 the app cannot
+//! be reached (or the flags are wrong), 3 nothing failed but `--max-wait` left a check not
+//! measured.
 
 use std::fmt;
 use std::io;
@@ -37,13 +40,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::cli::resolve_upstream;
 use crate::config::{parse_duration, Config, ConfigError, Settings};
-use crate::profile::{Cloud, Profile, TimeoutKind};
+use crate::profile::{Cloud, LbDefaults, Profile, TimeoutKind};
 use crate::reason::Reason;
 
 /// The keep-alive probe waits the LB's backend keep-alive plus this percentage.
@@ -65,8 +69,18 @@ pub const HEALTH: &str = "health";
 /// Name of the latency check.
 pub const LATENCY: &str = "latency";
 
+/// The exit codes, as `lbsim doctor --help` lists them.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  every check passes
+  1  a risk was found (the app would meet a 502, 503 or 504)
+  2  the app cannot be reached, or the flags are wrong
+  3  nothing failed, but a check was NOT MEASURED: --max-wait stopped it before it could
+     decide; the report gives the command (without --max-wait) that decides it";
+
 /// `lbsim doctor`: probe a running app and report the load balancer errors it would hit.
 #[derive(clap::Args, Debug)]
+#[command(after_help = EXIT_CODES)]
 pub struct DoctorArgs {
     /// The cloud the app will sit behind, and its timers.
     #[command(flatten)]
@@ -84,7 +98,8 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub json: bool,
     /// Longest the doctor waits for the app to close an idle connection (or to answer the
-    /// latency probe); a wait cut short is reported as "at least".
+    /// latency probe); a wait cut short is reported as "at least", and as NOT MEASURED
+    /// (exit code 3) when it ends before the LB's own value could be cleared.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub max_wait: Option<Duration>,
 }
@@ -170,6 +185,10 @@ pub enum Verdict {
     Pass,
     /// The load balancer error is likely (or could not be ruled out).
     Risk,
+    /// `--max-wait` ended the measurement before it could decide: the app did nothing wrong
+    /// in the time it was watched, but that time was too short to clear it.
+    #[serde(rename = "NOT_MEASURED")]
+    NotMeasured,
 }
 
 impl fmt::Display for Verdict {
@@ -177,6 +196,7 @@ impl fmt::Display for Verdict {
         f.write_str(match self {
             Verdict::Pass => "PASS",
             Verdict::Risk => "RISK",
+            Verdict::NotMeasured => "NOT MEASURED",
         })
     }
 }
@@ -186,7 +206,7 @@ impl fmt::Display for Verdict {
 pub struct Check {
     /// `keep-alive`, `health` or `latency`.
     pub name: &'static str,
-    /// PASS or RISK.
+    /// PASS, RISK or NOT MEASURED.
     pub verdict: Verdict,
     /// What the app did, in words: `1.003 s`, `at least 2.2 s`, `503 in 0.002 s`.
     pub measured: String,
@@ -258,7 +278,8 @@ pub struct Report {
     pub upstream: String,
     /// keep-alive, health, latency, in that order.
     pub checks: Vec<Check>,
-    /// 0 when every check passes, 1 otherwise.
+    /// 0 when every check passes, 1 on any risk, 3 when nothing failed but a check was
+    /// not measured (see [`EXIT_CODES`]).
     pub exit_code: u8,
 }
 
@@ -364,16 +385,25 @@ pub async fn probe(opts: &Options, target: &Target) -> Report {
     let latency = ctx.latency().await;
     let keep_alive = ctx.keep_alive().await;
     let checks = vec![keep_alive, health, latency];
-    let exit_code = if checks.iter().all(|c| c.verdict == Verdict::Pass) {
-        0
-    } else {
-        1
-    };
+    let exit_code = exit_code(&checks);
     Report {
         cloud: target.config.profile.cloud,
         upstream: opts.upstream.clone(),
         checks,
         exit_code,
+    }
+}
+
+/// 1 on any risk (a risk outranks a check left unmeasured), else 3 when a check was not
+/// measured, else 0.
+fn exit_code(checks: &[Check]) -> u8 {
+    let any = |v: Verdict| checks.iter().any(|c| c.verdict == v);
+    if any(Verdict::Risk) {
+        1
+    } else if any(Verdict::NotMeasured) {
+        3
+    } else {
+        0
     }
 }
 
@@ -406,17 +436,24 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
     };
     let config = &target.config;
     let wait = keep_alive_wait(config, opts.max_wait);
+    let lb = config.timers.backend_keep_alive;
+    // Said up front so nobody waits for a verdict this run cannot give.
+    let note = if opts.max_wait.is_none() {
+        " (--max-wait shortens it)".to_string()
+    } else if wait <= lb + keep_alive_tie(lb) {
+        format!(
+            " (--max-wait ends it before the LB's {}: it will be NOT MEASURED)",
+            fmt_s(lb)
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
         "lbsim doctor: probing {} as the {} would; the keep-alive check waits up to {} \
-         for the app to close an idle connection{}",
+         for the app to close an idle connection{note}",
         opts.upstream,
         config.profile.display_name,
         fmt_s(wait),
-        if opts.max_wait.is_none() {
-            " (--max-wait shortens it)"
-        } else {
-            ""
-        }
     );
     let report = probe(&opts, &target).await;
     if args.json {
@@ -430,6 +467,61 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
         }
     }
     ExitCode::from(report.exit_code)
+}
+
+/// A close this soon after the LB's own keep-alive `lb` is a tie: the two timers race.
+fn keep_alive_tie(lb: Duration) -> Duration {
+    (lb / 100).min(Duration::from_secs(1))
+}
+
+/// The `lbsim doctor` command line that repeats this run without `--max-wait`, so that each
+/// wait lasts as long as the LB's own values require: what settles a NOT MEASURED check.
+/// Built from the options (the flags `lbsim doctor` takes), so the library API gets it too.
+pub fn deciding_command(opts: &Options) -> String {
+    let s = &opts.settings;
+    let cloud = s
+        .cloud
+        .to_possible_value()
+        .map_or_else(|| format!("{:?}", s.cloud), |v| v.get_name().to_string());
+    let mut words: Vec<String> = vec!["lbsim".into(), "doctor".into(), "--cloud".into(), cloud];
+    let mut flag = |name: &str, value: String| {
+        words.push(name.to_string());
+        words.push(shell_word(&value));
+    };
+    if s.defaults == LbDefaults::Native {
+        flag("--lb-defaults", "native".into());
+    }
+    if let Some(d) = s.idle_timeout {
+        flag("--idle-timeout", fmt_flag(d));
+    }
+    if let Some(d) = s.backend_timeout {
+        flag("--backend-timeout", fmt_flag(d));
+    }
+    if s.time_scale != 1.0 {
+        flag("--time-scale", s.time_scale.to_string());
+    }
+    flag("--upstream", opts.upstream.clone());
+    if opts.health_path != "/" {
+        flag("--health-path", opts.health_path.clone());
+    }
+    if opts.path != "/" {
+        flag("--path", opts.path.clone());
+    }
+    words.join(" ")
+}
+
+/// `word` as one shell word: as it is when it is plain, otherwise in single quotes
+/// (paths carry `?` and `&`).
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:@%+=,-".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// How long the keep-alive probe waits: the LB's backend keep-alive plus the margin, or
@@ -496,6 +588,8 @@ struct Exchange {
     longest_silence: Duration,
     overall: Instant,
     silence_limit: Option<Duration>,
+    /// The last timeout was the overall deadline, not the silence limit.
+    cut_by_overall: bool,
     got_head: bool,
     body_prefix: Vec<u8>,
 }
@@ -529,6 +623,7 @@ impl Exchange {
             longest_silence: Duration::ZERO,
             overall: sent + overall,
             silence_limit,
+            cut_by_overall: false,
             got_head: false,
             body_prefix: Vec::new(),
         })
@@ -548,6 +643,7 @@ impl Exchange {
         match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
             Err(_) => {
                 self.longest_silence = self.longest_silence.max(self.last.elapsed());
+                self.cut_by_overall = deadline == self.overall;
                 Err(Failure::TimedOut)
             }
             Ok(Ok(0)) => Err(Failure::Closed { reset: false }),
@@ -826,8 +922,7 @@ impl Ctx<'_> {
              another path); then: {fix}"
         );
         let wait = keep_alive_wait(self.config, self.opts.max_wait);
-        // A close this soon after the LB's own timer is a tie: the timers race.
-        let tie = (lb / 100).min(Duration::from_secs(1));
+        let tie = keep_alive_tie(lb);
         let checking = Checking {
             name: KEEP_ALIVE,
             lb_value: lb_s.clone(),
@@ -910,22 +1005,24 @@ impl Ctx<'_> {
                 None,
             ),
             None => {
+                // Nothing went wrong while watched, but the watch ended too early to clear
+                // the app: not a risk, and not a pass either.
                 let full = keep_alive_wait(self.config, None);
                 check(
-                    Verdict::Risk,
+                    Verdict::NotMeasured,
                     format!("at least {}", fmt_s(wait)),
                     Some(wait.as_secs_f64()),
                     true,
                     format!(
-                        "app kept an idle connection open for at least {}, but --max-wait ended the \
-                         wait before the {lb_name}'s {lb_s}: inconclusive, counted as a risk",
-                        fmt_s(wait)
+                        "app kept an idle connection open for at least {}; --max-wait {} ended the \
+                         wait before the {lb_name}'s {lb_s}, so whether the app closes first is \
+                         not measured. To decide it (waits up to {}): {}",
+                        fmt_s(wait),
+                        self.opts.max_wait.map_or_else(|| fmt_flag(wait), fmt_flag),
+                        fmt_s(full),
+                        deciding_command(self.opts)
                     ),
-                    Some(format!(
-                        "Re-run with --max-wait {} or more (or without it) to settle it; if the \
-                         app's keep-alive is not above {lb_s}: {fix}",
-                        fmt_flag(full)
-                    )),
+                    None,
                 )
             }
         }
@@ -1023,14 +1120,12 @@ impl Ctx<'_> {
         let idle = p.timeout_kind == TimeoutKind::Idle;
         // Wait as long as the LB would (one timeout of silence, or the whole timeout),
         // idle streams at most twice the timeout overall, and never past --max-wait.
-        let (mut overall, silence_limit) = if idle {
+        let (natural, silence_limit) = if idle {
             (timeout * 2, Some(timeout))
         } else {
             (timeout, None)
         };
-        if let Some(m) = self.opts.max_wait {
-            overall = overall.min(m);
-        }
+        let overall = self.opts.max_wait.map_or(natural, |m| m.min(natural));
         let checking = Checking {
             name: LATENCY,
             lb_value: lb_value.clone(),
@@ -1059,11 +1154,15 @@ impl Ctx<'_> {
         } else {
             "whole response"
         };
-        let timings = format!(
-            "first byte {}, complete {}",
-            first.map_or("-".to_string(), fmt_s),
-            fmt_s(total)
-        );
+        // A response the doctor stopped reading has no "complete" time; say who stopped it.
+        let end = match &result {
+            Err(Failure::TimedOut) if ex.cut_by_overall && overall < natural => {
+                format!("cut at {} by --max-wait (no complete answer)", fmt_s(total))
+            }
+            Err(Failure::TimedOut) => format!("stopped waiting at {}", fmt_s(total)),
+            _ => format!("complete {}", fmt_s(total)),
+        };
+        let timings = format!("first byte {}, {end}", first.map_or("-".to_string(), fmt_s));
         match result {
             Ok(r) => {
                 let verdict = if figure > half {
@@ -1125,23 +1224,22 @@ impl Ctx<'_> {
                         None,
                     )
                 } else {
-                    // Only --max-wait can end the wait this early.
+                    // Only --max-wait can end the wait this early: nothing was slow yet, but
+                    // the wait was too short to say the app is fast enough.
                     check(
-                        Verdict::Risk,
+                        Verdict::NotMeasured,
                         format!("{what} at least {} ({timings})", fmt_s(figure)),
                         Some(figure.as_secs_f64()),
                         true,
                         format!(
-                            "GET {path} {what} at least {} ({timings}), but --max-wait ended the \
-                             wait before half the {lb_name} {setting} ({}): inconclusive, counted \
-                             as a risk",
+                            "GET {path} {what} at least {} ({timings}); --max-wait ended the wait \
+                             before half the {lb_name} {setting} ({}), so whether it answers in \
+                             time is not measured. To decide it: {}",
                             fmt_s(figure),
-                            fmt_s(half)
+                            fmt_s(half),
+                            deciding_command(self.opts)
                         ),
-                        Some(format!(
-                            "Re-run with --max-wait over {} to settle it; if it is slower: {fix}",
-                            fmt_flag(half)
-                        )),
+                        None,
                     )
                 }
             }

@@ -10,8 +10,9 @@
 //!
 //! # File format
 //!
-//! Every table refuses keys it does not know; any error is reported as
-//! `file:line:column: message`.
+//! The complete reference, key by key, is `scenarios/README.md` (tests/scenarios.rs checks
+//! that it names every key [`file_keys`] reads from the parser). In short: every table
+//! refuses keys it does not know; any error is reported as `file:line:column: message`.
 //!
 //! ```toml
 //! description = "one line, shown by `lbsim scenario list`"
@@ -523,6 +524,75 @@ struct RawStep {
     requests: Option<u64>,
     connections: Option<u64>,
     idle_closes: Option<u64>,
+}
+
+/// The keys a scenario file accepts, table by table (`top level`, `[lb]`, `[[targets]]`,
+/// `[[steps]]`, `expect`), read from the parser's own serde types rather than listed by
+/// hand, so that a key added to a `Raw*` struct shows up here and the test that holds
+/// `scenarios/README.md` to this list fails until the key is documented.
+#[doc(hidden)]
+pub fn file_keys() -> Vec<(&'static str, &'static [&'static str])> {
+    vec![
+        ("top level", serde_names::<RawScenario>()),
+        ("[lb]", serde_names::<RawLb>()),
+        ("[[targets]]", serde_names::<RawTarget>()),
+        ("[[steps]]", serde_names::<RawStep>()),
+        ("expect", serde_names::<Expect>()),
+    ]
+}
+
+/// The words each key with a fixed set of values accepts (`cloud = "aws"`, ...), read from
+/// the serde enums the parser uses; see [`file_keys`].
+#[doc(hidden)]
+pub fn file_values() -> Vec<(&'static str, &'static [&'static str])> {
+    vec![
+        ("cloud", serde_names::<Cloud>()),
+        ("lb_defaults", serde_names::<LbDefaults>()),
+        ("kind", serde_names::<KindName>()),
+        ("action", serde_names::<Action>()),
+        ("wait_for", serde_names::<WaitFor>()),
+        ("state", serde_names::<TargetState>()),
+    ]
+}
+
+/// The field names of a derived-`Deserialize` struct, or the variant names of an enum, as
+/// serde spells them in a file (after `rename`): the derive hands them to the deserializer,
+/// and this one only records them and stops.
+fn serde_names<T: de::DeserializeOwned>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("neither a struct nor an enum"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("names recorded"))
+        }
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            variants: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = variants;
+            Err(de::Error::custom("names recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+            identifier ignored_any
+        }
+    }
+    let mut names: &'static [&'static str] = &[];
+    // The probe always ends in an error once it has the names; the error says nothing.
+    let _ = T::deserialize(Probe(&mut names));
+    names
 }
 
 impl RawStep {
@@ -2647,8 +2717,56 @@ fn verdict_line(r: &Report, style: Style) -> String {
 // Command line
 // ---------------------------------------------------------------------------------------
 
+// The minimal file is a macro so that `concat!` can put it in the help text and the unit
+// test can parse the very same text.
+macro_rules! help_example {
+    () => {
+        r#"description = "AWS 502: app keep-alive (5 s) shorter than the ALB's (300 s)"
+cloud = "aws"            # or "gcp" (global external), "gcp-classic"
+time_scale = 0.01        # every duration below is cloud time: 300 s plays in 3 s
+
+[lb]
+race_window = "always"   # every stale reuse fails (not scaled)
+health_checks = false
+
+[[targets]]
+name = "app"             # kind = "mock" (default): lbsim's mock app
+keep_alive = "5s"
+
+[[steps]]
+send = "GET /"
+expect = { status = 200, reason = "none" }
+
+[[steps]]
+target = "app"
+wait_for = "idle_close"  # the app closed its idle connection
+
+[[steps]]
+send = "GET /"
+expect = { status = 502, reason = "target_closed_connection" }
+"#
+    };
+}
+
+/// A complete scenario, as small as one can be and still show a failure; shown by
+/// `lbsim scenario --help` (a unit test parses it).
+pub const HELP_EXAMPLE: &str = help_example!();
+
+/// `lbsim scenario -h`: where the file format is written down.
+const HELP_SHORT: &str = "The file format, every key: scenarios/README.md in the lbsim repository \
+(`lbsim scenario --help` shows an example; `lbsim scenario show NAME` prints a bundled file).";
+
+/// `lbsim scenario --help`: the pointer and a minimal file.
+const HELP_LONG: &str = concat!(
+    "The file format, every key (targets, steps, expectations, which durations scale with \
+     time_scale): scenarios/README.md in the lbsim repository. `lbsim scenario show NAME` \
+     prints a bundled file to adapt.\n\nA minimal scenario file:\n\n",
+    help_example!()
+);
+
 /// `lbsim scenario ...`
 #[derive(Debug, clap::Args)]
+#[command(after_help = HELP_SHORT, after_long_help = HELP_LONG)]
 pub struct ScenarioArgs {
     /// What to do.
     #[command(subcommand)]
@@ -2911,5 +3029,49 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
             style.red(&format!("{passed}/{n} scenarios behaved as expected"))
         );
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_key_belongs_to_one_kind_of_step() {
+        // check_step sorts a step by these lists; a key in RawStep but in none of them
+        // would be accepted by serde and then ignored.
+        let keys = file_keys();
+        let steps = keys
+            .iter()
+            .find(|(table, _)| *table == "[[steps]]")
+            .map(|(_, k)| k.to_vec())
+            .unwrap_or_default();
+        let mut sorted: Vec<&str> = ["note", "wait", "join"]
+            .iter()
+            .chain(SEND_KEYS)
+            .chain(TARGET_KEYS)
+            .copied()
+            .collect();
+        sorted.sort_unstable();
+        let mut steps_sorted = steps.clone();
+        steps_sorted.sort_unstable();
+        assert_eq!(steps_sorted, sorted);
+    }
+
+    #[test]
+    fn names_come_from_serde() {
+        let keys = file_keys();
+        assert_eq!(keys[0].1[0], "description");
+        assert!(keys.iter().all(|(_, k)| !k.is_empty()), "{keys:?}");
+        let values = file_values();
+        assert_eq!(values[0], ("cloud", &["aws", "gcp", "gcp-classic"][..]));
+    }
+
+    #[test]
+    fn the_help_example_is_a_valid_scenario() {
+        let s = parse(HELP_EXAMPLE, "help", "help").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.steps.len(), 3);
+        assert!(HELP_LONG.ends_with(HELP_EXAMPLE));
+        assert!(HELP_LONG.contains("scenarios/README.md"));
     }
 }

@@ -124,7 +124,8 @@ async fn app_keep_alive_longer_than_the_albs_passes() {
 }
 
 #[tokio::test]
-async fn max_wait_shorter_than_the_lbs_value_is_inconclusive() {
+async fn max_wait_shorter_than_the_lbs_value_is_not_measured() {
+    // A healthy app: its keep-alive (3 s) outlasts the ALB's (2 s); only the cap is short.
     let app = mock(Duration::from_secs(3)).await;
     let mut opts = aws(app.addr, Duration::from_secs(2));
     opts.max_wait = Some(Duration::from_millis(500));
@@ -132,19 +133,102 @@ async fn max_wait_shorter_than_the_lbs_value_is_inconclusive() {
     let report = diagnose(&opts).await.unwrap();
     assert!(start.elapsed() < Duration::from_millis(1200));
     let ka = report.check(KEEP_ALIVE).unwrap();
-    assert_eq!(ka.verdict, Verdict::Risk, "{ka:#?}");
+    assert_eq!(ka.verdict, Verdict::NotMeasured, "{ka:#?}");
     assert!(ka.at_least);
     assert_eq!(ka.measured, "at least 500 ms");
-    assert!(ka.detail.contains("inconclusive"), "{}", ka.detail);
-    assert!(
-        ka.fix
-            .as_deref()
-            .unwrap()
-            .starts_with("Re-run with --max-wait 2200ms"),
-        "{:?}",
-        ka.fix
+    assert_eq!(ka.measured_s, Some(0.5));
+    // Not a risk, so nothing to fix; the detail says what was seen and what settles it.
+    assert!(ka.fix.is_none(), "{:?}", ka.fix);
+    let command = format!(
+        "lbsim doctor --cloud aws --idle-timeout 2s --upstream {}",
+        app.addr
     );
+    assert_eq!(
+        ka.detail,
+        format!(
+            "app kept an idle connection open for at least 500 ms; --max-wait 500ms ended the \
+             wait before the AWS ALB's 2 s, so whether the app closes first is not measured. \
+             To decide it (waits up to 2.2 s): {command}"
+        )
+    );
+    assert_eq!(lbsim::doctor::deciding_command(&opts), command);
+    assert_eq!(verdict(&report, HEALTH), Verdict::Pass);
+    assert_eq!(verdict(&report, LATENCY), Verdict::Pass);
+    assert_eq!(report.exit_code, 3);
+    assert!(
+        report.lines()[0].starts_with("NOT MEASURED  keep-alive  app kept an idle connection"),
+        "{:?}",
+        report.lines()
+    );
+
+    // The command it gives decides it: without the cap, the same app passes.
+    opts.max_wait = None;
+    let report = diagnose(&opts).await.unwrap();
+    assert_eq!(verdict(&report, KEEP_ALIVE), Verdict::Pass, "{report:#?}");
+    assert_eq!(report.exit_code, 0);
+}
+
+#[tokio::test]
+async fn a_risk_outranks_a_check_not_measured() {
+    let app = mock(Duration::from_secs(3)).await;
+    let mut opts = aws(app.addr, Duration::from_secs(2));
+    opts.max_wait = Some(Duration::from_millis(300));
+    opts.health_path = "/status/503".to_string();
+    let report = diagnose(&opts).await.unwrap();
+    // The keep-alive probe asks the health path, which answers 503 with keep-alive.
+    assert_eq!(verdict(&report, KEEP_ALIVE), Verdict::NotMeasured);
+    assert_eq!(verdict(&report, HEALTH), Verdict::Risk);
     assert_eq!(report.exit_code, 1);
+}
+
+#[tokio::test]
+async fn latency_cut_by_max_wait_says_so_instead_of_a_complete_time() {
+    let app = mock(Duration::from_secs(3)).await;
+    // Idle timeout 2 s: risk above 1 s. A 300 ms cap cuts /sleep/1 before either.
+    let mut opts = aws(app.addr, Duration::from_secs(2));
+    opts.path = "/sleep/1?x=1&y=2".to_string();
+    opts.max_wait = Some(Duration::from_millis(300));
+    let report = diagnose(&opts).await.unwrap();
+    let l = report.check(LATENCY).unwrap();
+    assert_eq!(l.verdict, Verdict::NotMeasured, "{l:#?}");
+    assert!(l.at_least);
+    assert!(l.fix.is_none());
+    assert!(
+        l.measured
+            .starts_with("longest wait for a byte at least 30")
+            && l.measured.contains(" (first byte -, cut at 30")
+            && l.measured
+                .ends_with(" ms by --max-wait (no complete answer))"),
+        "{}",
+        l.measured
+    );
+    assert!(!l.detail.contains(", complete "), "{}", l.detail);
+    assert!(
+        l.detail.contains(
+            "--max-wait ended the wait before half the AWS ALB idle timeout (1 s), so whether \
+             it answers in time is not measured. To decide it: lbsim doctor --cloud aws \
+             --idle-timeout 2s --upstream "
+        ) && l.detail.ends_with(" --path '/sleep/1?x=1&y=2'"),
+        "{}",
+        l.detail
+    );
+    assert_eq!(report.exit_code, 3);
+
+    // A cap past half the timeout: the slow answer is a risk, and still reported as cut.
+    let mut opts = aws(app.addr, Duration::from_secs(1));
+    opts.path = "/sleep/2".to_string();
+    opts.max_wait = Some(Duration::from_millis(700));
+    let report = diagnose(&opts).await.unwrap();
+    let l = report.check(LATENCY).unwrap();
+    assert_eq!(l.verdict, Verdict::Risk, "{l:#?}");
+    assert!(
+        l.measured.contains("(first byte -, cut at 70")
+            && l.measured
+                .contains(" ms by --max-wait (no complete answer))"),
+        "{}",
+        l.measured
+    );
+    assert!(!l.detail.contains(", complete "), "{}", l.detail);
 }
 
 #[tokio::test]
@@ -489,6 +573,67 @@ async fn binary_prints_one_line_per_check() {
     assert!(lines[0].contains("AWS ALB keeps them 1 s → 502 on reuse. Fix: "));
     assert!(lines[1].starts_with("RISK  health      GET /status/503 as ELB-HealthChecker/2.0"));
     assert!(lines[2].starts_with("PASS  latency     GET / answered 200"));
+}
+
+#[tokio::test]
+async fn binary_exits_3_when_max_wait_leaves_a_healthy_app_not_measured() {
+    let app = mock(Duration::from_secs(3)).await;
+    let upstream = app.addr.to_string();
+    let args = [
+        "--upstream",
+        &upstream,
+        "--idle-timeout",
+        "2s",
+        "--max-wait",
+        "300ms",
+    ];
+    let (code, stdout, stderr) = run_binary(&args).await;
+    assert_eq!(code, 3, "stdout {stdout}\nstderr {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let command = format!("lbsim doctor --cloud aws --idle-timeout 2s --upstream {upstream}");
+    assert!(
+        lines[0].starts_with(
+            "NOT MEASURED  keep-alive  app kept an idle connection open for at least 300 ms"
+        ) && lines[0].ends_with(&format!("To decide it (waits up to 2.2 s): {command}")),
+        "{}",
+        lines[0]
+    );
+    assert!(!lines[0].contains("Fix:"), "{}", lines[0]);
+    assert!(lines[1].starts_with("PASS  health  "), "{}", lines[1]);
+    assert!(lines[2].starts_with("PASS  latency  "), "{}", lines[2]);
+    assert!(stderr.contains("it will be NOT MEASURED"), "{stderr}");
+
+    let (code, stdout, _) = run_binary(&[&args[..], &["--json"]].concat()).await;
+    assert_eq!(code, 3);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["exit_code"], 3);
+    let ka = &v["checks"][0];
+    assert_eq!(ka["verdict"], "NOT_MEASURED");
+    assert_eq!(ka["at_least"], true);
+    assert!(ka["fix"].is_null());
+    assert!(ka["detail"].as_str().unwrap().ends_with(&command), "{ka}");
+
+    // The command it printed, run as printed (at this scale), decides it: PASS, exit 0.
+    let words: Vec<&str> = command.split(' ').skip(2).collect();
+    let (code, stdout, _) = run_binary(&words).await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.starts_with("PASS  keep-alive  "), "{stdout}");
+}
+
+#[tokio::test]
+async fn help_lists_the_exit_codes() {
+    let (code, stdout, _) = run_binary(&["--help"]).await;
+    assert_eq!(code, 0);
+    for line in [
+        "Exit codes:",
+        "  0  every check passes",
+        "  1  a risk was found",
+        "  2  the app cannot be reached",
+        "  3  nothing failed, but a check was NOT MEASURED",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
 }
 
 #[tokio::test]

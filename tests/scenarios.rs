@@ -69,6 +69,10 @@ fn every_file_in_scenarios_is_bundled_and_says_what_it_reproduces() {
     let mut on_disk = BTreeSet::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
+        // The file-format reference lives beside the files it describes.
+        if path.file_name().is_some_and(|n| n == "README.md") {
+            continue;
+        }
         assert_eq!(
             path.extension().and_then(|e| e.to_str()),
             Some("toml"),
@@ -432,5 +436,114 @@ expect = {{ status = 404, body = "status 404", closed = false }}
             .iter()
             .any(|e| e == "client a → GET /status/404 on the same connection"),
         "{events:#?}"
+    );
+}
+
+fn reference() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/README.md");
+    std::fs::read_to_string(&path).expect("scenarios/README.md")
+}
+
+/// The part of `doc` under the one heading that contains `label` (case-insensitive), down
+/// to the next heading of the same or a higher level.
+fn section<'a>(doc: &'a str, label: &str) -> &'a str {
+    let level = |line: &str| line.chars().take_while(|&c| c == '#').count();
+    let mut starts = doc
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .collect::<Vec<_>>();
+    starts.insert(0, 0);
+    let lines: Vec<(usize, &str)> = starts
+        .iter()
+        .map(|&i| (i, doc[i..].lines().next().unwrap_or("")))
+        .collect();
+    let headings: Vec<usize> = (0..lines.len())
+        .filter(|&k| {
+            let l = lines[k].1;
+            level(l) > 0 && l.to_lowercase().contains(&label.to_lowercase())
+        })
+        .collect();
+    assert_eq!(
+        headings.len(),
+        1,
+        "one heading with {label:?} in scenarios/README.md"
+    );
+    let k = headings[0];
+    let own = level(lines[k].1);
+    let end = lines[k + 1..]
+        .iter()
+        .find(|(_, l)| (1..=own).contains(&level(l)))
+        .map_or(doc.len(), |(i, _)| *i);
+    &doc[lines[k].0..end]
+}
+
+#[test]
+fn the_reference_names_every_key_and_value_the_parser_accepts() {
+    let doc = reference();
+    // The lists come from the parser's serde types: a new key fails here until documented.
+    let tables = scenario::file_keys();
+    let labels: Vec<&str> = tables.iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        labels,
+        ["top level", "[lb]", "[[targets]]", "[[steps]]", "expect"]
+    );
+    let mut missing = Vec::new();
+    for (table, keys) in &tables {
+        assert!(!keys.is_empty(), "{table}: no keys read from the parser");
+        let text = section(&doc, table);
+        for key in *keys {
+            if !text.contains(&format!("`{key}`")) {
+                missing.push(format!("{table} key `{key}`"));
+            }
+        }
+    }
+    for (key, values) in scenario::file_values() {
+        assert!(!values.is_empty(), "{key}: no values read from the parser");
+        for value in values {
+            if !doc.contains(&format!("`{value}`")) {
+                missing.push(format!("`{key}` value `{value}`"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "scenarios/README.md does not document: {missing:#?}"
+    );
+    // Spot checks that the lists are the parser's and not empty shells.
+    assert!(tables[1].1.contains(&"race_window"));
+    assert!(tables[4].1.contains(&"tolerance"));
+}
+
+#[test]
+fn the_references_examples_are_valid_scenarios() {
+    let doc = reference();
+    let mut found = 0;
+    for (i, block) in doc.split("```toml\n").skip(1).enumerate() {
+        let text = block.split("```").next().unwrap_or("");
+        scenario::parse(
+            text,
+            &format!("scenarios/README.md example {}", i + 1),
+            "example",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        found += 1;
+    }
+    assert!(found >= 1, "no ```toml example in scenarios/README.md");
+    // The minimal file `lbsim scenario --help` shows is valid too.
+    scenario::parse(scenario::HELP_EXAMPLE, "help", "help").unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn scenario_help_points_to_the_reference() {
+    let long = lbsim(&["scenario", "--help"]);
+    assert!(long.status.success(), "{}", stderr(&long));
+    let text = stdout(&long);
+    assert!(text.contains("scenarios/README.md"), "{text}");
+    assert!(text.contains(scenario::HELP_EXAMPLE.trim_end()), "{text}");
+    let short = lbsim(&["scenario", "-h"]);
+    assert!(
+        stdout(&short).contains("scenarios/README.md"),
+        "{}",
+        stdout(&short)
     );
 }
