@@ -339,9 +339,13 @@ impl SimHandle {
     }
 
     /// Deregisters target `id`: it drains for the deregistration delay, then leaves the
-    /// group. `None` if it is not in the group.
+    /// group. `None` if it is not in the group; a target already draining is left as it
+    /// is (the delay is not restarted), as AWS's DeregisterTargets does.
     pub fn deregister(&self, id: u64) -> Option<TargetInfo> {
-        self.engine.targets.deregister(id).map(|t| t.info())
+        self.engine
+            .targets
+            .deregister(id)
+            .map(|d| d.target().info())
     }
 
     /// Forces target `id` healthy or unhealthy, or hands it back to the checks.
