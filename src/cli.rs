@@ -148,7 +148,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<String>,
     /// Access-log format (default: the cloud's own, alb or gcp; json is lbsim's schema).
-    #[arg(long, value_enum)]
+    /// Only with --access-log: alone it would write nothing, so clap refuses it.
+    #[arg(long, value_enum, requires = "access_log")]
     pub log_format: Option<crate::accesslog::LogFormat>,
     /// Print one plain sentence on stderr per LB-generated error: what, which setting, the fix.
     #[arg(long)]

@@ -125,6 +125,29 @@ async fn negative_time_scale_as_separate_argument_names_the_flag() {
 }
 
 #[tokio::test]
+async fn log_format_without_access_log_is_a_usage_error() {
+    // Alone it would write nothing and say nothing: clap names the flag it needs.
+    let listen = free_addr().to_string();
+    let out = run(&["--log-format", "json", "--listen", &listen]).await;
+    assert_usage_error(&out, "--log-format");
+    assert!(
+        stderr_of(&out).contains("--access-log"),
+        "{}",
+        stderr_of(&out)
+    );
+    // With it, the pair is accepted.
+    let out = run(&[
+        "--log-format",
+        "json",
+        "--access-log",
+        "-",
+        "--print-config",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+}
+
+#[tokio::test]
 async fn idle_timeout_on_gcp_points_to_backend_timeout() {
     let listen = free_addr().to_string();
     let out = run(&[
