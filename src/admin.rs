@@ -4,15 +4,19 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | `GET` | `/targets` | 200, every target in the group (registered or draining): `[{"id", "address", "state", "reason", "override", "in_flight"}]` |
+//! | `GET` | `/targets` | 200, every target in the group (registered or draining): `[{"id", "address", "state", "checked_state", "reason", "override", "in_flight"}]`, plus `"drain_remaining_ms"` while draining |
 //! | `POST` | `/targets` | body `{"address": "HOST:PORT"}`: registers it; 201 with the target (409 if already registered) |
 //! | `GET` | `/targets/{id}` | 200 with the target |
-//! | `DELETE` | `/targets/{id}` | deregisters it (it drains, then leaves the group: 404 from then on); 202 with the target |
+//! | `DELETE` | `/targets/{id}` | deregisters it (it drains, then leaves the group: 404 from then on); 202 with the target; 200 with it if it was already draining (nothing changes, as on AWS) |
 //! | `PUT` | `/targets/{id}/health` | body `{"override": "healthy" \| "unhealthy" \| "auto"}`; 200 with the target |
 //! | `GET` | `/stats` | 200, `{"by_status": {"504": 1}, "by_reason": {"target_idle_timeout": 1}}` |
 //! | `POST` | `/stats/reset` | zeroes the counters; 204 |
 //! | `GET` | `/metrics` | Prometheus text format (`lbsim_requests_total`, `lbsim_lb_errors_total`, `lbsim_targets`, `lbsim_target_in_flight`) |
 //! | `GET` | `/config` | 200, the effective (scaled) settings |
+//!
+//! `state` is the effective state, the one routing and `/metrics` go by: an `unhealthy`
+//! override makes it `unhealthy` whatever the checks say. `checked_state` is what the health
+//! checks alone say, and `override` the manual verdict.
 //!
 //! Every error is a 4xx with a JSON body `{"error": "..."}`: 400 for a body that is not the
 //! JSON asked for, 404 for an unknown path or target id, 405 (with `Allow`) for a method the
@@ -42,7 +46,7 @@ use crate::cli::resolve_upstream;
 use crate::config::{Config, RaceWindow};
 use crate::profile::{LbDefaults, TimeoutKind};
 use crate::proxy::Engine;
-use crate::targets::{HealthOverride, Target, TargetState};
+use crate::targets::{Deregistration, HealthOverride, Target, TargetState};
 
 /// Largest request body the control API reads; a larger one gets 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -250,8 +254,21 @@ impl Admin {
             }
             (Route::Target(id), _) => {
                 let target = find(engine, id)?;
-                let drained = engine.targets.deregister(target.id).unwrap_or(target);
-                Ok(json_response(StatusCode::ACCEPTED, &drained.info()))
+                // A repeated DELETE gets 200, not a second 202: nothing new was accepted.
+                // AWS's DeregisterTargets on a target already draining succeeds and changes
+                // nothing (the delay is not restarted), so this is no 409 either: a
+                // harness that retries a DELETE is not told it failed. The body shows the
+                // target still draining and `drain_remaining_ms`, when it leaves the group.
+                match engine.targets.deregister(target.id) {
+                    Some(Deregistration::Started(t)) => {
+                        Ok(json_response(StatusCode::ACCEPTED, &t.info()))
+                    }
+                    Some(Deregistration::AlreadyDeregistered(t)) => {
+                        Ok(json_response(StatusCode::OK, &t.info()))
+                    }
+                    // Its drain ended between `find` and here: it has left the group.
+                    None => Err(not_found(engine, id)),
+                }
             }
             (Route::TargetHealth(id), _) => {
                 let target = find(engine, id)?;
@@ -300,17 +317,22 @@ impl Admin {
 /// Target `id` (the path segment), or 404; a target whose deregistration has ended has
 /// left the group and is a 404 too, with a message that says so.
 fn find(engine: &Engine, id: &str) -> Result<Arc<Target>, ApiError> {
-    let n = id.parse::<u64>().ok();
-    n.and_then(|n| engine.targets.get(n)).ok_or_else(|| {
-        let message = match n {
-            Some(n) if engine.targets.was_issued(n) => format!(
-                "target {n} is no longer in the target group: it was deregistered and its \
-                 deregistration delay has ended; GET /targets lists the current ones"
-            ),
-            _ => format!("no target with id {id:?}; GET /targets lists them"),
-        };
-        ApiError::new(StatusCode::NOT_FOUND, message)
-    })
+    id.parse::<u64>()
+        .ok()
+        .and_then(|n| engine.targets.get(n))
+        .ok_or_else(|| not_found(engine, id))
+}
+
+/// The 404 for target `id`: gone (its deregistration ended) or never issued.
+fn not_found(engine: &Engine, id: &str) -> ApiError {
+    let message = match id.parse::<u64>().ok() {
+        Some(n) if engine.targets.was_issued(n) => format!(
+            "target {n} is no longer in the target group: it was deregistered and its \
+             deregistration delay has ended; GET /targets lists the current ones"
+        ),
+        _ => format!("no target with id {id:?}; GET /targets lists them"),
+    };
+    ApiError::new(StatusCode::NOT_FOUND, message)
 }
 
 /// Reads a JSON body of at most [`MAX_BODY`] bytes; `example` goes into the 400 message.

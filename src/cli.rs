@@ -1,6 +1,7 @@
 //! Command-line interface: `lbsim [run flags]`, `lbsim upstream`, `lbsim doctor`,
 //! `lbsim scenario`, `lbsim demo`, `lbsim facts`.
 
+use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use crate::config::{
     PRINT_LABEL_WIDTH,
 };
 use crate::profile::{Cloud, LbDefaults};
-use crate::sim::Simulator;
+use crate::sim::{Simulator, StartError};
 use crate::upstream::{MockOptions, MockUpstream};
 
 /// Reproduce AWS ALB and GCP load balancer 502/503/504 errors locally.
@@ -151,7 +152,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<String>,
     /// Access-log format (default: the cloud's own, alb or gcp; json is lbsim's schema).
-    #[arg(long, value_enum)]
+    /// Only with --access-log: alone it would write nothing, so clap refuses it.
+    #[arg(long, value_enum, requires = "access_log")]
     pub log_format: Option<crate::accesslog::LogFormat>,
     /// Print one plain sentence on stderr per LB-generated error: what, which setting, the fix.
     #[arg(long)]
@@ -339,6 +341,44 @@ fn check_admin_addr(args: &RunArgs) -> Result<(), String> {
     }
 }
 
+/// A start error in the user's terms: a port that cannot be bound is named by the flag
+/// that asked for it, since the library's error knows only the address, and "Address
+/// already in use" alone does not say which of --listen and --admin it was.
+fn start_error_line(e: &StartError, args: &RunArgs) -> String {
+    let (flag, addr, source) = match e {
+        StartError::Bind { addr, source } => ("--listen", addr, source),
+        StartError::AdminBind { addr, source } => ("--admin", addr, source),
+        other => return other.to_string(),
+    };
+    let problem = match source.kind() {
+        // The proxy binds first, so --admin on the --listen port fails here: say so.
+        io::ErrorKind::AddrInUse
+            if flag == "--admin"
+                && addr.port() == args.listen.port()
+                && (addr.ip() == args.listen.ip()
+                    || addr.ip().is_unspecified()
+                    || args.listen.ip().is_unspecified()) =>
+        {
+            format!(
+                "address already in use by lbsim's own --listen {}; give the control API a \
+                 port of its own",
+                args.listen
+            )
+        }
+        io::ErrorKind::AddrInUse => {
+            "address already in use (is another lbsim or your app on it?)".to_string()
+        }
+        io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges; pick a higher one)".to_string()
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "address not available (no interface of this machine has that IP)".to_string()
+        }
+        _ => source.to_string(),
+    };
+    format!("{flag} {addr}: {problem}")
+}
+
 async fn run_proxy(args: RunArgs) -> ExitCode {
     let stop = shutdown_signal();
     if let Err(e) = check_admin_addr(&args) {
@@ -394,7 +434,7 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     let mut sim = match builder.start().await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("lbsim: {e}");
+            eprintln!("lbsim: {}", start_error_line(&e, &args));
             return ExitCode::from(1);
         }
     };

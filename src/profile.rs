@@ -418,6 +418,9 @@ impl Profile {
                 code,
                 log_word,
                 page,
+                // Where sources disagree, that is the fact's source text (facts.rs), not
+                // another value.
+                caveat: _,
             } = &outcomes[reason.index()];
             let name = reason.name();
             let mut said = format!("{status} {code}");

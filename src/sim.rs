@@ -31,9 +31,18 @@ pub enum StartError {
         /// The file error.
         source: io::Error,
     },
-    /// The listen address could not be bound.
+    /// The listen address (for clients) could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The socket error.
+        source: io::Error,
+    },
+    /// The control API's address could not be bound. A variant of its own so that the
+    /// caller can say which of the two addresses failed (the CLI names the flag).
+    #[error("cannot serve the control API on {addr}: {source}")]
+    AdminBind {
         /// The address asked for.
         addr: SocketAddr,
         /// The socket error.
@@ -240,7 +249,7 @@ impl SimulatorBuilder {
         })?;
         let admin = match self.admin {
             Some(want) => {
-                let bind_err = |source| StartError::Bind { addr: want, source };
+                let bind_err = |source| StartError::AdminBind { addr: want, source };
                 let l = proxy::bind(want).map_err(bind_err)?;
                 let bound = l.local_addr().map_err(bind_err)?;
                 Some((l, bound))
@@ -339,9 +348,13 @@ impl SimHandle {
     }
 
     /// Deregisters target `id`: it drains for the deregistration delay, then leaves the
-    /// group. `None` if it is not in the group.
+    /// group. `None` if it is not in the group; a target already draining is left as it
+    /// is (the delay is not restarted), as AWS's DeregisterTargets does.
     pub fn deregister(&self, id: u64) -> Option<TargetInfo> {
-        self.engine.targets.deregister(id).map(|t| t.info())
+        self.engine
+            .targets
+            .deregister(id)
+            .map(|d| d.target().info())
     }
 
     /// Forces target `id` healthy or unhealthy, or hands it back to the checks.

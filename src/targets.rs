@@ -57,11 +57,32 @@ pub struct Thresholds {
 
 #[derive(Debug)]
 struct Health {
+    /// What the health checks (and deregistration) made of the target, before the
+    /// override: `checked_state` in [`TargetInfo`].
     state: TargetState,
+    /// Consecutive passed checks.
     passes: u32,
+    /// Consecutive failed checks.
     failures: u32,
+    /// What the last check saw, in words.
     last_result: String,
+    /// The manual verdict, if any.
     over: HealthOverride,
+    /// When the deregistration delay ends; set once, by the call that started draining.
+    drain_ends: Option<Instant>,
+}
+
+impl Health {
+    /// The state routing goes by: the override wins over the checks while the target is
+    /// registered; draining and unused are past what an override can change.
+    fn effective(&self) -> TargetState {
+        match (self.state, self.over) {
+            (TargetState::Draining | TargetState::Unused, _) => self.state,
+            (_, HealthOverride::Healthy) => TargetState::Healthy,
+            (_, HealthOverride::Unhealthy) => TargetState::Unhealthy,
+            (state, HealthOverride::Auto) => state,
+        }
+    }
 }
 
 /// One registered target.
@@ -82,22 +103,30 @@ pub struct Target {
     drain_over: watch::Sender<bool>,
 }
 
-/// A snapshot of one target for the control API.
+/// A snapshot of one target for the control API, the library and scenario checks.
 #[derive(Clone, Debug, Serialize)]
 pub struct TargetInfo {
     /// Control API id.
     pub id: u64,
     /// host:port.
     pub address: String,
-    /// Current state.
+    /// The effective state, the one routing goes by: an `unhealthy` override makes it
+    /// `unhealthy` whatever the checks say, a `healthy` one `healthy`.
     pub state: TargetState,
+    /// What the health checks alone say (`draining`/`unused` once deregistered); differs
+    /// from `state` only while an override is set.
+    pub checked_state: TargetState,
     /// What the last health check saw.
     pub reason: String,
-    /// Manual override.
+    /// Manual override (`auto`: the checks decide).
     #[serde(rename = "override")]
     pub over: HealthOverride,
     /// Requests in flight.
     pub in_flight: usize,
+    /// While draining: milliseconds until the deregistration delay ends and the target
+    /// leaves the group (absent otherwise, and from the JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_remaining_ms: Option<u64>,
 }
 
 impl TargetState {
@@ -119,21 +148,23 @@ const REGISTERED: u8 = 1;
 /// [`Target::route`] bit: gets new requests now.
 const ROUTABLE: u8 = 2;
 
+/// Derived from the effective state, so that what the API reports and what routing does
+/// cannot disagree.
 fn route_bits(h: &Health) -> u8 {
-    let registered = !matches!(h.state, TargetState::Draining | TargetState::Unused);
-    let routable = match (h.state, h.over) {
-        (TargetState::Draining | TargetState::Unused, _) => false,
-        (_, HealthOverride::Healthy) => true,
-        (_, HealthOverride::Unhealthy) => false,
-        (TargetState::Healthy | TargetState::Unavailable, HealthOverride::Auto) => true,
-        _ => false,
-    };
+    let effective = h.effective();
+    let registered = !matches!(effective, TargetState::Draining | TargetState::Unused);
+    let routable = matches!(effective, TargetState::Healthy | TargetState::Unavailable);
     (if registered { REGISTERED } else { 0 }) | (if routable { ROUTABLE } else { 0 })
 }
 
 impl Target {
-    /// The state now.
+    /// The effective state now (the override applied), as routing sees it.
     pub fn state(&self) -> TargetState {
+        self.lock().effective()
+    }
+
+    /// The state the health checks (and deregistration) alone give it, override aside.
+    pub fn checked_state(&self) -> TargetState {
         self.lock().state
     }
 
@@ -208,13 +239,40 @@ impl Target {
     /// A snapshot for the control API.
     pub fn info(&self) -> TargetInfo {
         let h = self.lock();
+        let drain_remaining_ms = match (h.state, h.drain_ends) {
+            (TargetState::Draining, Some(ends)) => {
+                Some(ends.saturating_duration_since(Instant::now()).as_millis() as u64)
+            }
+            _ => None,
+        };
         TargetInfo {
             id: self.id,
             address: self.addr.to_string(),
-            state: h.state,
+            state: h.effective(),
+            checked_state: h.state,
             reason: h.last_result.clone(),
             over: h.over,
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            drain_remaining_ms,
+        }
+    }
+}
+
+/// What [`TargetGroup::deregister`] did, so that a caller can tell a new deregistration
+/// from a repeated one (the control API answers them differently).
+#[derive(Debug)]
+pub enum Deregistration {
+    /// This call started the drain.
+    Started(Arc<Target>),
+    /// The target was already draining (or its drain had just ended); nothing changed.
+    AlreadyDeregistered(Arc<Target>),
+}
+
+impl Deregistration {
+    /// The target, whichever happened.
+    pub fn target(&self) -> &Arc<Target> {
+        match self {
+            Deregistration::Started(t) | Deregistration::AlreadyDeregistered(t) => t,
         }
     }
 }
@@ -306,6 +364,7 @@ impl TargetGroup {
             failures: 0,
             last_result: "not checked yet".to_string(),
             over: HealthOverride::Auto,
+            drain_ends: None,
         };
         let target = Arc::new(Target {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -322,15 +381,18 @@ impl TargetGroup {
 
     /// Starts draining target `id`; after the deregistration delay it becomes `unused`,
     /// requests still running on it fail, and it leaves the group. `None` for an id that
-    /// is not in the group (never registered, or already gone).
-    pub fn deregister(&self, id: u64) -> Option<Arc<Target>> {
+    /// is not in the group (never registered, or already gone); a target already
+    /// draining is left as it is (its delay is not restarted) and says so.
+    pub fn deregister(&self, id: u64) -> Option<Deregistration> {
         let target = self.get(id)?;
+        let delay = self.rules.deregistration_delay;
         {
             let mut h = target.lock();
             if matches!(h.state, TargetState::Draining | TargetState::Unused) {
-                return Some(target.clone());
+                return Some(Deregistration::AlreadyDeregistered(target.clone()));
             }
             h.state = TargetState::Draining;
+            h.drain_ends = Some(Instant::now() + delay);
             target.publish(&h);
         }
         // Only the caller that made it draining gets here: it moves the target once.
@@ -346,7 +408,6 @@ impl TargetGroup {
                 members.draining.push(moved);
             }
         }
-        let delay = self.rules.deregistration_delay;
         tracing::info!("target {} draining for {delay:?}", target.addr);
         let draining = target.clone();
         let members = Arc::downgrade(&self.members);
@@ -377,7 +438,7 @@ impl TargetGroup {
             );
             let _ = draining.drain_over.send(true);
         });
-        Some(target)
+        Some(Deregistration::Started(target))
     }
 
     /// Target `id`, while it is in the group (registered or draining).

@@ -155,6 +155,7 @@ fn fresh(id: u64, addr: SocketAddr) -> Value {
         "id": id,
         "address": addr.to_string(),
         "state": "unavailable",
+        "checked_state": "unavailable",
         "reason": "not checked yet",
         "override": "auto",
         "in_flight": 0,
@@ -266,12 +267,34 @@ async fn delete_drains_the_target_then_it_leaves_the_group() {
     assert_eq!(r.status, 202, "{}", r.text());
     let mut draining = fresh(2, b.addr);
     draining["state"] = json!("draining");
-    assert_eq!(r.json(), draining);
-    assert_eq!(get_json(api, "/targets/2").await, draining);
+    draining["checked_state"] = json!("draining");
+    // The time left is the one field that moves: checked, then compared without it.
+    let without_time_left = |mut v: Value| {
+        let left = v["drain_remaining_ms"]
+            .as_u64()
+            .expect("time left while draining");
+        assert!(left <= delay.as_millis() as u64, "{left} ms left: {v}");
+        v.as_object_mut().unwrap().remove("drain_remaining_ms");
+        (v, left)
+    };
+    let (first, left_first) = without_time_left(r.json());
+    assert_eq!(first, draining);
+    assert_eq!(
+        without_time_left(get_json(api, "/targets/2").await).0,
+        draining
+    );
 
-    // Deleting it again is harmless and still answers 202 with its state.
+    // Deleting it again changes nothing, as AWS's DeregisterTargets on a draining target:
+    // 200 (not a second 202 "accepted"), still draining, the delay not restarted.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let r = call(api, "DELETE", "/targets/2", None).await;
-    assert_eq!((r.status, r.json()), (202, draining.clone()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (again, left_again) = without_time_left(r.json());
+    assert_eq!(again, draining);
+    assert!(
+        left_again + 40 <= left_first,
+        "the delay went on: {left_first} ms left, then {left_again} ms"
+    );
 
     // A draining target gets no new requests.
     send_through(&lb, 4).await;
@@ -321,13 +344,22 @@ async fn unhealthy_override_keeps_traffic_away_until_auto() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // `state` is what routing goes by; the checks' own verdict stays beside it.
     let mut overridden = fresh(2, b.addr);
     overridden["override"] = json!("unhealthy");
+    overridden["state"] = json!("unhealthy");
     assert_eq!(r.json(), overridden);
     assert_eq!(
         get_json(api, "/targets").await,
         json!([fresh(1, a.addr), overridden])
     );
+    let metrics = call(api, "GET", "/metrics", None).await.text();
+    for line in [
+        "lbsim_targets{state=\"unhealthy\"} 1\n",
+        "lbsim_targets{state=\"unavailable\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 
     send_through(&lb, 4).await;
     assert_eq!((a.requests(), b.requests()), (4, 0), "traffic avoids it");
@@ -352,6 +384,10 @@ async fn unhealthy_override_keeps_traffic_away_until_auto() {
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["override"], "healthy");
+    assert_eq!(
+        (&r.json()["state"], &r.json()["checked_state"]),
+        (&json!("healthy"), &json!("unavailable"))
+    );
     lb.shutdown().await;
 }
 

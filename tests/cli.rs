@@ -125,6 +125,81 @@ async fn negative_time_scale_as_separate_argument_names_the_flag() {
 }
 
 #[tokio::test]
+async fn log_format_without_access_log_is_a_usage_error() {
+    // Alone it would write nothing and say nothing: clap names the flag it needs.
+    let listen = free_addr().to_string();
+    let out = run(&["--log-format", "json", "--listen", &listen]).await;
+    assert_usage_error(&out, "--log-format");
+    assert!(
+        stderr_of(&out).contains("--access-log"),
+        "{}",
+        stderr_of(&out)
+    );
+    // With it, the pair is accepted.
+    let out = run(&[
+        "--log-format",
+        "json",
+        "--access-log",
+        "-",
+        "--print-config",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+}
+
+/// A start that fails on a port: exit 1, one line naming `flag` and `addr`, no panic.
+#[track_caller]
+fn assert_bind_error(out: &Output, flag: &str, addr: SocketAddr) -> String {
+    let err = stderr_of(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line: {err:?}");
+    let line = lines[0].to_string();
+    assert!(
+        line.starts_with(&format!("lbsim: {flag} {addr}: address already in use")),
+        "{line}"
+    );
+    line
+}
+
+#[tokio::test]
+async fn a_taken_port_is_named_by_its_flag() {
+    // Held for the whole test: nothing else can bind it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let busy = addr.to_string();
+
+    let out = run(&["--listen", &busy]).await;
+    let line = assert_bind_error(&out, "--listen", addr);
+    assert!(
+        line.ends_with("(is another lbsim or your app on it?)"),
+        "{line}"
+    );
+
+    let listen = free_addr().to_string();
+    let out = run(&["--listen", &listen, "--admin", &busy]).await;
+    let line = assert_bind_error(&out, "--admin", addr);
+    assert!(
+        line.ends_with("(is another lbsim or your app on it?)"),
+        "{line}"
+    );
+    drop(taken);
+}
+
+#[tokio::test]
+async fn admin_on_the_listen_port_says_lbsim_holds_it() {
+    let addr = free_addr();
+    let same = addr.to_string();
+    let out = run(&["--listen", &same, "--admin", &same]).await;
+    let line = assert_bind_error(&out, "--admin", addr);
+    assert!(
+        line.contains(&format!("by lbsim's own --listen {addr}")),
+        "{line}"
+    );
+}
+
+#[tokio::test]
 async fn idle_timeout_on_gcp_points_to_backend_timeout() {
     let listen = free_addr().to_string();
     let out = run(&[

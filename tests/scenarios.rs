@@ -547,3 +547,63 @@ fn scenario_help_points_to_the_reference() {
         stdout(&short)
     );
 }
+
+#[tokio::test]
+async fn a_target_marked_unhealthy_is_unhealthy_in_checks_and_the_timeline() {
+    // Health checks off: the checks' own state is `unavailable`; the override is what
+    // routing goes by, so that is the state a scenario sees and checks.
+    let text = r#"description = "override"
+cloud = "aws"
+
+[lb]
+health_checks = false
+
+[[targets]]
+name = "app1"
+
+[[targets]]
+name = "app2"
+
+[[steps]]
+target = "app1"
+action = "unhealthy"
+
+[[steps]]
+target = "app1"
+state = "unhealthy"
+
+[[steps]]
+send = "GET /"
+expect = { status = 200, body = "ok" }
+
+[[steps]]
+target = "app1"
+requests = 0
+
+[[steps]]
+target = "app1"
+action = "auto"
+
+[[steps]]
+target = "app1"
+state = "unavailable"
+"#;
+    let s = scenario::parse(text, "override.toml", "override").unwrap();
+    let report = scenario::run(&s).await;
+    assert!(
+        report.passed(),
+        "{}",
+        scenario::render_report(&report, scenario::Style::plain())
+    );
+    let events: Vec<String> = report
+        .events
+        .iter()
+        .map(|e| format!("{} {}", e.who, e.what))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "lb target app1: unavailable → unhealthy"),
+        "{events:#?}"
+    );
+}

@@ -532,7 +532,13 @@ async fn deregistered_target_drains_then_leaves(cloud: Cloud) {
     let started = Instant::now();
     let info = lb.deregister(id).expect("known id");
     assert_eq!(info.state, TargetState::Draining);
+    let left = info.drain_remaining_ms.expect("time left while draining");
+    assert!(left <= delay.as_millis() as u64, "{left} ms left");
     assert_eq!(info_of(&lb.targets(), &a).state, TargetState::Draining);
+    // Again while draining: the same target, the delay not restarted.
+    let again = lb.deregister(id).expect("still in the group");
+    assert_eq!(again.state, TargetState::Draining);
+    assert!(again.drain_remaining_ms.expect("time left") <= left);
 
     let mut client = RawClient::connect(lb.addr()).await;
     for _ in 0..4 {
@@ -702,9 +708,15 @@ async fn unhealthy_override_diverts_traffic(cloud: Cloud) {
     assert_eq!(info.over, HealthOverride::Unhealthy);
     assert_eq!(
         info.state,
-        TargetState::Healthy,
-        "the checks' verdict is kept"
+        TargetState::Unhealthy,
+        "the effective state, the one routing goes by"
     );
+    assert_eq!(
+        info.checked_state,
+        TargetState::Healthy,
+        "the checks' verdict is kept beside it"
+    );
+    assert_eq!(info_of(&lb.targets(), &a).state, TargetState::Unhealthy);
     let mut client = RawClient::connect(lb.addr()).await;
     for _ in 0..4 {
         assert_eq!(
@@ -716,6 +728,10 @@ async fn unhealthy_override_diverts_traffic(cloud: Cloud) {
 
     let info = lb.set_health(id, HealthOverride::Auto).unwrap();
     assert_eq!(info.over, HealthOverride::Auto);
+    assert_eq!(
+        (info.state, info.checked_state),
+        (TargetState::Healthy, TargetState::Healthy)
+    );
     assert_alternates(&lb, &a, &b, 4).await;
     assert!(lb.set_health(999, HealthOverride::Healthy).is_none());
 }
@@ -737,14 +753,21 @@ async fn gcp_healthy_override_forces_traffic_to_a_failing_backend() {
 
     let forced = lb.set_health(info.id, HealthOverride::Healthy).unwrap();
     assert_eq!(forced.over, HealthOverride::Healthy);
-    assert_eq!(forced.state, TargetState::Unhealthy);
+    assert_eq!(
+        (forced.state, forced.checked_state),
+        (TargetState::Healthy, TargetState::Unhealthy)
+    );
     for _ in 0..3 {
         let resp = client.get("/").await;
         assert_eq!(resp.status, 200, "body: {}", resp.text());
         assert_eq!(resp.text(), "ok");
     }
     // The checks go on failing underneath; the override wins.
-    assert_eq!(info_of(&lb.targets(), &a).state, TargetState::Unhealthy);
+    let now = info_of(&lb.targets(), &a).clone();
+    assert_eq!(
+        (now.state, now.checked_state),
+        (TargetState::Healthy, TargetState::Unhealthy)
+    );
 
     lb.set_health(info.id, HealthOverride::Auto).unwrap();
     assert_no_healthy_upstream(&client.get("/").await, "no_healthy_backend");
