@@ -418,12 +418,12 @@ const A_TS_460: &str = "AWS ALB user guide, \"Troubleshoot your Application Load
      code of the access log only, nothing is sent";
 const A_PAGE_502: &str = "Public captures of the ALB's 502 (curl transcripts, fidelity-audit.md \
      row 1 and \"ALB captures\"): this body, `server: awselb/2.0`, `content-type: text/html`, \
-     `content-length: 122`. HTTP/1.1 captures also show `Date` right after `Server` and \
-     `Connection: keep-alive`, which lbsim does not send";
+     `content-length: 122`; HTTP/1.1 captures also show `Date` right after `Server` and \
+     `Connection: keep-alive` last, as lbsim sends them";
 const A_PAGE_503: &str = "Public `curl -v` capture of an empty target group's 503 \
      (fidelity-audit.md row 2 and \"ALB captures\"): this 162-byte body and phrase; headers \
      `Server: awselb/2.0`, `Date`, `Content-Type: text/html`, `Content-Length: 162`, \
-     `Connection: keep-alive` in that order (lbsim writes `Date` last and no `Connection`)";
+     `Connection: keep-alive` in that order, as lbsim writes them";
 const A_PAGE_400: &str = "Inferred: no capture of the ALB's 400 body found; the captured \
      502/503 layout (CRLF lines, title and h1 the same) with \"400 Bad Request\", and \
      `Connection: close` (aws-alb.md, \"The ALB's own error responses\")";
@@ -628,8 +628,8 @@ const G_RETRY_GLOBAL: &str = "Inferred for the global external load balancer fro
      internal Application Load Balancer overview, \"Retries\" (same Envoy data plane): without a \
      retry policy, unsuccessful requests that have no HTTP body (for example, GET) that result \
      in 502, 503 or 504 are retried once; POST is not retried; one log entry for the final \
-     response. lbsim retries GET only (HEAD and other bodyless requests would be retried too), \
-     on a close or a refused connection, not on a timeout";
+     response. lbsim retries a request without a body of any method but POST, on a close or a \
+     refused connection, not on a timeout";
 const G_DRAIN: &str = "Unconfirmed: gcloud `--connection-draining-timeout` help says \"If the \
      flag is omitted API default value (0s) will be used\" (draining off); lbsim keeps 300 s, \
      the value consoles and Terraform examples commonly set; `--deregistration-delay 0` gives \
@@ -886,7 +886,7 @@ static GCP_GLOBAL_SOURCES: &[Entry] = &[
     ("outcome.desync_blocked.page", GFE_400_GLOBAL, Inferred),
     ("forwarding.xff_separator", G_MIG_XFF, Documented),
     ("forwarding.header_case", G_MIG_CASE, Documented),
-    ("validation.max_head", G_HEAD_GLOBAL, Unconfirmed),
+    ("validation.max_head", G_HEAD_GLOBAL, Inferred),
     ("validation.host.repeated", G_HOST_GLOBAL, Unconfirmed),
 ];
 
@@ -921,9 +921,9 @@ const G_431: &str = "Google Cloud, \"Migration overview\", data-plane difference
 const ENVOY_431: &str = "Inferred from Envoy's source (http1 codec sendProtocolError): the \
      status's reason phrase as a plain-text body, then the connection closes; no capture \
      through Google";
-const G_HEAD_GLOBAL: &str = "Unconfirmed: gcp-lb.md \"Limits\" gives request URL plus headers 60 \
-     KiB on the global external load balancer (64 KiB on the classic one); lbsim's GCP rules \
-     use 64 KiB for both generations";
+const G_HEAD_GLOBAL: &str = "Inferred: gcp-lb.md \"Limits\" gives request URL plus headers 60 \
+     KiB on the global external load balancer (64 KiB on the classic one); the note does not \
+     name the Google page it comes from";
 const G_HOST_GLOBAL: &str = "Unconfirmed, and partly contradicted: Google's \"Migration \
      overview\", \"(HTTP/1.1 only) Multiple hosts in header\", says the global external load \
      balancer returns 502 if any of two or more hosts is invalid; lbsim applies the classic \

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::accesslog::LogFormat;
 use crate::reason::Reason;
 use crate::validate::{
-    DesyncMode, HostRule, MethodAnswer, RepeatedHost, Rules, AWS_RULES, GCP_RULES,
+    DesyncMode, HostRule, MethodAnswer, RepeatedHost, Rules, AWS_RULES, GCP_GLOBAL_RULES, GCP_RULES,
 };
 
 /// The cloud whose load balancer lbsim imitates.
@@ -169,6 +169,10 @@ pub struct Page {
 
 /// Stands for the body's length in [`Page::headers`].
 pub const LENGTH: (&str, &str) = ("content-length", "");
+
+/// Stands for the date in [`Page::headers`], where a capture shows it before the others
+/// end; without it, `Date` comes last.
+pub const DATE: (&str, &str) = ("date", "");
 
 /// Default timer values of one flavour (Anyscale or native).
 #[derive(Clone, Copy, Debug)]
@@ -596,12 +600,16 @@ fn page_summary(page: &Page) -> String {
     )
 }
 
-/// Headers of every ALB page (curl captures: `Server: awselb/2.0`, `Content-Type:
-/// text/html`, `Content-Length`; aws-alb.md).
+/// Headers of every ALB page, in the order of a `curl -v` capture of its 503:
+/// `Server: awselb/2.0`, `Date`, `Content-Type: text/html`, `Content-Length`,
+/// `Connection: keep-alive` (`close` on the pages that end the connection;
+/// fidelity-audit.md, "ALB captures").
 const ALB_PAGE_HEADERS: &[(&str, &str)] = &[
     ("server", "awselb/2.0"),
+    DATE,
     ("content-type", "text/html"),
     LENGTH,
+    ("connection", "keep-alive"),
 ];
 
 /// The ALB's page layout: CRLF after every line, title and h1 the same text.
@@ -737,13 +745,28 @@ static CLIENT_LEFT: Page = Page {
 /// connections; a timeout is not retried (unconfirmed how the budget would be shared).
 const GCP_GET_RETRY: RetryPolicy = RetryPolicy {
     methods: &["GET"],
-    on: &[
-        Reason::TargetClosedConnection,
-        Reason::KeepAliveRace,
-        Reason::ConnectRefused,
-    ],
+    on: GCP_RETRY_ON,
     attempts: 2,
 };
+
+/// The global external (Envoy-based) load balancers retry "unsuccessful requests that have
+/// no HTTP body (for example, GET requests) ... once. HTTP POST requests aren't retried"
+/// (Google's internal Application Load Balancer overview, "Retries"; inferred for the
+/// global external one, which runs the same data plane). The engine retries only requests
+/// without a body, whatever the method.
+const GCP_BODYLESS_RETRY: RetryPolicy = RetryPolicy {
+    methods: &["GET", "HEAD", "OPTIONS", "DELETE", "PUT", "PATCH"],
+    on: GCP_RETRY_ON,
+    attempts: 2,
+};
+
+/// What GCP retries: a backend that closed before answering (the keep-alive race
+/// included) or refused the connection.
+const GCP_RETRY_ON: &[Reason] = &[
+    Reason::TargetClosedConnection,
+    Reason::KeepAliveRace,
+    Reason::ConnectRefused,
+];
 
 static ALB_502: Page = alb_page!(502, "Bad Gateway");
 static ALB_400: Page = alb_page!(400, "Bad Request", close = true);
@@ -1051,9 +1074,9 @@ pub static GCP_GLOBAL: Profile = Profile {
     client_keep_alive_meaning: ClientKeepAliveMeaning::Idle,
     health: GCP_HEALTH,
     fails_open: false,
-    retry: Some(GCP_GET_RETRY),
+    retry: Some(GCP_BODYLESS_RETRY),
     log_format: LogFormat::Gcp,
-    validation: GCP_RULES,
+    validation: GCP_GLOBAL_RULES,
     deregistration_delay: GCP_CONNECTION_DRAINING,
     outcomes: [
         // Sources disagree: Google's log table lists backend_timeout with "502, 503"; the

@@ -1,14 +1,14 @@
 //! Every response the load balancer itself generates is built here, from profile data.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::ext::ReasonPhrase;
 
 use crate::deadline::DeadlineBody;
-use crate::profile::{HeaderCase, Outcome, Profile, LENGTH};
+use crate::profile::{self, HeaderCase, Outcome, Profile, LENGTH};
 
 /// Diagnostic header naming the cause of an LB-generated response.
 pub const REASON_HEADER: &str = "x-lbsim-reason";
@@ -42,18 +42,26 @@ pub fn page_bytes(profile: &'static Profile, outcome: Outcome) -> Vec<u8> {
         HeaderCase::Preserve => title_case(name),
         HeaderCase::Lower => name.to_string(),
     };
-    for (header, value) in headers(outcome).iter() {
+    let mut headers = headers(outcome);
+    if !headers.contains_key(DATE) {
+        // hyper adds it last to the pages it sends; the same here.
+        headers.insert(DATE, now());
+    }
+    for (header, value) in headers.iter() {
         out.extend_from_slice(name(header.as_str()).as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(name("date").as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(page.body.as_bytes());
     out
+}
+
+/// The `Date` value for now.
+fn now() -> HeaderValue {
+    HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+        .unwrap_or(HeaderValue::from_static(""))
 }
 
 fn title_case(name: &str) -> String {
@@ -72,6 +80,8 @@ fn headers(outcome: Outcome) -> HeaderMap {
     for &(name, value) in page.headers {
         if (name, value) == LENGTH {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(page.body.len()));
+        } else if (name, value) == profile::DATE {
+            headers.insert(DATE, now());
         } else {
             headers.append(
                 HeaderName::from_static(name),

@@ -258,6 +258,16 @@ pub const GCP_RULES: Rules = Rules {
     desync: DesyncMode::Defensive,
 };
 
+/// GCP's global external Application Load Balancer: the classic rules with its smaller
+/// head limit, "Request URL plus headers: 60 KiB on the global external ALB, 64 KiB on
+/// the classic one" (gcp-lb.md, "Limits"). Its stricter rules for repeated `Host` lines,
+/// invalid header names and odd bytes in the path (502 in Google's "Migration overview")
+/// are not modelled: no lbsim reason answers a client's request with a 502.
+pub const GCP_GLOBAL_RULES: Rules = Rules {
+    max_head: 60 * 1024,
+    ..GCP_RULES
+};
+
 /// Desync-mitigation tiers, in increasing order of risk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DesyncClass {

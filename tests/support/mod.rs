@@ -374,9 +374,26 @@ pub fn assert_alb_page(resp: &RawResponse, status: u16, phrase: &str, reason: &s
     assert_eq!(resp.header("Server"), Some("awselb/2.0"));
     assert_eq!(resp.header("Content-Type"), Some("text/html"));
     assert_eq!(resp.header("x-lbsim-reason"), Some(reason));
-    // Pages that reject the client's request close its connection; the others keep it.
+    // Pages that reject the client's request close its connection; the others keep it,
+    // and say so, as captures show.
     let closes = matches!(status, 400 | 405 | 408 | 414 | 463 | 501);
-    assert_eq!(resp.header("Connection"), closes.then_some("close"));
+    assert_eq!(
+        resp.header("Connection"),
+        Some(if closes { "close" } else { "keep-alive" })
+    );
+    // The captured order: Server, Date, Content-Type, Content-Length, Connection.
+    let names: Vec<&str> = resp.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        &names[..5],
+        [
+            "Server",
+            "Date",
+            "Content-Type",
+            "Content-Length",
+            "Connection"
+        ],
+        "{names:?}"
+    );
     let page = alb_page(&format!("{status} {phrase}"));
     assert_eq!(resp.text(), page);
     assert_eq!(
