@@ -47,6 +47,9 @@ pub enum Command {
     Scenario(crate::scenario::ScenarioArgs),
     /// A narrated tour of the bundled scenarios, for workshops.
     Demo(crate::scenario::DemoArgs),
+    /// Read the load balancer's own logs (ALB access logs, GCP request logs) and name the
+    /// cause, fix and reproducing scenario of every error it made itself.
+    Triage(crate::triage::TriageArgs),
 }
 
 /// The cloud and its main timers: shared by the proxy and `lbsim doctor`, which judges an
@@ -273,6 +276,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Doctor(args)) => crate::doctor::run(args).await,
         Some(Command::Scenario(args)) => crate::scenario::run_command(args).await,
         Some(Command::Demo(args)) => crate::scenario::demo(args).await,
+        Some(Command::Triage(args)) => crate::triage::run(args),
         None => run_proxy(cli.run).await,
     }
 }
