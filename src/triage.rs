@@ -245,14 +245,16 @@ fn optional(fields: &[String], i: usize) -> Option<String> {
 pub fn parse_alb(line: &str) -> Result<Entry, String> {
     use alb_field::*;
     let f = tokenize(line)?;
+    // The type first: a line of some other log says so better than by its field count.
+    let kind = f.get(TYPE).map(String::as_str).unwrap_or_default();
+    if !ALB_TYPES.contains(&kind) {
+        return Err(format!("`{kind}` is not an ALB request type"));
+    }
     if f.len() < MIN {
         return Err(format!(
             "{} fields; an ALB line has at least {MIN}",
             f.len()
         ));
-    }
-    if !ALB_TYPES.contains(&f[TYPE].as_str()) {
-        return Err(format!("`{}` is not an ALB request type", f[TYPE]));
     }
     let time =
         parse_rfc3339(&f[TIME]).ok_or_else(|| format!("time `{}` is not a time", f[TIME]))?;
