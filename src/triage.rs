@@ -563,6 +563,10 @@ pub struct Location {
     pub why: String,
 }
 
+/// One LB-made answer as the summary needs it: its time (µs since 1970) and duration (s),
+/// each when the entry has it.
+pub type Seen = (Option<i64>, Option<f64>);
+
 /// Everything read, before it is summarised.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -575,7 +579,7 @@ pub struct Tally {
     /// Entries read as GCP JSON.
     pub gcp_entries: u64,
     /// LB-made answers by cause: the time (when known) and duration of each.
-    pub causes: HashMap<Cause, Vec<(Option<i64>, Option<f64>)>>,
+    pub causes: HashMap<Cause, Vec<Seen>>,
     /// The app's own 5xx by status: their times.
     pub app_5xx: BTreeMap<u16, Vec<Option<i64>>>,
     /// Entries that did not parse (all counted, the first [`UNPARSED_SHOWN`] kept).
