@@ -51,6 +51,9 @@ pub enum Command {
     /// Every value a profile holds (timers, statuses, pages, headers, rules), with its
     /// source and confidence.
     Facts(crate::facts::FactsArgs),
+    /// Read the load balancer's own logs (ALB access logs, GCP request logs) and name the
+    /// cause, fix and reproducing scenario of every error it made itself.
+    Triage(crate::triage::TriageArgs),
 }
 
 /// The cloud and its main timers: shared by the proxy and `lbsim doctor`, which judges an
@@ -290,6 +293,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Scenario(args)) => crate::scenario::run_command(args).await,
         Some(Command::Demo(args)) => crate::scenario::demo(args).await,
         Some(Command::Facts(args)) => crate::facts::run(args),
+        Some(Command::Triage(args)) => crate::triage::run(args),
         None => run_proxy(cli.run).await,
     }
 }

@@ -34,6 +34,8 @@
 //! - [`scenario`]: scenario files (TOML) played end to end with a timeline and PASS/FAIL
 //!   per expectation; `lbsim scenario` and the narrated `lbsim demo`.
 //! - [`facts`]: every value a profile holds, with its source and confidence (`lbsim facts`).
+//! - [`triage`]: `lbsim triage`, which reads ALB access logs and GCP request logs and names
+//!   the cause of each error the load balancer made itself, with its fix and scenario.
 //! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
 //!
 //! # In a test harness
@@ -94,6 +96,7 @@ pub mod scenario;
 pub mod sim;
 pub mod stats;
 pub mod targets;
+pub mod triage;
 pub mod upstream;
 pub mod validate;
 
