@@ -184,6 +184,8 @@ pub static BUNDLED: &[Bundled] = bundled![
     "gcp-stream-cut",
     "aws-502-deregistration-cut",
     "aws-deregistration-drains",
+    "ray-503-backpressure",
+    "ray-408-request-timeout",
 ];
 
 /// The scenarios `lbsim demo` plays, in order.
@@ -266,6 +268,12 @@ pub enum TargetKind {
         keep_alive: Duration,
         /// Delay before every answer.
         latency: Duration,
+        /// As Ray Serve's `max_ongoing_requests`.
+        max_ongoing_requests: usize,
+        /// As Ray Serve's `max_queued_requests`: Ray's own 503 beyond it.
+        max_queued_requests: Option<usize>,
+        /// As Ray Serve's `request_timeout_s`: Ray's own 408 after it (unscaled).
+        request_timeout: Option<Duration>,
     },
     /// An app already running at `host:port`.
     External(String),
@@ -499,6 +507,9 @@ struct RawTarget {
     kind: KindName,
     keep_alive: Option<Dur>,
     latency: Option<Dur>,
+    max_ongoing_requests: Option<usize>,
+    max_queued_requests: Option<usize>,
+    request_timeout: Option<Dur>,
     address: Option<String>,
     registered: Option<bool>,
 }
@@ -756,13 +767,24 @@ pub fn parse(text: &str, origin: &str, name: &str) -> Result<Scenario, LoadError
                 TargetKind::Mock {
                     keep_alive: t.keep_alive.map_or(DEFAULT_KEEP_ALIVE, |d| d.0),
                     latency: t.latency.map_or(Duration::ZERO, |d| d.0),
+                    max_ongoing_requests: t
+                        .max_ongoing_requests
+                        .unwrap_or(crate::upstream::RAY_DEFAULT_MAX_ONGOING_REQUESTS),
+                    max_queued_requests: t.max_queued_requests,
+                    request_timeout: t.request_timeout.map(|d| d.0),
                 }
             }
             other => {
-                if t.keep_alive.is_some() || t.latency.is_some() {
+                if t.keep_alive.is_some()
+                    || t.latency.is_some()
+                    || t.max_ongoing_requests.is_some()
+                    || t.max_queued_requests.is_some()
+                    || t.request_timeout.is_some()
+                {
                     return Err(cx.err(
                         span,
-                        "`keep_alive` and `latency` are for kind = \"mock\" targets",
+                        "`keep_alive`, `latency`, `max_ongoing_requests`, `max_queued_requests` \
+                         and `request_timeout` are for kind = \"mock\" targets",
                     ));
                 }
                 if other == KindName::Closed {
@@ -1104,8 +1126,17 @@ impl Scenario {
                     TargetKind::Mock {
                         keep_alive,
                         latency,
+                        max_queued_requests,
+                        request_timeout,
+                        ..
                     } => {
                         let mut s = format!("mock app, keep-alive {}", show(*keep_alive));
+                        if let Some(n) = max_queued_requests {
+                            let _ = write!(s, ", max_queued_requests {n}");
+                        }
+                        if let Some(d) = request_timeout {
+                            let _ = write!(s, ", request_timeout {}", show(*d));
+                        }
                         if !latency.is_zero() {
                             let _ = write!(s, ", latency {}", show(*latency));
                         }
@@ -1946,11 +1977,16 @@ impl Runner {
                 TargetKind::Mock {
                     keep_alive,
                     latency,
+                    max_ongoing_requests,
+                    max_queued_requests,
+                    request_timeout,
                 } => {
                     let opts = MockOptions {
                         keep_alive: s.scaled(*keep_alive),
                         latency: s.scaled(*latency),
-                        ..MockOptions::default()
+                        max_ongoing_requests: *max_ongoing_requests,
+                        max_queued_requests: *max_queued_requests,
+                        request_timeout: request_timeout.map(|d| s.scaled(d)),
                     };
                     let mock = MockUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0)), opts)
                         .await
