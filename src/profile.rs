@@ -909,7 +909,7 @@ static GFE_501: Page = gfe_page!(
 
 /// Google Cloud classic Application Load Balancer, on Google Front Ends (gcp-lb.md;
 /// statuses from Google's "Migration overview", load-balancing/docs/https/migrate-to-global).
-pub static GCP_CLASSIC: Profile = Profile {
+const GCP_CLASSIC_DATA: Profile = Profile {
     cloud: Cloud::GcpClassic,
     display_name: "GCP classic load balancer",
     timeout_kind: TimeoutKind::EndToEnd,
@@ -992,6 +992,9 @@ pub static GCP_CLASSIC: Profile = Profile {
     },
 };
 
+/// The classic profile itself; the global one starts from the same data.
+pub static GCP_CLASSIC: Profile = GCP_CLASSIC_DATA;
+
 /// Health-check defaults of both GCP generations (Compute API HealthCheck reference).
 const GCP_HEALTH: HealthDefaults = HealthDefaults {
     path: "/",
@@ -1054,30 +1057,8 @@ static ENVOY_431: Page = envoy_page!(
 pub static GCP_GLOBAL: Profile = Profile {
     cloud: Cloud::Gcp,
     display_name: "GCP load balancer",
-    timeout_kind: TimeoutKind::EndToEnd,
-    timeout_setting: "backend service timeout",
-    timeout_flag: "--backend-timeout",
-    timeout_fix: "The whole response, streaming included, must finish within it: finish sooner, \
-                  or raise the backend service timeout (timeoutSec, lbsim --backend-timeout)",
-    anyscale: TimerDefaults {
-        timeout: Duration::from_secs(600),
-        // Not documented by Google; the same as the ALB's fixed value.
-        connect_timeout: Duration::from_secs(10),
-    },
-    native: TimerDefaults {
-        timeout: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(10),
-    },
-    backend_keep_alive: BackendKeepAlive::Fixed(Duration::from_secs(600)),
-    client_idle: ClientIdle::Fixed(Duration::from_secs(610)),
-    client_max_age: None,
-    client_keep_alive_meaning: ClientKeepAliveMeaning::Idle,
-    health: GCP_HEALTH,
-    fails_open: false,
     retry: Some(GCP_BODYLESS_RETRY),
-    log_format: LogFormat::Gcp,
     validation: GCP_GLOBAL_RULES,
-    deregistration_delay: GCP_CONNECTION_DRAINING,
     outcomes: [
         // Sources disagree: Google's log table lists backend_timeout with "502, 503"; the
         // Anyscale article and public reports (a Cloud Run service behind the load
@@ -1141,6 +1122,8 @@ pub static GCP_GLOBAL: Profile = Profile {
         trace: TraceHeader::CloudTraceContext,
         via: Some("1.1 google"),
     },
+    // Timers, health checks, routing and the log format are the classic one's.
+    ..GCP_CLASSIC_DATA
 };
 
 #[cfg(test)]

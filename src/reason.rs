@@ -118,7 +118,8 @@ pub struct Detail {
     pub after_head: bool,
 }
 
-fn secs(d: Duration) -> String {
+/// A duration as a person reads it ("300 s", "2.5 s", "300 ms").
+pub(crate) fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s >= 10.0 {
         format!("{s:.0} s")
@@ -131,7 +132,7 @@ fn secs(d: Duration) -> String {
 
 /// An LB timer as the user configured it: the scaled value, and the full-scale one when
 /// `--time-scale` is in use, so the advice stays in real-world numbers.
-fn lb_secs(config: &Config, d: Duration) -> String {
+pub(crate) fn lb_secs(config: &Config, d: Duration) -> String {
     if config.time_scale == 1.0 {
         secs(d)
     } else {

@@ -11,40 +11,13 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use crate::config::Config;
-use crate::reason::{explain, Detail, Reason};
+use crate::reason::{explain, lb_secs, Detail, Reason};
 use crate::stats::Counts;
 use crate::targets::{TargetInfo, TargetState};
 
 /// How long the start-up probe waits for a target's TCP handshake: enough for a local app,
 /// short enough not to delay the banner.
 const PROBE_CONNECT: Duration = Duration::from_millis(300);
-
-/// Formats a duration at full scale for a person ("10 s", "5 min").
-fn human(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 120.0 {
-        format!("{:.0} min", s / 60.0)
-    } else if s >= 10.0 {
-        format!("{s:.0} s")
-    } else if s >= 1.0 {
-        format!("{s:.1} s")
-    } else {
-        format!("{} ms", d.as_millis())
-    }
-}
-
-/// A scaled timer as a person reads it: the value now, and at full scale when scaled.
-fn timer(config: &Config, d: Duration) -> String {
-    if config.time_scale == 1.0 {
-        human(d)
-    } else {
-        format!(
-            "{} ({} at full scale)",
-            human(d),
-            human(d.div_f64(config.time_scale))
-        )
-    }
-}
 
 /// Whether something accepts TCP connections at `addr` now.
 async fn listening(addr: SocketAddr) -> bool {
@@ -92,7 +65,7 @@ pub async fn start_state(config: &Config, targets: &[TargetInfo]) -> Vec<String>
                  the {lb} fails open meanwhile, so requests are served",
                 TargetState::Initial.as_str(),
                 checks.path,
-                timer(config, checks.interval),
+                lb_secs(config, checks.interval),
             ));
         } else {
             let none = p.outcome(Reason::NoHealthyTargets);
@@ -101,7 +74,7 @@ pub async fn start_state(config: &Config, targets: &[TargetInfo]) -> Vec<String>
                 none.status,
                 none.code,
                 checks.path,
-                timer(config, ready_in),
+                lb_secs(config, ready_in),
             ));
         }
         if reachable == 0 {
@@ -115,7 +88,7 @@ pub async fn start_state(config: &Config, targets: &[TargetInfo]) -> Vec<String>
         let none = p.outcome(Reason::NoHealthyTargets);
         lines.push(format!(
             "warm-up: no target counts as healthy for {} after start ({} meanwhile)",
-            timer(config, config.timers.warmup),
+            lb_secs(config, config.timers.warmup),
             none.status
         ));
     }

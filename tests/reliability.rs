@@ -153,6 +153,26 @@ async fn aws_lb(app: SocketAddr) -> SimHandle {
 
 // 1. A body sent after its head.
 
+/// The mock's echo of `abc`, then the client idle timeout closes the connection with no
+/// stray bytes (no unsolicited 408), then every socket is closed.
+async fn answered_abc_then_idle_close(
+    rig: Rig,
+    lb: SimHandle,
+    app: MockUpstream,
+    mut client: RawClient,
+) {
+    let resp = client.response().await.expect("the app's answer");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, b"abc");
+    let idle_from = Instant::now();
+    assert!(client.closed_within(Duration::from_secs(3)).await);
+    assert_elapsed(idle_from.elapsed(), TIMEOUT, TOLERANCE);
+    assert!(client.leftover().is_empty());
+    assert_eq!(lb.stats().by_status.get(&408), None);
+    drop(client);
+    rig.finish(lb, Some(app)).await;
+}
+
 #[tokio::test]
 async fn body_in_a_later_segment_earns_no_unsolicited_408() {
     let rig = Rig::new().await;
@@ -192,16 +212,7 @@ async fn chunked_body_in_one_packet_then_the_idle_close() {
     client
         .send(b"POST /echo HTTP/1.1\r\nHost: lbsim.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
         .await;
-    let resp = client.response().await.expect("the app's answer");
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.body, b"abc");
-    let idle_from = Instant::now();
-    assert!(client.closed_within(Duration::from_secs(3)).await);
-    assert_elapsed(idle_from.elapsed(), TIMEOUT, TOLERANCE);
-    assert!(client.leftover().is_empty());
-    assert_eq!(lb.stats().by_status.get(&408), None);
-    drop(client);
-    rig.finish(lb, Some(app)).await;
+    answered_abc_then_idle_close(rig, lb, app, client).await;
 }
 
 #[tokio::test]
@@ -216,16 +227,7 @@ async fn expect_100_continue_then_the_idle_close() {
     let interim = client.response().await.expect("100 Continue");
     assert_eq!(interim.status, 100);
     client.send(b"abc").await;
-    let resp = client.response().await.expect("the app's answer");
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.body, b"abc");
-    let idle_from = Instant::now();
-    assert!(client.closed_within(Duration::from_secs(3)).await);
-    assert_elapsed(idle_from.elapsed(), TIMEOUT, TOLERANCE);
-    assert!(client.leftover().is_empty());
-    assert_eq!(lb.stats().by_status.get(&408), None);
-    drop(client);
-    rig.finish(lb, Some(app)).await;
+    answered_abc_then_idle_close(rig, lb, app, client).await;
 }
 
 // 2. A request, then the client's FIN.
