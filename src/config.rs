@@ -367,14 +367,17 @@ impl Config {
             (
                 "retries".into(),
                 match self.retry {
-                    Some(r) => format!(
-                        "{} once more after {}",
-                        r.methods.join(", "),
-                        r.on.iter()
-                            .map(|reason| p.outcome(*reason).code)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    Some(r) => {
+                        // Several causes share one cloud word: name each word once.
+                        let mut words: Vec<&str> =
+                            r.on.iter().map(|reason| p.outcome(*reason).code).collect();
+                        words.dedup();
+                        format!(
+                            "{} once more after {}",
+                            r.methods.join(", "),
+                            words.join(", ")
+                        )
+                    }
                     None => "none".into(),
                 },
             ),
