@@ -31,12 +31,16 @@
 //! time, so an app that serves one connection at a time is not misjudged.
 //!
 //! Exit codes ([`EXIT_CODES`]): 0 every check passes, 1 a risk was found, 2 the app cannot
-//! be reached (or the flags are wrong), 3 nothing failed but `--max-wait` left a check not
-//! measured.
+//! be reached (or the flags are wrong, or the `--serve-config` file cannot be read or
+//! parsed), 3 nothing failed but `--max-wait` left a check not measured.
+//!
+//! `--serve-config FILE` makes the same kind of report from a Ray Serve config (or an
+//! Anyscale service config) instead of a running app: see [`serve_config`].
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -49,6 +53,8 @@ use crate::cli::resolve_upstream;
 use crate::config::{parse_duration, Config, ConfigError, Settings};
 use crate::profile::{Cloud, LbDefaults, Profile, TimeoutKind};
 use crate::reason::Reason;
+
+pub mod serve_config;
 
 /// The keep-alive probe waits the LB's backend keep-alive plus this percentage.
 pub const KEEP_ALIVE_MARGIN_PERCENT: u32 = 10;
@@ -74,7 +80,8 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  every check passes
   1  a risk was found (the app would meet a 502, 503 or 504)
-  2  the app cannot be reached, or the flags are wrong
+  2  the app cannot be reached, or the flags are wrong, or the --serve-config file cannot
+     be read or parsed (the error says file:line:column and what was expected)
   3  nothing failed, but a check was NOT MEASURED: --max-wait stopped it before it could
      decide; the report gives the command (without --max-wait) that decides it";
 
@@ -86,11 +93,25 @@ pub struct DoctorArgs {
     #[command(flatten)]
     pub lb: crate::cli::LbArgs,
     /// The running app, as host:port.
-    #[arg(long, value_name = "HOST:PORT")]
-    pub upstream: String,
-    /// Path the cloud's health check requests (also used for the keep-alive probe).
-    #[arg(long, default_value = "/", value_parser = parse_path, value_name = "PATH")]
-    pub health_path: String,
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        required_unless_present = "serve_config"
+    )]
+    pub upstream: Option<String>,
+    /// Check a Ray Serve config or an Anyscale service config (YAML) instead of a running
+    /// app: keep_alive_timeout_s, request_timeout_s, max_queued_requests against the
+    /// cloud's values. Nothing is contacted.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["upstream", "max_wait", "path"]
+    )]
+    pub serve_config: Option<PathBuf>,
+    /// Path the cloud's health check requests (also used for the keep-alive probe); default
+    /// `/`. With --serve-config: checked against the file's routes.
+    #[arg(long, value_parser = parse_path, value_name = "PATH")]
+    pub health_path: Option<String>,
     /// Path timed by the latency check.
     #[arg(long, default_value = "/", value_parser = parse_path, value_name = "PATH")]
     pub path: String,
@@ -150,8 +171,8 @@ impl DoctorArgs {
             settings: Settings {
                 ..self.lb.settings()
             },
-            upstream: self.upstream.clone(),
-            health_path: self.health_path.clone(),
+            upstream: self.upstream.clone().unwrap_or_default(),
+            health_path: self.health_path.clone().unwrap_or_else(|| "/".to_string()),
             path: self.path.clone(),
             max_wait: self.max_wait,
         }
@@ -167,6 +188,9 @@ pub enum DoctorError {
     /// A path that cannot go on a request line.
     #[error("{0}")]
     BadPath(String),
+    /// The `--serve-config` file cannot be read or parsed.
+    #[error(transparent)]
+    ServeConfig(#[from] serve_config::ServeConfigError),
     /// The app cannot be reached: unresolvable, refused, or no answer to connect.
     #[error("cannot reach the app at {upstream}: {reason}")]
     Unreachable {
@@ -204,7 +228,8 @@ impl fmt::Display for Verdict {
 /// One check's verdict with its evidence.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Check {
-    /// `keep-alive`, `health` or `latency`.
+    /// `keep-alive`, `health` or `latency`; with `--serve-config`, `keep-alive`,
+    /// `timeout`, `backpressure` (one per deployment) and `health`.
     pub name: &'static str,
     /// PASS, RISK or NOT MEASURED.
     pub verdict: Verdict,
@@ -274,9 +299,13 @@ impl Checking {
 pub struct Report {
     /// The cloud checked against.
     pub cloud: Cloud,
-    /// The app's address as given.
-    pub upstream: String,
-    /// keep-alive, health, latency, in that order.
+    /// The app's address as given; absent for `--serve-config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// The Serve config file as given; absent for a running app.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serve_config: Option<String>,
+    /// keep-alive, health, latency, in that order (see [`serve_config`] for a file's).
     pub checks: Vec<Check>,
     /// 0 when every check passes, 1 on any risk, 3 when nothing failed but a check was
     /// not measured (see [`EXIT_CODES`]).
@@ -291,10 +320,18 @@ impl Report {
 
     /// One line per check: `RISK  keep-alive  … Fix: …`.
     pub fn lines(&self) -> Vec<String> {
+        // Names are padded to the longest (at least 10, the live doctor's column).
+        let width = self
+            .checks
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(10);
         self.checks
             .iter()
             .map(|c| {
-                let mut line = format!("{}  {:<10}  {}", c.verdict, c.name, c.detail);
+                let mut line = format!("{}  {:<width$}  {}", c.verdict, c.name, c.detail);
                 if let Some(fix) = &c.fix {
                     line.push_str(". Fix: ");
                     line.push_str(fix);
@@ -388,7 +425,8 @@ pub async fn probe(opts: &Options, target: &Target) -> Report {
     let exit_code = exit_code(&checks);
     Report {
         cloud: target.config.profile.cloud,
-        upstream: opts.upstream.clone(),
+        upstream: Some(opts.upstream.clone()),
+        serve_config: None,
         checks,
         exit_code,
     }
@@ -413,8 +451,52 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DoctorError> {
     Ok(probe(opts, &target).await)
 }
 
+/// Prints a report as lines of text or one JSON object; the exit code to end with.
+fn print_report(report: &Report, json: bool) -> Result<ExitCode, String> {
+    if json {
+        let text = serde_json::to_string(report)
+            .map_err(|e| format!("cannot write the report as JSON: {e}"))?;
+        println!("{text}");
+    } else {
+        for line in report.lines() {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::from(report.exit_code))
+}
+
+/// `lbsim doctor --serve-config FILE`: the static check; same output and exit codes.
+fn run_serve_config(args: &DoctorArgs, file: &std::path::Path) -> ExitCode {
+    let fail = |message: String| {
+        eprintln!("lbsim doctor: {message}");
+        if args.json {
+            let obj = serde_json::json!({
+                "cloud": args.lb.cloud,
+                "serve_config": file.display().to_string(),
+                "checks": [],
+                "exit_code": 2,
+                "error": message,
+            });
+            println!("{obj}");
+        }
+        ExitCode::from(2)
+    };
+    let opts = serve_config::Options {
+        settings: args.lb.settings(),
+        file: file.to_path_buf(),
+        health_path: args.health_path.clone(),
+    };
+    match serve_config::diagnose(&opts) {
+        Ok(report) => print_report(&report, args.json).unwrap_or_else(fail),
+        Err(e) => fail(e.to_string()),
+    }
+}
+
 /// Runs `lbsim doctor` and prints its findings.
 pub async fn run(args: DoctorArgs) -> ExitCode {
+    if let Some(file) = &args.serve_config {
+        return run_serve_config(&args, file);
+    }
     let opts = args.options();
     let fail = |message: String| {
         eprintln!("lbsim doctor: {message}");
@@ -456,17 +538,7 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
         fmt_s(wait),
     );
     let report = probe(&opts, &target).await;
-    if args.json {
-        match serde_json::to_string(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => return fail(format!("cannot write the report as JSON: {e}")),
-        }
-    } else {
-        for line in report.lines() {
-            println!("{line}");
-        }
-    }
-    ExitCode::from(report.exit_code)
+    print_report(&report, args.json).unwrap_or_else(fail)
 }
 
 /// A close this soon after the LB's own keep-alive `lb` is a tie: the two timers race.

@@ -29,7 +29,9 @@
 //! - [`upstream`]: the embedded mock app (`lbsim upstream`).
 //! - [`sim`]: the library API for test harnesses ([`Simulator`]).
 //! - [`doctor`]: `lbsim doctor`, a client that probes a running app for the keep-alive,
-//!   health-check and latency settings that lead to 502/503/504 behind the cloud's LB.
+//!   health-check and latency settings that lead to 502/503/504 behind the cloud's LB;
+//!   `--serve-config` ([`doctor::serve_config`]) makes the same checks on a Ray Serve or
+//!   Anyscale service config file, with no app running.
 //! - [`admin`]: the control API, JSON over HTTP for harnesses in any language (`--admin`).
 //! - [`scenario`]: scenario files (TOML) played end to end with a timeline and PASS/FAIL
 //!   per expectation; `lbsim scenario` and the narrated `lbsim demo`.
