@@ -42,7 +42,7 @@ impl Cli {
 pub enum Command {
     /// Run the mock upstream app (imitates a Ray Serve/uvicorn app).
     Upstream(UpstreamArgs),
-    /// Probe a running app and say whether it will hit the LB's 502/503/504.
+    /// Probe a running app (or check a Ray Serve config file) and say whether it will hit the LB's 502/503/504.
     Doctor(crate::doctor::DoctorArgs),
     /// Run scenario files (502/503/504 reproductions) and check what happens.
     Scenario(crate::scenario::ScenarioArgs),

@@ -582,7 +582,7 @@ pub struct Tally {
     pub causes: HashMap<Cause, Vec<Seen>>,
     /// The app's own 5xx by status: their times.
     pub app_5xx: BTreeMap<u16, Vec<Option<i64>>>,
-    /// Entries that did not parse (all counted, the first [`UNPARSED_SHOWN`] kept).
+    /// Entries that did not parse (all counted, the first ten kept).
     pub unparsed: Vec<Location>,
     /// How many entries did not parse.
     pub unparsed_count: u64,
