@@ -53,6 +53,10 @@ pub struct ConnState {
     wake_on_answer: AtomicBool,
     /// When the connection was accepted, for the client keep-alive duration.
     opened: Instant,
+    /// The target answered 101 to an upgrade (WebSocket): the bytes that follow are no
+    /// longer HTTP, so the socket wrapper passes them through unjudged, and the client
+    /// idle timer gives way to the relay's own timer.
+    upgraded: AtomicBool,
 }
 
 impl ConnState {
@@ -67,7 +71,21 @@ impl ConnState {
             answer_waker: Mutex::new(None),
             wake_on_answer: AtomicBool::new(false),
             opened: Instant::now(),
+            upgraded: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the connection as switched to another protocol: from now on the socket
+    /// carries raw bytes timed by `relay` (which also bounds a write the client does
+    /// not take), not HTTP requests.
+    pub fn mark_upgraded(&self, relay: &Deadline) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(relay.clone());
+        self.upgraded.store(true, Ordering::Release);
+    }
+
+    /// True once the connection was switched to another protocol.
+    pub fn upgraded(&self) -> bool {
+        self.upgraded.load(Ordering::Acquire)
     }
 
     /// Marks a request as started under `deadline`; the guard marks it answered when dropped.
@@ -162,7 +180,8 @@ enum Gate {
     /// A head was rejected; its page is written once the answers owed before it are out.
     Rejected(Rejection),
     /// The framing could not be followed (a body hyper will refuse): pass everything,
-    /// judge nothing more; hyper ends the connection.
+    /// judge nothing more; hyper ends the connection. Also the state of an upgraded
+    /// connection ([`ConnState::mark_upgraded`]), whose bytes are not HTTP.
     Untracked,
 }
 
@@ -406,11 +425,28 @@ impl ClientIo {
             if self.closed {
                 return Poll::Ready(Ok(()));
             }
+            if matches!(self.gate, Gate::Scanning) && self.state.upgraded() {
+                // The target switched protocols: what follows the upgrade request is
+                // WebSocket frames, never a head to judge. Bytes already held (a client
+                // that sent frames early) go through first.
+                self.gate = if self.held.is_empty() {
+                    Gate::Untracked
+                } else {
+                    Gate::Releasing {
+                        from: 0,
+                        to: self.held.len(),
+                        then: Following::Lost,
+                    }
+                };
+            }
             match self.gate {
                 Gate::Untracked => {
                     return match self.read_socket(cx, buf) {
                         Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
                         Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        // An upgraded connection is timed by its relay, not by the
+                        // client idle timer (which would also write a 408 into a tunnel).
+                        Poll::Pending if self.state.upgraded() => Poll::Pending,
                         Poll::Pending => self.poll_idle(cx),
                     };
                 }

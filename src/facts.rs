@@ -474,8 +474,13 @@ const A_HOST: &str = "Unconfirmed: no AWS source; RFC 9112 section 3.2 (400 for 
 const A_DESYNC: &str = "AWS ALB user guide, \"Application Load Balancers\", \"Desync \
      mitigation mode\": routing.http.desync_mitigation_mode, default defensive; tiers from aws/http-desync-guardian (docs/README.md)";
 
+const A_WEBSOCKET: &str = "AWS ALB user guide, \"Edit attributes for your Application Load \
+     Balancer\", \"Connection idle timeout\" and \"WebSockets\": the idle timeout applies to \
+     upgraded (WebSocket) connections; frames sent or received either way are activity";
+
 /// Sources of [`crate::profile::AWS_ALB`], in the order of its values.
 static AWS_SOURCES: &[Entry] = &[
+    ("websocket_timeout", A_WEBSOCKET, Documented),
     ("timeout_kind", A_IDLE, Documented),
     ("timers.anyscale.timeout", A_ANYSCALE, Documented),
     ("timers.anyscale.connect_timeout", A_TS_504, Documented),
@@ -781,8 +786,20 @@ const GFE_413: &str = "Inferred: the 413's title, heading and text are captured 
 const GFE_PAGE_UNSEEN: &str = "Unconfirmed: no capture of this Google Front End page; lbsim uses \
      the family's captured layout with the status's own words";
 
+const G_WEBSOCKET_CLASSIC: &str = "Google Cloud logging page, statusDetails backend_timeout: \
+     \"For ... classic Application Load Balancer, ... closes the websocket connection in either \
+     idle or active state after the backend service timeout expires\"; gcloud \
+     backend-services `--timeout` help: \"If WebSockets traffic is supported, the timeout \
+     parameter sets the maximum amount of time that a WebSocket can be open (idle or not)\"";
+const G_WEBSOCKET_GLOBAL: &str = "Google Cloud logging page, statusDetails backend_timeout: \
+     \"For global external Application Load Balancer, ... closes the websocket connection in \
+     idle state after the backend service timeout expires\". gcloud's `--timeout` help says \
+     \"idle or not\" without naming a generation; lbsim follows the logging page, which \
+     names the two apart";
+
 /// Sources of [`crate::profile::GCP_CLASSIC`] besides the shared ones.
 static GCP_CLASSIC_SOURCES: &[Entry] = &[
+    ("websocket_timeout", G_WEBSOCKET_CLASSIC, Documented),
     ("retry.methods", G_RETRY_CLASSIC, Documented),
     ("retry.on", G_RETRY_ON_CLASSIC, Inferred),
     ("retry.attempts", G_RETRY_CLASSIC, Documented),
@@ -845,6 +862,7 @@ const G_HOST_CLASSIC: &str = "Google Cloud, \"Migration overview\", data-plane d
 
 /// Sources of [`crate::profile::GCP_GLOBAL`] besides the shared ones.
 static GCP_GLOBAL_SOURCES: &[Entry] = &[
+    ("websocket_timeout", G_WEBSOCKET_GLOBAL, Documented),
     ("retry.methods", G_RETRY_GLOBAL, Inferred),
     ("retry.on", G_RETRY_GLOBAL, Inferred),
     ("retry.attempts", G_RETRY_GLOBAL, Inferred),

@@ -89,9 +89,38 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The protocol a message asks to switch to: its `Upgrade` value when `Connection`
+/// lists `upgrade` (RFC 9110 section 7.8), as a WebSocket handshake does.
+pub fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let listed = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if listed {
+        headers.get(UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Puts back the upgrade headers [`strip_hop_by_hop`] removed: the two connections of
+/// a WebSocket become one tunnel, so the handshake must reach the other side (the
+/// cloud's load balancers forward it; the `Sec-WebSocket-*` headers are end to end and
+/// were never removed).
+pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(UPGRADE, protocol);
+}
+
 /// Adds the cloud's forwarding headers to a request bound for a target.
 pub fn add_request_headers(headers: &mut HeaderMap, fwd: &Forwarding, peer: &Peer) {
+    let upgrade = upgrade_of(headers);
     strip_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        restore_upgrade(headers, protocol);
+    }
     let xff = match headers.get(&X_FORWARDED_FOR) {
         None => peer.xff_tail.clone(),
         Some(_) => {
@@ -278,6 +307,33 @@ mod tests {
             .as_secs();
         let stamped = u64::from_str_radix(secs, 16).unwrap();
         assert!(now.abs_diff(stamped) <= 2, "{trace} vs {now}");
+    }
+
+    #[test]
+    fn an_upgrade_request_keeps_its_handshake_headers() {
+        let (client, local) = addrs();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            "sec-websocket-key",
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        let fwd = &AWS_ALB.forwarding;
+        add_request_headers(&mut h, fwd, &Peer::new(fwd, client, local));
+        assert_eq!(h["connection"], "Upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+        assert!(!h.contains_key("keep-alive"));
+        // An Upgrade header that Connection does not list is a hop-by-hop leftover.
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        add_request_headers(&mut h, fwd, &Peer::new(fwd, client, local));
+        assert!(!h.contains_key("upgrade") && !h.contains_key("connection"));
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! - [`health`]: active health checks that move targets between states.
 //! - [`pool`]: lbsim's own keep-alive connections to targets, and the keep-alive race.
 //! - [`deadline`]: idle and end-to-end timeouts, and the body wrappers that enforce them.
+//! - [`websocket`]: what the relay of an upgraded (WebSocket) connection needs: its
+//!   activity clock, and the handshake's accept key for the mock app.
 //! - [`reason`]: why the LB answered instead of the app, and the fix in words.
 //! - [`respond`]: every LB-generated response, built from profile data in one place.
 //! - [`logline`]: what the engine remembers of a request for its access-log line.
@@ -101,6 +103,7 @@ pub mod targets;
 pub mod triage;
 pub mod upstream;
 pub mod validate;
+pub mod websocket;
 
 pub use config::{Config, RaceWindow, Settings};
 pub use profile::{Cloud, LbDefaults};

@@ -209,7 +209,10 @@ impl Pool {
         let mark = closed_at.clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let task = tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // With upgrades, a 101 hands the socket to the WebSocket relay (the task
+            // then ends and the connection is never pooled again); without, hyper would
+            // fail the exchange.
+            if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(conn = id, "target connection ended: {e}");
             }
             let _ = mark.set(Instant::now());

@@ -245,6 +245,9 @@ pub struct Profile {
     pub outcomes: [Outcome; Reason::ALL.len()],
     /// Headers the LB adds to forwarded requests.
     pub forwarding: Forwarding,
+    /// What the main timeout measures once a connection is upgraded (WebSockets): the
+    /// same timer value, but not always the same kind as for a response.
+    pub websocket_timeout: TimeoutKind,
 }
 
 impl Profile {
@@ -300,6 +303,7 @@ impl Profile {
             log_format,
             outcomes,
             forwarding,
+            websocket_timeout,
         } = self;
         let mut out: Vec<(String, String)> = Vec::new();
         let mut put = |key: &str, value: String| out.push((key.to_string(), value));
@@ -416,6 +420,20 @@ impl Profile {
             .to_string(),
         );
 
+        put(
+            "websocket_timeout",
+            match websocket_timeout {
+                TimeoutKind::Idle => {
+                    "idle: an upgraded connection is closed when no byte moved either way for \
+                     the main timeout"
+                }
+                TimeoutKind::EndToEnd => {
+                    "end-to-end: an upgraded connection is closed when the main timeout has \
+                     passed since the request, active or not"
+                }
+            }
+            .to_string(),
+        );
         for reason in Reason::ALL {
             let Outcome {
                 status,
@@ -846,6 +864,8 @@ pub static AWS_ALB: Profile = Profile {
         trace: TraceHeader::AmznTraceId,
         via: None,
     },
+    // ALB user guide, "Connection idle timeout": WebSocket frames either way are activity.
+    websocket_timeout: TimeoutKind::Idle,
 };
 
 /// The Google Front End's 502: captured (GKE, `Content-Length: 332`; its text in
@@ -990,6 +1010,9 @@ const GCP_CLASSIC_DATA: Profile = Profile {
         trace: TraceHeader::CloudTraceContext,
         via: Some("1.1 google"),
     },
+    // Google's logging page, backend_timeout: classic closes a WebSocket at the backend
+    // service timeout "in either idle or active state".
+    websocket_timeout: TimeoutKind::EndToEnd,
 };
 
 /// The classic profile itself; the global one starts from the same data.
@@ -1122,6 +1145,9 @@ pub static GCP_GLOBAL: Profile = Profile {
         trace: TraceHeader::CloudTraceContext,
         via: Some("1.1 google"),
     },
+    // Google's logging page, backend_timeout: the global external one "closes the
+    // websocket connection in idle state after the backend service timeout expires".
+    websocket_timeout: TimeoutKind::Idle,
     // Timers, health checks, routing and the log format are the classic one's.
     ..GCP_CLASSIC_DATA
 };

@@ -13,11 +13,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Request, Response, Version};
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -37,6 +39,7 @@ use crate::respond::{self, ProxyBody};
 use crate::stats::Stats;
 use crate::targets::{RoutingRules, Target, TargetGroup};
 use crate::validate::Rejection;
+use crate::websocket::Active;
 
 /// Listen queue length. tokio's default (128) drops connection attempts in a burst of
 /// test clients, which then wait a second for the SYN retry; the kernel caps it anyway.
@@ -288,6 +291,9 @@ impl Engine {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let deadline = Deadline::start(self.profile().timeout_kind, self.config.timers.timeout);
         let (mut parts, body) = req.into_parts();
+        // hyper's handle on the client socket for after a 101 (only an upgrade request
+        // has one); the request sent on to the target must not carry it.
+        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
         if http_body::Body::is_end_stream(&body) {
             deadline.mark_request_complete();
         }
@@ -316,6 +322,7 @@ impl Engine {
                 &mut pending.in_flight,
                 ambiguous,
                 &conn,
+                client_upgrade,
             )
             .await;
         // The app answered while its request body was still on its way: the rest of the
@@ -341,13 +348,14 @@ impl Engine {
             }
         };
         pending.answered = true;
-        if ambiguous
-            || body_unfinished
-            || self
-                .config
-                .timers
-                .client_max_age
-                .is_some_and(|max| conn.age() >= max)
+        if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+            && (ambiguous
+                || body_unfinished
+                || self
+                    .config
+                    .timers
+                    .client_max_age
+                    .is_some_and(|max| conn.age() >= max))
         {
             // An Ambiguous request, an answer that came before the body ended, or the
             // client keep-alive duration ran out: this is the connection's last response.
@@ -398,6 +406,7 @@ impl Engine {
         in_flight: &mut Option<InFlight>,
         close_target: bool,
         client: &Arc<ConnState>,
+        client_upgrade: Option<OnUpgrade>,
     ) -> Result<Response<ProxyBody>, Failure> {
         // A request the cloud may send again keeps a copy of its head; only a request
         // without a body qualifies, so the retry sends an empty one.
@@ -507,6 +516,43 @@ impl Engine {
                     ..Detail::default()
                 },
             });
+        }
+        if status == 101 {
+            // The app accepted the client's upgrade: from here on both connections carry
+            // raw bytes, relayed until either side closes or the cloud's timer fires.
+            // (A 101 the client did not ask for falls through and is sent on as it was.)
+            let target_upgrade = parts.extensions.remove::<OnUpgrade>();
+            let protocol = forward::upgrade_of(&parts.headers);
+            if let (Some(client_side), Some(target_side), Some(protocol)) =
+                (client_upgrade, target_upgrade, protocol)
+            {
+                forward::add_response_headers(&mut parts.headers, &self.profile().forwarding);
+                forward::restore_upgrade(&mut parts.headers, protocol);
+                self.stats.record(Some(status), None);
+                let relay_deadline =
+                    Deadline::start(self.profile().websocket_timeout, self.config.timers.timeout);
+                client.mark_upgraded(&relay_deadline);
+                let relay = Relay {
+                    engine: self.clone(),
+                    target,
+                    client_side,
+                    target_side,
+                    conn,
+                    deadline: relay_deadline,
+                    request: deadline.clone(),
+                    kill,
+                    held: (on_target, in_flight.take()),
+                    facts,
+                    dispatched,
+                    head_at,
+                    head_bytes: 17 + head_size(&parts.headers) as u64,
+                };
+                tokio::spawn(relay.run());
+                return Ok(Response::from_parts(
+                    parts,
+                    Either::Left(Full::new(Bytes::new())),
+                ));
+            }
         }
         let reusable = !close_target && !says_close(&parts.headers);
         forward::add_response_headers(&mut parts.headers, &self.profile().forwarding);
@@ -637,6 +683,141 @@ impl Engine {
                 Err(fail(reason, Some(conn.idle_for), Some(describe(&e))))
             }
         }
+    }
+}
+
+/// An upgraded (WebSocket) connection being relayed: what it holds until it ends.
+struct Relay {
+    engine: Arc<Engine>,
+    /// The target that answered 101.
+    target: SocketAddr,
+    /// The client socket, once hyper has written the 101 on it.
+    client_side: OnUpgrade,
+    /// The target socket, once hyper has read the 101 from it.
+    target_side: OnUpgrade,
+    /// The pooled connection the 101 came on. Held, never checked in: dropping it ends
+    /// its task, so it lives until hyper has handed its socket over, then goes.
+    conn: Conn,
+    /// The relay's own timer, idle or end to end as the profile's `websocket_timeout`.
+    deadline: Deadline,
+    /// The upgrade request's deadline, for the time since the request arrived.
+    request: Deadline,
+    /// Resolves when the target's deregistration delay ends: the relay is cut then.
+    kill: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The target's in-flight count and the client connection's busy mark, both held
+    /// while the relay lasts.
+    held: (crate::targets::InFlightOnTarget, Option<InFlight>),
+    /// For the access-log line written when the relay ends.
+    facts: Option<Arc<Facts>>,
+    /// When the upgrade request went out.
+    dispatched: tokio::time::Instant,
+    /// When the 101 arrived.
+    head_at: tokio::time::Instant,
+    /// The 101 head's size, for the access log.
+    head_bytes: u64,
+}
+
+/// How a relay ended.
+enum RelayEnd {
+    /// Both sides closed (or one failed): the relay's work is done.
+    Closed(io::Result<(u64, u64)>),
+    /// The profile's WebSocket timer fired: the LB closed both sides.
+    TimedOut,
+    /// The target's deregistration delay ended.
+    Killed,
+    /// A side never completed the switch (the client left before the 101 went out).
+    NotUpgraded(String),
+}
+
+impl Relay {
+    /// Relays bytes both ways until either side closes or the timer fires, then closes
+    /// both sockets (by dropping them) and reports how it ended.
+    async fn run(self) {
+        let Relay {
+            engine,
+            target,
+            client_side,
+            target_side,
+            conn,
+            deadline,
+            request,
+            mut kill,
+            held,
+            facts,
+            dispatched,
+            head_at,
+            head_bytes,
+        } = self;
+        let mut timer = deadline.timer();
+        let mut moved = (0, 0);
+        let end = tokio::select! {
+            biased;
+            _ = deadline.expired(timer.as_mut()) => RelayEnd::TimedOut,
+            _ = kill.as_mut() => RelayEnd::Killed,
+            sides = async { tokio::join!(client_side, target_side) } => match sides {
+                (Ok(client_io), Ok(target_io)) => {
+                    // hyper has the target socket out: the connection task is done.
+                    drop(conn);
+                    let mut client_io = Active::new(TokioIo::new(client_io), deadline.clone());
+                    let mut target_io = Active::new(TokioIo::new(target_io), deadline.clone());
+                    tokio::select! {
+                        biased;
+                        _ = deadline.expired(timer.as_mut()) => RelayEnd::TimedOut,
+                        _ = kill.as_mut() => RelayEnd::Killed,
+                        copied = tokio::io::copy_bidirectional(&mut client_io, &mut target_io) => {
+                            if let Ok(bytes) = &copied {
+                                moved = *bytes;
+                            }
+                            RelayEnd::Closed(copied)
+                        }
+                    }
+                    // Both upgraded sockets drop here: each side gets its FIN.
+                }
+                (Err(e), _) => RelayEnd::NotUpgraded(format!("client side: {e}")),
+                (_, Err(e)) => RelayEnd::NotUpgraded(format!("target side: {e}")),
+            },
+        };
+        drop(held);
+        let mut ending = Ending {
+            target: Some(target),
+            dispatched: Some(dispatched),
+            head_at: Some(head_at),
+            lb_status: Some(101),
+            target_status: Some(101),
+            sent_bytes: head_bytes + moved.1,
+            ..Ending::default()
+        };
+        let cut = match end {
+            RelayEnd::Closed(Ok((up, down))) => {
+                tracing::debug!(%target, up, down, "WebSocket relay ended: a side closed");
+                None
+            }
+            RelayEnd::Closed(Err(e)) => {
+                tracing::debug!(%target, "WebSocket relay ended: {e}");
+                None
+            }
+            RelayEnd::NotUpgraded(e) => {
+                tracing::debug!(%target, "WebSocket upgrade not completed: {e}");
+                None
+            }
+            RelayEnd::TimedOut => Some(Reason::TargetTimeout),
+            RelayEnd::Killed => Some(Reason::DeregistrationDelayElapsed),
+        };
+        if let Some(reason) = cut {
+            let detail = Detail {
+                target: Some(target.to_string()),
+                elapsed: request.elapsed(),
+                after_head: true,
+                websocket: true,
+                ..Detail::default()
+            };
+            engine.report_cut(reason, &detail);
+            let outcome = engine.profile().outcome(reason);
+            ending.cut = true;
+            ending.reason = Some(outcome.code);
+            ending.log_word = Some(outcome.log_word);
+        }
+        engine.log_access(facts.as_deref(), ending);
     }
 }
 
@@ -796,7 +977,8 @@ pub async fn serve(
                 let peer = Arc::new(Peer::new(&engine.profile().forwarding, client, local));
                 let engine = engine.clone();
                 let service = service_fn(move |req| engine.clone().handle(req, state.clone(), peer.clone()));
-                let conn = http.serve_connection(TokioIo::new(io), service);
+                // With upgrades: a 101 hands the client socket to the WebSocket relay.
+                let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
                 let watched = connections.clone().watch(conn, |c| c.graceful_shutdown());
                 tokio::spawn(async move {
                     if let Err(e) = watched.await {

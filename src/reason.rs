@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::profile::TimeoutKind;
 
 /// Every cause for which the load balancer itself answers (or cuts) a response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -116,6 +117,8 @@ pub struct Detail {
     pub error: Option<String>,
     /// True when the response head had already gone out, so the body was cut.
     pub after_head: bool,
+    /// True when what was cut is an upgraded (WebSocket) connection, not a response.
+    pub websocket: bool,
 }
 
 /// A duration as a person reads it ("300 s", "2.5 s", "300 ms").
@@ -176,7 +179,23 @@ fn explain_cause(config: &Config, reason: Reason, d: &Detail) -> String {
         Reason::TargetTimeout => {
             let setting = profile.timeout_setting;
             let t = lb_secs(config, timers.timeout);
-            if d.after_head && d.error.is_some() {
+            let flag = profile.timeout_flag;
+            if d.websocket && profile.websocket_timeout == TimeoutKind::Idle {
+                format!(
+                    "the WebSocket connection to {target} carried no frame in either direction \
+                     for the {lb} {setting} of {t} (open {}); the {lb} closed both sides. Have \
+                     the app or the client send a ping (any frame) more often than that, or \
+                     raise the {setting} ({flag})",
+                    secs(d.elapsed)
+                )
+            } else if d.websocket {
+                format!(
+                    "the WebSocket connection to {target} reached the {lb} {setting} of {t}; \
+                     the {lb} closes a WebSocket at that timeout whether idle or active, so both \
+                     sides were closed with frames still flowing. Clients must reconnect before \
+                     (or when) it ends, or raise the {setting} ({flag})"
+                )
+            } else if d.after_head && d.error.is_some() {
                 // The deadline ran out on the client's side: it stopped reading.
                 format!(
                     "the client stopped reading the response from {target} and the {lb} \
@@ -294,6 +313,26 @@ mod tests {
     fn sentence(cloud: Cloud, reason: Reason, detail: &Detail) -> String {
         let config = Config::build(&Settings::new(cloud)).expect("default settings are valid");
         explain(&config, reason, detail)
+    }
+
+    #[test]
+    fn a_websocket_cut_says_it_was_a_websocket_and_which_timer() {
+        let cut = Detail {
+            target: Some("127.0.0.1:8000".into()),
+            after_head: true,
+            websocket: true,
+            ..Detail::default()
+        };
+        for cloud in [Cloud::Aws, Cloud::Gcp] {
+            let said = sentence(cloud, Reason::TargetTimeout, &cut);
+            assert!(
+                said.starts_with("the WebSocket connection to 127.0.0.1:8000 carried no frame"),
+                "{said}"
+            );
+        }
+        let said = sentence(Cloud::GcpClassic, Reason::TargetTimeout, &cut);
+        assert!(said.contains("whether idle or active"), "{said}");
+        assert!(said.contains("--backend-timeout"), "{said}");
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! | `/close` | reads the request, closes without answering (FIN) |
 //! | `/reset` | reads the request, resets the connection (RST) |
 //! | `/garbage` | answers bytes that are not HTTP |
+//! | `/ws/echo` | WebSocket handshake (101), then every byte received sent back as is |
+//! | `/ws/ticker?interval={seconds}` | WebSocket handshake, then a text frame per interval |
 //! | `/-/healthz` | 200 `success` |
 
 use std::io;
@@ -159,6 +161,8 @@ pub const PATHS: &[&str] = &[
     "/close",
     "/reset",
     "/garbage",
+    "/ws/echo",
+    "/ws/ticker?interval={s}",
     "/-/healthz",
 ];
 
@@ -274,6 +278,8 @@ struct Head {
     content_length: Option<usize>,
     chunked: bool,
     close: bool,
+    /// `Sec-WebSocket-Key`, when the request is a WebSocket handshake.
+    websocket_key: Option<String>,
 }
 
 async fn serve_connection(
@@ -323,7 +329,11 @@ async fn serve_connection(
         if !opts.latency.is_zero() {
             tokio::time::sleep(opts.latency).await;
         }
-        let answered = respond(conn.get_mut(), &head, body).await?;
+        let answered = if head.path.starts_with("/ws/") {
+            websocket(&mut conn, &head).await?
+        } else {
+            respond(conn.get_mut(), &head, body).await?
+        };
         drop(running);
         if !answered || head.close {
             return Ok(());
@@ -377,7 +387,11 @@ async fn read_head(conn: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> 
     let mut content_length = None;
     let mut chunked = false;
     let mut close = req.version == Some(0);
+    let mut websocket_key = None;
     for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("sec-websocket-key") {
+            websocket_key = Some(String::from_utf8_lossy(h.value).trim().to_string());
+        }
         let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
         if h.name.eq_ignore_ascii_case("content-length") {
             content_length = value.trim().parse().ok();
@@ -394,6 +408,7 @@ async fn read_head(conn: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> 
         content_length,
         chunked,
         close,
+        websocket_key,
         raw: raw.clone(),
     }))
 }
@@ -493,6 +508,72 @@ async fn write_simple(
 
 fn httpdate_now() -> String {
     httpdate::fmt_http_date(std::time::SystemTime::now())
+}
+
+/// The WebSocket paths: a handshake (101 with the accept key), then raw bytes until the
+/// client closes. Frames are not parsed: `/ws/echo` sends back exactly the bytes it got
+/// (a real server unmasks client frames; lbsim only relays bytes, so an echo is what a
+/// test needs to see both directions), `/ws/ticker` writes one unmasked text frame per
+/// interval. False: the connection has ended (it is never HTTP again).
+async fn websocket(conn: &mut BufReader<TcpStream>, head: &Head) -> io::Result<bool> {
+    let Some(key) = head.websocket_key.as_deref() else {
+        return write_simple(
+            conn.get_mut(),
+            400,
+            "text/plain",
+            b"not a WebSocket handshake",
+        )
+        .await;
+    };
+    let ticker = match head.path.as_str() {
+        "/ws/echo" => None,
+        "/ws/ticker" => Some(
+            query_param(&head.query, "interval")
+                .and_then(seconds)
+                .unwrap_or(Duration::from_secs(1))
+                // A zero interval would spin; one tick per millisecond is plenty.
+                .max(Duration::from_millis(1)),
+        ),
+        _ => return write_simple(conn.get_mut(), 404, "text/plain", b"not found").await,
+    };
+    let handshake = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        crate::websocket::accept_key(key)
+    );
+    conn.get_mut().write_all(handshake.as_bytes()).await?;
+    let mut buf = [0u8; 16 * 1024];
+    let Some(interval) = ticker else {
+        loop {
+            // Through the BufReader: frames sent right behind the handshake are in it.
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            conn.get_mut().write_all(&buf[..n]).await?;
+        }
+    };
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut sent = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let text = format!("tick {sent}");
+                // FIN + text opcode, then an unmasked length under 126: server frames
+                // are never masked (RFC 6455 section 5.1).
+                let mut frame = vec![0x81, text.len() as u8];
+                frame.extend_from_slice(text.as_bytes());
+                conn.get_mut().write_all(&frame).await?;
+                sent += 1;
+            }
+            // What the client sends is read and dropped; its close ends the ticker.
+            read = conn.read(&mut buf) => {
+                if read? == 0 {
+                    return Ok(false);
+                }
+            }
+        }
+    }
 }
 
 /// Writes the answer for `head`; false when the connection must end.

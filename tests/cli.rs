@@ -735,7 +735,7 @@ async fn upstream_subcommand_serves_and_closes_idle_connections() {
     let expected = format!(
         "lbsim upstream: mock app on http://{listen} (keep-alive 1s; paths: / /sleep/{{s}} \
          /stream/{{n}}?interval={{s}} /status/{{code}} /bytes/{{n}} /short/{{declared}}/{{sent}} \
-         /headers /echo /close /reset /garbage /-/healthz)"
+         /headers /echo /close /reset /garbage /ws/echo /ws/ticker?interval={{s}} /-/healthz)"
     );
     app.line("saying where it listens", PROCESS_LIMIT, |l| l == expected)
         .await;

@@ -172,7 +172,12 @@ async fn churned_targets_leave() {
             let info = lb.register(c.addr);
             first.get_or_insert(info.id);
             let drained = lb.deregister(info.id).expect("just registered");
-            assert_eq!(drained.state, TargetState::Draining);
+            // Draining, or already past its 5 ms delay on a loaded machine.
+            assert!(
+                matches!(drained.state, TargetState::Draining | TargetState::Unused),
+                "{:?}",
+                drained.state
+            );
         }
         // Listed while draining, gone once drained: the group is back to the two.
         wait_only_live(&lb, a, b).await;

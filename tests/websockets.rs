@@ -1,0 +1,389 @@
+//! WebSockets per profile (issue 15): the handshake passes through, bytes are relayed
+//! both ways after the 101, and each cloud's timer closes an upgraded connection as the
+//! cloud does — AWS ALB and GCP global external when it is idle, GCP classic at the
+//! backend timeout whether idle or active. After each test every TCP socket is closed.
+//!
+//! The tests run one at a time (see [`serial`]): TCP sockets are counted for the whole
+//! test process.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use lbsim::profile::Profile;
+use lbsim::{Cloud, MockUpstream, Reason, SimHandle};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::MutexGuard;
+
+/// RFC 6455 section 1.3's example key and the accept value it must produce.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+/// Scheduling slack after a timer on a loaded 2-core machine (never before it).
+const LATE: Duration = Duration::from_millis(300);
+/// A timer may fire this much before its nominal instant as the test measures it (the
+/// test's clock starts before the request is sent, the relay's when the 101 arrives).
+const EARLY: Duration = Duration::from_millis(20);
+
+/// One test at a time: the socket count is per process.
+async fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
+/// Open TCP sockets of this process (as in tests/reliability.rs).
+fn open_fds() -> usize {
+    let inodes: std::collections::HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| line.split_whitespace().nth(9).map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| {
+            let target = target.to_string_lossy();
+            target
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .is_some_and(|inode| inodes.contains(inode))
+        })
+        .count()
+}
+
+/// The mock app and lbsim for one test, with the socket count from before they started.
+struct Rig {
+    baseline: usize,
+    app: MockUpstream,
+    lb: SimHandle,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Rig {
+    async fn new(cloud: Cloud, timeout: Duration) -> Rig {
+        let serial = serial().await;
+        let baseline = open_fds();
+        let app = mock(Duration::from_secs(30)).await;
+        let lb = lb(cloud, app.addr, timeout).await;
+        Rig {
+            baseline,
+            app,
+            lb,
+            _serial: serial,
+        }
+    }
+
+    /// The cause word this profile logs for a timed-out connection.
+    fn timeout_word(&self) -> &'static str {
+        Profile::of(self.lb.config().profile.cloud)
+            .outcome(Reason::TargetTimeout)
+            .code
+    }
+
+    /// Stops lbsim and the app, then waits until the socket count is back where it was.
+    async fn finish(self) {
+        self.lb.shutdown().await;
+        self.app.kill();
+        let baseline = self.baseline;
+        wait_until(
+            &format!("TCP sockets back to {baseline} (now {})", open_fds()),
+            Duration::from_secs(3),
+            || open_fds() <= baseline,
+        )
+        .await;
+    }
+}
+
+/// An opened WebSocket: the client socket after the 101, and the 101's head.
+struct Opened {
+    stream: TcpStream,
+    head: String,
+    /// When the handshake was sent.
+    sent_at: Instant,
+}
+
+impl Opened {
+    /// The value of header `name` in the 101 (names compared without case: GCP's global
+    /// profile lower-cases them).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Sends a WebSocket handshake for `path` and reads the answer's head.
+async fn handshake(lb: &SimHandle, path: &str) -> Opened {
+    let mut stream = TcpStream::connect(lb.addr()).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let sent_at = Instant::now();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Byte by byte, so that nothing after the head is taken from the socket.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(READ_LIMIT, stream.read(&mut byte))
+            .await
+            .expect("the answer's head comes")
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "closed inside the head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    Opened {
+        stream,
+        head: String::from_utf8(head).unwrap(),
+        sent_at,
+    }
+}
+
+/// Asserts the 101 passed through with its handshake headers.
+#[track_caller]
+fn assert_switched(ws: &Opened) {
+    assert!(
+        ws.head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{}",
+        ws.head
+    );
+    assert_eq!(ws.header("upgrade"), Some("websocket"), "{}", ws.head);
+    assert_eq!(ws.header("connection"), Some("Upgrade"), "{}", ws.head);
+    assert_eq!(
+        ws.header("sec-websocket-accept"),
+        Some(ACCEPT),
+        "{}",
+        ws.head
+    );
+}
+
+/// A masked client text frame carrying `text` (RFC 6455 section 5.3).
+fn client_frame(text: &str) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads from `stream` until it closes (end of stream or reset); the ticker frames seen
+/// (each starts with the text opcode 0x81) and when it closed. None: still open at `limit`.
+async fn frames_until_close(stream: &mut TcpStream, limit: Duration) -> Option<(usize, Instant)> {
+    let mut frames = 0;
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some((frames, Instant::now())),
+            Ok(Ok(n)) => frames += count_frames(&buf[..n]),
+        }
+    }
+}
+
+/// Ticker frames in `bytes`: each is `0x81, len, "tick N"` (len < 126).
+fn count_frames(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    let mut count = 0;
+    while at + 2 <= bytes.len() {
+        assert_eq!(bytes[at], 0x81, "a text frame: {bytes:?}");
+        at += 2 + bytes[at + 1] as usize;
+        count += 1;
+    }
+    count
+}
+
+#[tokio::test]
+async fn the_handshake_and_bytes_both_ways_pass_through_on_every_profile() {
+    for cloud in [Cloud::Aws, Cloud::Gcp, Cloud::GcpClassic] {
+        let rig = Rig::new(cloud, Duration::from_secs(10)).await;
+        let mut ws = handshake(&rig.lb, "/ws/echo").await;
+        assert_switched(&ws);
+        for text in ["hello", "and again, longer"] {
+            let frame = client_frame(text);
+            ws.stream.write_all(&frame).await.unwrap();
+            let mut back = vec![0u8; frame.len()];
+            tokio::time::timeout(READ_LIMIT, ws.stream.read_exact(&mut back))
+                .await
+                .expect("the echo comes back")
+                .unwrap();
+            assert_eq!(back, frame, "{cloud:?}: relayed both ways, byte for byte");
+        }
+        // The client closes: the relay ends, and the app's side closes after it.
+        drop(ws);
+        let stats = rig.lb.stats();
+        assert_eq!(stats.by_status.get(&101), Some(&1), "{cloud:?}: {stats:?}");
+        assert!(stats.by_reason.is_empty(), "{cloud:?}: {stats:?}");
+        // An upgraded target connection is never pooled for another request.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            rig.lb.engine().pool.idle_count(rig.app.addr),
+            0,
+            "{cloud:?}"
+        );
+        rig.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_upgrade_is_the_apps_answer_and_the_connection_stays_http() {
+    let rig = Rig::new(Cloud::Aws, Duration::from_secs(10)).await;
+    // The mock app answers 404 to a WebSocket path it does not have.
+    let mut ws = handshake(&rig.lb, "/ws/nowhere").await;
+    assert!(
+        ws.head.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{}",
+        ws.head
+    );
+    let mut body = [0u8; 9];
+    ws.stream.read_exact(&mut body).await.unwrap();
+    assert_eq!(&body, b"not found");
+    // Still HTTP: the next request on the connection is judged and answered.
+    let mut client = RawClient::from_stream(ws.stream);
+    get_ok(&mut client).await;
+    assert_eq!(rig.lb.stats().by_status.get(&404), Some(&1));
+    drop(client);
+    rig.finish().await;
+}
+
+#[tokio::test]
+async fn aws_an_active_websocket_outlives_the_idle_timeout() {
+    let timeout = Duration::from_millis(300);
+    let rig = Rig::new(Cloud::Aws, timeout).await;
+    let mut ws = handshake(&rig.lb, "/ws/ticker?interval=0.1").await;
+    assert_switched(&ws);
+    // Three idle timeouts long, a frame every 100 ms: never idle, never closed.
+    assert_eq!(frames_until_close(&mut ws.stream, 3 * timeout).await, None);
+    assert!(rig.lb.stats().by_reason.is_empty(), "{:?}", rig.lb.stats());
+    drop(ws);
+    rig.finish().await;
+}
+
+#[tokio::test]
+async fn aws_a_silent_websocket_is_closed_at_the_idle_timeout() {
+    let timeout = Duration::from_millis(300);
+    let rig = Rig::new(Cloud::Aws, timeout).await;
+    let mut ws = handshake(&rig.lb, "/ws/echo").await;
+    assert_switched(&ws);
+    let (_, closed) = frames_until_close(&mut ws.stream, Duration::from_secs(5))
+        .await
+        .expect("lbsim closes the idle WebSocket");
+    let open = closed - ws.sent_at;
+    assert!(
+        open + EARLY >= timeout && open <= timeout + LATE,
+        "{open:?}"
+    );
+    let word = rig.timeout_word();
+    wait_until("the cut is counted", Duration::from_secs(1), || {
+        rig.lb.stats().by_reason.get(word) == Some(&1)
+    })
+    .await;
+    drop(ws);
+    rig.finish().await;
+}
+
+#[tokio::test]
+async fn aws_activity_then_silence_closes_one_idle_timeout_after_the_last_frame() {
+    let timeout = Duration::from_millis(300);
+    let rig = Rig::new(Cloud::Aws, timeout).await;
+    let mut ws = handshake(&rig.lb, "/ws/echo").await;
+    assert_switched(&ws);
+    // Frames from the client for two timeouts' worth, each echoed: all activity.
+    let mut last = Instant::now();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let frame = client_frame("ping");
+        ws.stream.write_all(&frame).await.unwrap();
+        let mut back = vec![0u8; frame.len()];
+        ws.stream.read_exact(&mut back).await.unwrap();
+        last = Instant::now();
+    }
+    let (_, closed) = frames_until_close(&mut ws.stream, Duration::from_secs(5))
+        .await
+        .expect("closed once idle");
+    let quiet = closed - last;
+    assert!(
+        quiet + EARLY >= timeout && quiet <= timeout + LATE,
+        "{quiet:?}"
+    );
+    drop(ws);
+    rig.finish().await;
+}
+
+#[tokio::test]
+async fn gcp_classic_closes_even_an_active_websocket_at_the_backend_timeout() {
+    let timeout = Duration::from_millis(500);
+    let rig = Rig::new(Cloud::GcpClassic, timeout).await;
+    let mut ws = handshake(&rig.lb, "/ws/ticker?interval=0.1").await;
+    assert_switched(&ws);
+    let (frames, closed) = frames_until_close(&mut ws.stream, Duration::from_secs(5))
+        .await
+        .expect("classic closes the WebSocket at the backend timeout");
+    let open = closed - ws.sent_at;
+    assert!(
+        open + EARLY >= timeout && open <= timeout + LATE,
+        "{open:?}"
+    );
+    // It was active all along: ticks arrived until the cut.
+    assert!(frames >= 3, "{frames} frames");
+    let word = rig.timeout_word();
+    wait_until("the cut is counted", Duration::from_secs(1), || {
+        rig.lb.stats().by_reason.get(word) == Some(&1)
+    })
+    .await;
+    drop(ws);
+    rig.finish().await;
+}
+
+#[tokio::test]
+async fn gcp_global_keeps_an_active_websocket_past_the_backend_timeout() {
+    let timeout = Duration::from_millis(500);
+    let rig = Rig::new(Cloud::Gcp, timeout).await;
+    let mut ws = handshake(&rig.lb, "/ws/ticker?interval=0.1").await;
+    assert_switched(&ws);
+    assert_eq!(
+        frames_until_close(&mut ws.stream, 1200 * Duration::from_millis(1)).await,
+        None
+    );
+    assert!(rig.lb.stats().by_reason.is_empty(), "{:?}", rig.lb.stats());
+    drop(ws);
+    rig.finish().await;
+}
+
+#[tokio::test]
+async fn gcp_global_closes_a_silent_websocket_at_the_backend_timeout() {
+    let timeout = Duration::from_millis(500);
+    let rig = Rig::new(Cloud::Gcp, timeout).await;
+    let mut ws = handshake(&rig.lb, "/ws/echo").await;
+    assert_switched(&ws);
+    let (_, closed) = frames_until_close(&mut ws.stream, Duration::from_secs(5))
+        .await
+        .expect("the idle WebSocket is closed");
+    let open = closed - ws.sent_at;
+    assert!(
+        open + EARLY >= timeout && open <= timeout + LATE,
+        "{open:?}"
+    );
+    let word = rig.timeout_word();
+    wait_until("the cut is counted", Duration::from_secs(1), || {
+        rig.lb.stats().by_reason.get(word) == Some(&1)
+    })
+    .await;
+    drop(ws);
+    rig.finish().await;
+}
