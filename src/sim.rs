@@ -115,6 +115,15 @@ impl SimulatorBuilder {
         self.settings.defaults = defaults;
         self
     }
+    /// The cloud's main timeout, whatever it measures: the idle timeout where it is idle
+    /// (AWS), the backend service timeout where it is end to end (GCP). For harnesses that
+    /// run against every cloud.
+    pub fn main_timeout(self, d: Duration) -> Self {
+        match crate::profile::Profile::of(self.settings.cloud).timeout_kind {
+            crate::profile::TimeoutKind::Idle => self.idle_timeout(d),
+            crate::profile::TimeoutKind::EndToEnd => self.backend_timeout(d),
+        }
+    }
     /// AWS idle timeout (before scaling).
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.settings.idle_timeout = Some(d);

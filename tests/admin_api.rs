@@ -138,11 +138,7 @@ async fn lb_with_admin(cloud: Cloud, upstreams: &[SocketAddr], timeout: Duration
     for u in upstreams {
         b = b.upstream(*u);
     }
-    let b = match cloud {
-        Cloud::Aws => b.idle_timeout(timeout),
-        Cloud::Gcp | Cloud::GcpClassic => b.backend_timeout(timeout),
-    };
-    b.start().await.expect("lbsim starts")
+    b.main_timeout(timeout).start().await.expect("lbsim starts")
 }
 
 fn admin(lb: &SimHandle) -> SocketAddr {

@@ -8,17 +8,14 @@ use lbsim::{Cloud, RaceWindow, Simulator};
 use support::*;
 
 async fn lb_always(cloud: Cloud, app: std::net::SocketAddr) -> lbsim::SimHandle {
-    let b = Simulator::builder(cloud)
+    // The Anyscale defaults (ALB 300 s idle, GCP 600 s): far longer than any test.
+    Simulator::builder(cloud)
         .no_health_checks()
         .upstream(app)
-        .race_window(RaceWindow::Always);
-    match cloud {
-        Cloud::Aws => b.idle_timeout(Duration::from_secs(300)),
-        Cloud::Gcp | Cloud::GcpClassic => b.backend_timeout(Duration::from_secs(600)),
-    }
-    .start()
-    .await
-    .unwrap()
+        .race_window(RaceWindow::Always)
+        .start()
+        .await
+        .unwrap()
 }
 
 /// Waits until the mock has closed `n` idle connections: the event, not a guess.

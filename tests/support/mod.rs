@@ -29,14 +29,13 @@ pub async fn mock(keep_alive: Duration) -> MockUpstream {
 /// lbsim for `cloud` in front of `upstream`, with its main timeout set to `timeout`.
 /// Health checks are off so that the app sees only the test's requests.
 pub async fn lb(cloud: Cloud, upstream: SocketAddr, timeout: Duration) -> SimHandle {
-    let b = Simulator::builder(cloud)
+    Simulator::builder(cloud)
         .upstream(upstream)
-        .no_health_checks();
-    let b = match cloud {
-        Cloud::Aws => b.idle_timeout(timeout),
-        Cloud::Gcp | Cloud::GcpClassic => b.backend_timeout(timeout),
-    };
-    b.start().await.expect("lbsim starts")
+        .no_health_checks()
+        .main_timeout(timeout)
+        .start()
+        .await
+        .expect("lbsim starts")
 }
 
 /// lbsim for `cloud`, health checks off, with two targets served round-robin: `first`
