@@ -139,7 +139,7 @@ async fn lb_with_admin(cloud: Cloud, upstreams: &[SocketAddr], timeout: Duration
         b = b.upstream(*u);
     }
     let b = match cloud {
-        Cloud::Aws => b.idle_timeout(timeout),
+        Cloud::Aws | Cloud::IngressNginx => b.idle_timeout(timeout),
         Cloud::Gcp | Cloud::GcpClassic => b.backend_timeout(timeout),
     };
     b.start().await.expect("lbsim starts")

@@ -13,7 +13,7 @@ async fn lb_always(cloud: Cloud, app: std::net::SocketAddr) -> lbsim::SimHandle 
         .upstream(app)
         .race_window(RaceWindow::Always);
     match cloud {
-        Cloud::Aws => b.idle_timeout(Duration::from_secs(300)),
+        Cloud::Aws | Cloud::IngressNginx => b.idle_timeout(Duration::from_secs(300)),
         Cloud::Gcp | Cloud::GcpClassic => b.backend_timeout(Duration::from_secs(600)),
     }
     .start()
