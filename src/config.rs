@@ -372,11 +372,27 @@ impl Config {
                         let mut words: Vec<&str> =
                             r.on.iter().map(|reason| p.outcome(*reason).code).collect();
                         words.dedup();
-                        format!(
-                            "{} once more after {}",
-                            r.methods.join(", "),
-                            words.join(", ")
-                        )
+                        let mut said = if r.attempts == 2 {
+                            format!(
+                                "{} once more after {}",
+                                r.methods.join(", "),
+                                words.join(", ")
+                            )
+                        } else {
+                            format!(
+                                "{} up to {} attempts in all after {}",
+                                r.methods.join(", "),
+                                r.attempts,
+                                words.join(", ")
+                            )
+                        };
+                        if !r.unsent_methods.is_empty() {
+                            said.push_str(&format!(
+                                "; {} only if the request was never sent",
+                                r.unsent_methods.join(", ")
+                            ));
+                        }
+                        said
                     }
                     None => "none".into(),
                 },

@@ -36,6 +36,9 @@ struct Inner {
     origin: Instant,
     /// Nanoseconds after `origin` of the last byte moved (idle semantics only).
     last_activity: AtomicU64,
+    /// Nanoseconds after `origin` at which the current attempt began: an end-to-end
+    /// timer counts from it (a retry that gets the timeout afresh moves it).
+    attempt_start: AtomicU64,
     /// Set once the client's request body has been read to its end.
     request_complete: AtomicBool,
     /// The last poll of the request body found no bytes from the client: a timeout now
@@ -57,6 +60,7 @@ impl Deadline {
             timeout,
             origin: Instant::now(),
             last_activity: AtomicU64::new(0),
+            attempt_start: AtomicU64::new(0),
             request_complete: AtomicBool::new(false),
             awaiting_client: AtomicBool::new(false),
             client_body_failed: AtomicBool::new(false),
@@ -79,10 +83,22 @@ impl Deadline {
         }
     }
 
+    /// Gives a new attempt the whole timeout from now, for an LB whose timers belong to
+    /// one connection to a target (nginx's `proxy_read_timeout` starts again on the next
+    /// upstream). [`Deadline::elapsed`] still counts from the request's arrival.
+    pub fn restart(&self) {
+        let nanos = self.0.origin.elapsed().as_nanos() as u64;
+        self.0.attempt_start.fetch_max(nanos, Ordering::Relaxed);
+        self.0.last_activity.fetch_max(nanos, Ordering::Relaxed);
+    }
+
     /// The instant at which the timeout fires if nothing else moves.
     pub fn expiry(&self) -> Instant {
         match self.0.kind {
-            TimeoutKind::EndToEnd => self.0.origin + self.0.timeout,
+            TimeoutKind::EndToEnd => {
+                let start = Duration::from_nanos(self.0.attempt_start.load(Ordering::Relaxed));
+                self.0.origin + start + self.0.timeout
+            }
             TimeoutKind::Idle => {
                 let last = Duration::from_nanos(self.0.last_activity.load(Ordering::Relaxed));
                 self.0.origin + last + self.0.timeout

@@ -155,6 +155,7 @@ pub fn sources(cloud: Cloud) -> Vec<Entry> {
         Cloud::Aws => AWS_SOURCES.to_vec(),
         Cloud::Gcp => [GCP_SHARED_SOURCES, GCP_GLOBAL_SOURCES].concat(),
         Cloud::GcpClassic => [GCP_SHARED_SOURCES, GCP_CLASSIC_SOURCES].concat(),
+        Cloud::IngressNginx => NGINX_SOURCES.to_vec(),
     }
 }
 
@@ -170,7 +171,12 @@ pub struct FactsArgs {
 }
 
 /// The profiles `lbsim facts` shows, in the order of `--cloud`'s values.
-const CLOUDS: [Cloud; 3] = [Cloud::Aws, Cloud::Gcp, Cloud::GcpClassic];
+const CLOUDS: [Cloud; 4] = [
+    Cloud::Aws,
+    Cloud::Gcp,
+    Cloud::GcpClassic,
+    Cloud::IngressNginx,
+];
 
 /// Runs `lbsim facts`.
 pub fn run(args: FactsArgs) -> ExitCode {
@@ -769,7 +775,17 @@ static GCP_SHARED_SOURCES: &[Entry] = &[
         Unconfirmed,
     ),
     ("validation.desync", G_DESYNC, Inferred),
+    ("retry.unsent_methods", G_RETRY_NO_MORE, Inferred),
+    ("retry.free", G_RETRY_NO_MORE, Inferred),
+    ("retry.fresh_timer", G_RETRY_NO_TIMEOUT, Inferred),
 ];
+
+const G_RETRY_NO_MORE: &str = "Inferred: Google's retry documentation (gcloud `--timeout` help; \
+     the internal ALB overview, \"Retries\") names the methods and the single retry, nothing \
+     that is retried only before the request is sent, and no retry that costs nothing";
+const G_RETRY_NO_TIMEOUT: &str = "Inferred: lbsim does not retry a GCP timeout (how the backend \
+     service timeout would be shared between attempts is undocumented), so the attempts share \
+     the request's timer";
 
 // Pages of the Google Front End family (classic, and the first-layer front end of the
 // global one).
@@ -946,6 +962,199 @@ const G_HOST_GLOBAL: &str = "Unconfirmed, and partly contradicted: Google's \"Mi
      overview\", \"(HTTP/1.1 only) Multiple hosts in header\", says the global external load \
      balancer returns 502 if any of two or more hosts is invalid; lbsim applies the classic \
      rule (served if the first is valid) to both generations";
+
+// ingress-nginx: the controller's ConfigMap reference
+// (kubernetes.github.io/ingress-nginx, user-guide/nginx-configuration/configmap), its
+// defaults in internal/ingress/controller/config/config.go and its nginx.tmpl; nginx's
+// own behaviour from its source (nginx/nginx) and the ngx_http_proxy_module docs.
+const N_READ: &str = "ingress-nginx ConfigMap reference, proxy-read-timeout (default 60): \
+     \"The timeout is set only between two successive read operations, not for the \
+     transmission of the whole response\"; proxy-send-timeout (60) likewise for writes \
+     (ngx_http_proxy_module, proxy_read_timeout); nginx answers 504 when it fires";
+const N_CONNECT: &str = "ingress-nginx ConfigMap reference, proxy-connect-timeout: default 5 \
+     (config.go ProxyConnectTimeout: 5); nginx answers 504 for a connect timeout \
+     (ngx_http_upstream_next: NGX_HTTP_UPSTREAM_FT_TIMEOUT gives NGX_HTTP_GATEWAY_TIME_OUT)";
+const N_NO_ANYSCALE: &str = "Inferred: Anyscale's Kubernetes guides install ingress-nginx \
+     (fidelity-audit.md) without documented timer values, so both sets are the controller's \
+     ConfigMap defaults";
+const N_UPSTREAM_KA: &str = "ingress-nginx ConfigMap reference, upstream-keepalive-timeout: \
+     \"Sets a timeout during which an idle keepalive connection to an upstream server will \
+     stay open\", default 60 (nginx.tmpl: keepalive_timeout in the upstream block)";
+const N_CLIENT_KA: &str = "ingress-nginx ConfigMap reference, keep-alive: \"the time, in \
+     seconds, during which a keep-alive client connection will stay open on the server \
+     side\", default 75 (nginx keepalive_timeout); an idle timeout, no maximum age \
+     (keep-alive-requests 1000 counts requests, not modelled)";
+const N_PROBE: &str = "Inferred: nginx makes no active health checks; the kubelet's readiness \
+     probe removes a pod from the Service's endpoints. Values are the Kubernetes probe \
+     defaults (periodSeconds 10, timeoutSeconds 1, successThreshold 1, failureThreshold 3; a \
+     pod is not ready until one probe passes)";
+const N_PROBE_PATH: &str = "Unconfirmed: a readiness probe has no default path; `/` is \
+     lbsim's choice, as for the clouds' checks";
+const N_PROBE_AGENT: &str = "Inferred: the kubelet's HTTP probes send `User-Agent: \
+     kube-probe/<major>.<minor>`; the version is lbsim's choice";
+const N_NO_ENDPOINTS: &str = "Captured: kubernetes/ingress-nginx issue 3253, a deleted Service \
+     answered with nginx's `503 Service Temporarily Unavailable` page; the Lua balancer \
+     answers 503 when a backend has no endpoint. With no ready endpoint the controller has \
+     nothing to fail open to";
+const N_RETRY: &str = "ingress-nginx ConfigMap reference: proxy-next-upstream \"error \
+     timeout\", proxy-next-upstream-tries 3, proxy-next-upstream-timeout 0, \
+     retry-non-idempotent false (\"Since 1.9.13 NGINX will not retry non-idempotent requests \
+     (POST, LOCK, PATCH) in case of an error in the upstream server\"); \
+     ngx_http_proxy_module, proxy_next_upstream: error and timeout cover connecting, passing \
+     the request and reading the response header, and non-idempotent requests are not \
+     passed on \"if a request has been sent to an upstream server\". lbsim retries only \
+     requests without a body (it does not buffer bodies)";
+const N_RETRY_FREE: &str = "nginx source, ngx_http_upstream_next: \"if (u->peer.cached && \
+     ft_type == NGX_HTTP_UPSTREAM_FT_ERROR) { u->peer.tries++; }\": an error on a cached \
+     keep-alive connection gives its try back. nginx wrote the request on it first, so a \
+     POST is not retried (request_sent)";
+const N_RETRY_TIMER: &str = "ngx_http_proxy_module: proxy_read_timeout is per read on one \
+     upstream connection, and proxy-next-upstream-timeout 0 sets no limit across tries \
+     (ingress-nginx ConfigMap reference)";
+const N_DRAIN: &str = "Inferred: Kubernetes' terminationGracePeriodSeconds default, 30 s: a \
+     terminating pod leaves the endpoints and is killed 30 s later";
+const N_LOG: &str = "Inferred: ingress-nginx writes its upstreaminfo format \
+     (log-format-upstream, with $upstream_status listing every try); lbsim does not write it \
+     yet and uses its own JSON line";
+const N_WS: &str = "Inferred: an upgraded connection is proxied by the same location, so \
+     proxy_read_timeout and proxy_send_timeout (between two reads or writes) close it when \
+     idle";
+const N_PAGE: &str = "nginx source, src/http/ngx_http_special_response.c: the status's page \
+     plus ngx_http_error_tail (`<hr><center>nginx</center>`, chosen by server_tokens off); \
+     status line from ngx_http_status_lines; header order from ngx_http_header_filter_module \
+     (Date, Content-Type, Content-Length, Connection). No Server header: ingress-nginx's \
+     server-tokens default false renders `more_clear_headers Server` (nginx.tmpl). A 503 \
+     of 190 bytes matches public captures (issue 3253's body, with the older version tail)";
+const N_PAGE_CLOSE: &str = "nginx source: ngx_http_special_response_handler clears \
+     keep-alive for 400, 413, 414 and 501; lbsim closes after every rejected head (405 \
+     included, which nginx would keep open)";
+const N_502: &str = "nginx source, ngx_http_upstream_next: any failure other than a timeout \
+     (connection refused, upstream prematurely closed connection, a bad header) ends in \
+     NGX_HTTP_BAD_GATEWAY once no try is left";
+const N_DEREG: &str = "Inferred: a pod killed mid-request closes its connections: nginx \
+     logs \"upstream prematurely closed connection\" and answers 502";
+const N_400: &str = "nginx source, ngx_http_request.c: a malformed request line or header, an \
+     HTTP/1.1 request without Host, a duplicate Host: NGX_HTTP_BAD_REQUEST";
+const N_494: &str = "nginx source: a header line over large-client-header-buffers (ingress-nginx \
+     default \"4 8k\") is NGX_HTTP_REQUEST_HEADER_TOO_LARGE (494), sent as 400 with the title \
+     \"400 Request Header Or Cookie Too Large\"; an over-long request line is 414 (lbsim \
+     answers both with the 494 page)";
+const N_XFF: &str = "Inferred: nginx sets no limit on X-Forwarded-For addresses; the rules \
+     never produce this outcome";
+const N_501: &str = "nginx source, ngx_http_request.c: \"client sent unknown \
+     Transfer-Encoding\" gives NGX_HTTP_NOT_IMPLEMENTED";
+const N_405: &str = "nginx source, ngx_http_request.c: \"client sent TRACE method\" and \
+     \"client sent CONNECT method\" give NGX_HTTP_NOT_ALLOWED (405 Not Allowed)";
+const N_DESYNC: &str = "nginx source, ngx_http_request.c: \"client sent Content-Length and \
+     Transfer-Encoding headers at the same time\" gives 400, the defensive floor";
+const N_408: &str = "nginx docs, client_header_timeout and client_body_timeout: \"the request \
+     is terminated with the 408 (Request Time-out) error\" (ingress-nginx default 60 s); \
+     whether the page is sent before the close is not confirmed";
+const N_499: &str = "nginx source: NGX_HTTP_CLIENT_CLOSED_REQUEST (499) is logged when the \
+     client closed first; nothing is sent";
+const N_XFF_SET: &str = "ingress-nginx nginx.tmpl: `proxy_set_header X-Forwarded-For \
+     $remote_addr` by default (use-forwarded-headers false), so nginx adds no address of \
+     its own. lbsim appends the client's address to one the client sent, where nginx \
+     replaces it";
+const N_PORT: &str = "ingress-nginx nginx.tmpl: `proxy_set_header X-Forwarded-Port $pass_port`";
+const N_REQID: &str = "ingress-nginx nginx.tmpl: `proxy_set_header X-Request-ID $req_id`, the \
+     client's X-Request-ID or nginx's $request_id (32 hex digits)";
+const N_NO_VIA: &str = "ingress-nginx nginx.tmpl sets no Via header";
+const N_CASE: &str = "Inferred: nginx writes header names as received (proxy_set_header names \
+     as written in the template)";
+const N_SIZES: &str = "ingress-nginx ConfigMap reference, large-client-header-buffers \
+     \"4 8k\": a request line or header line must fit one 8 KiB buffer, the head four";
+const N_HOST: &str = "nginx source, ngx_http_request.c: \"client sent HTTP/1.1 request without \
+     Host header\" and \"client sent duplicate host header\" give 400";
+
+/// Sources of [`crate::profile::INGRESS_NGINX`].
+static NGINX_SOURCES: &[Entry] = &[
+    ("timeout_kind", N_READ, Documented),
+    ("timers.anyscale.timeout", N_NO_ANYSCALE, Inferred),
+    ("timers.anyscale.connect_timeout", N_NO_ANYSCALE, Inferred),
+    ("timers.native.timeout", N_READ, Documented),
+    ("timers.native.connect_timeout", N_CONNECT, Documented),
+    ("backend_keep_alive", N_UPSTREAM_KA, Documented),
+    ("client_idle", N_CLIENT_KA, Documented),
+    ("client_max_age", N_CLIENT_KA, Documented),
+    ("client_keep_alive_meaning", N_CLIENT_KA, Documented),
+    ("health.path", N_PROBE_PATH, Unconfirmed),
+    ("health.interval", N_PROBE, Inferred),
+    ("health.timeout", N_PROBE, Inferred),
+    ("health.healthy_threshold", N_PROBE, Inferred),
+    ("health.unhealthy_threshold", N_PROBE, Inferred),
+    ("health.initial_passes", N_PROBE, Inferred),
+    ("health.user_agent", N_PROBE_AGENT, Inferred),
+    ("fails_open", N_NO_ENDPOINTS, Inferred),
+    ("retry.methods", N_RETRY, Documented),
+    ("retry.on", N_RETRY, Documented),
+    ("retry.attempts", N_RETRY, Documented),
+    ("retry.unsent_methods", N_RETRY, Documented),
+    ("retry.free", N_RETRY_FREE, Inferred),
+    ("retry.fresh_timer", N_RETRY_TIMER, Inferred),
+    ("deregistration_delay", N_DRAIN, Inferred),
+    ("log_format", N_LOG, Inferred),
+    ("websocket_timeout", N_WS, Inferred),
+    ("outcome.target_timeout", N_READ, Documented),
+    ("outcome.target_timeout.page", N_PAGE, Inferred),
+    ("outcome.connect_timeout", N_CONNECT, Inferred),
+    ("outcome.connect_timeout.page", N_PAGE, Inferred),
+    ("outcome.connect_refused", N_502, Inferred),
+    ("outcome.connect_refused.page", N_PAGE, Inferred),
+    ("outcome.target_closed_connection", N_502, Inferred),
+    ("outcome.target_closed_connection.page", N_PAGE, Inferred),
+    ("outcome.target_closed_mid_body", N_502, Inferred),
+    ("outcome.target_closed_mid_body.page", N_PAGE, Inferred),
+    ("outcome.keep_alive_race", N_RETRY_FREE, Inferred),
+    ("outcome.keep_alive_race.page", N_PAGE, Inferred),
+    ("outcome.malformed_response", N_502, Inferred),
+    ("outcome.malformed_response.page", N_PAGE, Inferred),
+    ("outcome.no_registered_targets", N_NO_ENDPOINTS, Captured),
+    ("outcome.no_registered_targets.page", N_PAGE, Captured),
+    ("outcome.no_healthy_targets", N_NO_ENDPOINTS, Inferred),
+    ("outcome.no_healthy_targets.page", N_PAGE, Captured),
+    ("outcome.deregistration_delay_elapsed", N_DEREG, Inferred),
+    (
+        "outcome.deregistration_delay_elapsed.page",
+        N_PAGE,
+        Inferred,
+    ),
+    ("outcome.malformed_request", N_400, Inferred),
+    ("outcome.malformed_request.page", N_PAGE_CLOSE, Inferred),
+    ("outcome.request_too_large", N_494, Inferred),
+    ("outcome.request_too_large.page", N_494, Inferred),
+    ("outcome.too_many_forwarded_for", N_XFF, Inferred),
+    ("outcome.too_many_forwarded_for.page", N_XFF, Inferred),
+    ("outcome.unsupported_transfer_encoding", N_501, Inferred),
+    (
+        "outcome.unsupported_transfer_encoding.page",
+        N_PAGE_CLOSE,
+        Inferred,
+    ),
+    ("outcome.method_not_allowed", N_405, Inferred),
+    ("outcome.method_not_allowed.page", N_PAGE_CLOSE, Inferred),
+    ("outcome.desync_blocked", N_DESYNC, Inferred),
+    ("outcome.desync_blocked.page", N_PAGE_CLOSE, Inferred),
+    ("outcome.client_timeout", N_408, Documented),
+    ("outcome.client_timeout.page", N_408, Unconfirmed),
+    ("outcome.client_closed", N_499, Inferred),
+    ("outcome.client_closed.page", N_499, Inferred),
+    ("forwarding.xff_appends_lb_address", N_XFF_SET, Inferred),
+    ("forwarding.xff_separator", N_XFF_SET, Inferred),
+    ("forwarding.header_case", N_CASE, Inferred),
+    ("forwarding.port_header", N_PORT, Inferred),
+    ("forwarding.trace", N_REQID, Inferred),
+    ("forwarding.via", N_NO_VIA, Inferred),
+    ("validation.max_request_line", N_SIZES, Documented),
+    ("validation.max_header_line", N_SIZES, Documented),
+    ("validation.max_head", N_SIZES, Documented),
+    ("validation.max_forwarded_for", N_XFF, Inferred),
+    ("validation.refused_method.TRACE", N_405, Inferred),
+    ("validation.refused_method.CONNECT", N_405, Inferred),
+    ("validation.host.required_in_http11", N_HOST, Inferred),
+    ("validation.host.repeated", N_HOST, Inferred),
+    ("validation.desync", N_DESYNC, Inferred),
+];
 
 #[cfg(test)]
 mod tests {

@@ -172,11 +172,22 @@ pub fn add_request_headers(headers: &mut HeaderMap, fwd: &Forwarding, peer: &Pee
                 set(headers, X_CLOUD_TRACE_CONTEXT, &value);
             }
         }
+        TraceHeader::RequestId => {
+            // ingress-nginx sends `X-Request-ID: $req_id`: the client's own if it sent
+            // one, else nginx's $request_id (32 hex digits).
+            if !headers.contains_key(X_REQUEST_ID) {
+                let value = format!("{:032x}", rand::thread_rng().gen::<u128>());
+                set(headers, http::HeaderName::from_static(X_REQUEST_ID), &value);
+            }
+        }
     }
     if let Some(via) = fwd.via {
         append_via(headers, via);
     }
 }
+
+/// ingress-nginx's request id header.
+const X_REQUEST_ID: &str = "x-request-id";
 
 /// Prepares a target's response head for the client.
 pub fn add_response_headers(headers: &mut HeaderMap, fwd: &Forwarding) {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::accesslog::LogFormat;
 use crate::reason::Reason;
 use crate::validate::{
-    DesyncMode, HostRule, MethodAnswer, RepeatedHost, Rules, AWS_RULES, GCP_GLOBAL_RULES, GCP_RULES,
+    DesyncMode, HostRule, MethodAnswer, RepeatedHost, Rules, AWS_RULES, GCP_GLOBAL_RULES,
+    GCP_RULES, NGINX_RULES,
 };
 
 /// The cloud whose load balancer lbsim imitates.
@@ -27,6 +28,10 @@ pub enum Cloud {
     /// timeout; answers some failures with other statuses than the global one.
     #[serde(rename = "gcp-classic")]
     GcpClassic,
+    /// The Kubernetes NGINX ingress controller (ingress-nginx) with its ConfigMap defaults:
+    /// nginx's idle read timeout, its own error pages, retries on the next endpoint.
+    #[serde(rename = "ingress-nginx")]
+    IngressNginx,
 }
 
 /// Which set of default timer values to start from.
@@ -84,6 +89,8 @@ pub enum TraceHeader {
     AmznTraceId,
     /// `X-Cloud-Trace-Context: {32 hex}/{decimal span};o=1` unless the client sent one.
     CloudTraceContext,
+    /// `X-Request-ID: {32 hex}` unless the client sent one (ingress-nginx's `$req_id`).
+    RequestId,
 }
 
 /// How the LB writes header names on both of its connections.
@@ -112,9 +119,10 @@ pub struct Forwarding {
     pub via: Option<&'static str>,
 }
 
-/// Which failed requests the LB sends to a backend again (GCP); the ALB never retries.
-/// A retry is invisible to the client: it sees, and the request log records, only the
-/// final attempt's outcome; the app sees the request again.
+/// Which failed requests the LB sends to a backend again (GCP, nginx); the ALB never
+/// retries. A retry is invisible to the client: it sees, and the request log records, only
+/// the final attempt's outcome; the app sees the request again. Each attempt picks a
+/// target anew, so with several targets the retry usually goes to another one.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
     /// Methods that are retried: only requests without a body can be sent again.
@@ -123,13 +131,36 @@ pub struct RetryPolicy {
     pub on: &'static [Reason],
     /// Attempts in all, the first one included.
     pub attempts: u32,
+    /// Methods retried only after a failure in `unsent`, when the request never reached
+    /// the target (nginx: POST, LOCK and PATCH are not passed on once sent).
+    pub unsent_methods: &'static [&'static str],
+    /// Failures in which the request never left lbsim (a refused or timed-out connect).
+    pub unsent: &'static [Reason],
+    /// Failures whose retry does not use up an attempt (nginx: an error on a cached
+    /// keep-alive connection gives the try back).
+    pub free: &'static [Reason],
+    /// Each attempt gets the main timeout afresh (nginx's timers belong to one upstream
+    /// connection); otherwise every attempt shares the request's timer (GCP).
+    pub fresh_timer: bool,
 }
 
+/// Free retries allowed in a row: the pool holds finitely many stale connections, so the
+/// loop ends anyway; the cap only keeps a bug from spinning.
+pub const MAX_FREE_RETRIES: u32 = 16;
+
 impl RetryPolicy {
+    /// Whether a request with `method` may be sent again at all (some failure would).
+    pub fn covers(&self, method: &str) -> bool {
+        self.methods.contains(&method) || self.unsent_methods.contains(&method)
+    }
+
     /// Whether a request with `method` that failed with `reason` on attempt number
-    /// `attempt` (counted from 1) is sent again.
+    /// `attempt` (counted from 1, free retries not counted) is sent again.
     pub fn retries(&self, method: &str, reason: Reason, attempt: u32) -> bool {
-        attempt < self.attempts && self.methods.contains(&method) && self.on.contains(&reason)
+        let method_ok = self.methods.contains(&method)
+            || (self.unsent_methods.contains(&method) && self.unsent.contains(&reason));
+        let attempt_left = attempt < self.attempts || self.free.contains(&reason);
+        attempt_left && method_ok && self.on.contains(&reason)
     }
 }
 
@@ -257,6 +288,7 @@ impl Profile {
             Cloud::Aws => &AWS_ALB,
             Cloud::Gcp => &GCP_GLOBAL,
             Cloud::GcpClassic => &GCP_CLASSIC,
+            Cloud::IngressNginx => &INGRESS_NGINX,
         }
     }
 
@@ -400,13 +432,47 @@ impl Profile {
                 methods,
                 on,
                 attempts,
+                unsent_methods,
+                unsent,
+                free,
+                fresh_timer,
             }) => {
+                let names = |reasons: &[Reason]| {
+                    if reasons.is_empty() {
+                        "none".to_string()
+                    } else {
+                        reasons
+                            .iter()
+                            .map(|r| r.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                };
                 put("retry.methods", methods.join(", "));
-                put(
-                    "retry.on",
-                    on.iter().map(|r| r.name()).collect::<Vec<_>>().join(", "),
-                );
+                put("retry.on", names(on));
                 put("retry.attempts", format!("{attempts}, the first included"));
+                put(
+                    "retry.unsent_methods",
+                    if unsent_methods.is_empty() {
+                        "none".to_string()
+                    } else {
+                        format!(
+                            "{}, only when the request never left ({})",
+                            unsent_methods.join(", "),
+                            names(unsent)
+                        )
+                    },
+                );
+                put("retry.free", names(free));
+                put(
+                    "retry.fresh_timer",
+                    if *fresh_timer {
+                        "yes: each attempt has the whole timeout"
+                    } else {
+                        "no: the attempts share the request's timer"
+                    }
+                    .to_string(),
+                );
             }
         }
         put("deregistration_delay", secs(*deregistration_delay));
@@ -480,6 +546,7 @@ impl Profile {
             match trace {
                 TraceHeader::AmznTraceId => "X-Amzn-Trace-Id",
                 TraceHeader::CloudTraceContext => "X-Cloud-Trace-Context",
+                TraceHeader::RequestId => "X-Request-ID",
             }
             .to_string(),
         );
@@ -765,6 +832,10 @@ const GCP_GET_RETRY: RetryPolicy = RetryPolicy {
     methods: &["GET"],
     on: GCP_RETRY_ON,
     attempts: 2,
+    unsent_methods: &[],
+    unsent: &[],
+    free: &[],
+    fresh_timer: false,
 };
 
 /// The global external (Envoy-based) load balancers retry "unsuccessful requests that have
@@ -776,6 +847,10 @@ const GCP_BODYLESS_RETRY: RetryPolicy = RetryPolicy {
     methods: &["GET", "HEAD", "OPTIONS", "DELETE", "PUT", "PATCH"],
     on: GCP_RETRY_ON,
     attempts: 2,
+    unsent_methods: &[],
+    unsent: &[],
+    free: &[],
+    fresh_timer: false,
 };
 
 /// What GCP retries: a backend that closed before answering (the keep-alive race
@@ -1152,6 +1227,194 @@ pub static GCP_GLOBAL: Profile = Profile {
     ..GCP_CLASSIC_DATA
 };
 
+/// Headers of an nginx error page as ingress-nginx sends it, in the order nginx's header
+/// filter writes them (`ngx_http_header_filter_module.c`): `Date`, `Content-Type:
+/// text/html`, `Content-Length`, `Connection`. No `Server`: ingress-nginx's default
+/// `server-tokens: false` renders `server_tokens off` plus `more_clear_headers Server`
+/// (its nginx.tmpl), so the header nginx would write is removed.
+const NGINX_PAGE_HEADERS: &[(&str, &str)] = &[
+    DATE,
+    ("content-type", "text/html"),
+    LENGTH,
+    ("connection", "keep-alive"),
+];
+
+/// nginx's built-in page (`ngx_http_special_response.c`): the status's page, then
+/// `ngx_http_error_tail`, the tail without a version that `server_tokens off` selects.
+/// The MSIE/Chrome padding nginx appends for browsers' user agents is not modelled: lbsim
+/// sends what curl and HTTP libraries get. `title` differs from the status line for
+/// nginx's own codes (494 is sent as 400 with its own title).
+macro_rules! nginx_page {
+    ($status:literal, $phrase:literal) => {
+        nginx_page!($status, $phrase, title = $phrase, close = false)
+    };
+    ($status:literal, $phrase:literal, close = $close:literal) => {
+        nginx_page!($status, $phrase, title = $phrase, close = $close)
+    };
+    ($status:literal, $phrase:literal, title = $title:literal, close = $close:literal) => {
+        Page {
+            status: $status,
+            phrase: $phrase,
+            close: $close,
+            headers: NGINX_PAGE_HEADERS,
+            body: concat!(
+                "<html>\r\n<head><title>",
+                $status,
+                " ",
+                $title,
+                "</title></head>\r\n<body>\r\n<center><h1>",
+                $status,
+                " ",
+                $phrase,
+                "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+            ),
+        }
+    };
+}
+
+// Status lines and titles are nginx's own (`ngx_http_status_lines`): "Time-out",
+// "Temporarily", "Not Allowed". Pages for a rejected head close the connection: nginx
+// clears keep-alive for 400, 413, 414 and 501, and lbsim closes after every rejected head.
+static NGINX_502: Page = nginx_page!(502, "Bad Gateway");
+static NGINX_503: Page = nginx_page!(503, "Service Temporarily Unavailable");
+static NGINX_504: Page = nginx_page!(504, "Gateway Time-out");
+static NGINX_400: Page = nginx_page!(400, "Bad Request", close = true);
+/// nginx's 494 (a header line over `large-client-header-buffers`) goes out as a 400 with
+/// its own title.
+static NGINX_494: Page = nginx_page!(
+    400,
+    "Bad Request",
+    title = "Request Header Or Cookie Too Large",
+    close = true
+);
+static NGINX_405: Page = nginx_page!(405, "Not Allowed", close = true);
+static NGINX_408: Page = nginx_page!(408, "Request Time-out", close = true);
+static NGINX_501: Page = nginx_page!(501, "Not Implemented", close = true);
+
+/// nginx's `proxy_next_upstream error timeout` with `proxy_next_upstream_tries 3`, the
+/// ingress-nginx defaults (ConfigMap `proxy-next-upstream`, `proxy-next-upstream-tries`).
+/// `error` and `timeout` cover connecting, sending the request and reading the response
+/// head; once the head is in, nothing is retried. POST, LOCK and PATCH are passed on only
+/// if the request was never sent (nginx 1.9.13; `retry-non-idempotent: false`). A failure
+/// on a cached keep-alive connection gives its try back (`ngx_http_upstream_next`: "if
+/// (u->peer.cached && ft_type == NGX_HTTP_UPSTREAM_FT_ERROR) u->peer.tries++"), and each
+/// try has its own `proxy_read_timeout` (`proxy-next-upstream-timeout` 0: no overall
+/// limit). A malformed response (`invalid_header`) is not in the default list.
+const NGINX_NEXT_UPSTREAM: RetryPolicy = RetryPolicy {
+    methods: &["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"],
+    on: &[
+        Reason::ConnectRefused,
+        Reason::ConnectTimeout,
+        Reason::TargetTimeout,
+        Reason::TargetClosedConnection,
+        Reason::KeepAliveRace,
+    ],
+    attempts: 3,
+    unsent_methods: &["POST", "LOCK", "PATCH"],
+    unsent: &[Reason::ConnectRefused, Reason::ConnectTimeout],
+    free: &[Reason::KeepAliveRace],
+    fresh_timer: true,
+};
+
+/// The Kubernetes NGINX ingress controller (kubernetes/ingress-nginx) with its ConfigMap
+/// defaults (docs/user-guide/nginx-configuration/configmap.md), the controller Anyscale's
+/// Kubernetes guides install in front of Ray Serve (fidelity-audit.md).
+pub static INGRESS_NGINX: Profile = Profile {
+    cloud: Cloud::IngressNginx,
+    display_name: "ingress-nginx",
+    // proxy-read-timeout: "set only between two successive read operations, not for the
+    // transmission of the whole response"; proxy-send-timeout likewise for writes.
+    timeout_kind: TimeoutKind::Idle,
+    timeout_setting: "proxy-read-timeout",
+    timeout_flag: "--idle-timeout",
+    timeout_fix: "Make the app send its response (or a first byte of a stream) sooner, or raise \
+                  proxy-read-timeout (annotation nginx.ingress.kubernetes.io/proxy-read-timeout, \
+                  lbsim --idle-timeout)",
+    // No Anyscale value is known: the controller's own defaults in both sets.
+    anyscale: NGINX_TIMERS,
+    native: NGINX_TIMERS,
+    // upstream-keepalive-timeout 60: nginx closes idle upstream connections after it.
+    backend_keep_alive: BackendKeepAlive::Fixed(Duration::from_secs(60)),
+    // keep-alive 75: nginx's keepalive_timeout for client connections.
+    client_idle: ClientIdle::Fixed(Duration::from_secs(75)),
+    client_max_age: None,
+    client_keep_alive_meaning: ClientKeepAliveMeaning::Idle,
+    // nginx makes no health checks: the kubelet's readiness probe takes a pod out of the
+    // Service's endpoints, and the controller stops sending to it. lbsim's checks play
+    // that probe, with Kubernetes' probe defaults.
+    health: HealthDefaults {
+        path: "/",
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(1),
+        healthy_threshold: 1,
+        unhealthy_threshold: 3,
+        initial_passes: None,
+        user_agent: "kube-probe/1.30",
+    },
+    // No ready endpoint: the Service has none, and the controller answers 503.
+    fails_open: false,
+    retry: Some(NGINX_NEXT_UPSTREAM),
+    // terminationGracePeriodSeconds 30: a terminating pod leaves the endpoints and gets
+    // SIGKILL 30 s later.
+    deregistration_delay: Duration::from_secs(30),
+    validation: NGINX_RULES,
+    // ingress-nginx's upstreaminfo format is not implemented yet: lbsim's own.
+    log_format: LogFormat::Json,
+    outcomes: [
+        outcome(&NGINX_504, "upstream_timed_out"),
+        outcome(&NGINX_504, "upstream_connect_timed_out"),
+        outcome(&NGINX_502, "connect_refused"),
+        outcome(&NGINX_502, "upstream_prematurely_closed_connection"),
+        outcome(&NGINX_502, "upstream_prematurely_closed_connection"),
+        outcome(&NGINX_502, "upstream_prematurely_closed_connection"),
+        outcome(&NGINX_502, "upstream_sent_invalid_header"),
+        outcome(&NGINX_503, "no_endpoints"),
+        outcome(&NGINX_503, "no_ready_endpoints"),
+        outcome(&NGINX_502, "pod_terminated"),
+        outcome(&NGINX_400, "client_sent_invalid_request"),
+        outcome(&NGINX_494, "request_header_too_large"),
+        outcome(&NGINX_400, "too_many_forwarded_for"),
+        outcome(&NGINX_501, "unknown_transfer_encoding"),
+        outcome(&NGINX_405, "method_not_allowed"),
+        outcome(&NGINX_400, "content_length_and_transfer_encoding"),
+        disputed(
+            &NGINX_408,
+            "client_timed_out",
+            "nginx logs 408 when client_header_timeout or client_body_timeout fires, but \
+             may close the connection without sending the page; lbsim sends it",
+        ),
+        // nginx logs 499 for a client that closed first; nothing is sent.
+        outcome(&NGINX_CLIENT_LEFT, "client_closed_request"),
+    ],
+    forwarding: Forwarding {
+        // X-Forwarded-For: the client's address ($proxy_add_x_forwarded_for).
+        xff_appends_lb_address: false,
+        xff_separator: ", ",
+        header_case: HeaderCase::Preserve,
+        // X-Forwarded-Port is set by the template.
+        port_header: true,
+        trace: TraceHeader::RequestId,
+        via: None,
+    },
+    // nginx's proxy_read_timeout applies to upgraded connections too: idle.
+    websocket_timeout: TimeoutKind::Idle,
+};
+
+/// proxy-read-timeout 60 s (idle), proxy-connect-timeout 5 s.
+const NGINX_TIMERS: TimerDefaults = TimerDefaults {
+    timeout: Duration::from_secs(60),
+    connect_timeout: Duration::from_secs(5),
+};
+
+/// What a client that left is counted as: nginx's 499. Nothing is sent.
+static NGINX_CLIENT_LEFT: Page = Page {
+    status: 499,
+    phrase: "",
+    body: "",
+    close: true,
+    headers: &[],
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1185,7 +1448,7 @@ mod tests {
 
     #[test]
     fn every_outcome_has_its_page_and_every_page_its_length() {
-        for profile in [&AWS_ALB, &GCP_GLOBAL, &GCP_CLASSIC] {
+        for profile in [&AWS_ALB, &GCP_GLOBAL, &GCP_CLASSIC, &INGRESS_NGINX] {
             for reason in Reason::ALL {
                 let outcome = profile.outcome(reason);
                 assert_eq!(

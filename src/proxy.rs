@@ -33,7 +33,7 @@ use crate::forward::{self, Peer};
 use crate::health;
 use crate::logline::{head_size, Ending, Facts};
 use crate::pool::{Checkout, Conn, ConnectError, Pool, UpstreamBody};
-use crate::profile::{HeaderCase, Profile};
+use crate::profile::{HeaderCase, Profile, MAX_FREE_RETRIES};
 use crate::reason::{explain, Detail, Reason};
 use crate::respond::{self, ProxyBody};
 use crate::stats::Stats;
@@ -413,10 +413,14 @@ impl Engine {
         let retry = self
             .config
             .retry
-            .filter(|r| r.methods.contains(&parts.method.as_str()) && deadline.request_complete());
+            .filter(|r| r.covers(parts.method.as_str()) && deadline.request_complete());
         let again = retry.map(|_| head_copy(&parts));
+        let method = parts.method.as_str().to_string();
         let mut first = Some((parts, body));
+        // Attempts that counted (from 1), and retries that did not (nginx gives a try
+        // back after an error on a cached keep-alive connection).
         let mut attempt = 1;
+        let mut free_retries = 0;
         let (target, kill, on_target, timer, (resp, conn, dispatched)) = loop {
             let picked = self.targets.pick().map_err(|reason| Failure {
                 reason,
@@ -456,32 +460,47 @@ impl Engine {
                     Reason::TargetTimeout
                 }),
             };
-            match outcome {
-                Ok(Ok(exchanged)) => break (target, kill, on_target, timer, exchanged),
-                Ok(Err(failure))
-                    if retry.is_some_and(|r| {
-                        r.retries(
-                            again.as_ref().map_or("", |p| p.method.as_str()),
-                            failure.reason,
-                            attempt,
-                        )
-                    }) =>
-                {
-                    // The cloud sends the request again; only the last attempt is logged
-                    // and counted, as in its request log.
+            // Which failure this attempt ended with, if the profile sends it again.
+            let failed_with = match &outcome {
+                Ok(Err(failure)) => Some(failure.reason),
+                // A timeout waiting for the head (not the client's stall) is retried by
+                // an LB whose policy lists it; the deregistration cut never is.
+                Err(Reason::TargetTimeout) => Some(Reason::TargetTimeout),
+                _ => None,
+            };
+            if let (Some(reason), Some(policy)) = (failed_with, retry) {
+                let free = policy.free.contains(&reason) && free_retries < MAX_FREE_RETRIES;
+                if policy.retries(&method, reason, attempt) && (free || attempt < policy.attempts) {
+                    // The LB sends the request again, to the target it picks next; only
+                    // the last attempt is logged and counted, as in its request log.
                     tracing::info!(
                         target = %target,
-                        "retrying the request after {} (attempt {} of {}); the {} retries a \
-                         GET whose backend closed before answering",
-                        self.profile().outcome(failure.reason).code,
-                        attempt + 1,
-                        retry.map_or(1, |r| r.attempts),
+                        "the {} retries the request after {} (attempt {} of {}{})",
                         self.profile().display_name,
+                        self.profile().outcome(reason).code,
+                        attempt + 1,
+                        policy.attempts,
+                        if free { ", not counted" } else { "" },
                     );
+                    if outcome.is_err() {
+                        // The abandoned exchange (and its target connection) goes after
+                        // the answers of the moment.
+                        self.reaper.discard(exchange);
+                    }
+                    if policy.fresh_timer {
+                        deadline.restart();
+                    }
                     self.stats.record_retry();
-                    attempt += 1;
+                    if free {
+                        free_retries += 1;
+                    } else {
+                        attempt += 1;
+                    }
                     continue;
                 }
+            }
+            match outcome {
+                Ok(Ok(exchanged)) => break (target, kill, on_target, timer, exchanged),
                 Ok(Err(failure)) => return Err(failure),
                 Err(reason) => {
                     self.reaper.discard(exchange);

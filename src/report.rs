@@ -93,9 +93,14 @@ pub async fn start_state(config: &Config, targets: &[TargetInfo]) -> Vec<String>
         ));
     }
     if let Some(retry) = config.retry {
+        let times = if retry.attempts == 2 {
+            "once more".to_string()
+        } else {
+            format!("up to {} times in all", retry.attempts)
+        };
         lines.push(format!(
-            "the {lb} sends a failed {} once more when the app closed the connection before \
-             answering (--no-retry to see every failure)",
+            "the {lb} sends a failed {} {times} when the app failed before answering \
+             (--no-retry to see every failure)",
             retry.methods.join("/"),
         ));
     }

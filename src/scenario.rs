@@ -3100,7 +3100,10 @@ mod tests {
         assert_eq!(keys[0].1[0], "description");
         assert!(keys.iter().all(|(_, k)| !k.is_empty()), "{keys:?}");
         let values = file_values();
-        assert_eq!(values[0], ("cloud", &["aws", "gcp", "gcp-classic"][..]));
+        assert_eq!(
+            values[0],
+            ("cloud", &["aws", "gcp", "gcp-classic", "ingress-nginx"][..])
+        );
     }
 
     #[test]

@@ -1040,6 +1040,7 @@ fn cloud_name(c: Cloud) -> &'static str {
         Cloud::Aws => "aws",
         Cloud::Gcp => "gcp",
         Cloud::GcpClassic => "gcp-classic",
+        Cloud::IngressNginx => "ingress-nginx",
     }
 }
 

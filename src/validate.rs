@@ -268,6 +268,28 @@ pub const GCP_GLOBAL_RULES: Rules = Rules {
     ..GCP_RULES
 };
 
+/// nginx as ingress-nginx configures it. `large-client-header-buffers` "4 8k": a request
+/// line or a header line must fit one 8 KiB buffer (else 414, or 494 sent as 400), and
+/// the head four of them. nginx answers TRACE and CONNECT with 405 ("client sent TRACE
+/// method", `ngx_http_request.c`), refuses an HTTP/1.1 request without `Host` and a
+/// duplicate `Host` with 400, and both `Content-Length` and `Transfer-Encoding` with
+/// 400: the defensive floor. No `X-Forwarded-For` limit.
+pub const NGINX_RULES: Rules = Rules {
+    max_request_line: Some(8 * 1024),
+    max_header_line: Some(8 * 1024),
+    max_head: 32 * 1024,
+    max_forwarded_for: None,
+    refused_methods: &[
+        ("TRACE", MethodAnswer::NotAllowed),
+        ("CONNECT", MethodAnswer::NotAllowed),
+    ],
+    host: HostRule {
+        required_in_http11: true,
+        repeated: RepeatedHost::Reject,
+    },
+    desync: DesyncMode::Defensive,
+};
+
 /// Desync-mitigation tiers, in increasing order of risk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DesyncClass {

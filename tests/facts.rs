@@ -52,7 +52,7 @@ fn json_for_gcp_has_the_backend_timeout_with_its_confidence_and_both_sides() {
 }
 
 #[test]
-fn the_table_has_rows_for_all_three_clouds() {
+fn the_table_has_rows_for_every_cloud() {
     let out = run(&["facts"]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let table = text(&out.stdout);
@@ -60,6 +60,7 @@ fn the_table_has_rows_for_all_three_clouds() {
         "AWS ALB (--cloud aws):",
         "GCP load balancer (--cloud gcp):",
         "GCP classic load balancer (--cloud gcp-classic):",
+        "ingress-nginx (--cloud ingress-nginx):",
     ] {
         assert!(table.contains(heading), "no `{heading}` in:\n{table}");
     }
@@ -68,10 +69,11 @@ fn the_table_has_rows_for_all_three_clouds() {
         .lines()
         .filter(|l| l.starts_with("outcome.target_timeout "))
         .collect();
-    assert_eq!(rows.len(), 3, "{rows:#?}");
+    assert_eq!(rows.len(), 4, "{rows:#?}");
     assert!(rows[0].contains("504 target_idle_timeout") && rows[0].contains("documented"));
     assert!(rows[1].contains("504 backend_timeout") && rows[1].contains("inferred"));
     assert!(rows[2].contains("502 backend_timeout") && rows[2].contains("documented"));
+    assert!(rows[3].contains("504 upstream_timed_out") && rows[3].contains("documented"));
     assert!(!table.contains("no source recorded"), "{table}");
 }
 

@@ -187,6 +187,7 @@ fn assert_deregistration_cut(cloud: Cloud, resp: &RawResponse) {
             reason,
         ),
         Cloud::GcpClassic => assert_gfe_page(resp, 502, "Bad Gateway", "Server Error", reason),
+        Cloud::IngressNginx => assert_nginx_page(resp, 502, "Bad Gateway", "pod_terminated"),
     }
 }
 
@@ -630,6 +631,12 @@ async fn request_outliving_deregistration_delay_is_502(cloud: Cloud) {
         Cloud::Gcp | Cloud::GcpClassic => {
             assert_no_healthy_upstream(&resp, "no_registered_targets")
         }
+        Cloud::IngressNginx => assert_nginx_page(
+            &resp,
+            503,
+            "Service Temporarily Unavailable",
+            "no_endpoints",
+        ),
     }
 
     let resp = slow.response().await.expect("an answer");

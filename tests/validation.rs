@@ -212,6 +212,9 @@ async fn http_1_1_without_host_is_a_400_and_http_1_0_without_host_is_served() {
         let (resp, closed) = send_raw(&lb, b"GET / HTTP/1.1\r\n\r\n").await;
         match cloud {
             Cloud::Aws => assert_alb_page(&resp, 400, "Bad Request", "malformed_request"),
+            Cloud::IngressNginx => {
+                assert_nginx_page(&resp, 400, "Bad Request", "client_sent_invalid_request")
+            }
             // The first-layer Google Front End parses the request on both generations.
             Cloud::Gcp | Cloud::GcpClassic => assert_gfe_page(
                 &resp,

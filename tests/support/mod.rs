@@ -439,3 +439,42 @@ pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> b
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// nginx's own page for `status_line` ("502 Bad Gateway"), as ingress-nginx sends it
+/// (`server_tokens off`: the tail without a version), byte for byte.
+pub fn nginx_page(title: &str, h1: &str) -> String {
+    format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{h1}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+}
+
+/// Asserts an nginx error page as ingress-nginx sends it: status line, headers in nginx's
+/// order (`Date`, `Content-Type`, `Content-Length`, `Connection`; no `Server`), the cause,
+/// and the body byte for byte.
+#[track_caller]
+pub fn assert_nginx_page(resp: &RawResponse, status: u16, phrase: &str, reason: &str) {
+    assert_eq!(resp.status, status, "body: {}", resp.text());
+    assert_eq!(resp.reason, phrase);
+    assert_eq!(resp.header("Server"), None);
+    assert_eq!(resp.header("Content-Type"), Some("text/html"));
+    assert_eq!(resp.header("x-lbsim-reason"), Some(reason));
+    let closes = matches!(status, 400 | 405 | 408 | 413 | 414 | 501);
+    assert_eq!(
+        resp.header("Connection"),
+        Some(if closes { "close" } else { "keep-alive" })
+    );
+    let names: Vec<&str> = resp.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        &names[..4],
+        ["Date", "Content-Type", "Content-Length", "Connection"],
+        "{names:?}"
+    );
+    let line = format!("{status} {phrase}");
+    let page = nginx_page(&line, &line);
+    assert_eq!(resp.text(), page);
+    assert_eq!(
+        resp.header("Content-Length"),
+        Some(page.len().to_string().as_str())
+    );
+    assert!(resp.complete);
+}
