@@ -415,7 +415,8 @@ impl Engine {
             .retry
             .filter(|r| r.covers(parts.method.as_str()) && deadline.request_complete());
         let again = retry.map(|_| head_copy(&parts));
-        let method = parts.method.as_str().to_string();
+        // A standard method clones without allocating: this runs on every request.
+        let method = parts.method.clone();
         let mut first = Some((parts, body));
         // Attempts that counted (from 1), and retries that did not (nginx gives a try
         // back after an error on a cached keep-alive connection).
@@ -470,7 +471,9 @@ impl Engine {
             };
             if let (Some(reason), Some(policy)) = (failed_with, retry) {
                 let free = policy.free.contains(&reason) && free_retries < MAX_FREE_RETRIES;
-                if policy.retries(&method, reason, attempt) && (free || attempt < policy.attempts) {
+                if policy.retries(method.as_str(), reason, attempt)
+                    && (free || attempt < policy.attempts)
+                {
                     // The LB sends the request again, to the target it picks next; only
                     // the last attempt is logged and counted, as in its request log.
                     tracing::info!(
