@@ -25,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::chunked::{ChunkedScanner, Scan};
 use crate::deadline::Deadline;
+use crate::forward::Peer;
 use crate::validate::{check_head, BodyLength, Rejection, Rules, Verdict};
 
 /// Read size while a head is being gathered.
@@ -146,8 +147,9 @@ impl Drop for InFlight {
     }
 }
 
-/// Counts and explains a rejected head; returns the page to write on the socket.
-pub type RejectHook = Box<dyn Fn(&Rejection) -> Vec<u8> + Send + Sync>;
+/// Counts, explains and logs a rejected head (given with the connection's two ends);
+/// returns the page to write on the socket.
+pub type RejectHook = Box<dyn Fn(&Rejection, &[u8], &Peer) -> Vec<u8> + Send + Sync>;
 
 /// What the socket wrapper asks of the engine (built once per listener).
 pub struct ClientHooks {
@@ -260,6 +262,8 @@ pub struct ClientIo {
     /// request's deadline; made on the first such write only.
     write_timer: Option<Pin<Box<Sleep>>>,
     hooks: Arc<ClientHooks>,
+    /// The connection's two ends, for the log line of a head the LB rejects.
+    peer: Arc<Peer>,
     gate: Gate,
     /// Bytes held back from hyper until the head is judged; reused from request to
     /// request, so the gate allocates once per connection.
@@ -281,6 +285,7 @@ impl ClientIo {
         state: Arc<ConnState>,
         idle: Duration,
         hooks: Arc<ClientHooks>,
+        peer: Arc<Peer>,
     ) -> Self {
         let now = Instant::now();
         ClientIo {
@@ -291,6 +296,7 @@ impl ClientIo {
             sleep: Box::pin(tokio::time::sleep_until(now + idle)),
             write_timer: None,
             hooks,
+            peer,
             gate: Gate::Scanning,
             held: Vec::new(),
             released: 0,
@@ -504,7 +510,7 @@ impl ClientIo {
                         // readiness for them wakes this connection again.
                         return Poll::Pending;
                     }
-                    let page = (self.hooks.reject)(&rejection);
+                    let page = (self.hooks.reject)(&rejection, &self.held, &self.peer);
                     let _ = self.inner.try_write(&page);
                     self.closed = true;
                 }

@@ -28,6 +28,9 @@ pub struct Facts {
     trace_id: Option<String>,
     /// Request line and headers as received, plus the declared body length.
     received_bytes: u64,
+    /// The request passed the LB's checks and went to routing; a head the LB rejects is
+    /// logged without a target group, rule or action.
+    routed: bool,
 }
 
 /// How the request ended, as far as the log cares.
@@ -95,6 +98,58 @@ impl Facts {
             user_agent: header("user-agent"),
             trace_id,
             received_bytes: (line + head_size(&parts.headers)) as u64 + declared,
+            routed: true,
+        }
+    }
+
+    /// What the log can say of a head the LB rejected, from its raw bytes: the request
+    /// line's three parts where they can be read (`-` where not, as ALB logs a malformed
+    /// request), and the `Host` and `User-Agent` lines.
+    pub fn rejected(head: &[u8], peer: &Peer) -> Facts {
+        let text = String::from_utf8_lossy(head);
+        let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+        let request_line = lines.next().unwrap_or_default();
+        let mut parts = request_line.split(' ');
+        let (method, path, version) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(m), Some(p), Some(v)) if parts.next().is_none() && !m.is_empty() => {
+                let version = match v {
+                    "HTTP/1.0" => "HTTP/1.0",
+                    "HTTP/1.1" => "HTTP/1.1",
+                    _ => "-",
+                };
+                (m.to_string(), p.to_string(), version)
+            }
+            _ => ("-".to_string(), "-".to_string(), "-"),
+        };
+        let mut host = String::new();
+        let mut user_agent = None;
+        for line in lines.take_while(|l| !l.is_empty()) {
+            if let Some((name, value)) = line.split_once(':') {
+                let value = value.trim();
+                if name.eq_ignore_ascii_case("host") && host.is_empty() {
+                    host = value
+                        .rsplit_once(':')
+                        .map_or(value, |(host, _)| host)
+                        .to_string();
+                } else if name.eq_ignore_ascii_case("user-agent") && user_agent.is_none() {
+                    user_agent = Some(value.to_string());
+                }
+            }
+        }
+        Facts {
+            start_wall: SystemTime::now(),
+            start: Instant::now(),
+            client: peer.client,
+            listener: peer.local,
+            conn_trace_id: peer.conn_trace_id,
+            method,
+            host,
+            path,
+            version,
+            user_agent,
+            trace_id: None,
+            received_bytes: head.len() as u64,
+            routed: false,
         }
     }
 
@@ -135,10 +190,7 @@ impl Facts {
             status_details: e.log_word.or(e.reason).unwrap_or(SENT_BY_BACKEND),
             cut: e.cut,
             conn_trace_id: self.conn_trace_id,
-            // Facts are taken after the head passed the LB's checks, as the request goes
-            // to routing: every request recorded here reached it. Heads the LB rejects are
-            // answered before any Facts exist.
-            routed: true,
+            routed: self.routed,
         }
     }
 }

@@ -383,7 +383,7 @@ impl Engine {
                     tracing::debug!("closed an idle client connection");
                 }
             }),
-            reject: Box::new(move |rejection| {
+            reject: Box::new(move |rejection, head, peer| {
                 let reason = rejection_reason(rejection);
                 let detail = Detail {
                     error: Some(rejection.to_string()),
@@ -391,7 +391,23 @@ impl Engine {
                 };
                 reject_engine.count_and_say(reason, &detail);
                 let outcome = reject_engine.profile().outcome(reason);
-                respond::page_bytes(reject_engine.profile(), outcome)
+                let page = respond::page_bytes(reject_engine.profile(), outcome);
+                // The cloud logs the requests it rejects too: not routed, so no target
+                // group, rule or action (AWS's published 400 lines show `-` there).
+                if reject_engine.access_log.is_some() {
+                    let facts = Facts::rejected(head, peer);
+                    reject_engine.log_access(
+                        Some(&facts),
+                        Ending {
+                            lb_status: Some(outcome.status),
+                            reason: Some(outcome.code),
+                            log_word: Some(outcome.log_word),
+                            sent_bytes: page.len() as u64,
+                            ..Ending::default()
+                        },
+                    );
+                }
+                page
             }),
         })
     }
@@ -995,8 +1011,8 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(listen_addr);
                 let state = ConnState::new();
-                let io = ClientIo::new(stream, state.clone(), engine.config.timers.client_idle, hooks.clone());
                 let peer = Arc::new(Peer::new(&engine.profile().forwarding, client, local));
+                let io = ClientIo::new(stream, state.clone(), engine.config.timers.client_idle, hooks.clone(), peer.clone());
                 let engine = engine.clone();
                 let service = service_fn(move |req| engine.clone().handle(req, state.clone(), peer.clone()));
                 // With upgrades: a 101 hands the client socket to the WebSocket relay.

@@ -180,3 +180,53 @@ async fn gcp_entries_carry_status_details() {
     assert_eq!(entries[0]["httpRequest"]["requestMethod"], "GET");
     let _ = std::fs::remove_file(&path);
 }
+
+#[tokio::test]
+async fn alb_lines_of_requests_the_alb_rejects_show_no_routing() {
+    // Rejected before routing: `-` for the target group, the trace id, the rule priority
+    // and the action (AWS's field descriptions; published 400 lines show the same), and
+    // -1 for the three timings. A request line that cannot be read is logged "- ...- -".
+    let path = temp_log("alb-rejected");
+    let lb = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
+        .access_log(path.to_str().unwrap(), None)
+        .start()
+        .await
+        .unwrap();
+    let port = lb.addr().port();
+    let mut trace = RawClient::connect(lb.addr()).await;
+    trace
+        .send(b"TRACE /x HTTP/1.1\r\nHost: lbsim.test\r\nUser-Agent: probe/1\r\n\r\n")
+        .await;
+    assert_eq!(trace.response().await.expect("the 405").status, 405);
+    let mut garbled = RawClient::connect(lb.addr()).await;
+    garbled.send(b"GARBAGE\r\n\r\n").await;
+    assert_eq!(garbled.response().await.expect("the 400").status, 400);
+    lb.shutdown().await;
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, status) in lines.iter().zip(["405", "400"]) {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(&f[4..10], ["-", "-1", "-1", "-1", status, "-"], "{line}");
+        // target_group_arn "trace_id" "domain" "cert" priority time "actions" ...
+        let tail = &f[f.len() - 14..];
+        assert_eq!(&tail[0..5], ["-", "\"-\"", "\"-\"", "\"-\"", "-"], "{line}");
+        assert_eq!(tail[6], "\"-\"", "{line}");
+        conn_trace_id(line);
+    }
+    assert!(
+        lines[0].contains(&format!(
+            "\"TRACE http://lbsim.test:{port}/x HTTP/1.1\" \"probe/1\""
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(&format!("\"- http://127.0.0.1:{port}- -\"")),
+        "{}",
+        lines[1]
+    );
+    let _ = std::fs::remove_file(&path);
+}
