@@ -23,41 +23,6 @@ const TIMEOUT: Duration = Duration::from_millis(400);
 /// Scheduling slack around a timer on a loaded 2-core machine.
 const TOLERANCE: Duration = Duration::from_millis(300);
 
-/// One test at a time: the descriptor count is per process.
-async fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    SERIAL.lock().await
-}
-
-/// Open TCP sockets of this process. Only TCP: each test's runtime holds descriptors of
-/// its own (epoll, eventfd, a copy of the signal socket), which come and go as the
-/// harness starts the tests that wait for their turn.
-fn open_fds() -> usize {
-    let inodes: std::collections::HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .flat_map(|text| {
-            text.lines()
-                .skip(1)
-                .filter_map(|line| line.split_whitespace().nth(9).map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .filter(|target| {
-            let target = target.to_string_lossy();
-            target
-                .strip_prefix("socket:[")
-                .and_then(|rest| rest.strip_suffix(']'))
-                .is_some_and(|inode| inodes.contains(inode))
-        })
-        .count()
-}
-
 /// Everything a test started, torn down with a check that no descriptor is left open.
 struct Rig {
     baseline: usize,
@@ -68,7 +33,7 @@ impl Rig {
     async fn new() -> Rig {
         let serial = serial().await;
         Rig {
-            baseline: open_fds(),
+            baseline: open_tcp_sockets(),
             _serial: serial,
         }
     }
@@ -82,9 +47,12 @@ impl Rig {
         }
         let baseline = self.baseline;
         wait_until(
-            &format!("TCP sockets back to {baseline} (now {})", open_fds()),
+            &format!(
+                "TCP sockets back to {baseline} (now {})",
+                open_tcp_sockets()
+            ),
             Duration::from_secs(3),
-            || open_fds() <= baseline,
+            || open_tcp_sockets() <= baseline,
         )
         .await;
     }

@@ -26,39 +26,6 @@ const LATE: Duration = Duration::from_millis(300);
 /// test's clock starts before the request is sent, the relay's when the 101 arrives).
 const EARLY: Duration = Duration::from_millis(20);
 
-/// One test at a time: the socket count is per process.
-async fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    SERIAL.lock().await
-}
-
-/// Open TCP sockets of this process (as in tests/reliability.rs).
-fn open_fds() -> usize {
-    let inodes: std::collections::HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .flat_map(|text| {
-            text.lines()
-                .skip(1)
-                .filter_map(|line| line.split_whitespace().nth(9).map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .filter(|target| {
-            let target = target.to_string_lossy();
-            target
-                .strip_prefix("socket:[")
-                .and_then(|rest| rest.strip_suffix(']'))
-                .is_some_and(|inode| inodes.contains(inode))
-        })
-        .count()
-}
-
 /// The mock app and lbsim for one test, with the socket count from before they started.
 struct Rig {
     baseline: usize,
@@ -70,7 +37,7 @@ struct Rig {
 impl Rig {
     async fn new(cloud: Cloud, timeout: Duration) -> Rig {
         let serial = serial().await;
-        let baseline = open_fds();
+        let baseline = open_tcp_sockets();
         let app = mock(Duration::from_secs(30)).await;
         let lb = lb(cloud, app.addr, timeout).await;
         Rig {
@@ -94,9 +61,12 @@ impl Rig {
         self.app.kill();
         let baseline = self.baseline;
         wait_until(
-            &format!("TCP sockets back to {baseline} (now {})", open_fds()),
+            &format!(
+                "TCP sockets back to {baseline} (now {})",
+                open_tcp_sockets()
+            ),
             Duration::from_secs(3),
-            || open_fds() <= baseline,
+            || open_tcp_sockets() <= baseline,
         )
         .await;
     }

@@ -478,3 +478,38 @@ pub fn assert_nginx_page(resp: &RawResponse, status: u16, phrase: &str, reason: 
     );
     assert!(resp.complete);
 }
+
+/// One test at a time, in the test files that count sockets (the count is per process).
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
+/// Open TCP sockets of this process. Only TCP: each test's runtime holds descriptors of
+/// its own (epoll, eventfd, a copy of the signal socket), which come and go as the
+/// harness starts the tests that wait for their turn.
+pub fn open_tcp_sockets() -> usize {
+    let inodes: std::collections::HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| line.split_whitespace().nth(9).map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| {
+            let target = target.to_string_lossy();
+            target
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .is_some_and(|inode| inodes.contains(inode))
+        })
+        .count()
+}
