@@ -19,6 +19,8 @@ async fn send_raw(lb: &lbsim::SimHandle, raw: &[u8]) -> (RawResponse, bool) {
 
 #[tokio::test]
 async fn aws_rejects_oversized_heads_with_400_and_close() {
+    // One test at a time in this file: others count the process's sockets.
+    let _serial = serial().await;
     let app = mock(Duration::from_secs(5)).await;
     let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
     let long_line = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(17 * 1024));
@@ -45,6 +47,8 @@ async fn aws_rejects_oversized_heads_with_400_and_close() {
 
 #[tokio::test]
 async fn aws_status_per_rule_and_nothing_reaches_the_app() {
+    // One test at a time in this file: others count the process's sockets.
+    let _serial = serial().await;
     let app = mock(Duration::from_secs(5)).await;
     let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
     let xff: Vec<String> = (0..31).map(|i| format!("10.0.0.{i}")).collect();
@@ -97,6 +101,8 @@ async fn aws_status_per_rule_and_nothing_reaches_the_app() {
 
 #[tokio::test]
 async fn both_te_and_cl_is_ambiguous_served_then_closed_unless_strictest() {
+    // One test at a time in this file: others count the process's sockets.
+    let _serial = serial().await;
     let app = mock(Duration::from_secs(5)).await;
     let raw = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
     let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
@@ -132,6 +138,8 @@ async fn both_te_and_cl_is_ambiguous_served_then_closed_unless_strictest() {
 
 #[tokio::test]
 async fn gcp_answers_413_for_large_heads_and_forwards_trace() {
+    // One test at a time in this file: others count the process's sockets.
+    let _serial = serial().await;
     let app = mock(Duration::from_secs(5)).await;
     let lb = lb(Cloud::GcpClassic, app.addr, Duration::from_secs(5)).await;
     let many: String = (0..8)
@@ -154,6 +162,8 @@ async fn gcp_answers_413_for_large_heads_and_forwards_trace() {
 
 #[tokio::test]
 async fn keep_alive_requests_are_each_validated() {
+    // One test at a time in this file: others count the process's sockets.
+    let _serial = serial().await;
     let app = mock(Duration::from_secs(5)).await;
     let lb = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
     let mut client = RawClient::connect(lb.addr()).await;
@@ -173,6 +183,7 @@ async fn keep_alive_requests_are_each_validated() {
 
 #[tokio::test]
 async fn connect_gets_each_clouds_400_page_and_never_reaches_the_app() {
+    let sockets = SocketsCheck::begin().await;
     let raw = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
     let app = mock(Duration::from_secs(5)).await;
 
@@ -202,10 +213,13 @@ async fn connect_gets_each_clouds_400_page_and_never_reaches_the_app() {
     assert_eq!(gcp.stats().by_status.get(&200), None);
 
     assert_eq!(app.requests(), 0, "CONNECT never reaches the app");
+    aws.shutdown().await;
+    sockets.finish(gcp, app).await;
 }
 
 #[tokio::test]
 async fn http_1_1_without_host_is_a_400_and_http_1_0_without_host_is_served() {
+    let sockets = SocketsCheck::begin().await;
     for cloud in [Cloud::Aws, Cloud::Gcp, Cloud::GcpClassic] {
         let app = mock(Duration::from_secs(5)).await;
         let lb = lb(cloud, app.addr, Duration::from_secs(5)).await;
@@ -239,13 +253,17 @@ async fn http_1_1_without_host_is_a_400_and_http_1_0_without_host_is_served() {
             "{cloud:?}: the HTTP/1.0 request reached the app"
         );
         assert_eq!(lb.stats().by_status.get(&400), Some(&2));
+        lb.shutdown().await;
+        app.kill();
     }
+    sockets.all_closed().await;
 }
 
 #[tokio::test]
 async fn two_host_lines_are_a_400_on_aws_and_served_on_gcp() {
     let same = b"GET / HTTP/1.1\r\nHost: t\r\nHost: t\r\n\r\n";
     let differ = b"GET / HTTP/1.1\r\nHost: t\r\nHost: other.example\r\n\r\n";
+    let sockets = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(5)).await;
 
     let aws = lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
@@ -282,4 +300,6 @@ async fn two_host_lines_are_a_400_on_aws_and_served_on_gcp() {
         "malformed_request",
     );
     assert_eq!(app.requests(), 2, "an invalid first Host is not served");
+    aws.shutdown().await;
+    sockets.finish(gcp, app).await;
 }

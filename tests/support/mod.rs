@@ -513,3 +513,44 @@ pub fn open_tcp_sockets() -> usize {
         })
         .count()
 }
+
+/// For a test file whose tests each check that every TCP socket they opened is closed
+/// again: holds the file's serial lock (the count is per process) and the count from
+/// before the test.
+pub struct SocketsCheck {
+    baseline: usize,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl SocketsCheck {
+    /// Waits for the test's turn and counts the sockets open now.
+    pub async fn begin() -> SocketsCheck {
+        let serial = serial().await;
+        SocketsCheck {
+            baseline: open_tcp_sockets(),
+            _serial: serial,
+        }
+    }
+
+    /// Stops lbsim and the app, then waits until the count is back where it began.
+    pub async fn finish(self, lb: SimHandle, app: MockUpstream) {
+        lb.shutdown().await;
+        app.kill();
+        drop(app);
+        self.all_closed().await;
+    }
+
+    /// Waits until the count is back where it began (everything already stopped).
+    pub async fn all_closed(self) {
+        let baseline = self.baseline;
+        wait_until(
+            &format!(
+                "TCP sockets back to {baseline} (now {})",
+                open_tcp_sockets()
+            ),
+            Duration::from_secs(3),
+            || open_tcp_sockets() <= baseline,
+        )
+        .await;
+    }
+}
