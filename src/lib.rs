@@ -1,7 +1,8 @@
 //! lbsim: a local reverse proxy that fails like a cloud load balancer.
 //!
-//! Put it in front of an app and it answers as AWS's Application Load Balancer or
-//! Google Cloud's external Application Load Balancer would: the same 502, 503 and 504
+//! Put it in front of an app and it answers as AWS's Application Load Balancer, either
+//! generation of Google Cloud's external Application Load Balancer, or the Kubernetes
+//! NGINX ingress controller would: the same 502, 503 and 504
 //! pages, for the same reasons, with the same timers, and a log line that says which
 //! setting to change.
 //!

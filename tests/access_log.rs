@@ -109,19 +109,25 @@ async fn alb_lines_end_with_one_conn_trace_id_per_client_connection() {
     let _ = std::fs::remove_file(&path);
 }
 
-#[tokio::test]
-async fn alb_line_of_the_503_for_an_empty_target_group() {
-    // No upstream: the target group has no registered targets, so the ALB answers 503
-    // itself. It still routed the request: captured lines show the target group ARN,
-    // rule priority 0 and "forward", with `-` for the target, the target status and both
-    // target lists, and -1 for the three timings.
-    let path = temp_log("alb-503");
+/// An ALB with no target and an access log in the ALB format; the log's path.
+async fn alb_without_targets(name: &str) -> (std::path::PathBuf, lbsim::SimHandle) {
+    let path = temp_log(name);
     let lb = Simulator::builder(Cloud::Aws)
         .no_health_checks()
         .access_log(path.to_str().unwrap(), None)
         .start()
         .await
         .unwrap();
+    (path, lb)
+}
+
+#[tokio::test]
+async fn alb_line_of_the_503_for_an_empty_target_group() {
+    // No upstream: the target group has no registered targets, so the ALB answers 503
+    // itself. It still routed the request: captured lines show the target group ARN,
+    // rule priority 0 and "forward", with `-` for the target, the target status and both
+    // target lists, and -1 for the three timings.
+    let (path, lb) = alb_without_targets("alb-503").await;
     let mut client = RawClient::connect(lb.addr()).await;
     assert_eq!(client.get("/").await.status, 503);
     lb.shutdown().await;
@@ -186,13 +192,7 @@ async fn alb_lines_of_requests_the_alb_rejects_show_no_routing() {
     // Rejected before routing: `-` for the target group, the trace id, the rule priority
     // and the action (AWS's field descriptions; published 400 lines show the same), and
     // -1 for the three timings. A request line that cannot be read is logged "- ...- -".
-    let path = temp_log("alb-rejected");
-    let lb = Simulator::builder(Cloud::Aws)
-        .no_health_checks()
-        .access_log(path.to_str().unwrap(), None)
-        .start()
-        .await
-        .unwrap();
+    let (path, lb) = alb_without_targets("alb-rejected").await;
     let port = lb.addr().port();
     let mut trace = RawClient::connect(lb.addr()).await;
     trace

@@ -22,6 +22,7 @@ async fn gcp(cloud: Cloud, app: SocketAddr) -> SimHandle {
 
 #[tokio::test]
 async fn all_backends_unhealthy_is_502_classic_503_global() {
+    let sockets = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(5)).await;
     for cloud in [Cloud::GcpClassic, Cloud::Gcp] {
         let lb = gcp(cloud, app.addr).await;
@@ -41,10 +42,14 @@ async fn all_backends_unhealthy_is_502_classic_503_global() {
         lb.shutdown().await;
     }
     assert_eq!(app.requests(), 0, "no fail-open on either generation");
+    app.kill();
+    drop(app);
+    sockets.all_closed().await;
 }
 
 #[tokio::test]
 async fn headers_too_large_is_413_classic_431_global() {
+    let sockets = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(5)).await;
     // GCP's limit is 64 KiB for the request line and headers together.
     let big = format!(
@@ -79,6 +84,9 @@ async fn headers_too_large_is_413_classic_431_global() {
         lb.shutdown().await;
     }
     assert_eq!(app.requests(), 0);
+    app.kill();
+    drop(app);
+    sockets.all_closed().await;
 }
 
 /// The request head the app received through `cloud` for a request carrying `extra`.
@@ -91,12 +99,15 @@ async fn seen_by_app(cloud: Cloud, extra: &str) -> String {
         .await;
     let resp = client.response().await.expect("the app's answer");
     assert_eq!(resp.status, 200);
+    drop(client);
     lb.shutdown().await;
+    app.kill();
     resp.text()
 }
 
 #[tokio::test]
 async fn x_forwarded_for_separator_is_comma_space_classic_comma_global() {
+    let sockets = SocketsCheck::begin().await;
     let classic = seen_by_app(Cloud::GcpClassic, "X-Forwarded-For: 10.0.0.1\r\n").await;
     assert!(
         classic.contains("X-Forwarded-For: 10.0.0.1, 127.0.0.1, 127.0.0.1\r\n"),
@@ -107,10 +118,12 @@ async fn x_forwarded_for_separator_is_comma_space_classic_comma_global() {
         global.contains("x-forwarded-for: 10.0.0.1,127.0.0.1,127.0.0.1\r\n"),
         "{global}"
     );
+    sockets.all_closed().await;
 }
 
 #[tokio::test]
 async fn header_names_are_preserved_classic_lower_cased_global_both_ways() {
+    let sockets = SocketsCheck::begin().await;
     // Towards the app.
     let classic = seen_by_app(Cloud::GcpClassic, "X-Request-Tag: a\r\n").await;
     assert!(classic.contains("X-Request-Tag: a\r\n"), "{classic}");
@@ -153,4 +166,6 @@ async fn header_names_are_preserved_classic_lower_cased_global_both_ways() {
         lb.shutdown().await;
     }
     app.abort();
+    let _ = app.await;
+    sockets.all_closed().await;
 }

@@ -91,34 +91,38 @@ async fn a_refused_endpoint_is_retried_on_the_next_one() {
     assert_eq!(lb.stats().retries, 1);
 }
 
-#[tokio::test]
-async fn a_refused_bodyless_post_is_retried_as_it_was_never_sent() {
+/// Sends `raw` (a POST) through ingress-nginx whose first endpoint refuses connections
+/// and whose second is the mock app; the app, lbsim and the answer.
+async fn post_with_the_first_endpoint_refused(
+    raw: &[u8],
+) -> (lbsim::MockUpstream, lbsim::SimHandle, RawResponse) {
     let app = mock(Duration::from_secs(5)).await;
     let lb = two_targets(Cloud::IngressNginx, closed_port().await, app.addr)
         .start()
         .await
         .unwrap();
     let mut client = RawClient::connect(lb.addr()).await;
-    client
-        .send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
-        .await;
+    client.send(raw).await;
     let resp = client.response().await.expect("an answer");
+    (app, lb, resp)
+}
+
+#[tokio::test]
+async fn a_refused_bodyless_post_is_retried_as_it_was_never_sent() {
+    let (app, _lb, resp) = post_with_the_first_endpoint_refused(
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
     assert_eq!(resp.status, 200);
     assert_eq!(app.requests(), 1);
 }
 
 #[tokio::test]
 async fn a_post_with_a_body_is_not_retried() {
-    let app = mock(Duration::from_secs(5)).await;
-    let lb = two_targets(Cloud::IngressNginx, closed_port().await, app.addr)
-        .start()
-        .await
-        .unwrap();
-    let mut client = RawClient::connect(lb.addr()).await;
-    client
-        .send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
-        .await;
-    let resp = client.response().await.expect("an answer");
+    let (app, _lb, resp) = post_with_the_first_endpoint_refused(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
     assert_nginx_page(&resp, 502, "Bad Gateway", "connect_refused");
     assert_eq!(app.requests(), 0);
 }

@@ -18,6 +18,7 @@ async fn ray_like(opts: MockOptions) -> MockUpstream {
 
 #[tokio::test]
 async fn rays_503_under_backpressure_is_the_apps_not_the_lbs() {
+    let sockets = SocketsCheck::begin().await;
     // One request at a time, none queued: a second one at once is dropped by Ray.
     let app = ray_like(MockOptions {
         max_ongoing_requests: 1,
@@ -57,11 +58,13 @@ async fn rays_503_under_backpressure_is_the_apps_not_the_lbs() {
     assert_eq!(stats.by_status.get(&503), Some(&1));
     assert!(stats.lb_by_status.is_empty(), "{:?}", stats.lb_by_status);
     assert!(stats.by_reason.is_empty(), "{:?}", stats.by_reason);
-    lb.shutdown().await;
+    drop(busy);
+    sockets.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn request_timeout_shorter_than_the_lbs_gives_rays_408_not_the_lbs_504() {
+    let sockets = SocketsCheck::begin().await;
     let ray_timeout = Duration::from_millis(300);
     let app = ray_like(MockOptions {
         request_timeout: Some(ray_timeout),
@@ -83,11 +86,13 @@ async fn request_timeout_shorter_than_the_lbs_gives_rays_408_not_the_lbs_504() {
     let stats = lb.stats();
     assert_eq!(stats.by_status.get(&408), Some(&1));
     assert!(stats.lb_by_status.is_empty());
-    lb.shutdown().await;
+    drop(client);
+    sockets.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn the_reverse_an_lb_timeout_shorter_than_rays_is_the_lbs_504() {
+    let sockets = SocketsCheck::begin().await;
     let app = ray_like(MockOptions {
         request_timeout: Some(Duration::from_secs(2)),
         ..MockOptions::default()
@@ -97,5 +102,5 @@ async fn the_reverse_an_lb_timeout_shorter_than_rays_is_the_lbs_504() {
     let resp = RawClient::connect(lb.addr()).await.get("/sleep/1").await;
     assert_alb_page(&resp, 504, "Gateway Time-out", "target_idle_timeout");
     assert_eq!(lb.stats().lb_by_status.get(&504), Some(&1));
-    lb.shutdown().await;
+    sockets.finish(lb, app).await;
 }

@@ -3,7 +3,7 @@
 //! stops reading, an app that never reads — and, after each, every file descriptor the
 //! test opened is closed again.
 //!
-//! The tests here run one at a time (see [`serial`]): TCP sockets are counted for the whole
+//! The tests here run one at a time (see [`SocketsCheck`]): TCP sockets are counted for the whole
 //! test process, so a test running beside another would see its sockets.
 
 mod support;
@@ -16,47 +16,11 @@ use lbsim::{Cloud, MockUpstream, SimHandle};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::MutexGuard;
 
 /// The main timeout in these tests: short, so the suite stays fast.
 const TIMEOUT: Duration = Duration::from_millis(400);
 /// Scheduling slack around a timer on a loaded 2-core machine.
 const TOLERANCE: Duration = Duration::from_millis(300);
-
-/// Everything a test started, torn down with a check that no descriptor is left open.
-struct Rig {
-    baseline: usize,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Rig {
-    async fn new() -> Rig {
-        let serial = serial().await;
-        Rig {
-            baseline: open_tcp_sockets(),
-            _serial: serial,
-        }
-    }
-
-    /// Stops lbsim and the app, then waits until the descriptor count is back where it
-    /// was when the test began.
-    async fn finish(self, lb: SimHandle, app: Option<MockUpstream>) {
-        lb.shutdown().await;
-        if let Some(app) = app {
-            app.kill();
-        }
-        let baseline = self.baseline;
-        wait_until(
-            &format!(
-                "TCP sockets back to {baseline} (now {})",
-                open_tcp_sockets()
-            ),
-            Duration::from_secs(3),
-            || open_tcp_sockets() <= baseline,
-        )
-        .await;
-    }
-}
 
 /// A hand-written app on a free port: each accepted connection is given to `serve`.
 /// The returned task ends when the test drops it (its sockets close with it).
@@ -124,7 +88,7 @@ async fn aws_lb(app: SocketAddr) -> SimHandle {
 /// The mock's echo of `abc`, then the client idle timeout closes the connection with no
 /// stray bytes (no unsolicited 408), then every socket is closed.
 async fn answered_abc_then_idle_close(
-    rig: Rig,
+    rig: SocketsCheck,
     lb: SimHandle,
     app: MockUpstream,
     mut client: RawClient,
@@ -138,12 +102,12 @@ async fn answered_abc_then_idle_close(
     assert!(client.leftover().is_empty());
     assert_eq!(lb.stats().by_status.get(&408), None);
     drop(client);
-    rig.finish(lb, Some(app)).await;
+    rig.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn body_in_a_later_segment_earns_no_unsolicited_408() {
-    let rig = Rig::new().await;
+    let rig = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(30)).await;
     let lb = aws_lb(app.addr).await;
     let mut client = RawClient::connect(lb.addr()).await;
@@ -168,12 +132,12 @@ async fn body_in_a_later_segment_earns_no_unsolicited_408() {
     assert_eq!(stats.by_status.get(&408), None);
     assert_eq!(stats.by_status.get(&200), Some(&1));
     drop(client);
-    rig.finish(lb, Some(app)).await;
+    rig.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn chunked_body_in_one_packet_then_the_idle_close() {
-    let rig = Rig::new().await;
+    let rig = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(30)).await;
     let lb = aws_lb(app.addr).await;
     let mut client = RawClient::connect(lb.addr()).await;
@@ -185,7 +149,7 @@ async fn chunked_body_in_one_packet_then_the_idle_close() {
 
 #[tokio::test]
 async fn expect_100_continue_then_the_idle_close() {
-    let rig = Rig::new().await;
+    let rig = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(30)).await;
     let lb = aws_lb(app.addr).await;
     let mut client = RawClient::connect(lb.addr()).await;
@@ -202,7 +166,7 @@ async fn expect_100_continue_then_the_idle_close() {
 
 #[tokio::test]
 async fn request_then_half_close_is_answered() {
-    let rig = Rig::new().await;
+    let rig = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(30)).await;
     let lb = aws_lb(app.addr).await;
     let mut client = RawClient::connect(lb.addr()).await;
@@ -222,13 +186,13 @@ async fn request_then_half_close_is_answered() {
     assert_eq!(stats.by_reason.get("client_closed_connection"), Some(&1));
     assert_eq!(stats.by_status.get(&200), None);
     drop(client);
-    rig.finish(lb, Some(app)).await;
+    rig.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn a_thousand_pipelined_requests_then_half_close_are_all_answered() {
     const N: usize = 1000;
-    let rig = Rig::new().await;
+    let rig = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(30)).await;
     let lb = aws_lb(app.addr).await;
     let mut client = TcpStream::connect(lb.addr()).await.unwrap();
@@ -263,13 +227,13 @@ async fn a_thousand_pipelined_requests_then_half_close_are_all_answered() {
         N as u64
     );
     drop(client);
-    rig.finish(lb, Some(app)).await;
+    rig.finish(lb, app).await;
 }
 
 // 3. A client that never reads.
 
 async fn client_that_never_reads_is_cut(cloud: Cloud, reason: &str) {
-    let rig = Rig::new().await;
+    let rig = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(30)).await;
     let lb = lb(cloud, app.addr, TIMEOUT).await;
     let mut client = RawClient::connect(lb.addr()).await;
@@ -299,7 +263,7 @@ async fn client_that_never_reads_is_cut(cloud: Cloud, reason: &str) {
         received.len()
     );
     drop(client);
-    rig.finish(lb, Some(app)).await;
+    rig.finish(lb, app).await;
 }
 
 #[tokio::test]
@@ -315,7 +279,7 @@ async fn gcp_client_that_never_reads_is_cut_at_the_backend_timeout() {
 // 4. An app that never reads the body and never answers.
 
 async fn app_that_never_reads_the_body(cloud: Cloud, check: impl Fn(&RawResponse)) {
-    let rig = Rig::new().await;
+    let rig = SocketsCheck::begin().await;
     let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
     let (addr, app_task) = raw_app(move |mut stream| {
         let closed = closed_tx.clone();
@@ -366,7 +330,8 @@ async fn app_that_never_reads_the_body(cloud: Cloud, check: impl Fn(&RawResponse
     drop(client);
     app_task.abort();
     let _ = app_task.await;
-    rig.finish(lb, None).await;
+    lb.shutdown().await;
+    rig.all_closed().await;
 }
 
 /// The timeout page (the connection then closes: the rest of the upload must never be
@@ -410,7 +375,7 @@ async fn gcp_app_that_never_reads_the_body_gets_504_and_both_sides_close() {
 
 #[tokio::test]
 async fn response_with_content_length_and_transfer_encoding_is_a_502() {
-    let rig = Rig::new().await;
+    let rig = SocketsCheck::begin().await;
     let (addr, app_task) = raw_app(|mut stream| async move {
         read_head(&mut stream).await;
         let _ = stream
@@ -430,14 +395,15 @@ async fn response_with_content_length_and_transfer_encoding_is_a_502() {
     drop(client);
     app_task.abort();
     let _ = app_task.await;
-    rig.finish(lb, None).await;
+    lb.shutdown().await;
+    rig.all_closed().await;
 }
 
 // 6. An app that answers before reading the request body.
 
 #[tokio::test]
 async fn answer_before_the_body_never_turns_the_body_into_requests() {
-    let rig = Rig::new().await;
+    let rig = SocketsCheck::begin().await;
     let (addr, app_task) = raw_app(|mut stream| async move {
         read_head(&mut stream).await;
         let _ = stream
@@ -478,14 +444,15 @@ async fn answer_before_the_body_never_turns_the_body_into_requests() {
     drop(client);
     app_task.abort();
     let _ = app_task.await;
-    rig.finish(lb, None).await;
+    lb.shutdown().await;
+    rig.all_closed().await;
 }
 
 // 7. A malformed chunked request body.
 
 #[tokio::test]
 async fn malformed_chunk_size_is_the_clients_400() {
-    let rig = Rig::new().await;
+    let rig = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(30)).await;
     let lb = aws_lb(app.addr).await;
     let mut client = RawClient::connect(lb.addr()).await;
@@ -501,5 +468,5 @@ async fn malformed_chunk_size_is_the_clients_400() {
     assert_eq!(stats.by_status.get(&502), None);
     assert_eq!(stats.by_reason.get("malformed_request"), Some(&1));
     drop(client);
-    rig.finish(lb, Some(app)).await;
+    rig.finish(lb, app).await;
 }

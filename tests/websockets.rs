@@ -15,7 +15,6 @@ use lbsim::{Cloud, MockUpstream, Reason, SimHandle};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::MutexGuard;
 
 /// RFC 6455 section 1.3's example key and the accept value it must produce.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -28,24 +27,17 @@ const EARLY: Duration = Duration::from_millis(20);
 
 /// The mock app and lbsim for one test, with the socket count from before they started.
 struct Rig {
-    baseline: usize,
+    sockets: SocketsCheck,
     app: MockUpstream,
     lb: SimHandle,
-    _serial: MutexGuard<'static, ()>,
 }
 
 impl Rig {
     async fn new(cloud: Cloud, timeout: Duration) -> Rig {
-        let serial = serial().await;
-        let baseline = open_tcp_sockets();
+        let sockets = SocketsCheck::begin().await;
         let app = mock(Duration::from_secs(30)).await;
         let lb = lb(cloud, app.addr, timeout).await;
-        Rig {
-            baseline,
-            app,
-            lb,
-            _serial: serial,
-        }
+        Rig { sockets, app, lb }
     }
 
     /// The cause word this profile logs for a timed-out connection.
@@ -57,18 +49,7 @@ impl Rig {
 
     /// Stops lbsim and the app, then waits until the socket count is back where it was.
     async fn finish(self) {
-        self.lb.shutdown().await;
-        self.app.kill();
-        let baseline = self.baseline;
-        wait_until(
-            &format!(
-                "TCP sockets back to {baseline} (now {})",
-                open_tcp_sockets()
-            ),
-            Duration::from_secs(3),
-            || open_tcp_sockets() <= baseline,
-        )
-        .await;
+        self.sockets.finish(self.lb, self.app).await;
     }
 }
 
@@ -178,6 +159,25 @@ fn count_frames(bytes: &[u8]) -> usize {
     count
 }
 
+/// Waits for lbsim to close `ws`, asserts it did so at `timeout` (from the request) and
+/// counted the cut under the profile's timeout word; the frames that arrived before.
+async fn closed_at_the_timeout(rig: &Rig, ws: &mut Opened, timeout: Duration) -> usize {
+    let (frames, closed) = frames_until_close(&mut ws.stream, Duration::from_secs(5))
+        .await
+        .expect("lbsim closes the WebSocket at the timeout");
+    let open = closed - ws.sent_at;
+    assert!(
+        open + EARLY >= timeout && open <= timeout + LATE,
+        "{open:?}"
+    );
+    let word = rig.timeout_word();
+    wait_until("the cut is counted", Duration::from_secs(1), || {
+        rig.lb.stats().by_reason.get(word) == Some(&1)
+    })
+    .await;
+    frames
+}
+
 #[tokio::test]
 async fn the_handshake_and_bytes_both_ways_pass_through_on_every_profile() {
     for cloud in [Cloud::Aws, Cloud::Gcp, Cloud::GcpClassic] {
@@ -250,19 +250,7 @@ async fn aws_a_silent_websocket_is_closed_at_the_idle_timeout() {
     let rig = Rig::new(Cloud::Aws, timeout).await;
     let mut ws = handshake(&rig.lb, "/ws/echo").await;
     assert_switched(&ws);
-    let (_, closed) = frames_until_close(&mut ws.stream, Duration::from_secs(5))
-        .await
-        .expect("lbsim closes the idle WebSocket");
-    let open = closed - ws.sent_at;
-    assert!(
-        open + EARLY >= timeout && open <= timeout + LATE,
-        "{open:?}"
-    );
-    let word = rig.timeout_word();
-    wait_until("the cut is counted", Duration::from_secs(1), || {
-        rig.lb.stats().by_reason.get(word) == Some(&1)
-    })
-    .await;
+    closed_at_the_timeout(&rig, &mut ws, timeout).await;
     drop(ws);
     rig.finish().await;
 }
@@ -301,21 +289,9 @@ async fn gcp_classic_closes_even_an_active_websocket_at_the_backend_timeout() {
     let rig = Rig::new(Cloud::GcpClassic, timeout).await;
     let mut ws = handshake(&rig.lb, "/ws/ticker?interval=0.1").await;
     assert_switched(&ws);
-    let (frames, closed) = frames_until_close(&mut ws.stream, Duration::from_secs(5))
-        .await
-        .expect("classic closes the WebSocket at the backend timeout");
-    let open = closed - ws.sent_at;
-    assert!(
-        open + EARLY >= timeout && open <= timeout + LATE,
-        "{open:?}"
-    );
+    let frames = closed_at_the_timeout(&rig, &mut ws, timeout).await;
     // It was active all along: ticks arrived until the cut.
     assert!(frames >= 3, "{frames} frames");
-    let word = rig.timeout_word();
-    wait_until("the cut is counted", Duration::from_secs(1), || {
-        rig.lb.stats().by_reason.get(word) == Some(&1)
-    })
-    .await;
     drop(ws);
     rig.finish().await;
 }
@@ -341,19 +317,7 @@ async fn gcp_global_closes_a_silent_websocket_at_the_backend_timeout() {
     let rig = Rig::new(Cloud::Gcp, timeout).await;
     let mut ws = handshake(&rig.lb, "/ws/echo").await;
     assert_switched(&ws);
-    let (_, closed) = frames_until_close(&mut ws.stream, Duration::from_secs(5))
-        .await
-        .expect("the idle WebSocket is closed");
-    let open = closed - ws.sent_at;
-    assert!(
-        open + EARLY >= timeout && open <= timeout + LATE,
-        "{open:?}"
-    );
-    let word = rig.timeout_word();
-    wait_until("the cut is counted", Duration::from_secs(1), || {
-        rig.lb.stats().by_reason.get(word) == Some(&1)
-    })
-    .await;
+    closed_at_the_timeout(&rig, &mut ws, timeout).await;
     drop(ws);
     rig.finish().await;
 }
