@@ -26,6 +26,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,12 +42,14 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
-use crate::cli::resolve_upstream;
-use crate::config::{Config, RaceWindow};
-use crate::profile::{LbDefaults, TimeoutKind};
-use crate::proxy::Engine;
-use crate::targets::{Deregistration, HealthOverride, Target, TargetState};
+use crate::lb::config::{Config, RaceWindow};
+use crate::lb::profile::{LbDefaults, TimeoutKind};
+use crate::lb::targets::{HealthOverride, TargetState};
+use crate::net::resolve_upstream;
+use crate::sim::{Control, Deregistered, NoSuchTarget};
 
 /// Largest request body the control API reads; a larger one gets 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -101,23 +104,69 @@ impl ApiError {
 
 /// Shared by every admin connection.
 struct Admin {
-    engine: Arc<Engine>,
-    /// Serialises registrations so that two concurrent POSTs cannot both add one address.
-    registering: tokio::sync::Mutex<()>,
+    /// The simulator's one control surface; the API adds HTTP and JSON, no rules of its own.
+    control: Control,
+}
+
+/// The control API, serving on its own listener until shut down.
+pub struct AdminServer {
+    /// Where it listens (the port is known even when port 0 was asked for).
+    addr: SocketAddr,
+    /// Dropping it (or sending) stops the accept loop.
+    stop: Option<oneshot::Sender<()>>,
+    /// The serving task; aborted if the server is dropped without `shutdown`.
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl AdminServer {
+    /// Binds `addr` and serves the control API for `control` on it.
+    pub fn start(addr: SocketAddr, control: Control) -> io::Result<AdminServer> {
+        let listener = crate::net::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, control, async {
+            let _ = stopped.await;
+        }));
+        Ok(AdminServer {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and lets running requests finish (bounded by the shutdown grace).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }
 
 /// Serves the control API on `listener` until `shutdown` resolves, then lets running
 /// requests finish for at most the configured grace period.
-pub async fn serve(
+async fn serve(
     listener: TcpListener,
-    engine: Arc<Engine>,
+    control: Control,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let grace = engine.config.shutdown_grace;
-    let admin = Arc::new(Admin {
-        engine,
-        registering: tokio::sync::Mutex::new(()),
-    });
+    let grace = control.config().shutdown_grace;
+    let admin = Arc::new(Admin { control });
     let graceful = GracefulShutdown::new();
     let http = hyper::server::conn::http1::Builder::new();
     tokio::pin!(shutdown);
@@ -238,99 +287,74 @@ impl Admin {
         if !allowed.contains(&method) {
             return Err(method_not_allowed(&method, &path, allowed));
         }
-        let engine = &self.engine;
+        let control = &self.control;
         match (route, method) {
-            (Route::Targets, Method::GET) => {
-                let all: Vec<_> = engine.targets.all().iter().map(|t| t.info()).collect();
-                Ok(json_response(StatusCode::OK, &all))
-            }
+            (Route::Targets, Method::GET) => Ok(json_response(StatusCode::OK, &control.targets())),
             (Route::Targets, _) => {
                 let body: RegisterBody = read_json(req, r#"{"address": "127.0.0.1:8001"}"#).await?;
-                self.register(&body.address).await
-            }
-            (Route::Target(id), Method::GET) => {
-                let target = find(engine, id)?;
-                Ok(json_response(StatusCode::OK, &target.info()))
-            }
-            (Route::Target(id), _) => {
-                let target = find(engine, id)?;
-                // A repeated DELETE gets 200, not a second 202: nothing new was accepted.
-                // AWS's DeregisterTargets on a target already draining succeeds and changes
-                // nothing (the delay is not restarted), so this is no 409 either: a
-                // harness that retries a DELETE is not told it failed. The body shows the
-                // target still draining and `drain_remaining_ms`, when it leaves the group.
-                match engine.targets.deregister(target.id) {
-                    Some(Deregistration::Started(t)) => {
-                        Ok(json_response(StatusCode::ACCEPTED, &t.info()))
-                    }
-                    Some(Deregistration::AlreadyDeregistered(t)) => {
-                        Ok(json_response(StatusCode::OK, &t.info()))
-                    }
-                    // Its drain ended between `find` and here: it has left the group.
-                    None => Err(not_found(engine, id)),
+                let addr = resolve_upstream(&body.address)
+                    .await
+                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+                match control.register(addr) {
+                    Ok(t) => Ok(json_response(StatusCode::CREATED, &t)),
+                    Err(e) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
                 }
             }
-            (Route::TargetHealth(id), _) => {
-                let target = find(engine, id)?;
-                let body: HealthBody = read_json(req, r#"{"override": "unhealthy"}"#).await?;
-                target.set_override(body.over);
-                Ok(json_response(StatusCode::OK, &target.info()))
+            (Route::Target(id), Method::GET) => {
+                let target = control.target(parse_id(id)?).map_err(not_found)?;
+                Ok(json_response(StatusCode::OK, &target))
             }
-            (Route::Stats, _) => Ok(json_response(StatusCode::OK, &engine.stats.snapshot())),
+            // A repeated DELETE gets 200, not a second 202: nothing new was accepted.
+            // AWS's DeregisterTargets on a target already draining succeeds and changes
+            // nothing (the delay is not restarted), so this is no 409 either: a harness
+            // that retries a DELETE is not told it failed. The body shows the target
+            // still draining and `drain_remaining_ms`, when it leaves the group.
+            (Route::Target(id), _) => match control.deregister(parse_id(id)?).map_err(not_found)? {
+                Deregistered::Started(t) => Ok(json_response(StatusCode::ACCEPTED, &t)),
+                Deregistered::Already(t) => Ok(json_response(StatusCode::OK, &t)),
+            },
+            (Route::TargetHealth(id), _) => {
+                let id = parse_id(id)?;
+                control.target(id).map_err(not_found)?;
+                let body: HealthBody = read_json(req, r#"{"override": "unhealthy"}"#).await?;
+                let target = control.set_health(id, body.over).map_err(not_found)?;
+                Ok(json_response(StatusCode::OK, &target))
+            }
+            (Route::Stats, _) => Ok(json_response(StatusCode::OK, &control.stats())),
             (Route::StatsReset, _) => {
-                engine.stats.reset();
+                control.reset_stats();
                 tracing::info!("control API: counters reset");
                 Ok(empty(StatusCode::NO_CONTENT))
             }
             (Route::Metrics, _) => {
-                let mut resp = Response::new(Full::new(Bytes::from(metrics_text(engine))));
+                let mut resp = Response::new(Full::new(Bytes::from(metrics_text(control))));
                 resp.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
                 Ok(resp)
             }
-            (Route::Config, _) => Ok(json_response(StatusCode::OK, &config_json(&engine.config))),
+            (Route::Config, _) => Ok(json_response(
+                StatusCode::OK,
+                &config_json(control.config()),
+            )),
         }
-    }
-
-    async fn register(&self, text: &str) -> Result<AdminResponse, ApiError> {
-        let addr = resolve_upstream(text)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-        let _one_at_a_time = self.registering.lock().await;
-        let existing = self.engine.targets.all().into_iter().find(|t| {
-            t.addr == addr && !matches!(t.state(), TargetState::Draining | TargetState::Unused)
-        });
-        if let Some(t) = existing {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "target {addr} is already registered (id {}); deregister it first",
-                    t.id
-                ),
-            ));
-        }
-        let target = self.engine.register(addr);
-        Ok(json_response(StatusCode::CREATED, &target.info()))
     }
 }
 
-/// Target `id` (the path segment), or 404; a target whose deregistration has ended has
-/// left the group and is a 404 too, with a message that says so.
-fn find(engine: &Engine, id: &str) -> Result<Arc<Target>, ApiError> {
-    id.parse::<u64>()
-        .ok()
-        .and_then(|n| engine.targets.get(n))
-        .ok_or_else(|| not_found(engine, id))
+/// The id path segment, or 404 (an id that is not a number names no target).
+fn parse_id(id: &str) -> Result<u64, ApiError> {
+    id.parse::<u64>().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no target with id {id:?}; GET /targets lists them"),
+        )
+    })
 }
 
-/// The 404 for target `id`: gone (its deregistration ended) or never issued.
-fn not_found(engine: &Engine, id: &str) -> ApiError {
-    let message = match id.parse::<u64>().ok() {
-        Some(n) if engine.targets.was_issued(n) => format!(
-            "target {n} is no longer in the target group: it was deregistered and its \
-             deregistration delay has ended; GET /targets lists the current ones"
-        ),
-        _ => format!("no target with id {id:?}; GET /targets lists them"),
+/// The 404 for a target id: gone (its deregistration ended) or never issued.
+fn not_found(e: NoSuchTarget) -> ApiError {
+    let message = match e {
+        NoSuchTarget::Gone(_) => format!("{e}; GET /targets lists the current ones"),
+        NoSuchTarget::Unknown(n) => format!("no target with id \"{n}\"; GET /targets lists them"),
     };
     ApiError::new(StatusCode::NOT_FOUND, message)
 }
@@ -429,9 +453,9 @@ fn label(value: &str) -> String {
 ///
 /// `lbsim_target_in_flight` has one line per address: targets registered again at the
 /// address of a drained one are summed, so that no two lines share a label set.
-pub fn metrics_text(engine: &Engine) -> String {
-    let counts = engine.stats.snapshot();
-    let targets = engine.targets.all();
+fn metrics_text(control: &Control) -> String {
+    let counts = control.stats();
+    let targets = control.targets();
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, lines: Vec<(String, u64)>| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -467,18 +491,17 @@ pub fn metrics_text(engine: &Engine) -> String {
         ALL_STATES
             .iter()
             .map(|s| {
-                let n = targets.iter().filter(|t| t.state() == *s).count() as u64;
+                let n = targets.iter().filter(|t| t.state == *s).count() as u64;
                 (format!("state=\"{}\"", s.as_str()), n)
             })
             .collect(),
     );
     let mut in_flight: Vec<(String, u64)> = Vec::new();
     for t in &targets {
-        let address = t.addr.to_string();
-        let n = t.info().in_flight as u64;
-        match in_flight.iter_mut().find(|(a, _)| *a == address) {
+        let n = t.in_flight as u64;
+        match in_flight.iter_mut().find(|(a, _)| *a == t.address) {
             Some((_, total)) => *total += n,
-            None => in_flight.push((address, n)),
+            None => in_flight.push((t.address.clone(), n)),
         }
     }
     family(
@@ -548,7 +571,7 @@ pub fn config_json(c: &Config) -> Value {
         "no_healthy_target": if p.fails_open {
             "fail_open".to_string()
         } else {
-            p.outcome(crate::reason::Reason::NoHealthyTargets).status.to_string()
+            p.outcome(crate::lb::reason::Reason::NoHealthyTargets).status.to_string()
         },
         "retry": c.retry.map(|r| json!({
             "methods": r.methods,

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{
+use crate::admin::AdminServer;
+use crate::lb::config::{
     parse_duration, parse_time_scale, Config, RaceWindow, Settings, DEFAULT_RACE_WINDOW,
     PRINT_LABEL_WIDTH,
 };
-use crate::profile::{Cloud, LbDefaults};
+use crate::lb::profile::{Cloud, LbDefaults};
+use crate::mock::{MockOptions, MockUpstream};
+use crate::net::resolve_upstream;
 use crate::sim::{Simulator, StartError};
-use crate::upstream::{MockOptions, MockUpstream};
 
 /// Reproduce AWS ALB and GCP load balancer 502/503/504 errors locally.
 #[derive(Debug, Parser)]
@@ -43,17 +45,17 @@ pub enum Command {
     /// Run the mock upstream app (imitates a Ray Serve/uvicorn app).
     Upstream(UpstreamArgs),
     /// Probe a running app (or check a Ray Serve config file) and say whether it will hit the LB's 502/503/504.
-    Doctor(crate::doctor::DoctorArgs),
+    Doctor(crate::tools::doctor::DoctorArgs),
     /// Run scenario files (502/503/504 reproductions) and check what happens.
-    Scenario(crate::scenario::ScenarioArgs),
+    Scenario(crate::tools::scenario::ScenarioArgs),
     /// A narrated tour of the bundled scenarios, for workshops.
-    Demo(crate::scenario::DemoArgs),
+    Demo(crate::tools::scenario::DemoArgs),
     /// Every value a profile holds (timers, statuses, pages, headers, rules), with its
     /// source and confidence.
-    Facts(crate::facts::FactsArgs),
+    Facts(crate::lb::facts::FactsArgs),
     /// Read the load balancer's own logs (ALB access logs, GCP request logs) and name the
     /// cause, fix and reproducing scenario of every error it made itself.
-    Triage(crate::triage::TriageArgs),
+    Triage(crate::tools::triage::TriageArgs),
 }
 
 /// The cloud and its main timers: shared by the proxy and `lbsim doctor`, which judges an
@@ -150,14 +152,14 @@ pub struct RunArgs {
     /// Request-smuggling (desync) mitigation: defensive blocks Severe requests and closes
     /// after Ambiguous ones; strictest blocks all but compliant ones; monitor blocks none.
     #[arg(long, value_enum, value_name = "MODE")]
-    pub desync_mode: Option<crate::validate::DesyncMode>,
+    pub desync_mode: Option<crate::lb::validate::DesyncMode>,
     /// Write an access log to PATH (`-` for stdout), one line per request.
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<String>,
     /// Access-log format (default: the cloud's own, alb or gcp; json is lbsim's schema).
     /// Only with --access-log: alone it would write nothing, so clap refuses it.
     #[arg(long, value_enum, requires = "access_log")]
-    pub log_format: Option<crate::accesslog::LogFormat>,
+    pub log_format: Option<crate::lb::accesslog::LogFormat>,
     /// Print one plain sentence on stderr per LB-generated error: what, which setting, the fix.
     #[arg(long)]
     pub explain: bool,
@@ -197,7 +199,7 @@ pub struct UpstreamArgs {
     #[arg(long, value_name = "N")]
     pub max_queued_requests: Option<usize>,
     /// As Ray Serve's `max_ongoing_requests` (requests served at once before queueing).
-    #[arg(long, value_name = "N", default_value_t = crate::upstream::RAY_DEFAULT_MAX_ONGOING_REQUESTS)]
+    #[arg(long, value_name = "N", default_value_t = crate::mock::RAY_DEFAULT_MAX_ONGOING_REQUESTS)]
     pub max_ongoing_requests: usize,
     /// As Ray Serve's `http_options.request_timeout_s`: a request still unanswered after
     /// this long gets Ray's own 408 ("Request ... timed out after ...s.").
@@ -225,27 +227,6 @@ impl RunArgs {
             ..self.lb.settings()
         }
     }
-}
-
-/// Resolves `host:port` (a leading `http://` and trailing `/` are tolerated), preferring
-/// IPv4 because apps such as uvicorn bind 127.0.0.1 by default.
-pub async fn resolve_upstream(text: &str) -> Result<SocketAddr, String> {
-    let trimmed = text.trim_start_matches("http://").trim_end_matches('/');
-    if !trimmed.contains(':') {
-        return Err(format!(
-            "upstream `{text}`: expected HOST:PORT, e.g. localhost:8000"
-        ));
-    }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(trimmed)
-        .await
-        .map_err(|e| format!("upstream `{text}` cannot be resolved: {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("upstream `{text}` resolved to no address"))
 }
 
 /// Installs the SIGINT and SIGTERM handlers now and returns a future that resolves on
@@ -289,11 +270,11 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Upstream(args)) => run_upstream(args).await,
-        Some(Command::Doctor(args)) => crate::doctor::run(args).await,
-        Some(Command::Scenario(args)) => crate::scenario::run_command(args).await,
-        Some(Command::Demo(args)) => crate::scenario::demo(args).await,
-        Some(Command::Facts(args)) => crate::facts::run(args),
-        Some(Command::Triage(args)) => crate::triage::run(args),
+        Some(Command::Doctor(args)) => crate::tools::doctor::run(args).await,
+        Some(Command::Scenario(args)) => crate::tools::scenario::run_command(args).await,
+        Some(Command::Demo(args)) => crate::tools::scenario::demo(args).await,
+        Some(Command::Facts(args)) => crate::lb::facts::run(args),
+        Some(Command::Triage(args)) => crate::tools::triage::run(args),
         None => run_proxy(cli.run).await,
     }
 }
@@ -328,7 +309,7 @@ async fn run_upstream(args: UpstreamArgs) -> ExitCode {
         "lbsim upstream: mock app on http://{} (keep-alive {}; paths: {})",
         mock.addr,
         humantime::format_duration(args.keep_alive),
-        crate::upstream::PATHS.join(" ")
+        crate::mock::PATHS.join(" ")
     );
     stop.await;
     ExitCode::SUCCESS
@@ -348,11 +329,9 @@ fn check_admin_addr(args: &RunArgs) -> Result<(), String> {
 /// A start error in the user's terms: a port that cannot be bound is named by the flag
 /// that asked for it, since the library's error knows only the address, and "Address
 /// already in use" alone does not say which of --listen and --admin it was.
-fn start_error_line(e: &StartError, args: &RunArgs) -> String {
-    let (flag, addr, source) = match e {
-        StartError::Bind { addr, source } => ("--listen", addr, source),
-        StartError::AdminBind { addr, source } => ("--admin", addr, source),
-        other => return other.to_string(),
+fn start_error_line(e: &StartError, flag: &str, args: &RunArgs) -> String {
+    let StartError::Bind { addr, source } = e else {
+        return e.to_string();
     };
     let problem = match source.kind() {
         // The proxy binds first, so --admin on the --listen port fails here: say so.
@@ -431,14 +410,24 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     for t in &targets {
         builder = builder.upstream(*t);
     }
-    if let Some(admin) = args.admin {
-        builder = builder.admin(admin);
-    }
     // The proxy binds its own port first, so the mock app's free port can never be it.
     let mut sim = match builder.start().await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("lbsim: {}", start_error_line(&e, &args));
+            eprintln!("lbsim: {}", start_error_line(&e, "--listen", &args));
+            return ExitCode::from(1);
+        }
+    };
+    // After the proxy, so --admin on the --listen port is reported as that.
+    let admin = match args
+        .admin
+        .map(|want| (want, AdminServer::start(want, sim.control())))
+    {
+        None => None,
+        Some((_, Ok(server))) => Some(server),
+        Some((want, Err(source))) => {
+            let e = StartError::Bind { addr: want, source };
+            eprintln!("lbsim: {}", start_error_line(&e, "--admin", &args));
             return ExitCode::from(1);
         }
     };
@@ -454,9 +443,10 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
                 eprintln!(
                     "lbsim: no --upstream given; started the mock app on http://{} (paths: {})",
                     mock.addr,
-                    crate::upstream::PATHS.join(" ")
+                    crate::mock::PATHS.join(" ")
                 );
-                sim.register(mock.addr);
+                // A fresh mock's address cannot already be a target.
+                let _ = sim.register(mock.addr);
                 targets.push(mock.addr);
                 _mock = Some(mock);
             }
@@ -480,19 +470,19 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         c.timers.timeout,
         c.time_scale
     );
-    if let Some(admin) = sim.admin_addr() {
+    if let Some(admin) = admin.as_ref().map(AdminServer::addr) {
         eprintln!(
             "lbsim: control API on http://{admin} (GET /targets /stats /metrics /config; \
              POST /targets; DELETE /targets/{{id}}; PUT /targets/{{id}}/health; POST /stats/reset)"
         );
     }
-    for line in crate::report::start_state(c, &sim.targets()).await {
+    for line in crate::tools::report::start_state(c, &sim.targets()).await {
         eprintln!("lbsim: {line}");
     }
     let say_summary = |sim: &crate::SimHandle| {
         eprint!(
             "{}",
-            crate::report::summary(sim.config(), &sim.stats(), &sim.targets())
+            crate::tools::report::summary(sim.config(), &sim.stats(), &sim.targets())
         );
     };
     tokio::pin!(stop);
@@ -507,6 +497,9 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     }
     eprintln!("lbsim: shutting down; letting in-flight requests finish");
     sim.stop_and_wait().await;
+    if let Some(admin) = admin {
+        admin.shutdown().await;
+    }
     say_summary(&sim);
     ExitCode::SUCCESS
 }

@@ -78,37 +78,23 @@
 //!
 //! `examples/harness.rs` reproduces the keep-alive 502 and its fix the same way.
 
-pub mod accesslog;
-pub mod admin;
-mod chunked;
+mod admin;
 pub mod cli;
-pub mod client;
-pub mod config;
-pub mod deadline;
-pub mod doctor;
-pub mod drain;
-pub mod facts;
-pub mod forward;
-pub mod health;
-pub mod logline;
-pub mod pool;
-pub mod profile;
-pub mod proxy;
-pub mod reason;
-pub mod report;
-pub mod respond;
-pub mod scenario;
-pub mod sim;
-pub mod stats;
-pub mod targets;
-pub mod triage;
-pub mod upstream;
-pub mod validate;
-pub mod websocket;
+mod lb;
+mod mock;
+mod net;
+mod sim;
+mod tools;
 
-pub use config::{Config, RaceWindow, Settings};
-pub use profile::{Cloud, LbDefaults};
-pub use reason::Reason;
-pub use sim::{SimHandle, Simulator};
-pub use targets::{HealthOverride, TargetInfo, TargetState};
-pub use upstream::{MockOptions, MockUpstream};
+pub use admin::AdminServer;
+pub use lb::config::{Config, RaceWindow, Settings};
+pub use lb::profile::{Cloud, LbDefaults};
+pub use lb::reason::Reason;
+pub use lb::targets::{HealthOverride, TargetInfo, TargetState};
+pub use lb::{accesslog, advice, profile, reason, validate};
+pub use mock::{MockOptions, MockUpstream};
+pub use sim::{
+    AlreadyRegistered, Control, Deregistered, NoSuchTarget, SimHandle, Simulator, SimulatorBuilder,
+    StartError,
+};
+pub use tools::{doctor, scenario, triage};

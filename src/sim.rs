@@ -9,13 +9,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::accesslog::{AccessLog, LogFormat};
-use crate::admin;
-use crate::config::{Config, ConfigError, RaceWindow, Settings};
-use crate::profile::{Cloud, LbDefaults};
-use crate::proxy::{self, Engine};
-use crate::stats::Counts;
-use crate::targets::{HealthOverride, TargetInfo};
+use crate::lb::accesslog::{AccessLog, LogFormat};
+use crate::lb::config::{Config, ConfigError, RaceWindow, Settings};
+use crate::lb::profile::{Cloud, LbDefaults};
+use crate::lb::proxy::{self, Engine};
+use crate::lb::stats::Counts;
+use crate::lb::targets::{Deregistration, HealthOverride, TargetInfo, TargetState};
 
 /// Why a simulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,15 +38,6 @@ pub enum StartError {
         /// The socket error.
         source: io::Error,
     },
-    /// The control API's address could not be bound. A variant of its own so that the
-    /// caller can say which of the two addresses failed (the CLI names the flag).
-    #[error("cannot serve the control API on {addr}: {source}")]
-    AdminBind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The socket error.
-        source: io::Error,
-    },
 }
 
 /// Lines the access log may queue before it drops (and counts) the excess: the request
@@ -64,7 +54,6 @@ pub struct SimulatorBuilder {
     explain: bool,
     listen: SocketAddr,
     upstreams: Vec<SocketAddr>,
-    admin: Option<SocketAddr>,
 }
 
 /// Entry point of the library API.
@@ -94,7 +83,6 @@ impl Simulator {
             explain: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             upstreams: Vec::new(),
-            admin: None,
         }
     }
 }
@@ -119,9 +107,9 @@ impl SimulatorBuilder {
     /// (AWS), the backend service timeout where it is end to end (GCP). For harnesses that
     /// run against every cloud.
     pub fn main_timeout(self, d: Duration) -> Self {
-        match crate::profile::Profile::of(self.settings.cloud).timeout_kind {
-            crate::profile::TimeoutKind::Idle => self.idle_timeout(d),
-            crate::profile::TimeoutKind::EndToEnd => self.backend_timeout(d),
+        match crate::lb::profile::Profile::of(self.settings.cloud).timeout_kind {
+            crate::lb::profile::TimeoutKind::Idle => self.idle_timeout(d),
+            crate::lb::profile::TimeoutKind::EndToEnd => self.backend_timeout(d),
         }
     }
     /// AWS idle timeout (before scaling).
@@ -185,7 +173,7 @@ impl SimulatorBuilder {
         self
     }
     /// Request-smuggling mitigation mode (default: the profile's).
-    pub fn desync_mode(mut self, mode: crate::validate::DesyncMode) -> Self {
+    pub fn desync_mode(mut self, mode: crate::lb::validate::DesyncMode) -> Self {
         self.settings.desync_mode = Some(mode);
         self
     }
@@ -220,11 +208,6 @@ impl SimulatorBuilder {
         self.explain = on;
         self
     }
-    /// Also serves the control API ([`crate::admin`]) on `addr`; off unless set.
-    pub fn admin(mut self, addr: SocketAddr) -> Self {
-        self.admin = Some(addr);
-        self
-    }
     /// Replaces all settings at once (the CLI uses this).
     pub fn settings(mut self, s: Settings) -> Self {
         self.settings = s;
@@ -248,7 +231,7 @@ impl SimulatorBuilder {
             }
             None => None,
         };
-        let listener = proxy::bind(self.listen).map_err(|source| StartError::Bind {
+        let listener = crate::net::bind(self.listen).map_err(|source| StartError::Bind {
             addr: self.listen,
             source,
         })?;
@@ -256,80 +239,77 @@ impl SimulatorBuilder {
             addr: self.listen,
             source,
         })?;
-        let admin = match self.admin {
-            Some(want) => {
-                let bind_err = |source| StartError::AdminBind { addr: want, source };
-                let l = proxy::bind(want).map_err(bind_err)?;
-                let bound = l.local_addr().map_err(bind_err)?;
-                Some((l, bound))
-            }
-            None => None,
-        };
-        let mut handle = SimHandle::serve(
+        Ok(SimHandle::serve(
             listener,
             addr,
             Engine::new(config, self.upstreams, access_log, self.explain),
-        );
-        if let Some((l, bound)) = admin {
-            handle.serve_admin(l, bound);
-        }
-        Ok(handle)
+        ))
     }
 }
 
-/// A running simulator.
+/// A running simulator. It derefs to its [`Control`], the one control surface.
 pub struct SimHandle {
     addr: SocketAddr,
+    control: Control,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// What may be done to a running simulator: read its settings and counters, change its
+/// target group. The control API, scenarios and test harnesses all go through this (no
+/// caller reaches into the engine), so a rule such as "no target registered twice" holds
+/// for each of them. Cheap to clone; a clone outliving the [`SimHandle`] still reads it.
+#[derive(Clone)]
+pub struct Control {
+    /// Private: the engine's fields are not API.
     engine: Arc<Engine>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<io::Result<()>>>,
-    admin: Option<AdminServer>,
+    /// Serialises registrations: two concurrent calls cannot both add one address.
+    registering: Arc<std::sync::Mutex<()>>,
 }
 
-/// The control API's listener task, when the builder asked for one.
-struct AdminServer {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<io::Result<()>>>,
+/// Why [`Control::register`] refused an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("target {addr} is already registered (id {id}); deregister it first")]
+pub struct AlreadyRegistered {
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// The target that already serves it.
+    pub id: u64,
 }
 
-impl SimHandle {
-    fn serve(listener: TcpListener, addr: SocketAddr, engine: Arc<Engine>) -> SimHandle {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(proxy::serve(listener, engine.clone(), async {
-            let _ = stopped.await;
-        }));
-        SimHandle {
-            addr,
-            engine,
-            stop: Some(stop),
-            task: Some(task),
-            admin: None,
+/// What [`Control::deregister`] did.
+#[derive(Debug, Clone)]
+pub enum Deregistered {
+    /// The target now drains, for the deregistration delay.
+    Started(TargetInfo),
+    /// It was already draining; nothing changed (AWS's DeregisterTargets does the same).
+    Already(TargetInfo),
+}
+
+impl Deregistered {
+    /// The target, draining either way.
+    pub fn info(&self) -> &TargetInfo {
+        match self {
+            Deregistered::Started(t) | Deregistered::Already(t) => t,
         }
     }
+}
 
-    fn serve_admin(&mut self, listener: TcpListener, addr: SocketAddr) {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(admin::serve(listener, self.engine.clone(), async {
-            let _ = stopped.await;
-        }));
-        self.admin = Some(AdminServer {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        });
-    }
+/// Why a target id names no target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoSuchTarget {
+    /// It was in the group, was deregistered and its delay has ended.
+    #[error(
+        "target {0} is no longer in the target group: it was deregistered and its \
+         deregistration delay has ended"
+    )]
+    Gone(u64),
+    /// No target ever had this id.
+    #[error("no target with id {0}")]
+    Unknown(u64),
+}
 
-    /// The control API's address, when the builder set [`SimulatorBuilder::admin`].
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(|a| a.addr)
-    }
-
-    /// The address clients connect to.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
+impl Control {
     /// Effective settings.
     pub fn config(&self) -> &Config {
         &self.engine.config
@@ -351,37 +331,101 @@ impl SimHandle {
         self.engine.targets.all().iter().map(|t| t.info()).collect()
     }
 
+    /// Target `id`.
+    pub fn target(&self, id: u64) -> Result<TargetInfo, NoSuchTarget> {
+        self.engine
+            .targets
+            .get(id)
+            .map(|t| t.info())
+            .ok_or_else(|| self.no_such(id))
+    }
+
     /// Registers a target (it starts `initial`, or `unavailable` without health checks).
-    pub fn register(&self, addr: SocketAddr) -> TargetInfo {
-        self.engine.register(addr).info()
+    /// An address already in the group (and not draining) is refused, as AWS's
+    /// RegisterTargets keeps one registration per target.
+    pub fn register(&self, addr: SocketAddr) -> Result<TargetInfo, AlreadyRegistered> {
+        let _one_at_a_time = self.registering.lock().unwrap_or_else(|e| e.into_inner());
+        let existing = self.engine.targets.all().into_iter().find(|t| {
+            t.addr == addr && !matches!(t.state(), TargetState::Draining | TargetState::Unused)
+        });
+        if let Some(t) = existing {
+            return Err(AlreadyRegistered { addr, id: t.id });
+        }
+        Ok(self.engine.register(addr).info())
     }
 
     /// Deregisters target `id`: it drains for the deregistration delay, then leaves the
-    /// group. `None` if it is not in the group; a target already draining is left as it
-    /// is (the delay is not restarted), as AWS's DeregisterTargets does.
-    pub fn deregister(&self, id: u64) -> Option<TargetInfo> {
-        self.engine
-            .targets
-            .deregister(id)
-            .map(|d| d.target().info())
+    /// group. A target already draining is left as it is (the delay is not restarted).
+    pub fn deregister(&self, id: u64) -> Result<Deregistered, NoSuchTarget> {
+        match self.engine.targets.deregister(id) {
+            Some(Deregistration::Started(t)) => Ok(Deregistered::Started(t.info())),
+            Some(Deregistration::AlreadyDeregistered(t)) => Ok(Deregistered::Already(t.info())),
+            None => Err(self.no_such(id)),
+        }
     }
 
     /// Forces target `id` healthy or unhealthy, or hands it back to the checks.
-    /// `None` if unknown.
-    pub fn set_health(&self, id: u64, over: HealthOverride) -> Option<TargetInfo> {
-        let target = self.engine.targets.get(id)?;
+    pub fn set_health(&self, id: u64, over: HealthOverride) -> Result<TargetInfo, NoSuchTarget> {
+        let target = self
+            .engine
+            .targets
+            .get(id)
+            .ok_or_else(|| self.no_such(id))?;
         target.set_override(over);
-        Some(target.info())
+        Ok(target.info())
     }
 
-    /// The engine, for code that needs more than the handle offers.
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+    /// How many of lbsim's keep-alive connections to `target` sit idle in its pool.
+    pub fn idle_connections(&self, target: SocketAddr) -> usize {
+        self.engine.pool.idle_count(target)
+    }
+
+    fn no_such(&self, id: u64) -> NoSuchTarget {
+        if self.engine.targets.was_issued(id) {
+            NoSuchTarget::Gone(id)
+        } else {
+            NoSuchTarget::Unknown(id)
+        }
+    }
+}
+
+impl std::ops::Deref for SimHandle {
+    type Target = Control;
+    fn deref(&self) -> &Control {
+        &self.control
+    }
+}
+
+impl SimHandle {
+    fn serve(listener: TcpListener, addr: SocketAddr, engine: Arc<Engine>) -> SimHandle {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(proxy::serve(listener, engine.clone(), async {
+            let _ = stopped.await;
+        }));
+        SimHandle {
+            addr,
+            control: Control {
+                engine,
+                registering: Arc::default(),
+            },
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A clone of the control surface, for a task that outlives this borrow.
+    pub fn control(&self) -> Control {
+        self.control.clone()
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded), writes the access log's
     /// last lines (for at most
-    /// [`crate::accesslog::FINAL_FLUSH_LIMIT`], then warns what it left), and waits.
+    /// [`crate::lb::accesslog::FINAL_FLUSH_LIMIT`], then warns what it left), and waits.
     pub async fn shutdown(mut self) {
         self.stop_and_wait().await
     }
@@ -391,28 +435,16 @@ impl SimHandle {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let admin_task = self.admin.as_mut().and_then(|a| {
-            if let Some(stop) = a.stop.take() {
-                let _ = stop.send(());
-            }
-            a.task.take()
-        });
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        if let Some(task) = admin_task {
-            let _ = task.await;
-        }
-        self.engine.flush_logs().await;
+        self.control.engine.flush_logs().await;
     }
 }
 
 impl Drop for SimHandle {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
-            task.abort();
-        }
-        if let Some(task) = self.admin.as_ref().and_then(|a| a.task.as_ref()) {
             task.abort();
         }
     }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use lbsim::{Cloud, SimHandle, Simulator};
+use lbsim::{AdminServer, Cloud, SimHandle, Simulator, SimulatorBuilder};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -131,18 +131,44 @@ async fn get_json(addr: SocketAddr, path: &str) -> Value {
 }
 
 /// lbsim on `cloud` in front of `upstreams`, health checks off, control API on port 0.
-async fn lb_with_admin(cloud: Cloud, upstreams: &[SocketAddr], timeout: Duration) -> SimHandle {
-    let mut b = Simulator::builder(cloud)
-        .no_health_checks()
-        .admin(SocketAddr::from(([127, 0, 0, 1], 0)));
+async fn lb_with_admin(cloud: Cloud, upstreams: &[SocketAddr], timeout: Duration) -> WithAdmin {
+    let mut b = Simulator::builder(cloud).no_health_checks();
     for u in upstreams {
         b = b.upstream(*u);
     }
-    b.main_timeout(timeout).start().await.expect("lbsim starts")
+    start_with_admin(b.main_timeout(timeout)).await
 }
 
-fn admin(lb: &SimHandle) -> SocketAddr {
-    lb.admin_addr().expect("the control API is on")
+/// A simulator and its control API, stopped together.
+struct WithAdmin {
+    lb: SimHandle,
+    admin: AdminServer,
+}
+
+impl std::ops::Deref for WithAdmin {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.lb
+    }
+}
+
+impl WithAdmin {
+    async fn shutdown(self) {
+        self.admin.shutdown().await;
+        self.lb.shutdown().await;
+    }
+}
+
+/// Starts `b` and serves the control API for it on a port of its own.
+async fn start_with_admin(b: SimulatorBuilder) -> WithAdmin {
+    let lb = b.start().await.expect("lbsim starts");
+    let admin = AdminServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), lb.control())
+        .expect("the control API starts");
+    WithAdmin { lb, admin }
+}
+
+fn admin(lb: &WithAdmin) -> SocketAddr {
+    lb.admin.addr()
 }
 
 /// What GET /targets shows for a target nobody touched, health checks off.
@@ -247,15 +273,14 @@ async fn delete_drains_the_target_then_it_leaves_the_group() {
     let a = mock(Duration::from_secs(5)).await;
     let b = mock(Duration::from_secs(5)).await;
     let delay = Duration::from_millis(400);
-    let lb = Simulator::builder(Cloud::Aws)
-        .upstream(a.addr)
-        .upstream(b.addr)
-        .no_health_checks()
-        .deregistration_delay(delay)
-        .admin(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .start()
-        .await
-        .unwrap();
+    let lb = start_with_admin(
+        Simulator::builder(Cloud::Aws)
+            .upstream(a.addr)
+            .upstream(b.addr)
+            .no_health_checks()
+            .deregistration_delay(delay),
+    )
+    .await;
     let api = admin(&lb);
 
     let start = Instant::now();
@@ -549,15 +574,14 @@ async fn in_flight_counts_a_running_request() {
 #[tokio::test]
 async fn config_shows_the_effective_scaled_settings() {
     let app = mock(Duration::from_secs(5)).await;
-    let lb = Simulator::builder(Cloud::Aws)
-        .upstream(app.addr)
-        .no_health_checks()
-        .idle_timeout(Duration::from_secs(60))
-        .time_scale(0.01)
-        .admin(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .start()
-        .await
-        .unwrap();
+    let lb = start_with_admin(
+        Simulator::builder(Cloud::Aws)
+            .upstream(app.addr)
+            .no_health_checks()
+            .idle_timeout(Duration::from_secs(60))
+            .time_scale(0.01),
+    )
+    .await;
     let c = get_json(admin(&lb), "/config").await;
     assert_eq!(c["cloud"], "aws");
     assert_eq!(c["load_balancer"], "AWS ALB");
@@ -768,10 +792,6 @@ async fn admin_and_proxy_ports_are_separate() {
 #[tokio::test]
 async fn shutdown_closes_the_admin_port() {
     let app = mock(Duration::from_secs(5)).await;
-    let plain = support::lb(Cloud::Aws, app.addr, Duration::from_secs(5)).await;
-    assert_eq!(plain.admin_addr(), None, "off unless asked for");
-    plain.shutdown().await;
-
     let lb = lb_with_admin(Cloud::Aws, &[app.addr], Duration::from_secs(5)).await;
     let api = admin(&lb);
     assert_eq!(call(api, "GET", "/stats", None).await.status, 200);

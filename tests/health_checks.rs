@@ -12,9 +12,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use lbsim::proxy::Engine;
-use lbsim::sim::SimulatorBuilder;
-use lbsim::{Cloud, SimHandle, Simulator, TargetInfo, TargetState};
+use lbsim::SimulatorBuilder;
+use lbsim::{Cloud, Control, SimHandle, Simulator, TargetInfo, TargetState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use TargetState::{Healthy as H, Initial as I, Unhealthy as U};
@@ -53,7 +52,7 @@ struct Check {
 #[derive(Default)]
 struct Shared {
     checks: Mutex<Vec<Check>>,
-    engine: OnceLock<Arc<Engine>>,
+    lb: OnceLock<Control>,
 }
 
 /// The stand-in app: answers check k with `script[k]` (the last entry repeats).
@@ -93,8 +92,8 @@ impl CheckApp {
     /// target states (so even the first check records one).
     async fn behind(&self, builder: SimulatorBuilder) -> SimHandle {
         let lb = builder.start().await.expect("lbsim starts");
-        assert!(self.shared.engine.set(lb.engine().clone()).is_ok());
-        let info = lb.register(self.addr);
+        assert!(self.shared.lb.set(lb.control()).is_ok());
+        let info = lb.register(self.addr).expect("a new address");
         assert_eq!(info.state, TargetState::Initial);
         lb
     }
@@ -139,13 +138,11 @@ async fn serve(
         }
     }
     let at = Instant::now();
-    let state = shared.engine.get().and_then(|engine| {
-        engine
-            .targets
-            .all()
-            .iter()
-            .find(|t| t.addr == me)
-            .map(|t| t.state())
+    let state = shared.lb.get().and_then(|lb| {
+        lb.targets()
+            .into_iter()
+            .find(|t| t.address == me.to_string())
+            .map(|t| t.state)
     });
     let index = {
         let mut checks = shared.checks.lock().unwrap();

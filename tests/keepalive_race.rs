@@ -172,7 +172,7 @@ async fn app_keep_alive_longer_than_the_lb_never_502s() {
     wait_until(
         "the LB closes its pooled connection",
         Duration::from_secs(2),
-        || lb.engine().pool.idle_count(app.addr) == 0,
+        || lb.idle_connections(app.addr) == 0,
     )
     .await;
     assert_eq!(app.idle_closes(), 0);
@@ -291,12 +291,12 @@ async fn the_lb_closes_pooled_connections_after_its_own_keep_alive() {
         .unwrap();
     let mut client = RawClient::connect(lb.addr()).await;
     assert_eq!(client.get("/").await.status, 200);
-    assert_eq!(lb.engine().pool.idle_count(app.addr), 1);
+    assert_eq!(lb.idle_connections(app.addr), 1);
     let start = std::time::Instant::now();
     wait_until(
         "the pool closes its idle connection",
         Duration::from_secs(2),
-        || lb.engine().pool.idle_count(app.addr) == 0,
+        || lb.idle_connections(app.addr) == 0,
     )
     .await;
     // Swept within the keep-alive plus one sweep period (a quarter of it) and slack.

@@ -78,7 +78,7 @@ fn keep_alive_of_90_s_behind_gcp_is_a_risk_with_the_numbers_and_the_fix() {
     let config = Config::build(&Settings::new(Cloud::Gcp)).unwrap();
     assert_eq!(
         ka.fix.as_deref(),
-        Some(lbsim::reason::keep_alive_fix(&config).as_str())
+        Some(lbsim::advice::keep_alive_fix(&config).as_str())
     );
     assert!(ka
         .fix

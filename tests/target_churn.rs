@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lbsim::{Cloud, MockUpstream, SimHandle, Simulator, TargetState};
+use lbsim::{AdminServer, Cloud, MockUpstream, SimHandle, Simulator, TargetState};
 use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,21 +73,21 @@ async fn assert_fds_back_to(baseline: usize) {
 
 /// Two live apps `a` and `b` behind lbsim (health checks off, [`DELAY`] to drain), and a
 /// third app `c` whose address is the one registered and deregistered over and over.
-async fn setup(admin: bool) -> (SimHandle, [MockUpstream; 3]) {
+async fn setup() -> (SimHandle, [MockUpstream; 3]) {
     let apps = [
         mock(Duration::from_secs(30)).await,
         mock(Duration::from_secs(30)).await,
         mock(Duration::from_secs(30)).await,
     ];
-    let mut b = Simulator::builder(Cloud::Aws)
+    let lb = Simulator::builder(Cloud::Aws)
         .upstream(apps[0].addr)
         .upstream(apps[1].addr)
         .no_health_checks()
-        .deregistration_delay(DELAY);
-    if admin {
-        b = b.admin(SocketAddr::from(([127, 0, 0, 1], 0)));
-    }
-    (b.start().await.expect("lbsim starts"), apps)
+        .deregistration_delay(DELAY)
+        .start()
+        .await
+        .expect("lbsim starts");
+    (lb, apps)
 }
 
 /// Waits until the group holds exactly the two live targets again.
@@ -146,7 +146,7 @@ fn churned_targets_leave_the_group_and_routing_stays_right() {
 
 async fn churned_targets_leave() {
     let baseline = open_fds();
-    let (lb, apps) = setup(false).await;
+    let (lb, apps) = setup().await;
     let [a, b, c] = &apps;
 
     // A client keeps sending through the churn: every answer is a 200 from one of the
@@ -169,9 +169,10 @@ async fn churned_targets_leave() {
     for _ in 0..2 {
         let mut first = None;
         for _ in 0..LIBRARY_CYCLES / 2 {
-            let info = lb.register(c.addr);
+            let info = lb.register(c.addr).expect("c is not in the group");
             first.get_or_insert(info.id);
             let drained = lb.deregister(info.id).expect("just registered");
+            let drained = drained.info();
             // Draining, or already past its 5 ms delay on a loaded machine.
             assert!(
                 matches!(drained.state, TargetState::Draining | TargetState::Unused),
@@ -183,7 +184,7 @@ async fn churned_targets_leave() {
         wait_only_live(&lb, a, b).await;
         let first = first.unwrap();
         assert!(
-            lb.deregister(first).is_none(),
+            lb.deregister(first).is_err(),
             "drained target {first} is still in the group"
         );
     }
@@ -228,9 +229,11 @@ fn churn_through_the_control_api_keeps_get_targets_small() {
 
 async fn admin_churn() {
     let baseline = open_fds();
-    let (lb, apps) = setup(true).await;
+    let (lb, apps) = setup().await;
     let [a, b, c] = &apps;
-    let api = lb.admin_addr().expect("control API on");
+    let admin = AdminServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), lb.control())
+        .expect("control API on");
+    let api = admin.addr();
 
     let (status, listed) = admin_call(api, "GET", "/targets", "").await;
     assert_eq!(status, 200);
@@ -276,5 +279,6 @@ async fn admin_churn() {
     );
     assert_round_robin(&lb, a, b, 10).await;
 
+    admin.shutdown().await;
     shut_down(lb, apps, baseline).await;
 }

@@ -18,8 +18,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use lbsim::sim::SimulatorBuilder;
-use lbsim::{Cloud, HealthOverride, MockUpstream, SimHandle, Simulator, TargetInfo, TargetState};
+use lbsim::SimulatorBuilder;
+use lbsim::{
+    Cloud, Deregistered, HealthOverride, MockUpstream, NoSuchTarget, SimHandle, Simulator,
+    TargetInfo, TargetState,
+};
 use support::*;
 
 /// Bound for every wait on a state change: generous, a hung test fails instead.
@@ -260,7 +263,7 @@ async fn aws_empty_target_group_is_503_until_a_target_registers() {
 
     // Registering a target ends it: one passing check is enough on AWS.
     let a = app().await;
-    let info = lb.register(a.addr);
+    let info = lb.register(a.addr).expect("a new address");
     assert_eq!(info.state, TargetState::Initial);
     assert_eq!(info.address, a.addr.to_string());
     wait_state(&lb, &a, TargetState::Healthy).await;
@@ -531,13 +534,17 @@ async fn deregistered_target_drains_then_leaves(cloud: Cloud) {
     let lb = quiet_group(cloud, &[&a, &b], |b| b.deregistration_delay(delay)).await;
     let id = info_of(&lb.targets(), &a).id;
     let started = Instant::now();
-    let info = lb.deregister(id).expect("known id");
+    let Ok(Deregistered::Started(info)) = lb.deregister(id) else {
+        panic!("deregistering a known target starts its drain");
+    };
     assert_eq!(info.state, TargetState::Draining);
     let left = info.drain_remaining_ms.expect("time left while draining");
     assert!(left <= delay.as_millis() as u64, "{left} ms left");
     assert_eq!(info_of(&lb.targets(), &a).state, TargetState::Draining);
     // Again while draining: the same target, the delay not restarted.
-    let again = lb.deregister(id).expect("still in the group");
+    let Ok(Deregistered::Already(again)) = lb.deregister(id) else {
+        panic!("a draining target is left as it is");
+    };
     assert_eq!(again.state, TargetState::Draining);
     assert!(again.drain_remaining_ms.expect("time left") <= left);
 
@@ -557,8 +564,12 @@ async fn deregistered_target_drains_then_leaves(cloud: Cloud) {
     for _ in 0..2 {
         assert_eq!(served_by(&mut client, &[&a, &b]).await, 1);
     }
-    assert!(lb.deregister(id).is_none(), "a target that left is unknown");
-    assert!(lb.deregister(999).is_none());
+    assert_eq!(
+        lb.deregister(id).err(),
+        Some(NoSuchTarget::Gone(id)),
+        "a target that left is gone"
+    );
+    assert_eq!(lb.deregister(999).err(), Some(NoSuchTarget::Unknown(999)));
 }
 
 #[tokio::test]
@@ -583,7 +594,10 @@ async fn aws_in_flight_request_finishes_within_deregistration_delay() {
         .position(|a| a.addr.to_string() == busy.address)
         .unwrap();
     let started = Instant::now();
-    assert_eq!(lb.deregister(busy.id).unwrap().state, TargetState::Draining);
+    assert_eq!(
+        lb.deregister(busy.id).unwrap().info().state,
+        TargetState::Draining
+    );
 
     // New requests go to the other target only.
     let mut client = RawClient::connect(lb.addr()).await;
@@ -740,7 +754,10 @@ async fn unhealthy_override_diverts_traffic(cloud: Cloud) {
         (TargetState::Healthy, TargetState::Healthy)
     );
     assert_alternates(&lb, &a, &b, 4).await;
-    assert!(lb.set_health(999, HealthOverride::Healthy).is_none());
+    assert_eq!(
+        lb.set_health(999, HealthOverride::Healthy).err(),
+        Some(NoSuchTarget::Unknown(999))
+    );
 }
 
 #[tokio::test]

@@ -115,7 +115,7 @@ async fn both_te_and_cl_is_ambiguous_served_then_closed_unless_strictest() {
     assert_eq!(resp.header("connection"), Some("close"));
     assert!(closed, "then closes the client connection");
     assert_eq!(
-        lb.engine().pool.idle_count(app.addr),
+        lb.idle_connections(app.addr),
         0,
         "and the target connection"
     );

@@ -201,11 +201,7 @@ async fn the_handshake_and_bytes_both_ways_pass_through_on_every_profile() {
         assert!(stats.by_reason.is_empty(), "{cloud:?}: {stats:?}");
         // An upgraded target connection is never pooled for another request.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(
-            rig.lb.engine().pool.idle_count(rig.app.addr),
-            0,
-            "{cloud:?}"
-        );
+        assert_eq!(rig.lb.idle_connections(rig.app.addr), 0, "{cloud:?}");
         rig.finish().await;
     }
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lbsim::sim::SimulatorBuilder;
+use lbsim::SimulatorBuilder;
 use lbsim::{Cloud, MockOptions, MockUpstream, SimHandle, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

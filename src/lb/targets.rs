@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::reason::Reason;
+use crate::lb::reason::Reason;
 
 /// A target's state, with the ALB's names (also how scenario files write it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,11 +163,6 @@ impl Target {
         self.lock().effective()
     }
 
-    /// The state the health checks (and deregistration) alone give it, override aside.
-    pub fn checked_state(&self) -> TargetState {
-        self.lock().state
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -266,15 +261,6 @@ pub enum Deregistration {
     Started(Arc<Target>),
     /// The target was already draining (or its drain had just ended); nothing changed.
     AlreadyDeregistered(Arc<Target>),
-}
-
-impl Deregistration {
-    /// The target, whichever happened.
-    pub fn target(&self) -> &Arc<Target> {
-        match self {
-            Deregistration::Started(t) | Deregistration::AlreadyDeregistered(t) => t,
-        }
-    }
 }
 
 /// Marks a request as finished on its target when dropped.

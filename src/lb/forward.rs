@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, UPGRADE, VIA};
 use rand::Rng;
 
-use crate::accesslog::ConnTraceId;
-use crate::profile::{Forwarding, TraceHeader};
+use crate::lb::accesslog::ConnTraceId;
+use crate::lb::profile::{Forwarding, TraceHeader};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -252,7 +252,7 @@ fn amzn_trace_id() -> TraceId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{AWS_ALB, GCP_CLASSIC};
+    use crate::lb::profile::{AWS_ALB, GCP_CLASSIC};
 
     fn addrs() -> (SocketAddr, SocketAddr) {
         (

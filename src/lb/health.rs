@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::targets::{Target, TargetState, Thresholds};
+use crate::lb::targets::{Target, TargetState, Thresholds};
 
 /// Effective health-check settings (scaled).
 #[derive(Clone, Debug)]

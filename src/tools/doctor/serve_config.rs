@@ -29,9 +29,10 @@ use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
 
 use super::{exit_code, fmt_s, health_consequence, Check, Report, Verdict};
-use crate::config::{Config, Settings};
-use crate::reason::{keep_alive_fix, Reason};
-use crate::upstream::RAY_DEFAULT_MAX_ONGOING_REQUESTS;
+use crate::lb::advice::keep_alive_fix;
+use crate::lb::config::{Config, Settings};
+use crate::lb::reason::Reason;
+use crate::mock::RAY_DEFAULT_MAX_ONGOING_REQUESTS;
 
 /// Ray Serve's `http_options.keep_alive_timeout_s` when the file leaves it unset: 90 s in
 /// current Ray (`ray.serve.config.HTTPOptions`, `keep_alive_timeout_s: int = 90`; measured
@@ -608,8 +609,8 @@ impl Judge<'_> {
         let setting = self.setting("http_options.request_timeout_s");
         // What the LB's timeout counts: silences (AWS) or the whole response (GCP).
         let slow = match p.timeout_kind {
-            crate::profile::TimeoutKind::Idle => format!("a request silent for {lb_words}"),
-            crate::profile::TimeoutKind::EndToEnd => {
+            crate::lb::profile::TimeoutKind::Idle => format!("a request silent for {lb_words}"),
+            crate::lb::profile::TimeoutKind::EndToEnd => {
                 format!("a request not finished in {lb_words}")
             }
         };

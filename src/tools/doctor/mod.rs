@@ -49,10 +49,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::cli::resolve_upstream;
-use crate::config::{parse_duration, Config, ConfigError, Settings};
-use crate::profile::{Cloud, LbDefaults, Profile, TimeoutKind};
-use crate::reason::Reason;
+use crate::lb::config::{parse_duration, Config, ConfigError, Settings};
+use crate::lb::profile::{Cloud, LbDefaults, Profile, TimeoutKind};
+use crate::lb::reason::Reason;
+use crate::net::resolve_upstream;
 
 pub mod serve_config;
 
@@ -988,7 +988,7 @@ impl Ctx<'_> {
         let lb_name = p.display_name;
         let path = &self.opts.health_path;
         // The same advice, in the same full-scale numbers, as the proxy's explanation.
-        let fix = crate::reason::keep_alive_fix(self.config);
+        let fix = crate::lb::advice::keep_alive_fix(self.config);
         let unmeasured_fix = format!(
             "Make GET {path} answer with keep-alive so it can be measured (--health-path picks \
              another path); then: {fix}"

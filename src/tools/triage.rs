@@ -8,7 +8,7 @@
 //! line), so one run can read both; gzip is recognised by its magic bytes, not its name.
 //!
 //! Causes come from the engine's own tables, not a second one: a GCP `statusDetails` word
-//! is looked up among the profile's [`Outcome::log_word`](crate::profile::Outcome)s, and
+//! is looked up among the profile's [`Outcome::log_word`](crate::lb::profile::Outcome)s, and
 //! an ALB line goes through [`classify_alb`], a few documented rules over status, target
 //! status, timings and `error_reason`, which end in a [`Reason`] whose status and word the
 //! AWS profile holds. What the app answered itself (a target status on an ALB line,
@@ -27,9 +27,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Config, Settings};
-use crate::profile::{Cloud, Profile};
-use crate::reason::{self, Detail, Reason};
+use crate::lb::advice::{self, Detail};
+use crate::lb::config::{Config, Settings};
+use crate::lb::profile::{Cloud, Profile};
+use crate::lb::reason::Reason;
 
 /// Events of one cause closer together than this belong to one burst: a deploy or a
 /// rolling update produces its errors within seconds of each other, while the background
@@ -543,7 +544,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 
 fn show_time(micros: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64);
-    crate::accesslog::rfc3339_micros(t)
+    crate::lb::accesslog::rfc3339_micros(t)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -893,13 +894,13 @@ fn fix(config: Option<&Config>, reason: Reason) -> String {
     match reason {
         Reason::KeepAliveRace => format!(
             "{} (if the app crashed or restarted instead, its own logs say so)",
-            reason::keep_alive_fix(config)
+            advice::keep_alive_fix(config)
         ),
         Reason::TargetTimeout => config.profile.timeout_fix.to_string(),
         Reason::ClientClosed => "clients gave up before the answer: raise the client's timeout \
                                  or make the app answer sooner"
             .to_string(),
-        _ => reason::explain(
+        _ => advice::explain(
             config,
             reason,
             &Detail {
@@ -1153,7 +1154,7 @@ pub fn run(args: TriageArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::BUNDLED;
+    use crate::tools::scenario::BUNDLED;
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

@@ -19,7 +19,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use crate::profile::TimeoutKind;
+use crate::lb::profile::TimeoutKind;
 
 /// Boxed error type of the bodies lbsim hands to hyper.
 pub type BoxError = Box<dyn StdError + Send + Sync>;

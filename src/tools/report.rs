@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::config::Config;
-use crate::reason::{explain, lb_secs, Detail, Reason};
-use crate::stats::Counts;
-use crate::targets::{TargetInfo, TargetState};
+use crate::lb::advice::{explain, lb_secs, Detail};
+use crate::lb::config::Config;
+use crate::lb::reason::Reason;
+use crate::lb::stats::Counts;
+use crate::lb::targets::{TargetInfo, TargetState};
 
 /// How long the start-up probe waits for a target's TCP handshake: enough for a local app,
 /// short enough not to delay the banner.

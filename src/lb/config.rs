@@ -3,13 +3,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::health::HealthCheck;
-use crate::profile::{
+use crate::lb::health::HealthCheck;
+use crate::lb::profile::{
     BackendKeepAlive, ClientIdle, ClientKeepAliveMeaning, Cloud, LbDefaults, Profile, RetryPolicy,
     TimeoutKind,
 };
-use crate::targets::Thresholds;
-use crate::validate::{DesyncMode, Rules};
+use crate::lb::targets::Thresholds;
+use crate::lb::validate::{DesyncMode, Rules};
 
 /// How long after a target closes an idle pooled connection the LB goes on believing it open.
 /// About one datacenter round trip plus scheduling: the window in which the production race
@@ -335,7 +335,7 @@ impl Config {
         let no_healthy = if p.fails_open {
             "fail open (route to all)".to_string()
         } else {
-            p.outcome(crate::reason::Reason::NoHealthyTargets)
+            p.outcome(crate::lb::reason::Reason::NoHealthyTargets)
                 .status
                 .to_string()
         };

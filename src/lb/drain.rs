@@ -64,6 +64,7 @@ impl Connections {
         }
     }
 
+    #[cfg(test)]
     /// How many connections are open.
     pub fn count(&self) -> usize {
         self.lock().len()

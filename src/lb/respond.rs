@@ -7,8 +7,8 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::ext::ReasonPhrase;
 
-use crate::deadline::DeadlineBody;
-use crate::profile::{self, HeaderCase, Outcome, Profile, LENGTH};
+use crate::lb::deadline::DeadlineBody;
+use crate::lb::profile::{self, HeaderCase, Outcome, Profile, LENGTH};
 
 /// Diagnostic header naming the cause of an LB-generated response.
 pub const REASON_HEADER: &str = "x-lbsim-reason";

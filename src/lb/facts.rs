@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::profile::{Cloud, Profile};
+use crate::lb::profile::{Cloud, Profile};
 
 /// How well a value is supported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -104,8 +104,9 @@ pub fn facts(profile: &Profile) -> Vec<Fact> {
 }
 
 /// Shown for a value that has no entry in its profile's source table.
-const NO_SOURCE: &str = "(no source recorded: add one to src/facts.rs)";
+const NO_SOURCE: &str = "(no source recorded: add one to src/lb/facts.rs)";
 
+#[cfg(test)]
 /// What is wrong between a profile's values and its source table.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SourceGaps {
@@ -119,6 +120,7 @@ pub struct SourceGaps {
     pub empty: Vec<String>,
 }
 
+#[cfg(test)]
 impl SourceGaps {
     /// True when every value has exactly one non-empty source and no source is left over.
     pub fn is_empty(&self) -> bool {
@@ -126,6 +128,7 @@ impl SourceGaps {
     }
 }
 
+#[cfg(test)]
 /// Compares `profile`'s values with its source table.
 pub fn check(profile: &Profile) -> SourceGaps {
     let table = sources(profile.cloud);
@@ -484,7 +487,7 @@ const A_WEBSOCKET: &str = "AWS ALB user guide, \"Edit attributes for your Applic
      Balancer\", \"Connection idle timeout\" and \"WebSockets\": the idle timeout applies to \
      upgraded (WebSocket) connections; frames sent or received either way are activity";
 
-/// Sources of [`crate::profile::AWS_ALB`], in the order of its values.
+/// Sources of [`crate::lb::profile::AWS_ALB`], in the order of its values.
 static AWS_SOURCES: &[Entry] = &[
     ("websocket_timeout", A_WEBSOCKET, Documented),
     ("timeout_kind", A_IDLE, Documented),
@@ -813,7 +816,7 @@ const G_WEBSOCKET_GLOBAL: &str = "Google Cloud logging page, statusDetails backe
      \"idle or not\" without naming a generation; lbsim follows the logging page, which \
      names the two apart";
 
-/// Sources of [`crate::profile::GCP_CLASSIC`] besides the shared ones.
+/// Sources of [`crate::lb::profile::GCP_CLASSIC`] besides the shared ones.
 static GCP_CLASSIC_SOURCES: &[Entry] = &[
     ("websocket_timeout", G_WEBSOCKET_CLASSIC, Documented),
     ("retry.methods", G_RETRY_CLASSIC, Documented),
@@ -876,7 +879,7 @@ const G_HOST_CLASSIC: &str = "Google Cloud, \"Migration overview\", data-plane d
      the first host is valid, the header is accepted (the English row is cut off in the stored \
      copy; taken from the zh-CN page)";
 
-/// Sources of [`crate::profile::GCP_GLOBAL`] besides the shared ones.
+/// Sources of [`crate::lb::profile::GCP_GLOBAL`] besides the shared ones.
 static GCP_GLOBAL_SOURCES: &[Entry] = &[
     ("websocket_timeout", G_WEBSOCKET_GLOBAL, Documented),
     ("retry.methods", G_RETRY_GLOBAL, Inferred),
@@ -1067,7 +1070,7 @@ const N_SIZES: &str = "ingress-nginx ConfigMap reference, large-client-header-bu
 const N_HOST: &str = "nginx source, ngx_http_request.c: \"client sent HTTP/1.1 request without \
      Host header\" and \"client sent duplicate host header\" give 400";
 
-/// Sources of [`crate::profile::INGRESS_NGINX`].
+/// Sources of [`crate::lb::profile::INGRESS_NGINX`].
 static NGINX_SOURCES: &[Entry] = &[
     ("timeout_kind", N_READ, Documented),
     ("timers.anyscale.timeout", N_NO_ANYSCALE, Inferred),
@@ -1178,7 +1181,7 @@ mod tests {
         }
         assert!(
             failures.is_empty(),
-            "add or fix the entries in src/facts.rs:\n{}",
+            "add or fix the entries in src/lb/facts.rs:\n{}",
             failures.join("\n")
         );
     }

@@ -8,8 +8,8 @@ use http::request::Parts;
 use http::HeaderMap;
 use tokio::time::Instant;
 
-use crate::accesslog::{version_str, ConnTraceId, Record};
-use crate::forward::Peer;
+use crate::lb::accesslog::{version_str, ConnTraceId, Record};
+use crate::lb::forward::Peer;
 
 /// Facts captured when a request arrives (after the LB's headers were added).
 #[derive(Debug)]

@@ -21,9 +21,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::RaceWindow;
-use crate::deadline::Touching;
-use crate::profile::HeaderCase;
+use crate::lb::config::RaceWindow;
+use crate::lb::deadline::Touching;
+use crate::lb::profile::HeaderCase;
 
 /// The body type sent to targets: the client's body (or, for a request the LB sends
 /// again, an empty one), counted as activity.
@@ -199,7 +199,7 @@ impl Pool {
         // Small requests and responses must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::Builder::new()
-            .max_buf_size(crate::proxy::MAX_BUF_SIZE)
+            .max_buf_size(crate::lb::MAX_BUF_SIZE)
             .preserve_header_case(self.header_case == HeaderCase::Preserve)
             .title_case_headers(self.header_case == HeaderCase::Preserve)
             .handshake(TokioIo::new(stream))

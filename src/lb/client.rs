@@ -4,7 +4,7 @@
 //!
 //! hyper owns the HTTP parsing; [`ClientIo`] sits under it on the socket. At the start
 //! of each request it holds the bytes back until the head is complete and the cloud's
-//! rules ([`crate::validate`]) accept it; a rejected head gets the cloud's page and the
+//! rules ([`crate::lb::validate`]) accept it; a rejected head gets the cloud's page and the
 //! connection closes, so nothing of it reaches hyper or the app. It also watches time:
 //! when no request is being served and nothing moved for the client idle timeout, it ends
 //! the connection, with a bare close when the connection was idle or with the cloud's 408
@@ -23,10 +23,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::chunked::{ChunkedScanner, Scan};
-use crate::deadline::Deadline;
-use crate::forward::Peer;
-use crate::validate::{check_head, BodyLength, Rejection, Rules, Verdict};
+use crate::lb::chunked::{ChunkedScanner, Scan};
+use crate::lb::deadline::Deadline;
+use crate::lb::forward::Peer;
+use crate::lb::validate::{check_head, BodyLength, Rejection, Rules, Verdict};
 
 /// Read size while a head is being gathered.
 const HEAD_READ: usize = 8 * 1024;

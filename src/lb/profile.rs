@@ -1,14 +1,14 @@
 //! Cloud profiles: everything that differs between load balancers, as data.
 //!
 //! The engine reads these fields; it never asks which cloud it runs. Every value has its
-//! source and confidence in [`crate::facts`] (`lbsim facts`), drawn from
+//! source and confidence in [`crate::lb::facts`] (`lbsim facts`), drawn from
 //! `shared/reference/` (aws-alb.md, gcp-lb.md, fidelity-audit.md).
 
 use std::time::Duration;
 
-use crate::accesslog::LogFormat;
-use crate::reason::Reason;
-use crate::validate::{
+use crate::lb::accesslog::LogFormat;
+use crate::lb::reason::Reason;
+use crate::lb::validate::{
     DesyncMode, HostRule, MethodAnswer, RepeatedHost, Rules, AWS_RULES, GCP_GLOBAL_RULES,
     GCP_RULES, NGINX_RULES,
 };

@@ -1,108 +1,11 @@
-//! Why the load balancer answered instead of the app.
-//!
-//! A [`Reason`] is cloud-neutral; the profile maps it to a status and to the cloud's
-//! own word for it (AWS-style cause, GCP `statusDetails`), and [`explain`] turns it
-//! into the sentence a person reads: what happened, which setting caused it, the fix.
+//! What a person is told about an LB-generated error: what happened, which setting caused
+//! it, and the fix, with the measured facts ([`Detail`]) that make it concrete.
 
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::profile::TimeoutKind;
-
-/// Every cause for which the load balancer itself answers (or cuts) a response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// The target sent nothing in time: idle timeout (AWS) or backend timeout (GCP).
-    TargetTimeout,
-    /// TCP connect to the target did not complete in the connect timeout.
-    ConnectTimeout,
-    /// The target refused the TCP connection (nothing listening).
-    ConnectRefused,
-    /// The target closed the connection (FIN or RST) before a complete response head.
-    TargetClosedConnection,
-    /// The target closed the connection after the head, mid-body (the client's response is cut).
-    TargetClosedMidBody,
-    /// A pooled keep-alive connection that the target had already closed was reused.
-    KeepAliveRace,
-    /// The target's response could not be parsed as HTTP/1.1.
-    MalformedResponse,
-    /// The target group has no registered targets.
-    NoRegisteredTargets,
-    /// No target is healthy and the cloud does not fail open.
-    NoHealthyTargets,
-    /// A draining target was still serving when the deregistration delay ended.
-    DeregistrationDelayElapsed,
-    /// The client's request is not valid HTTP/1.1.
-    MalformedRequest,
-    /// The request head is over the cloud's size limits.
-    RequestTooLarge,
-    /// `X-Forwarded-For` holds more addresses than the cloud accepts.
-    TooManyForwardedFor,
-    /// A `Transfer-Encoding` other than chunked or identity.
-    UnsupportedTransferEncoding,
-    /// A method the LB refuses itself (TRACE on AWS).
-    MethodNotAllowed,
-    /// The desync (request smuggling) mitigation blocked the request.
-    DesyncBlocked,
-    /// The client started a request and then sent nothing for the client timeout.
-    ClientTimeout,
-    /// The client closed its connection before the LB answered (logged, nothing sent).
-    ClientClosed,
-}
-
-impl Reason {
-    /// Every reason, in table order: profiles index their outcome tables with it.
-    pub const ALL: [Reason; 18] = [
-        Reason::TargetTimeout,
-        Reason::ConnectTimeout,
-        Reason::ConnectRefused,
-        Reason::TargetClosedConnection,
-        Reason::TargetClosedMidBody,
-        Reason::KeepAliveRace,
-        Reason::MalformedResponse,
-        Reason::NoRegisteredTargets,
-        Reason::NoHealthyTargets,
-        Reason::DeregistrationDelayElapsed,
-        Reason::MalformedRequest,
-        Reason::RequestTooLarge,
-        Reason::TooManyForwardedFor,
-        Reason::UnsupportedTransferEncoding,
-        Reason::MethodNotAllowed,
-        Reason::DesyncBlocked,
-        Reason::ClientTimeout,
-        Reason::ClientClosed,
-    ];
-
-    /// Position in [`Reason::ALL`] and in every profile's outcome table.
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The variant's name in snake_case, cloud-neutral (the profile's cause words differ
-    /// per cloud): keys of `lbsim facts` (`outcome.keep_alive_race`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Reason::TargetTimeout => "target_timeout",
-            Reason::ConnectTimeout => "connect_timeout",
-            Reason::ConnectRefused => "connect_refused",
-            Reason::TargetClosedConnection => "target_closed_connection",
-            Reason::TargetClosedMidBody => "target_closed_mid_body",
-            Reason::KeepAliveRace => "keep_alive_race",
-            Reason::MalformedResponse => "malformed_response",
-            Reason::NoRegisteredTargets => "no_registered_targets",
-            Reason::NoHealthyTargets => "no_healthy_targets",
-            Reason::DeregistrationDelayElapsed => "deregistration_delay_elapsed",
-            Reason::MalformedRequest => "malformed_request",
-            Reason::RequestTooLarge => "request_too_large",
-            Reason::TooManyForwardedFor => "too_many_forwarded_for",
-            Reason::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
-            Reason::MethodNotAllowed => "method_not_allowed",
-            Reason::DesyncBlocked => "desync_blocked",
-            Reason::ClientTimeout => "client_timeout",
-            Reason::ClientClosed => "client_closed",
-        }
-    }
-}
+use crate::lb::config::Config;
+use crate::lb::profile::TimeoutKind;
+use crate::lb::reason::Reason;
 
 /// Measured facts that make an explanation concrete ("nothing for 3.0 s").
 #[derive(Clone, Debug, Default)]
@@ -307,8 +210,8 @@ fn explain_cause(config: &Config, reason: Reason, d: &Detail) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
-    use crate::profile::Cloud;
+    use crate::lb::config::Settings;
+    use crate::lb::profile::Cloud;
 
     fn sentence(cloud: Cloud, reason: Reason, detail: &Detail) -> String {
         let config = Config::build(&Settings::new(cloud)).expect("default settings are valid");

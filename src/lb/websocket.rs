@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::deadline::Deadline;
+use crate::lb::deadline::Deadline;
 
 /// RFC 6455 section 1.3: appended to the client's key before hashing.
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

@@ -104,13 +104,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use toml::Spanned;
 
-use crate::config::{parse_duration, Config, RaceWindow, Settings};
-use crate::profile::{Cloud, LbDefaults, Profile};
-use crate::proxy::Engine;
+use crate::lb::config::{parse_duration, Config, RaceWindow, Settings};
+use crate::lb::profile::{Cloud, LbDefaults, Profile};
+use crate::lb::stats::Counts;
+use crate::lb::targets::{HealthOverride, TargetState};
+use crate::mock::{MockOptions, MockStats, MockUpstream, DEFAULT_KEEP_ALIVE};
+use crate::sim::Control;
 use crate::sim::{SimHandle, Simulator};
-use crate::stats::Counts;
-use crate::targets::{HealthOverride, TargetState};
-use crate::upstream::{MockOptions, MockStats, MockUpstream, DEFAULT_KEEP_ALIVE};
 
 /// Longest wait for one response (real time): a hung scenario fails instead of hanging.
 pub const READ_LIMIT: Duration = Duration::from_secs(20);
@@ -156,7 +156,7 @@ macro_rules! bundled {
     ($($name:literal),* $(,)?) => {
         &[$(Bundled {
             name: $name,
-            source: include_str!(concat!("../scenarios/", $name, ".toml")),
+            source: include_str!(concat!("../../../scenarios/", $name, ".toml")),
         }),*]
     };
 }
@@ -769,7 +769,7 @@ pub fn parse(text: &str, origin: &str, name: &str) -> Result<Scenario, LoadError
                     latency: t.latency.map_or(Duration::ZERO, |d| d.0),
                     max_ongoing_requests: t
                         .max_ongoing_requests
-                        .unwrap_or(crate::upstream::RAY_DEFAULT_MAX_ONGOING_REQUESTS),
+                        .unwrap_or(crate::mock::RAY_DEFAULT_MAX_ONGOING_REQUESTS),
                     max_queued_requests: t.max_queued_requests,
                     request_timeout: t.request_timeout.map(|d| d.0),
                 }
@@ -1644,7 +1644,7 @@ async fn exchange(
 
 fn describe_response(r: &Response, elapsed: Duration) -> String {
     let mut s = format!("← {} {}", r.status, r.phrase);
-    match r.header(crate::respond::REASON_HEADER) {
+    match r.header(crate::lb::respond::REASON_HEADER) {
         Some(reason) => {
             let _ = write!(s, " · x-lbsim-reason: {reason}");
         }
@@ -1700,7 +1700,7 @@ fn evaluate(e: &Expect, x: &Exchange, scale: f64) -> Vec<Verdict> {
             format!("x-lbsim-reason {reason}")
         };
         on_resp(label, &|r| {
-            let got = r.header(crate::respond::REASON_HEADER);
+            let got = r.header(crate::lb::respond::REASON_HEADER);
             let text = got.map_or("got none".to_string(), |g| format!("got {g}"));
             let ok = if want_none {
                 got.is_none()
@@ -2008,7 +2008,7 @@ impl Runner {
                     (mock.addr, Some(mock))
                 }
                 TargetKind::External(a) => {
-                    let addr = crate::cli::resolve_upstream(a).await?;
+                    let addr = crate::net::resolve_upstream(a).await?;
                     log.push(Actor::Target, &t.name, format!("external app at {addr}"));
                     (addr, None)
                 }
@@ -2073,7 +2073,7 @@ impl Runner {
             .filter_map(|t| t.mock.as_ref().map(|m| (t.name.clone(), m.stats.clone())))
             .collect();
         let sampler = Arc::new(Sampler::new(
-            sim.engine().clone(),
+            sim.control(),
             mocks,
             names.clone(),
             log.clone(),
@@ -2269,7 +2269,13 @@ impl Runner {
         let fail = |what: &str| Err(format!("{name} is {what}"));
         match action {
             Action::Register => {
-                let info = self.sim.register(self.targets[i].addr);
+                let info = match self.sim.register(self.targets[i].addr) {
+                    Ok(info) => info,
+                    Err(e) => {
+                        self.check(step, &name, "register".into(), Err(e.to_string()));
+                        return;
+                    }
+                };
                 self.targets[i].id = Some(info.id);
                 self.names
                     .lock()
@@ -2281,7 +2287,7 @@ impl Runner {
                     format!("registers {name} ({})", info.state.as_str()),
                 );
             }
-            Action::Deregister => match id.and_then(|id| self.sim.deregister(id)) {
+            Action::Deregister => match id.and_then(|id| self.sim.deregister(id).ok()) {
                 Some(_) => {
                     let delay = self.sim.config().timers.deregistration_delay;
                     self.log.push(
@@ -2301,7 +2307,7 @@ impl Runner {
                     Action::Healthy => (HealthOverride::Healthy, "marks {} healthy"),
                     _ => (HealthOverride::Auto, "hands {} back to the health checks"),
                 };
-                match id.and_then(|id| self.sim.set_health(id, over)) {
+                match id.and_then(|id| self.sim.set_health(id, over).ok()) {
                     Some(_) => self
                         .log
                         .push(Actor::Runner, "runner", word.replace("{}", &name)),
@@ -2422,7 +2428,7 @@ impl Runner {
 /// A background task samples every [`POLL`]; each client also samples right before it logs
 /// a response, so what the app and the LB did for a request is logged before its answer.
 struct Sampler {
-    engine: Arc<Engine>,
+    control: Control,
     mocks: Vec<(String, Arc<MockStats>)>,
     names: Names,
     log: Log,
@@ -2436,27 +2442,22 @@ struct Seen {
 }
 
 impl Sampler {
-    fn new(
-        engine: Arc<Engine>,
-        mocks: Vec<(String, Arc<MockStats>)>,
-        names: Names,
-        log: Log,
-    ) -> Self {
+    fn new(control: Control, mocks: Vec<(String, Arc<MockStats>)>, names: Names, log: Log) -> Self {
         // Targets start `initial` (or `unavailable` without checks): a change made before the
         // first sample is still logged.
-        let first = if engine.config.health.enabled {
+        let first = if control.config().health.enabled {
             TargetState::Initial
         } else {
             TargetState::Unavailable
         };
-        let states = engine.targets.all().iter().map(|t| (t.id, first)).collect();
+        let states = control.targets().iter().map(|t| (t.id, first)).collect();
         let seen = Seen {
             counts: Counts::default(),
             mocks: vec![[0; 3]; mocks.len()],
             states,
         };
         Sampler {
-            engine,
+            control,
             mocks,
             names,
             log,
@@ -2493,15 +2494,14 @@ impl Sampler {
                 .cloned()
                 .unwrap_or_else(|| format!("target {id}"))
         };
-        let members = self.engine.targets.all();
-        for t in &members {
-            let info = t.info();
+        let members = self.control.targets();
+        for info in &members {
             let before = seen.states.insert(info.id, info.state);
             if before != Some(info.state) {
                 let name = name_of(info.id);
                 let from = before.map_or("new", TargetState::as_str);
                 let mut what = format!("target {name}: {from} → {}", info.state.as_str());
-                if self.engine.config.health.enabled {
+                if self.control.config().health.enabled {
                     let _ = write!(what, " (last health check: {})", info.reason);
                 }
                 log.push(Actor::Lb, "lb", what);
@@ -2522,8 +2522,8 @@ impl Sampler {
             let what = format!("target {name}: {from} → unused (it leaves the target group)");
             log.push(Actor::Lb, "lb", what);
         }
-        let now = self.engine.stats.snapshot();
-        for line in diff_counts(&seen.counts, &now, self.engine.config.profile) {
+        let now = self.control.stats();
+        for line in diff_counts(&seen.counts, &now, self.control.config().profile) {
             log.push(Actor::Lb, "lb", line);
         }
         seen.counts = now;

@@ -24,43 +24,23 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::accesslog::{AccessLog, FINAL_FLUSH_LIMIT};
-use crate::client::{ClientHooks, ClientIo, ConnState, InFlight};
-use crate::config::Config;
-use crate::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
-use crate::drain::Connections;
-use crate::forward::{self, Peer};
-use crate::health;
-use crate::logline::{head_size, Ending, Facts};
-use crate::pool::{Checkout, Conn, ConnectError, Pool, UpstreamBody};
-use crate::profile::{HeaderCase, Profile, MAX_FREE_RETRIES};
-use crate::reason::{explain, Detail, Reason};
-use crate::respond::{self, ProxyBody};
-use crate::stats::Stats;
-use crate::targets::{RoutingRules, Target, TargetGroup};
-use crate::validate::Rejection;
-use crate::websocket::Active;
-
-/// Listen queue length. tokio's default (128) drops connection attempts in a burst of
-/// test clients, which then wait a second for the SYN retry; the kernel caps it anyway.
-pub const LISTEN_BACKLOG: u32 = 4096;
-
-/// Binds `addr` with a listen queue long enough for a burst of clients.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    // As std and tokio do on Unix: a restarted lbsim can bind at once.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
-/// Largest buffer hyper may grow to on either side, hence the largest body chunk read
-/// in one call: 2 MiB instead of hyper's ~400 KiB cut CPU per streamed GiB by ~12 %.
-pub const MAX_BUF_SIZE: usize = 2 * 1024 * 1024;
+use crate::lb::accesslog::{AccessLog, FINAL_FLUSH_LIMIT};
+use crate::lb::advice::{explain, Detail};
+use crate::lb::client::{ClientHooks, ClientIo, ConnState, InFlight};
+use crate::lb::config::Config;
+use crate::lb::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
+use crate::lb::drain::Connections;
+use crate::lb::forward::{self, Peer};
+use crate::lb::health;
+use crate::lb::logline::{head_size, Ending, Facts};
+use crate::lb::pool::{Checkout, Conn, ConnectError, Pool, UpstreamBody};
+use crate::lb::profile::{HeaderCase, Profile, MAX_FREE_RETRIES};
+use crate::lb::reason::Reason;
+use crate::lb::respond::{self, ProxyBody};
+use crate::lb::stats::Stats;
+use crate::lb::targets::{RoutingRules, Target, TargetGroup};
+use crate::lb::validate::Rejection;
+use crate::lb::websocket::Active;
 
 /// Pause after a failed accept (out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -744,7 +724,7 @@ struct Relay {
     kill: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// The target's in-flight count and the client connection's busy mark, both held
     /// while the relay lasts.
-    held: (crate::targets::InFlightOnTarget, Option<InFlight>),
+    held: (crate::lb::targets::InFlightOnTarget, Option<InFlight>),
     /// For the access-log line written when the relay ends.
     facts: Option<Arc<Facts>>,
     /// When the upgrade request went out.
@@ -995,7 +975,7 @@ pub async fn serve(
     let preserve = engine.profile().forwarding.header_case == HeaderCase::Preserve;
     http.preserve_header_case(preserve)
         .title_case_headers(preserve)
-        .max_buf_size(MAX_BUF_SIZE);
+        .max_buf_size(crate::lb::MAX_BUF_SIZE);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

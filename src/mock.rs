@@ -180,7 +180,7 @@ pub struct MockUpstream {
 impl MockUpstream {
     /// Binds `addr` (port 0 for a free port) and starts serving.
     pub async fn start(addr: SocketAddr, opts: MockOptions) -> io::Result<MockUpstream> {
-        let listener = crate::proxy::bind(addr)?;
+        let listener = crate::net::bind(addr)?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(MockStats::default());
         let kill = watch::channel(false).0;
@@ -539,7 +539,7 @@ async fn websocket(conn: &mut BufReader<TcpStream>, head: &Head) -> io::Result<b
     let handshake = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {}\r\n\r\n",
-        crate::websocket::accept_key(key)
+        crate::lb::websocket::accept_key(key)
     );
     conn.get_mut().write_all(handshake.as_bytes()).await?;
     let mut buf = [0u8; 16 * 1024];

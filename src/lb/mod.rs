@@ -1,0 +1,28 @@
+//! The load balancer: a cloud profile (data) read by one engine.
+//!
+//! Nothing here imports the simulator, the control API, the tools or the CLI.
+
+/// Largest buffer hyper may grow to on either side, hence the largest body chunk read
+/// in one call: 2 MiB instead of hyper's ~400 KiB cut CPU per streamed GiB by ~12 %.
+pub(crate) const MAX_BUF_SIZE: usize = 2 * 1024 * 1024;
+
+pub mod accesslog;
+pub mod advice;
+pub(crate) mod chunked;
+pub(crate) mod client;
+pub mod config;
+pub(crate) mod deadline;
+pub(crate) mod drain;
+pub(crate) mod facts;
+pub(crate) mod forward;
+pub(crate) mod health;
+pub(crate) mod logline;
+pub(crate) mod pool;
+pub mod profile;
+pub(crate) mod proxy;
+pub mod reason;
+pub(crate) mod respond;
+pub(crate) mod stats;
+pub mod targets;
+pub mod validate;
+pub(crate) mod websocket;
