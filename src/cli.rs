@@ -9,11 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::admin::AdminServer;
-use crate::lb::config::{
-    parse_duration, parse_time_scale, Config, RaceWindow, Settings, DEFAULT_RACE_WINDOW,
-    PRINT_LABEL_WIDTH,
-};
-use crate::lb::profile::{Cloud, LbDefaults};
+use crate::lb::config::{parse_duration, Config, Settings, PRINT_LABEL_WIDTH};
 use crate::mock::{MockOptions, MockUpstream};
 use crate::net::resolve_upstream;
 use crate::sim::{Simulator, StartError};
@@ -58,101 +54,18 @@ pub enum Command {
     Triage(crate::tools::triage::TriageArgs),
 }
 
-/// The cloud and its main timers: shared by the proxy and `lbsim doctor`, which judges an
-/// app by the same values.
-#[derive(Debug, Args)]
-pub struct LbArgs {
-    /// Which cloud's load balancer to imitate.
-    #[arg(long, value_enum, default_value = "aws")]
-    pub cloud: Cloud,
-    /// Start from Anyscale's values (AWS idle 300 s, GCP 600 s) or the provider's (60 s, 30 s).
-    #[arg(long, value_enum, default_value = "anyscale")]
-    pub lb_defaults: LbDefaults,
-    /// AWS idle timeout: no byte moved for this long fails the request (504); also the
-    /// ALB's keep-alive towards the app.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub idle_timeout: Option<Duration>,
-    /// GCP backend service timeout: the whole response must finish within it.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub backend_timeout: Option<Duration>,
-    /// Multiply every timer, e.g. 0.01 turns 300 s into 3 s.
-    #[arg(
-        long,
-        value_parser = parse_time_scale,
-        default_value = "1",
-        value_name = "F",
-        allow_negative_numbers = true
-    )]
-    pub time_scale: f64,
-}
-
-impl LbArgs {
-    /// Settings with these values and every other one at its default.
-    pub fn settings(&self) -> Settings {
-        Settings {
-            defaults: self.lb_defaults,
-            idle_timeout: self.idle_timeout,
-            backend_timeout: self.backend_timeout,
-            time_scale: self.time_scale,
-            ..Settings::new(self.cloud)
-        }
-    }
-}
-
 /// Flags of the proxy (the main command).
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Cloud and main timers.
+    /// Every load-balancer setting (the same type a scenario's `[lb]` table fills).
     #[command(flatten)]
-    pub lb: LbArgs,
+    pub lb: Settings,
     /// Address to listen on for clients.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// The app, as host:port (repeatable). Without it, lbsim starts its mock app.
     #[arg(long, value_name = "HOST:PORT")]
     pub upstream: Vec<String>,
-    /// TCP connect timeout to a target.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub connect_timeout: Option<Duration>,
-    /// Client keep-alive: AWS connection duration (3600 s, then `Connection: close`);
-    /// GCP idle client connection timeout (610 s).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub client_keep_alive: Option<Duration>,
-    /// Never retry a failed request, even where the cloud does (GCP retries a GET once
-    /// when the backend closes before answering; `--print-config` shows the rule).
-    #[arg(long)]
-    pub no_retry: bool,
-    /// How long the LB goes on using a connection the app closed ("always": forever).
-    #[arg(long, default_value_t = RaceWindow::Window(DEFAULT_RACE_WINDOW), value_name = "DURATION|always")]
-    pub race_window: RaceWindow,
-    /// Health-check path, e.g. `/-/healthz` for Ray Serve (default `/`).
-    #[arg(long, value_name = "PATH")]
-    pub health_path: Option<String>,
-    /// Time between health checks (AWS 30s, GCP 5s).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub health_interval: Option<Duration>,
-    /// Health-check timeout (5s on both clouds).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub health_timeout: Option<Duration>,
-    /// Consecutive passes that make a target healthy (AWS 5, GCP 2).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10), value_name = "N")]
-    pub healthy_threshold: Option<u32>,
-    /// Consecutive failures that make a target unhealthy (2 on both clouds).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10), value_name = "N")]
-    pub unhealthy_threshold: Option<u32>,
-    /// Turn health checks off: every registered target gets traffic.
-    #[arg(long)]
-    pub no_health_checks: bool,
-    /// After start, no target counts as healthy for this long (GCP's start-up 503s, up to 5m).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub warmup: Option<Duration>,
-    /// How long a deregistered target drains before in-flight requests are cut (AWS 300s).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub deregistration_delay: Option<Duration>,
-    /// Request-smuggling (desync) mitigation: defensive blocks Severe requests and closes
-    /// after Ambiguous ones; strictest blocks all but compliant ones; monitor blocks none.
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub desync_mode: Option<crate::lb::validate::DesyncMode>,
     /// Write an access log to PATH (`-` for stdout), one line per request.
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<String>,
@@ -205,28 +118,6 @@ pub struct UpstreamArgs {
     /// this long gets Ray's own 408 ("Request ... timed out after ...s.").
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Option<Duration>,
-}
-
-impl RunArgs {
-    /// The settings these flags ask for.
-    pub fn settings(&self) -> Settings {
-        Settings {
-            connect_timeout: self.connect_timeout,
-            client_keep_alive: self.client_keep_alive,
-            health_path: self.health_path.clone(),
-            health_interval: self.health_interval,
-            health_timeout: self.health_timeout,
-            healthy_threshold: self.healthy_threshold,
-            unhealthy_threshold: self.unhealthy_threshold,
-            health_checks: !self.no_health_checks,
-            warmup: self.warmup,
-            deregistration_delay: self.deregistration_delay,
-            race_window: self.race_window,
-            desync_mode: self.desync_mode,
-            no_retry: self.no_retry,
-            ..self.lb.settings()
-        }
-    }
 }
 
 /// Installs the SIGINT and SIGTERM handlers now and returns a future that resolves on
@@ -368,7 +259,7 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         eprintln!("lbsim: {e}");
         return ExitCode::from(2);
     }
-    let settings = args.settings();
+    let settings = args.lb.clone();
     let config = match Config::build(&settings) {
         Ok(c) => c,
         Err(e) => {

@@ -71,46 +71,105 @@ pub fn parse_time_scale(s: &str) -> Result<f64, String> {
     }
 }
 
-/// What a user asked for, before defaults and scaling.
-#[derive(Clone, Debug)]
+/// What a user asked for, before defaults and scaling: every load-balancer setting,
+/// declared once. The CLI flattens it into its flags (clap), a scenario file's `[lb]`
+/// table deserializes into it (serde; `cloud` and `time_scale` are top-level keys there),
+/// and [`crate::SimulatorBuilder::settings`] takes it whole. A field added here is a flag,
+/// a scenario key and a builder value at once.
+#[derive(Clone, Debug, PartialEq, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Which cloud to imitate.
+    /// Which cloud's load balancer to imitate.
+    #[arg(long, value_enum, default_value = "aws")]
+    #[serde(skip)]
     pub cloud: Cloud,
-    /// Anyscale or provider stock defaults.
+    /// Start from Anyscale's values (AWS idle 300 s, GCP 600 s) or the provider's (60 s, 30 s).
+    #[arg(
+        long = "lb-defaults",
+        value_enum,
+        default_value = "anyscale",
+        value_name = "LB_DEFAULTS"
+    )]
+    #[serde(rename = "lb_defaults")]
     pub defaults: LbDefaults,
-    /// `--idle-timeout` (AWS main timeout).
+    /// AWS idle timeout: no byte moved for this long fails the request (504); also the
+    /// ALB's keep-alive towards the app.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(deserialize_with = "serde_duration::option")]
     pub idle_timeout: Option<Duration>,
-    /// `--backend-timeout` (GCP main timeout).
+    /// GCP backend service timeout: the whole response must finish within it.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(deserialize_with = "serde_duration::option")]
     pub backend_timeout: Option<Duration>,
-    /// `--connect-timeout`.
+    /// TCP connect timeout to a target.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(deserialize_with = "serde_duration::option")]
     pub connect_timeout: Option<Duration>,
-    /// `--client-keep-alive`: connection age (AWS) or idle time (GCP), per the profile.
+    /// Client keep-alive: AWS connection duration (3600 s, then `Connection: close`);
+    /// GCP idle client connection timeout (610 s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(deserialize_with = "serde_duration::option")]
     pub client_keep_alive: Option<Duration>,
-    /// `--health-path`.
+    /// Health-check path, e.g. `/-/healthz` for Ray Serve (default `/`).
+    #[arg(long, value_parser = parse_path, value_name = "PATH")]
+    #[serde(deserialize_with = "de_path")]
     pub health_path: Option<String>,
-    /// `--health-interval`.
+    /// Time between health checks (AWS 30s, GCP 5s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(deserialize_with = "serde_duration::option")]
     pub health_interval: Option<Duration>,
-    /// `--health-timeout`.
+    /// Health-check timeout (5s on both clouds).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(deserialize_with = "serde_duration::option")]
     pub health_timeout: Option<Duration>,
-    /// `--healthy-threshold`.
+    /// Consecutive passes that make a target healthy (AWS 5, GCP 2).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10), value_name = "N")]
     pub healthy_threshold: Option<u32>,
-    /// `--unhealthy-threshold`.
+    /// Consecutive failures that make a target unhealthy (2 on both clouds).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10), value_name = "N")]
     pub unhealthy_threshold: Option<u32>,
-    /// False with `--no-health-checks`.
+    /// False with `--no-health-checks` (scenario key `health_checks = false`): every
+    /// registered target gets traffic.
+    #[arg(
+        long = "no-health-checks",
+        action = clap::ArgAction::SetFalse,
+        help = "Turn health checks off: every registered target gets traffic"
+    )]
     pub health_checks: bool,
-    /// `--warmup`: no target counts as healthy this long after start.
+    /// After start, no target counts as healthy for this long (GCP's start-up 503s, up to 5m).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(deserialize_with = "serde_duration::option")]
     pub warmup: Option<Duration>,
-    /// `--deregistration-delay`.
+    /// How long a deregistered target drains before in-flight requests are cut (AWS 300s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(deserialize_with = "serde_duration::option")]
     pub deregistration_delay: Option<Duration>,
-    /// `--desync-mode`.
+    /// Request-smuggling (desync) mitigation: defensive blocks Severe requests and closes
+    /// after Ambiguous ones; strictest blocks all but compliant ones; monitor blocks none.
+    #[arg(long, value_enum, value_name = "MODE")]
     pub desync_mode: Option<DesyncMode>,
-    /// `--race-window`; not scaled, it models network latency, not a cloud timer.
+    /// How long the LB goes on using a connection the app closed ("always": forever). Not
+    /// scaled: it models network latency, not a cloud timer.
+    #[arg(long, default_value_t = RaceWindow::Window(DEFAULT_RACE_WINDOW), value_name = "DURATION|always")]
     pub race_window: RaceWindow,
-    /// Multiplies every timer.
+    /// Multiply every timer, e.g. 0.01 turns 300 s into 3 s.
+    #[arg(
+        long,
+        value_parser = parse_time_scale,
+        default_value = "1",
+        value_name = "F",
+        allow_negative_numbers = true
+    )]
+    #[serde(skip)]
     pub time_scale: f64,
-    /// Bound on graceful shutdown; not scaled.
+    /// How long in-flight requests may run after SIGINT/SIGTERM before lbsim stops anyway.
+    /// Not scaled.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    #[serde(deserialize_with = "serde_duration::required")]
     pub shutdown_grace: Duration,
-    /// `--no-retry`: the LB never retries, even where the cloud does (GCP's GET retry).
+    /// Never retry a failed request, even where the cloud does (GCP retries a GET once
+    /// when the backend closes before answering; `--print-config` shows the rule).
+    #[arg(long)]
     pub no_retry: bool,
 }
 
@@ -138,6 +197,75 @@ impl Settings {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             no_retry: false,
         }
+    }
+}
+
+impl Default for Settings {
+    /// AWS's defaults; serde fills a scenario's absent keys from here (its `cloud` and
+    /// `time_scale` are set from the file's top level afterwards).
+    fn default() -> Self {
+        Settings::new(Cloud::Aws)
+    }
+}
+
+/// Accepts an origin-form path: starts with `/`, visible ASCII only (no spaces, no CR/LF).
+pub fn parse_path(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && s.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}`: expected a path starting with / and without spaces, e.g. /-/healthz"
+        ))
+    }
+}
+
+fn de_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    parse_path(&s).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Durations in files are strings, as on the command line: `"500ms"`, `"3s"`, `"5m"`.
+pub mod serde_duration {
+    use std::time::Duration;
+
+    use serde::de::{self, Deserializer, Visitor};
+
+    struct HumanDuration;
+
+    impl Visitor<'_> for HumanDuration {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration string such as \"300s\" or \"500ms\"")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
+            super::parse_duration(s).map_err(E::custom)
+        }
+    }
+
+    /// A duration string.
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_str(HumanDuration)
+    }
+
+    /// A duration string, for an optional key (absent is `None` by the struct's default).
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        d.deserialize_str(HumanDuration).map(Some)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RaceWindow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RaceWindow;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"always\" or a duration string such as \"5ms\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RaceWindow, E> {
+                s.parse::<RaceWindow>().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -441,5 +569,86 @@ mod tests {
         s.idle_timeout = Some(Duration::from_secs(1));
         let err = Config::build(&s).unwrap_err().to_string();
         assert!(err.contains("--backend-timeout"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn a_scenario_lb_table_fills_every_setting_but_cloud_and_time_scale() {
+        let toml = r#"
+            lb_defaults = "native"
+            idle_timeout = "4s"
+            connect_timeout = "250ms"
+            client_keep_alive = "1m"
+            health_path = "/-/healthz"
+            health_interval = "5s"
+            health_timeout = "2s"
+            healthy_threshold = 3
+            unhealthy_threshold = 4
+            health_checks = false
+            warmup = "1s"
+            deregistration_delay = "30s"
+            desync_mode = "strictest"
+            race_window = "always"
+            shutdown_grace = "3s"
+            no_retry = true
+        "#;
+        let s: Settings = toml::from_str(toml).expect("every key is a setting");
+        assert_eq!(
+            s,
+            Settings {
+                defaults: LbDefaults::Native,
+                idle_timeout: Some(Duration::from_secs(4)),
+                connect_timeout: Some(Duration::from_millis(250)),
+                client_keep_alive: Some(Duration::from_secs(60)),
+                health_path: Some("/-/healthz".into()),
+                health_interval: Some(Duration::from_secs(5)),
+                health_timeout: Some(Duration::from_secs(2)),
+                healthy_threshold: Some(3),
+                unhealthy_threshold: Some(4),
+                health_checks: false,
+                warmup: Some(Duration::from_secs(1)),
+                deregistration_delay: Some(Duration::from_secs(30)),
+                desync_mode: Some(DesyncMode::Strictest),
+                race_window: RaceWindow::Always,
+                shutdown_grace: Duration::from_secs(3),
+                no_retry: true,
+                ..Settings::new(Cloud::Aws)
+            }
+        );
+        assert_eq!(
+            toml::from_str::<Settings>("").expect("every key is optional"),
+            Settings::default()
+        );
+    }
+
+    #[test]
+    fn a_scenario_lb_table_refuses_what_is_not_an_lb_setting() {
+        for (toml, says) in [
+            ("cloud = \"gcp\"", "unknown field `cloud`"),
+            ("time_scale = 0.5", "unknown field `time_scale`"),
+            ("idle_timeot = \"3s\"", "unknown field `idle_timeot`"),
+            (
+                "idle_timeout = \"3 parsecs\"",
+                "expected a duration like 500ms",
+            ),
+            ("idle_timeout = 3", "a duration string such as \"300s\""),
+            (
+                "health_path = \"healthz\"",
+                "expected a path starting with /",
+            ),
+            (
+                "race_window = \"sometimes\"",
+                "expected a duration like 500ms",
+            ),
+        ] {
+            let e = toml::from_str::<Settings>(toml)
+                .expect_err(toml)
+                .to_string();
+            assert!(e.contains(says), "{toml}: {e}");
+        }
     }
 }

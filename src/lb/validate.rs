@@ -196,7 +196,8 @@ pub enum RepeatedHost {
 }
 
 /// The AWS ALB's desync mitigation modes (`routing.http.desync_mitigation_mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DesyncMode {
     /// Classify, reject nothing for desync reasons.
     Monitor,

@@ -49,6 +49,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+pub use crate::lb::config::parse_path;
 use crate::lb::config::{parse_duration, Config, ConfigError, Settings};
 use crate::lb::profile::{Cloud, LbDefaults, Profile, TimeoutKind};
 use crate::lb::reason::Reason;
@@ -89,9 +90,10 @@ Exit codes:
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXIT_CODES)]
 pub struct DoctorArgs {
-    /// The cloud the app will sit behind, and its timers.
+    /// The cloud the app will sit behind, and its settings (the proxy's own flags: the
+    /// doctor judges an app by the values the proxy would use).
     #[command(flatten)]
-    pub lb: crate::cli::LbArgs,
+    pub lb: Settings,
     /// The running app, as host:port.
     #[arg(
         long,
@@ -108,10 +110,6 @@ pub struct DoctorArgs {
         conflicts_with_all = ["upstream", "max_wait", "path"]
     )]
     pub serve_config: Option<PathBuf>,
-    /// Path the cloud's health check requests (also used for the keep-alive probe); default
-    /// `/`. With --serve-config: checked against the file's routes.
-    #[arg(long, value_parser = parse_path, value_name = "PATH")]
-    pub health_path: Option<String>,
     /// Path timed by the latency check.
     #[arg(long, default_value = "/", value_parser = parse_path, value_name = "PATH")]
     pub path: String,
@@ -123,17 +121,6 @@ pub struct DoctorArgs {
     /// (exit code 3) when it ends before the LB's own value could be cleared.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub max_wait: Option<Duration>,
-}
-
-/// Accepts an origin-form path: starts with `/`, visible ASCII only (no spaces, no CR/LF).
-pub fn parse_path(s: &str) -> Result<String, String> {
-    if s.starts_with('/') && s.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "`{s}`: expected a path starting with / and without spaces, e.g. /-/healthz"
-        ))
-    }
 }
 
 /// What to probe and against which load balancer values.
@@ -168,11 +155,13 @@ impl DoctorArgs {
     /// The options these flags ask for.
     pub fn options(&self) -> Options {
         Options {
-            settings: Settings {
-                ..self.lb.settings()
-            },
+            settings: self.lb.clone(),
             upstream: self.upstream.clone().unwrap_or_default(),
-            health_path: self.health_path.clone().unwrap_or_else(|| "/".to_string()),
+            health_path: self
+                .lb
+                .health_path
+                .clone()
+                .unwrap_or_else(|| "/".to_string()),
             path: self.path.clone(),
             max_wait: self.max_wait,
         }
@@ -482,9 +471,9 @@ fn run_serve_config(args: &DoctorArgs, file: &std::path::Path) -> ExitCode {
         ExitCode::from(2)
     };
     let opts = serve_config::Options {
-        settings: args.lb.settings(),
+        settings: args.lb.clone(),
         file: file.to_path_buf(),
-        health_path: args.health_path.clone(),
+        health_path: args.lb.health_path.clone(),
     };
     match serve_config::diagnose(&opts) {
         Ok(report) => print_report(&report, args.json).unwrap_or_else(fail),

@@ -443,7 +443,7 @@ fn secs(v: f64) -> String {
 pub fn diagnose(opts: &Options) -> Result<Report, super::DoctorError> {
     let config = Config::build(&opts.settings)?;
     if let Some(path) = &opts.health_path {
-        super::parse_path(path).map_err(super::DoctorError::BadPath)?;
+        crate::lb::config::parse_path(path).map_err(super::DoctorError::BadPath)?;
     }
     let serve = ServeConfig::read(&opts.file)?;
     let origin = opts.file.display().to_string();
