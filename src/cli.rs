@@ -41,7 +41,7 @@ pub enum Command {
     /// Run the mock upstream app (imitates a Ray Serve/uvicorn app).
     Upstream(UpstreamArgs),
     /// Probe a running app (or check a Ray Serve config file) and say whether it will hit the LB's 502/503/504.
-    Doctor(crate::tools::doctor::DoctorArgs),
+    Doctor(Box<crate::tools::doctor::DoctorArgs>),
     /// Run scenario files (502/503/504 reproductions) and check what happens.
     Scenario(crate::tools::scenario::ScenarioArgs),
     /// A narrated tour of the bundled scenarios, for workshops.
@@ -161,7 +161,7 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Upstream(args)) => run_upstream(args).await,
-        Some(Command::Doctor(args)) => crate::tools::doctor::run(args).await,
+        Some(Command::Doctor(args)) => crate::tools::doctor::run(*args).await,
         Some(Command::Scenario(args)) => crate::tools::scenario::run_command(args).await,
         Some(Command::Demo(args)) => crate::tools::scenario::demo(args).await,
         Some(Command::Facts(args)) => crate::lb::facts::run(args),
