@@ -42,32 +42,65 @@ mod tests {
             .unwrap()
     }
 
+    /// Polls `cond` every 10 ms until it holds; fails the test after 5 s.
+    async fn until(what: &str, cond: impl Fn() -> bool) {
+        let start = std::time::Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < Duration::from_secs(5), "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The keep-alive rule: an app that closes idle connections before the ALB does gets
-    /// 502s. Made certain with `RaceWindow::Always`; scaled 100× faster.
+    /// 502s; one that keeps them open longer never does, because the ALB closes first.
+    /// Scaled 1000× faster: the ALB's 300 s idle timeout (its keep-alive towards the app)
+    /// takes 300 ms; the race is made certain with `RaceWindow::Always`.
     #[tokio::test]
     async fn app_keep_alive_must_outlast_the_alb() {
-        for (app_keep_alive, expected) in
-            [(Duration::from_secs(1), 502), (Duration::from_secs(4), 200)]
-        {
-            let app = app(app_keep_alive).await;
-            let lb = Simulator::builder(Cloud::Aws)
+        let alb = |app: &MockUpstream| {
+            Simulator::builder(Cloud::Aws)
                 .upstream(app.addr)
                 .no_health_checks()
-                .time_scale(0.01) // ALB idle timeout 300 s -> 3 s
+                .time_scale(0.001)
                 .race_window(RaceWindow::Always)
                 .start()
-                .await
-                .unwrap();
-            let mut conn = TcpStream::connect(lb.addr()).await.unwrap();
-            assert_eq!(get(&mut conn, "/").await.0, 200);
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            let (status, head) = get(&mut conn, "/").await;
-            assert_eq!(
-                status, expected,
-                "app keep-alive {app_keep_alive:?}: {head}"
-            );
-            lb.shutdown().await;
-        }
+        };
+
+        // Too short (100 ms < 300 ms): once the app has closed the idle connection, the
+        // ALB still reuses it, and the request dies under it: 502.
+        let short = app(Duration::from_millis(100)).await;
+        let lb = alb(&short).await.unwrap();
+        let mut conn = TcpStream::connect(lb.addr()).await.unwrap();
+        assert_eq!(get(&mut conn, "/").await.0, 200);
+        until("the app closes its idle connection", || {
+            short.idle_closes() == 1
+        })
+        .await;
+        let (status, head) = get(&mut conn, "/").await;
+        assert_eq!(status, 502, "{head}");
+        assert!(
+            head.contains("Server: awselb/2.0"),
+            "the ALB's page: {head}"
+        );
+        lb.shutdown().await;
+
+        // Long enough (400 ms > 300 ms): the ALB closes its idle connection first, so
+        // the next request opens a fresh one, and the app never closed one itself.
+        let long = app(Duration::from_millis(400)).await;
+        let lb = alb(&long).await.unwrap();
+        let mut conn = TcpStream::connect(lb.addr()).await.unwrap();
+        assert_eq!(get(&mut conn, "/").await.0, 200);
+        until("the ALB closes its idle connection to the app", || {
+            lb.idle_connections(long.addr) == 0
+        })
+        .await;
+        assert_eq!(long.idle_closes(), 0, "the app closed first");
+        // The ALB closed the idle client connection too (same idle timeout): a new one.
+        let mut conn = TcpStream::connect(lb.addr()).await.unwrap();
+        let (status, head) = get(&mut conn, "/").await;
+        assert_eq!(status, 200, "{head}");
+        assert_eq!(long.connections(), 2, "a fresh connection to the app");
+        lb.shutdown().await;
     }
 
     /// A streaming endpoint must finish within GCP's end-to-end backend timeout, however

@@ -198,6 +198,11 @@ impl MockUpstream {
         self.stats.requests.load(Ordering::Relaxed)
     }
 
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.stats.connections.load(Ordering::Relaxed)
+    }
+
     /// Idle keep-alive connections closed by the app so far.
     pub fn idle_closes(&self) -> u64 {
         self.stats.idle_closes.load(Ordering::Relaxed)

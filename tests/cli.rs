@@ -21,7 +21,23 @@ const BIN: &str = env!("CARGO_BIN_EXE_lbsim");
 /// instead of hanging it.
 const PROCESS_LIMIT: Duration = Duration::from_secs(15);
 
-/// A loopback address that was free a moment ago (bound to port 0, then released).
+/// Where lbsim listens in these tests: an ephemeral port it picks and announces, which
+/// [`Running::ready`] reads back (a port found free and released could be taken by a
+/// parallel test before lbsim binds it).
+const EPHEMERAL: &str = "127.0.0.1:0";
+
+/// The address after `marker` in an announcement line (up to the next space or `)`).
+fn announced(line: &str, marker: &str) -> SocketAddr {
+    let (_, rest) = line
+        .split_once(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in {line:?}"));
+    let addr = rest.split([' ', ')']).next().unwrap_or_default();
+    addr.parse()
+        .unwrap_or_else(|e| panic!("{addr:?} in {line:?} is not an address: {e}"))
+}
+
+/// A loopback address that was free a moment ago (bound to port 0, then released): only
+/// where a test needs a port nothing listens on, or the same port for two flags.
 fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
@@ -94,7 +110,7 @@ fn assert_usage_error(out: &Output, flag: &str) {
 
 #[tokio::test]
 async fn unknown_cloud_is_a_usage_error() {
-    let listen = free_addr().to_string();
+    let listen = EPHEMERAL.to_string();
     let out = run(&["--cloud", "azure", "--listen", &listen]).await;
     assert_usage_error(&out, "--cloud");
     assert!(stderr_of(&out).contains("azure"), "{}", stderr_of(&out));
@@ -102,7 +118,7 @@ async fn unknown_cloud_is_a_usage_error() {
 
 #[tokio::test]
 async fn unparsable_idle_timeout_is_a_usage_error() {
-    let listen = free_addr().to_string();
+    let listen = EPHEMERAL.to_string();
     let out = run(&["--idle-timeout", "abc", "--listen", &listen]).await;
     assert_usage_error(&out, "--idle-timeout");
     assert!(stderr_of(&out).contains("abc"), "{}", stderr_of(&out));
@@ -110,7 +126,7 @@ async fn unparsable_idle_timeout_is_a_usage_error() {
 
 #[tokio::test]
 async fn non_positive_time_scale_is_a_usage_error() {
-    let listen = free_addr().to_string();
+    let listen = EPHEMERAL.to_string();
     for value in ["--time-scale=-1", "--time-scale=0", "--time-scale=NaN"] {
         let out = run(&[value, "--listen", &listen]).await;
         assert_usage_error(&out, "--time-scale");
@@ -119,7 +135,7 @@ async fn non_positive_time_scale_is_a_usage_error() {
 
 #[tokio::test]
 async fn negative_time_scale_as_separate_argument_names_the_flag() {
-    let listen = free_addr().to_string();
+    let listen = EPHEMERAL.to_string();
     let out = run(&["--time-scale", "-1", "--listen", &listen]).await;
     assert_usage_error(&out, "--time-scale");
 }
@@ -127,7 +143,7 @@ async fn negative_time_scale_as_separate_argument_names_the_flag() {
 #[tokio::test]
 async fn log_format_without_access_log_is_a_usage_error() {
     // Alone it would write nothing and say nothing: clap names the flag it needs.
-    let listen = free_addr().to_string();
+    let listen = EPHEMERAL.to_string();
     let out = run(&["--log-format", "json", "--listen", &listen]).await;
     assert_usage_error(&out, "--log-format");
     assert!(
@@ -177,7 +193,7 @@ async fn a_taken_port_is_named_by_its_flag() {
         "{line}"
     );
 
-    let listen = free_addr().to_string();
+    let listen = EPHEMERAL.to_string();
     let out = run(&["--listen", &listen, "--admin", &busy]).await;
     let line = assert_bind_error(&out, "--admin", addr);
     assert!(
@@ -201,7 +217,7 @@ async fn admin_on_the_listen_port_says_lbsim_holds_it() {
 
 #[tokio::test]
 async fn idle_timeout_on_gcp_points_to_backend_timeout() {
-    let listen = free_addr().to_string();
+    let listen = EPHEMERAL.to_string();
     let out = run(&[
         "--cloud",
         "gcp",
@@ -228,7 +244,7 @@ async fn idle_timeout_on_gcp_points_to_backend_timeout() {
 
 #[tokio::test]
 async fn unresolvable_upstream_is_one_clear_line() {
-    let listen = free_addr().to_string();
+    let listen = EPHEMERAL.to_string();
     let out = run(&[
         "--upstream",
         "no-such-host.invalid:8000",
@@ -249,7 +265,7 @@ async fn unresolvable_upstream_is_one_clear_line() {
 
 /// `--print-config` output as (label, value) pairs, split at the first `:`.
 async fn print_config(args: &[&str]) -> Vec<(String, String)> {
-    let listen = free_addr().to_string();
+    let listen = EPHEMERAL.to_string();
     let mut all = vec!["--print-config", "--listen", &listen];
     all.extend_from_slice(args);
     let out = run(&all).await;
@@ -340,7 +356,7 @@ async fn print_config_scales_every_timer() {
 
 #[tokio::test]
 async fn print_config_separates_every_label_from_its_value() {
-    let listen = free_addr().to_string();
+    let listen = EPHEMERAL.to_string();
     for cloud in ["aws", "gcp"] {
         let out = run(&["--print-config", "--cloud", cloud, "--listen", &listen]).await;
         for line in stdout_of(&out).lines() {
@@ -414,13 +430,15 @@ impl Running {
         }
     }
 
-    /// Waits for the "listening on" line, after which the listener is bound.
-    async fn ready(&mut self, listen: SocketAddr) {
-        let expected = format!("listening on http://{listen} ");
-        self.line("saying it listens", PROCESS_LIMIT, |l| {
-            l.starts_with("lbsim: ") && l.contains(&expected)
-        })
-        .await;
+    /// Waits for the "listening on" line, after which the listener is bound, and returns
+    /// the address it names (lbsim was started on port 0).
+    async fn ready(&mut self) -> SocketAddr {
+        let line = self
+            .line("saying it listens", PROCESS_LIMIT, |l| {
+                l.starts_with("lbsim: ") && l.contains(" listening on http://")
+            })
+            .await;
+        announced(&line, " listening on http://")
     }
 
     /// Sends `signal` (e.g. "TERM") with the `kill` command.
@@ -451,41 +469,20 @@ impl Running {
     }
 }
 
-/// Connects until the port accepts; a bounded retry loop is the only way to see a
-/// separate process come up.
-async fn wait_until_accepts(addr: SocketAddr, proc: &mut Running) {
-    let start = Instant::now();
-    loop {
-        if TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = proc.child.try_wait() {
-            panic!("lbsim exited with {status:?}:\n{}", proc.stderr());
-        }
-        assert!(
-            start.elapsed() < PROCESS_LIMIT,
-            "lbsim did not accept on {addr} within {PROCESS_LIMIT:?}:\n{}",
-            proc.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The README promise: `lbsim --cloud aws --time-scale 0.01` with no upstream starts the
 /// mock app, `/sleep/5` gets the ALB's 504 after the scaled 3 s idle timeout, and `/`
 /// is answered by the app.
 #[tokio::test]
 async fn readme_walk_through_on_the_embedded_mock_app() {
-    let listen = free_addr();
-    let l = listen.to_string();
+    let l = EPHEMERAL.to_string();
     let mut lbsim = Running::spawn(&["--cloud", "aws", "--time-scale", "0.01", "--listen", &l]);
-    wait_until_accepts(listen, &mut lbsim).await;
+    // The mock app is started (and announced) before lbsim says it listens.
+    let listen = lbsim.ready().await;
     lbsim
         .line("saying it started the mock app", PROCESS_LIMIT, |l| {
             l.starts_with("lbsim: no --upstream given; started the mock app on http://127.0.0.1:")
         })
         .await;
-    lbsim.ready(listen).await;
 
     let mut client = RawClient::connect(listen).await;
     let start = Instant::now();
@@ -518,8 +515,7 @@ async fn readme_walk_through_on_the_embedded_mock_app() {
 
 #[tokio::test]
 async fn log_line_of_a_504_names_the_cause_and_the_fix() {
-    let listen = free_addr();
-    let l = listen.to_string();
+    let l = EPHEMERAL.to_string();
     let mut lbsim = Running::spawn(&[
         "--cloud",
         "aws",
@@ -529,7 +525,7 @@ async fn log_line_of_a_504_names_the_cause_and_the_fix() {
         &l,
         "--explain",
     ]);
-    lbsim.ready(listen).await;
+    let listen = lbsim.ready().await;
     let mut client = RawClient::connect(listen).await;
     let resp = client.get("/sleep/2").await;
     assert_eq!(resp.status, 504);
@@ -565,10 +561,9 @@ async fn log_line_of_a_504_names_the_cause_and_the_fix() {
 
 #[tokio::test]
 async fn without_explain_the_log_line_is_short_and_points_to_it() {
-    let listen = free_addr();
-    let l = listen.to_string();
+    let l = EPHEMERAL.to_string();
     let mut lbsim = Running::spawn(&["--cloud", "aws", "--idle-timeout", "300ms", "--listen", &l]);
-    lbsim.ready(listen).await;
+    let listen = lbsim.ready().await;
     let mut client = RawClient::connect(listen).await;
     assert_eq!(client.get("/sleep/2").await.status, 504);
     let warn = lbsim
@@ -661,8 +656,7 @@ async fn wait_until_refused(addr: SocketAddr) {
 /// On `signal`, lbsim stops accepting, lets the in-flight request finish, and exits 0.
 async fn graceful_shutdown_on(signal: &str) {
     let app = HeldApp::start().await;
-    let listen = free_addr();
-    let (l, up) = (listen.to_string(), app.addr().to_string());
+    let (l, up) = (EPHEMERAL.to_string(), app.addr().to_string());
     // Default AWS idle timeout: 300 s, far longer than this test.
     // No health checks: the stand-in app must see only the client's request.
     let mut lbsim = Running::spawn(&[
@@ -674,7 +668,7 @@ async fn graceful_shutdown_on(signal: &str) {
         &l,
         "--no-health-checks",
     ]);
-    lbsim.ready(listen).await;
+    let listen = lbsim.ready().await;
 
     let mut client = RawClient::connect(listen).await;
     client
@@ -729,16 +723,21 @@ async fn sigint_finishes_in_flight_requests_and_exits_0() {
 
 #[tokio::test]
 async fn upstream_subcommand_serves_and_closes_idle_connections() {
-    let listen = free_addr();
-    let l = listen.to_string();
+    let l = EPHEMERAL.to_string();
     let mut app = Running::spawn(&["upstream", "--listen", &l, "--keep-alive", "1s"]);
+    let marker = "lbsim upstream: mock app on http://";
+    let line = app
+        .line("saying where it listens", PROCESS_LIMIT, |l| {
+            l.starts_with(marker)
+        })
+        .await;
+    let listen = announced(&line, marker);
     let expected = format!(
         "lbsim upstream: mock app on http://{listen} (keep-alive 1s; paths: / /sleep/{{s}} \
          /stream/{{n}}?interval={{s}} /status/{{code}} /bytes/{{n}} /short/{{declared}}/{{sent}} \
          /headers /echo /close /reset /garbage /ws/echo /ws/ticker?interval={{s}} /-/healthz)"
     );
-    app.line("saying where it listens", PROCESS_LIMIT, |l| l == expected)
-        .await;
+    assert_eq!(line, expected);
 
     let mut client = RawClient::connect(listen).await;
     let resp = client.get("/").await;
@@ -779,8 +778,7 @@ async fn upstream_on_a_taken_port_says_who_likely_has_it() {
 
 #[tokio::test]
 async fn banner_says_what_the_next_requests_will_get_and_stop_prints_a_summary() {
-    let listen = free_addr();
-    let l = listen.to_string();
+    let l = EPHEMERAL.to_string();
     let nobody = free_addr().to_string();
     let mut lb = Running::spawn(&[
         "--cloud",
@@ -792,7 +790,7 @@ async fn banner_says_what_the_next_requests_will_get_and_stop_prints_a_summary()
         "--time-scale",
         "0.01",
     ]);
-    lb.ready(listen).await;
+    let listen = lb.ready().await;
     lb.line("naming the dead target", PROCESS_LIMIT, |line| {
         line == format!(
             "lbsim: nothing listens on {nobody}: requests sent to it will get 502 \
@@ -831,12 +829,17 @@ async fn banner_says_what_the_next_requests_will_get_and_stop_prints_a_summary()
 
 #[tokio::test]
 async fn summary_every_prints_while_running() {
-    let listen = free_addr();
-    let l = listen.to_string();
+    let l = EPHEMERAL.to_string();
     let mut lb = Running::spawn(&["--listen", &l, "--summary-every", "200ms"]);
-    lb.ready(listen).await;
+    let listen = lb.ready().await;
     lb.line("printing a summary", PROCESS_LIMIT, |line| {
         line == "lbsim summary (AWS ALB): 0 answered"
+    })
+    .await;
+    // A later summary counts what was answered since.
+    assert_eq!(RawClient::connect(listen).await.get("/").await.status, 200);
+    lb.line("printing the next summary", PROCESS_LIMIT, |line| {
+        line.starts_with("lbsim summary (AWS ALB): 1 answered")
     })
     .await;
     lb.stop().await;

@@ -213,12 +213,10 @@ async fn binary_explains_the_race_with_the_fix() {
     use std::process::Stdio;
     use tokio::io::AsyncBufReadExt;
 
-    let listen = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Port 0: lbsim picks a free port and announces it (a port found free and released
+    // could be taken by a parallel test before lbsim binds it).
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lbsim"))
-        .args(["--cloud", "aws", "--listen", &listen.to_string()])
+        .args(["--cloud", "aws", "--listen", "127.0.0.1:0"])
         .args([
             "--mock-keep-alive",
             "300ms",
@@ -231,16 +229,17 @@ async fn binary_explains_the_race_with_the_fix() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
+    let listen: std::net::SocketAddr = loop {
         let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
             .await
             .expect("lbsim starts")
             .unwrap()
             .expect("stderr open");
-        if line.contains("listening on") {
-            break;
+        if let Some((_, rest)) = line.split_once(" listening on http://") {
+            let addr = rest.split(' ').next().unwrap_or_default();
+            break addr.parse().expect("the announced address");
         }
-    }
+    };
     let mut client = RawClient::connect(listen).await;
     assert_eq!(client.get("/").await.status, 200);
     tokio::time::sleep(Duration::from_millis(600)).await; // the app's 300 ms keep-alive lapses
