@@ -1,0 +1,639 @@
+//! The scenario's own HTTP/1.1 client: one request on a new or named connection, read as
+//! the bytes come (cut bodies included), logged, and checked against the step's `expect`.
+//! Apart from the runner, which only says what to send and when.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::model::{Dur, Expect, SendSpec};
+use super::report::{show, Actor, Check};
+use super::timeline::{Log, Sampler};
+
+/// Longest wait for one response (real time): a hung scenario fails instead of hanging.
+pub const READ_LIMIT: Duration = Duration::from_secs(20);
+
+/// Default upper tolerance of an `elapsed` expectation (real time).
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_millis(250);
+
+/// An `elapsed` expectation accepts this much less than asked (timer and clock granularity).
+pub const CLOCK_SLACK: Duration = Duration::from_millis(25);
+
+/// `closed = true` waits this long (real time) for the load balancer to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// `closed = false` watches the connection this long (real time) for a close.
+const OPEN_PROBE: Duration = Duration::from_millis(50);
+
+/// A response head larger than this is refused.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// A response as it came off the socket.
+#[derive(Clone, Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub phrase: String,
+    /// Header lines as sent.
+    pub headers: Vec<(String, String)>,
+    /// Body, de-chunked.
+    pub body: Vec<u8>,
+    /// The body ended cleanly.
+    pub complete: bool,
+}
+
+impl Response {
+    /// First header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub(super) struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::new(),
+            eof: false,
+        })
+    }
+
+    /// True when the peer closed it while it sat idle (as urllib3 checks before reuse).
+    fn dropped(&mut self) -> bool {
+        if self.eof {
+            return true;
+        }
+        let mut probe = [0u8; 1024];
+        match self.stream.try_read(&mut probe) {
+            Ok(0) => self.eof = true,
+            Ok(n) => self.buf.extend_from_slice(&probe[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => self.eof = true,
+        }
+        self.eof
+    }
+
+    /// Reads more; `Ok(false)` at EOF or on a socket error, `Err` when `until` passes.
+    async fn fill(&mut self, until: Instant) -> Result<bool, ()> {
+        let mut chunk = [0u8; 16 * 1024];
+        match tokio::time::timeout_at(until, self.stream.read(&mut chunk)).await {
+            Err(_) => Err(()),
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                self.eof = true;
+                Ok(false)
+            }
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn read_response(&mut self, method: &str) -> Result<Response, String> {
+        let until = Instant::now() + READ_LIMIT;
+        let head_len = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err("response head larger than 64 KiB".to_string());
+            }
+            match self.fill(until).await {
+                Ok(true) => {}
+                Ok(false) if self.buf.is_empty() => {
+                    return Err("connection closed before any response byte".to_string())
+                }
+                Ok(false) => return Err("connection closed inside the response head".to_string()),
+                Err(()) => return Err(format!("no response within {}", show(READ_LIMIT))),
+            }
+        };
+        let mut headers = [httparse::EMPTY_HEADER; 100];
+        let mut parsed = httparse::Response::new(&mut headers);
+        match parsed.parse(&self.buf[..head_len]) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => return Err("incomplete response head".to_string()),
+            Err(e) => return Err(format!("invalid response head: {e}")),
+        }
+        let mut resp = Response {
+            status: parsed.code.unwrap_or(0),
+            phrase: parsed.reason.unwrap_or("").to_string(),
+            headers: parsed
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+            body: Vec::new(),
+            complete: false,
+        };
+        self.buf.drain(..head_len);
+        let no_body =
+            method == "HEAD" || resp.status / 100 == 1 || resp.status == 204 || resp.status == 304;
+        let chunked = resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let length = resp
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if no_body {
+            resp.complete = true;
+        } else if chunked {
+            resp.complete = self.read_chunked(&mut resp.body, until).await;
+        } else if let Some(len) = length {
+            while self.buf.len() < len {
+                if self.fill(until).await != Ok(true) {
+                    resp.body = std::mem::take(&mut self.buf);
+                    return Ok(resp);
+                }
+            }
+            resp.body = self.buf.drain(..len).collect();
+            resp.complete = true;
+        } else {
+            // Framed by the close.
+            loop {
+                match self.fill(until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        resp.complete = true;
+                        break;
+                    }
+                    Err(()) => break,
+                }
+            }
+            resp.body = std::mem::take(&mut self.buf);
+        }
+        Ok(resp)
+    }
+
+    /// De-chunks into `body`; true when the last chunk arrived.
+    async fn read_chunked(&mut self, body: &mut Vec<u8>, until: Instant) -> bool {
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(&self.buf, b"\r\n") {
+                    break i;
+                }
+                if self.fill(until).await != Ok(true) {
+                    return false;
+                }
+            };
+            let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+            let size_text = size_text.split(';').next().unwrap_or("").trim();
+            let Ok(size) = usize::from_str_radix(size_text, 16) else {
+                return false;
+            };
+            if size == 0 {
+                // Trailers, up to the empty line.
+                loop {
+                    if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                        self.buf.drain(..i + 4);
+                        return true;
+                    }
+                    if self.fill(until).await != Ok(true) {
+                        return false;
+                    }
+                }
+            }
+            while self.buf.len() < line_end + 2 + size + 2 {
+                if self.fill(until).await != Ok(true) {
+                    let have = self.buf.len().saturating_sub(line_end + 2).min(size);
+                    body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + have]);
+                    self.buf.clear();
+                    return false;
+                }
+            }
+            body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+            self.buf.drain(..line_end + 2 + size + 2);
+        }
+    }
+
+    /// True when the peer closes within `limit` (bytes that come meanwhile are kept).
+    async fn closed_within(&mut self, limit: Duration) -> bool {
+        if self.eof {
+            return true;
+        }
+        let until = Instant::now() + limit;
+        loop {
+            match self.fill(until).await {
+                Ok(true) => {}
+                Ok(false) => return true,
+                Err(()) => return false,
+            }
+        }
+    }
+}
+
+fn request_bytes(spec: &SendSpec) -> Vec<u8> {
+    let mut out = format!(
+        "{} {} HTTP/1.1\r\nHost: lbsim.scenario\r\nUser-Agent: lbsim-scenario\r\n",
+        spec.method, spec.path
+    );
+    for (name, value) in &spec.headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    if let Some(body) = &spec.body {
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    if let Some(body) = &spec.body {
+        bytes.extend_from_slice(body.as_bytes());
+    }
+    bytes
+}
+
+/// What one request met.
+struct Exchange {
+    result: Result<Response, String>,
+    elapsed: Duration,
+    closed: Option<bool>,
+}
+
+pub(super) type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
+
+/// One request on a named connection (`slot`) or a new one.
+async fn exchange(
+    lb: SocketAddr,
+    log: &Log,
+    sampler: &Sampler,
+    who: &str,
+    spec: &SendSpec,
+    slot: Option<Slot>,
+    sent: Option<&mpsc::UnboundedSender<()>>,
+) -> Exchange {
+    // However it ends, tell a waiting runner that this request is no longer pending.
+    struct Sent<'a>(Option<&'a mpsc::UnboundedSender<()>>);
+    impl Drop for Sent<'_> {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+    let mut sent = Sent(sent);
+    let mut guard = match &slot {
+        Some(s) => Some(s.clone().lock_owned().await),
+        None => None,
+    };
+    let previous = guard.as_mut().and_then(|g| g.take());
+    let (conn, how) = match previous {
+        Some(mut c) => {
+            if c.dropped() {
+                (
+                    None,
+                    "a new connection: the load balancer had closed the previous one",
+                )
+            } else {
+                (Some(c), "the same connection")
+            }
+        }
+        None => (None, "a new connection"),
+    };
+    let mut conn = match conn {
+        Some(c) => c,
+        None => match Conn::open(lb).await {
+            Ok(c) => c,
+            Err(e) => {
+                let why = format!("cannot connect to the load balancer: {e}");
+                log.push(Actor::Client, who, format!("✗ {why}"));
+                return Exchange {
+                    result: Err(why),
+                    elapsed: Duration::ZERO,
+                    closed: None,
+                };
+            }
+        },
+    };
+    let body_note = spec
+        .body
+        .as_ref()
+        .map_or(String::new(), |b| format!(" with a {}-byte body", b.len()));
+    sampler.sample();
+    log.push(
+        Actor::Client,
+        who,
+        format!("→ {} {}{body_note} on {how}", spec.method, spec.path),
+    );
+    let start = Instant::now();
+    let written = conn.stream.write_all(&request_bytes(spec)).await;
+    drop(std::mem::replace(&mut sent, Sent(None)));
+    let result = match written {
+        Err(e) => {
+            conn.eof = true;
+            Err(format!("could not send the request: {e}"))
+        }
+        Ok(()) => conn.read_response(&spec.method).await,
+    };
+    let elapsed = start.elapsed();
+    sampler.sample();
+    match &result {
+        Ok(r) => log.push(Actor::Client, who, describe_response(r, elapsed)),
+        Err(e) => log.push(
+            Actor::Client,
+            who,
+            format!("✗ no response: {e} (after {})", show(elapsed)),
+        ),
+    }
+    let closed = match spec.expect.closed {
+        Some(true) => Some(conn.closed_within(CLOSE_WAIT).await),
+        Some(false) => Some(conn.closed_within(OPEN_PROBE).await),
+        None => None,
+    };
+    if conn.eof {
+        log.push(Actor::Client, who, "connection closed by the load balancer");
+    }
+    if let Some(g) = guard.as_mut() {
+        if !conn.eof {
+            **g = Some(conn);
+        }
+    }
+    Exchange {
+        result,
+        elapsed,
+        closed,
+    }
+}
+
+fn describe_response(r: &Response, elapsed: Duration) -> String {
+    let mut s = format!("← {} {}", r.status, r.phrase);
+    match r.header(crate::lb::respond::REASON_HEADER) {
+        Some(reason) => {
+            let _ = write!(s, " · x-lbsim-reason: {reason}");
+        }
+        None => s.push_str(" · from the app"),
+    }
+    let text = String::from_utf8_lossy(&r.body);
+    let printable = !r.body.is_empty()
+        && r.body.len() <= 48
+        && !text.contains('<')
+        && text.chars().all(|c| !c.is_control() || c == '\n');
+    if r.complete {
+        if printable {
+            let _ = write!(s, " · body {:?}", text.trim_end());
+        } else {
+            let _ = write!(s, " · {}-byte body", r.body.len());
+        }
+    } else {
+        let _ = write!(s, " · body CUT after {} bytes", r.body.len());
+    }
+    let _ = write!(s, " · {}", show(elapsed));
+    s
+}
+
+/// Expectation label and verdict (Ok = passed) with what was seen.
+type Verdict = (String, Result<String, String>);
+
+fn evaluate(e: &Expect, x: &Exchange, scale: f64) -> Vec<Verdict> {
+    let mut out: Vec<Verdict> = Vec::new();
+    let resp = x.result.as_ref();
+    let none = |why: &String| format!("no response ({why})");
+    let mut on_resp = |label: String, check: &dyn Fn(&Response) -> Result<String, String>| {
+        let v = match resp {
+            Ok(r) => check(r),
+            Err(why) => Err(none(why)),
+        };
+        out.push((label, v));
+    };
+    if let Some(status) = e.status {
+        on_resp(format!("status {status}"), &|r| {
+            let got = format!("got {} {}", r.status, r.phrase);
+            if r.status == status {
+                Ok(got)
+            } else {
+                Err(got)
+            }
+        });
+    }
+    if let Some(reason) = &e.reason {
+        let want_none = reason == "none";
+        let label = if want_none {
+            "no x-lbsim-reason (the app's own answer)".to_string()
+        } else {
+            format!("x-lbsim-reason {reason}")
+        };
+        on_resp(label, &|r| {
+            let got = r.header(crate::lb::respond::REASON_HEADER);
+            let text = got.map_or("got none".to_string(), |g| format!("got {g}"));
+            let ok = if want_none {
+                got.is_none()
+            } else {
+                got == Some(reason.as_str())
+            };
+            if ok {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        });
+    }
+    if let Some(body) = &e.body {
+        on_resp(format!("body {}", clip(body)), &|r| {
+            let text = String::from_utf8_lossy(&r.body);
+            if text == body.as_str() {
+                Ok("same".to_string())
+            } else {
+                Err(format!("got {}", clip(&text)))
+            }
+        });
+    }
+    if let Some(part) = &e.body_contains {
+        on_resp(format!("body contains {part:?}"), &|r| {
+            let text = String::from_utf8_lossy(&r.body);
+            if text.contains(part.as_str()) {
+                Ok("found".to_string())
+            } else {
+                Err(format!("body is {}", clip(&text)))
+            }
+        });
+    }
+    for (name, value) in e.headers.iter().flatten() {
+        on_resp(
+            format!("header {name}: {value}"),
+            &|r| match r.header(name) {
+                Some(v) if v == value => Ok(format!("got {v}")),
+                Some(v) => Err(format!("got {v}")),
+                None => Err("absent".to_string()),
+            },
+        );
+    }
+    if let Some(truncated) = e.truncated {
+        let label = if truncated {
+            "body cut short"
+        } else {
+            "body complete"
+        };
+        on_resp(label.to_string(), &|r| {
+            let got = if r.complete {
+                format!("complete, {} bytes", r.body.len())
+            } else {
+                format!("cut after {} bytes", r.body.len())
+            };
+            if r.complete != truncated {
+                Ok(got)
+            } else {
+                Err(got)
+            }
+        });
+    }
+    if let Some(Dur(want)) = e.elapsed {
+        let real = want.mul_f64(scale);
+        let tol = e
+            .tolerance
+            .map_or(DEFAULT_TOLERANCE, |t| t.0.mul_f64(scale));
+        let low = real.saturating_sub(CLOCK_SLACK.min(tol));
+        let high = real + tol;
+        let label = match e.tolerance {
+            Some(Dur(t)) => format!("takes {} (+{})", show(want), show(t)),
+            None => format!("takes {} (+{} real)", show(want), show(DEFAULT_TOLERANCE)),
+        };
+        let mut got = format!("took {}", show(x.elapsed));
+        if scale != 1.0 {
+            let _ = write!(got, " (stands for {})", show(x.elapsed.div_f64(scale)));
+        }
+        let ok = x.elapsed >= low && x.elapsed <= high;
+        out.push((label, if ok { Ok(got) } else { Err(got) }));
+    }
+    if let Some(closed) = e.closed {
+        let label = if closed {
+            "connection closed afterwards"
+        } else {
+            "connection still open afterwards"
+        };
+        let got = match x.closed {
+            Some(true) => "closed",
+            Some(false) => "open",
+            None => "not checked",
+        };
+        let ok = x.closed == Some(closed);
+        out.push((
+            label.to_string(),
+            if ok {
+                Ok(got.to_string())
+            } else {
+                Err(got.to_string())
+            },
+        ));
+    }
+    out
+}
+
+fn clip(text: &str) -> String {
+    let mut s: String = text.chars().take(60).collect();
+    if s.len() < text.len() {
+        s.push('…');
+    }
+    format!("{s:?}")
+}
+
+pub(super) struct SendJob {
+    pub(super) lb: SocketAddr,
+    pub(super) log: Log,
+    pub(super) spec: SendSpec,
+    pub(super) step: usize,
+    pub(super) line: usize,
+    pub(super) scale: f64,
+    pub(super) who: String,
+    pub(super) slot: Option<Slot>,
+    pub(super) sampler: Arc<Sampler>,
+    /// Told once per request when its bytes are out (background requests).
+    pub(super) sent: Option<mpsc::UnboundedSender<()>>,
+}
+
+pub(super) async fn run_send(job: SendJob) -> Vec<Check> {
+    let check = |who: &str, (expected, v): Verdict| Check {
+        step: job.step,
+        line: job.line,
+        who: who.to_string(),
+        expected,
+        passed: v.is_ok(),
+        detail: match v {
+            Ok(s) | Err(s) => s,
+        },
+    };
+    if job.spec.concurrent <= 1 {
+        let x = exchange(
+            job.lb,
+            &job.log,
+            &job.sampler,
+            &job.who,
+            &job.spec,
+            job.slot.clone(),
+            job.sent.as_ref(),
+        )
+        .await;
+        return evaluate(&job.spec.expect, &x, job.scale)
+            .into_iter()
+            .map(|v| check(&job.who, v))
+            .collect();
+    }
+    let n = job.spec.concurrent;
+    let spec = Arc::new(job.spec.clone());
+    let mut tasks = Vec::new();
+    for i in 1..=n {
+        let (lb, log, spec) = (job.lb, job.log.clone(), spec.clone());
+        let sampler = job.sampler.clone();
+        let sent = job.sent.clone();
+        let who = format!("{}.{i}", job.who);
+        tasks.push(tokio::spawn(async move {
+            exchange(lb, &log, &sampler, &who, &spec, None, sent.as_ref()).await
+        }));
+    }
+    let mut per_copy: Vec<Vec<Verdict>> = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(x) => per_copy.push(evaluate(&spec.expect, &x, job.scale)),
+            Err(e) => per_copy.push(vec![(
+                "request ran".to_string(),
+                Err(format!("request task failed: {e}")),
+            )]),
+        }
+    }
+    // One verdict per expectation over all copies.
+    let labels: Vec<String> = per_copy
+        .first()
+        .map(|v| v.iter().map(|(l, _)| l.clone()).collect())
+        .unwrap_or_default();
+    let who = format!("{} ×{n}", job.who);
+    labels
+        .into_iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let results: Vec<&Result<String, String>> = per_copy
+                .iter()
+                .filter_map(|v| v.get(i).map(|(_, r)| r))
+                .collect();
+            let passed = results.iter().filter(|r| r.is_ok()).count();
+            let first_fail = results.iter().find_map(|r| r.as_ref().err());
+            let v = match first_fail {
+                None => Ok(format!("{passed}/{n}")),
+                Some(f) => Err(format!("{passed}/{n} passed; first failure: {f}")),
+            };
+            check(&who, (label, v))
+        })
+        .collect()
+}

@@ -1,0 +1,342 @@
+//! `lbsim scenario run|list|show` and `lbsim demo`: the clap arguments and what the commands
+//! print. Apart so that the library side (parse, run, render) stays free of clap and stdout.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::bundled::{bundled, Bundled, BUNDLED, DEMO};
+use super::model::Scenario;
+use super::parse::{load, LoadError};
+use super::render::{render_checks, render_report, render_timeline, Style};
+use super::run::run;
+use crate::lb::config::parse_duration;
+
+// The minimal file is a macro so that `concat!` can put it in the help text and the unit
+// test can parse the very same text.
+macro_rules! help_example {
+    () => {
+        r#"description = "AWS 502: app keep-alive (5 s) shorter than the ALB's (300 s)"
+cloud = "aws"            # or "gcp" (global external), "gcp-classic"
+time_scale = 0.01        # every duration below is cloud time: 300 s plays in 3 s
+
+[lb]
+race_window = "always"   # every stale reuse fails (not scaled)
+health_checks = false
+
+[[targets]]
+name = "app"             # kind = "mock" (default): lbsim's mock app
+keep_alive = "5s"
+
+[[steps]]
+send = "GET /"
+expect = { status = 200, reason = "none" }
+
+[[steps]]
+target = "app"
+wait_for = "idle_close"  # the app closed its idle connection
+
+[[steps]]
+send = "GET /"
+expect = { status = 502, reason = "target_closed_connection" }
+"#
+    };
+}
+
+/// A complete scenario, as small as one can be and still show a failure; shown by
+/// `lbsim scenario --help` (a unit test parses it).
+pub const HELP_EXAMPLE: &str = help_example!();
+
+/// `lbsim scenario -h`: where the file format is written down.
+const HELP_SHORT: &str = "The file format, every key: scenarios/README.md in the lbsim repository \
+(`lbsim scenario --help` shows an example; `lbsim scenario show NAME` prints a bundled file).";
+
+/// `lbsim scenario --help`: the pointer and a minimal file.
+const HELP_LONG: &str = concat!(
+    "The file format, every key (targets, steps, expectations, which durations scale with \
+     time_scale): scenarios/README.md in the lbsim repository. `lbsim scenario show NAME` \
+     prints a bundled file to adapt.\n\nA minimal scenario file:\n\n",
+    help_example!()
+);
+
+/// `lbsim scenario ...`
+#[derive(Debug, clap::Args)]
+#[command(after_help = HELP_SHORT, after_long_help = HELP_LONG)]
+pub struct ScenarioArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ScenarioCommand,
+}
+
+/// Subcommands of `lbsim scenario`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ScenarioCommand {
+    /// Run scenario files, folders of them, or bundled scenarios by name (all bundled ones
+    /// when none is given). Exits 1 when an expectation fails, 2 when a file is invalid.
+    Run {
+        /// Files, folders (their *.toml files) or bundled names.
+        paths: Vec<String>,
+    },
+    /// List the bundled scenarios with their one-line description.
+    List,
+    /// Print a bundled scenario's file.
+    Show {
+        /// Bundled scenario name.
+        name: String,
+    },
+}
+
+/// `lbsim demo`
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Pause between scenarios (for a presenter to talk over).
+    #[arg(long, value_parser = parse_duration, default_value = "0s", value_name = "DURATION")]
+    pub pause: Duration,
+}
+
+/// Resolves command-line arguments to scenarios: files, folders, bundled names.
+pub fn resolve(args: &[String]) -> Result<Vec<Scenario>, Vec<LoadError>> {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    if args.is_empty() {
+        for b in BUNDLED {
+            match b.parse() {
+                Ok(s) => found.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    for arg in args {
+        let path = Path::new(arg);
+        if path.is_dir() {
+            let mut files: Vec<_> = match std::fs::read_dir(path) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect(),
+                Err(e) => {
+                    errors.push(LoadError::Io {
+                        origin: arg.clone(),
+                        message: format!("cannot read folder: {e}"),
+                    });
+                    continue;
+                }
+            };
+            files.sort();
+            if files.is_empty() {
+                errors.push(LoadError::Io {
+                    origin: arg.clone(),
+                    message: "no .toml files in this folder".to_string(),
+                });
+            }
+            for f in files {
+                match load(&f) {
+                    Ok(s) => found.push(s),
+                    Err(e) => errors.push(e),
+                }
+            }
+        } else if path.is_file() {
+            match load(path) {
+                Ok(s) => found.push(s),
+                Err(e) => errors.push(e),
+            }
+        } else if let Some(b) = bundled(arg) {
+            match b.parse() {
+                Ok(s) => found.push(s),
+                Err(e) => errors.push(e),
+            }
+        } else {
+            errors.push(LoadError::Io {
+                origin: arg.clone(),
+                message: "no such file, folder or bundled scenario (see `lbsim scenario list`)"
+                    .to_string(),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(found)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Runs `lbsim scenario ...`.
+pub async fn run_command(args: ScenarioArgs) -> ExitCode {
+    match args.command {
+        ScenarioCommand::List => {
+            let width = BUNDLED.iter().map(|b| b.name.len()).max().unwrap_or(0);
+            for b in BUNDLED {
+                let description = b
+                    .parse()
+                    .map(|s| s.description)
+                    .unwrap_or_else(|e| format!("(invalid: {e})"));
+                println!("{:<width$}  {description}", b.name);
+            }
+            ExitCode::SUCCESS
+        }
+        ScenarioCommand::Show { name } => {
+            match bundled(&name) {
+                Some(b) => {
+                    print!("{}", b.source);
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("lbsim scenario show: no bundled scenario `{name}` (see `lbsim scenario list`)");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        ScenarioCommand::Run { paths } => {
+            let scenarios = match resolve(&paths) {
+                Ok(s) => s,
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("{e}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            let style = Style::detect();
+            let mut failed = Vec::new();
+            for s in &scenarios {
+                let report = run(s).await;
+                println!("{}", render_report(&report, style));
+                if !report.passed() {
+                    failed.push(report.name.clone());
+                }
+            }
+            let total = scenarios.len();
+            if failed.is_empty() {
+                println!(
+                    "{}",
+                    style.green(&format!("{total}/{total} scenarios passed"))
+                );
+                ExitCode::SUCCESS
+            } else {
+                println!(
+                    "{}",
+                    style.red(&format!(
+                        "{}/{total} scenarios passed; failed: {}",
+                        total - failed.len(),
+                        failed.join(", ")
+                    ))
+                );
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn wrap_indented(text: &str, indent: &str) -> String {
+    text.lines()
+        .map(|l| format!("{indent}{}\n", l.trim()))
+        .collect()
+}
+
+/// Runs `lbsim demo`: the [`DEMO`] scenarios, narrated.
+pub async fn demo(args: DemoArgs) -> ExitCode {
+    let style = Style::detect();
+    let mut scenarios = Vec::new();
+    for name in DEMO {
+        match bundled(name).map(Bundled::parse) {
+            Some(Ok(s)) => scenarios.push(s),
+            Some(Err(e)) => {
+                eprintln!("lbsim demo: {e}");
+                return ExitCode::from(2);
+            }
+            None => {
+                eprintln!("lbsim demo: bundled scenario {name} is missing");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let n = scenarios.len();
+    println!(
+        "{}",
+        style.bold(&format!(
+            "lbsim demo: {n} ways a cloud load balancer answers 502, 503 or 504 — reproduced on this laptop"
+        ))
+    );
+    println!(
+        "{}",
+        style.dim(
+            "Each scenario runs lbsim in front of its mock app with the cloud's timers scaled down \
+             (time scale), so minutes take a second. Times are real; ~ shows what they stand for."
+        )
+    );
+    let mut passed = 0;
+    for (i, s) in scenarios.iter().enumerate() {
+        println!();
+        println!(
+            "{}",
+            style.bold(&format!("[{}/{n}] {}", i + 1, s.description))
+        );
+        println!("{}", style.dim(&format!("      setup: {}", s.setup_line())));
+        let notes = s.notes();
+        if !notes.is_empty() {
+            println!("      what is about to happen:");
+            for (k, note) in notes.iter().enumerate() {
+                println!("        {}. {note}", k + 1);
+            }
+        }
+        let report = run(s).await;
+        println!("      what happened:");
+        print!("{}", render_timeline(&report, style, "        "));
+        if report.passed() {
+            passed += 1;
+            println!(
+                "      {} {} checks held, as the cloud would behave",
+                style.green("✔"),
+                report.checks.len()
+            );
+        } else {
+            println!("      {} unexpected:", style.red("✘"));
+            print!("{}", render_checks(&report, style, "        "));
+        }
+        if let Some(why) = &s.why {
+            println!("      {}", style.bold("why:"));
+            print!("{}", wrap_indented(why, "        "));
+        }
+        if let Some(fix) = &s.fix {
+            println!("      {}", style.bold("fix:"));
+            print!("{}", wrap_indented(fix, "        "));
+        }
+        println!(
+            "{}",
+            style.dim(&format!("      (lbsim scenario show {})", s.name))
+        );
+        if !args.pause.is_zero() && i + 1 < n {
+            tokio::time::sleep(args.pause).await;
+        }
+    }
+    println!();
+    if passed == n {
+        println!(
+            "{}",
+            style.green(&format!(
+                "{passed}/{n} scenarios behaved as the clouds do. More: lbsim scenario list"
+            ))
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "{}",
+            style.red(&format!("{passed}/{n} scenarios behaved as expected"))
+        );
+        ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::parse;
+    use super::*;
+
+    #[test]
+    fn the_help_example_is_a_valid_scenario() {
+        let s = parse(HELP_EXAMPLE, "help", "help").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.steps.len(), 3);
+        assert!(HELP_LONG.ends_with(HELP_EXAMPLE));
+        assert!(HELP_LONG.contains("scenarios/README.md"));
+    }
+}
