@@ -195,7 +195,7 @@ impl SimulatorBuilder {
     }
     /// Bound on graceful shutdown.
     pub fn shutdown_grace(mut self, d: Duration) -> Self {
-        self.settings.shutdown_grace = d;
+        self.settings.shutdown_grace = Some(d);
         self
     }
     /// Writes an access log to `path` (`-`: stdout) in `format` (None: the cloud's own).

@@ -162,11 +162,11 @@ pub struct Settings {
     )]
     #[serde(skip)]
     pub time_scale: f64,
-    /// How long in-flight requests may run after SIGINT/SIGTERM before lbsim stops anyway.
-    /// Not scaled.
-    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
-    #[serde(deserialize_with = "serde_duration::required")]
-    pub shutdown_grace: Duration,
+    /// How long in-flight requests may run after SIGINT/SIGTERM before lbsim stops anyway
+    /// (default 10s; a scenario's default is 500ms). Not scaled.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(deserialize_with = "serde_duration::option")]
+    pub shutdown_grace: Option<Duration>,
     /// Never retry a failed request, even where the cloud does (GCP retries a GET once
     /// when the backend closes before answering; `--print-config` shows the rule).
     #[arg(long)]
@@ -194,7 +194,7 @@ impl Settings {
             desync_mode: None,
             race_window: RaceWindow::Window(DEFAULT_RACE_WINDOW),
             time_scale: 1.0,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            shutdown_grace: None,
             no_retry: false,
         }
     }
@@ -240,11 +240,6 @@ pub mod serde_duration {
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
             super::parse_duration(s).map_err(E::custom)
         }
-    }
-
-    /// A duration string.
-    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_str(HumanDuration)
     }
 
     /// A duration string, for an optional key (absent is `None` by the struct's default).
@@ -418,7 +413,7 @@ impl Config {
             },
             race_window: s.race_window,
             time_scale: s.time_scale,
-            shutdown_grace: s.shutdown_grace,
+            shutdown_grace: s.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             retry: profile.retry.filter(|_| !s.no_retry),
         })
     }
@@ -614,7 +609,7 @@ mod settings_tests {
                 deregistration_delay: Some(Duration::from_secs(30)),
                 desync_mode: Some(DesyncMode::Strictest),
                 race_window: RaceWindow::Always,
-                shutdown_grace: Duration::from_secs(3),
+                shutdown_grace: Some(Duration::from_secs(3)),
                 no_retry: true,
                 ..Settings::new(Cloud::Aws)
             }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::model::{
     Action, Expect, Scenario, SendSpec, Step, StepKind, TargetKind, TargetSpec, TargetStep, WaitFor,
 };
-use super::raw::{KindName, RawLb, RawScenario, RawStep};
-use crate::lb::config::{parse_duration, Config, Settings};
+use super::raw::{KindName, RawScenario, RawStep};
+use crate::lb::config::{parse_duration, Config};
 use crate::mock::DEFAULT_KEEP_ALIVE;
 
 /// In-flight requests get this long when a scenario's simulator shuts down.
@@ -110,13 +110,12 @@ pub fn parse(text: &str, origin: &str, name: &str) -> Result<Scenario, LoadError
         }
     };
     let cloud = raw.cloud;
-    let mut settings = Settings::new(cloud);
-    settings.time_scale = time_scale;
-    settings.shutdown_grace = SHUTDOWN_GRACE;
     let lb_span = raw.lb.as_ref().map_or(0..0, |l| l.span());
-    if let Some(lb) = raw.lb {
-        apply_lb(&mut settings, lb.into_inner());
-    }
+    let mut settings = raw.lb.map(toml::Spanned::into_inner).unwrap_or_default();
+    // A scenario's cloud and time scale are top-level keys; `[lb]` holds the rest.
+    settings.cloud = cloud;
+    settings.time_scale = time_scale;
+    settings.shutdown_grace.get_or_insert(SHUTDOWN_GRACE);
     if let Err(e) = Config::build(&settings) {
         return Err(cx.err(lb_span, format!("[lb]: {e}")));
     }
@@ -215,29 +214,6 @@ pub fn parse(text: &str, origin: &str, name: &str) -> Result<Scenario, LoadError
         targets,
         steps,
     })
-}
-
-fn apply_lb(s: &mut Settings, lb: RawLb) {
-    if let Some(d) = lb.lb_defaults {
-        s.defaults = d;
-    }
-    s.idle_timeout = lb.idle_timeout.map(|d| d.0);
-    s.backend_timeout = lb.backend_timeout.map(|d| d.0);
-    s.connect_timeout = lb.connect_timeout.map(|d| d.0);
-    s.client_keep_alive = lb.client_keep_alive.map(|d| d.0);
-    if let Some(w) = lb.race_window {
-        s.race_window = w.0;
-    }
-    if let Some(on) = lb.health_checks {
-        s.health_checks = on;
-    }
-    s.health_path = lb.health_path;
-    s.health_interval = lb.health_interval.map(|d| d.0);
-    s.health_timeout = lb.health_timeout.map(|d| d.0);
-    s.healthy_threshold = lb.healthy_threshold;
-    s.unhealthy_threshold = lb.unhealthy_threshold;
-    s.warmup = lb.warmup.map(|d| d.0);
-    s.deregistration_delay = lb.deregistration_delay.map(|d| d.0);
 }
 
 const SEND_KEYS: &[&str] = &[

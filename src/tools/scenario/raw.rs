@@ -8,9 +8,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::model::{Action, Dur, Expect, WaitFor};
-use crate::lb::config::RaceWindow;
+use crate::lb::config::Settings;
 use crate::lb::profile::{Cloud, LbDefaults};
 use crate::lb::targets::TargetState;
+use crate::lb::validate::DesyncMode;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,29 +21,11 @@ pub(super) struct RawScenario {
     pub(super) fix: Option<String>,
     pub(super) cloud: Cloud,
     pub(super) time_scale: Option<Spanned<f64>>,
-    pub(super) lb: Option<Spanned<RawLb>>,
+    /// Every load-balancer setting, as the CLI takes them: the one [`Settings`] type.
+    pub(super) lb: Option<Spanned<Settings>>,
     #[serde(default)]
     pub(super) targets: Vec<Spanned<RawTarget>>,
     pub(super) steps: Vec<Spanned<RawStep>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawLb {
-    pub(super) lb_defaults: Option<LbDefaults>,
-    pub(super) idle_timeout: Option<Dur>,
-    pub(super) backend_timeout: Option<Dur>,
-    pub(super) connect_timeout: Option<Dur>,
-    pub(super) client_keep_alive: Option<Dur>,
-    pub(super) race_window: Option<RaceWin>,
-    pub(super) health_checks: Option<bool>,
-    pub(super) health_path: Option<String>,
-    pub(super) health_interval: Option<Dur>,
-    pub(super) health_timeout: Option<Dur>,
-    pub(super) healthy_threshold: Option<u32>,
-    pub(super) unhealthy_threshold: Option<u32>,
-    pub(super) warmup: Option<Dur>,
-    pub(super) deregistration_delay: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -91,7 +74,7 @@ pub(super) struct RawStep {
 pub fn file_keys() -> Vec<(&'static str, &'static [&'static str])> {
     vec![
         ("top level", serde_names::<RawScenario>()),
-        ("[lb]", serde_names::<RawLb>()),
+        ("[lb]", serde_names::<Settings>()),
         ("[[targets]]", serde_names::<RawTarget>()),
         ("[[steps]]", serde_names::<RawStep>()),
         ("expect", serde_names::<Expect>()),
@@ -105,6 +88,7 @@ pub fn file_values() -> Vec<(&'static str, &'static [&'static str])> {
     vec![
         ("cloud", serde_names::<Cloud>()),
         ("lb_defaults", serde_names::<LbDefaults>()),
+        ("desync_mode", serde_names::<DesyncMode>()),
         ("kind", serde_names::<KindName>()),
         ("action", serde_names::<Action>()),
         ("wait_for", serde_names::<WaitFor>()),
@@ -179,26 +163,6 @@ impl RawStep {
         add(self.connections.is_some(), "connections");
         add(self.idle_closes.is_some(), "idle_closes");
         keys
-    }
-}
-
-/// `"always"` or a duration.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct RaceWin(pub(super) RaceWindow);
-
-impl<'de> Deserialize<'de> for RaceWin {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = RaceWin;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("\"always\" or a duration string such as \"5ms\"")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<RaceWin, E> {
-                s.parse::<RaceWindow>().map(RaceWin).map_err(E::custom)
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 
