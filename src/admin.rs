@@ -9,10 +9,19 @@
 //! | `GET` | `/targets/{id}` | 200 with the target |
 //! | `DELETE` | `/targets/{id}` | deregisters it (it drains, then leaves the group: 404 from then on); 202 with the target; 200 with it if it was already draining (nothing changes, as on AWS) |
 //! | `PUT` | `/targets/{id}/health` | body `{"override": "healthy" \| "unhealthy" \| "auto"}`; 200 with the target |
-//! | `GET` | `/stats` | 200, `{"by_status": {"504": 1}, "by_reason": {"target_idle_timeout": 1}}` |
+//! | `GET` | `/stats` | 200, `{"by_status": {"504": 1}, "by_reason": {"target_idle_timeout": 1}, "by_cause": {"target_timeout": 1}, "lb_by_status": {"504": 1}, "retries": 0}` |
 //! | `POST` | `/stats/reset` | zeroes the counters; 204 |
-//! | `GET` | `/metrics` | Prometheus text format (`lbsim_requests_total`, `lbsim_lb_errors_total`, `lbsim_targets`, `lbsim_target_in_flight`) |
+//! | `GET` | `/metrics` | Prometheus text format (`lbsim_requests_total`, `lbsim_lb_errors_total{reason, cause}`, `lbsim_targets`, `lbsim_target_in_flight`) |
 //! | `GET` | `/config` | 200, the effective (scaled) settings |
+//!
+//! `/stats` counts the LB's own answers and cuts twice over: `by_reason` in the cloud's
+//! words (what the `x-lbsim-reason` header says; stable, harnesses in any language key on
+//! it), and `by_cause` by lbsim's cloud-neutral cause ([`crate::Reason::name`]), which
+//! tells apart causes one cloud gives the same word (on AWS the keep-alive race and an app
+//! that closed the connection are both `target_closed_connection`). `lb_by_status` is the
+//! LB's answers by status (the rest of `by_status` is the app's); `retries` the requests
+//! the LB sent to a backend again. `lbsim_lb_errors_total` has one line per cause, with
+//! both labels.
 //!
 //! `state` is the effective state, the one routing and `/metrics` go by: an `unhealthy`
 //! override makes it `unhealthy` whatever the checks say. `checked_state` is what the health
@@ -320,7 +329,7 @@ impl Admin {
                 let target = control.set_health(id, body.over).map_err(not_found)?;
                 Ok(json_response(StatusCode::OK, &target))
             }
-            (Route::Stats, _) => Ok(json_response(StatusCode::OK, &control.stats())),
+            (Route::Stats, _) => Ok(json_response(StatusCode::OK, &stats_json(control))),
             (Route::StatsReset, _) => {
                 control.reset_stats();
                 tracing::info!("control API: counters reset");
@@ -449,6 +458,18 @@ fn label(value: &str) -> String {
         .replace('\n', r"\n")
 }
 
+/// `GET /stats`: the counters, the LB's own answers by the cloud's word and by cause.
+fn stats_json(control: &Control) -> Value {
+    let counts = control.stats();
+    json!({
+        "by_status": counts.by_status,
+        "by_reason": counts.by_word(control.config().profile),
+        "by_cause": counts.by_cause,
+        "lb_by_status": counts.lb_by_status,
+        "retries": counts.retries,
+    })
+}
+
 /// The counters and target gauges in the Prometheus text exposition format (0.0.4).
 ///
 /// `lbsim_target_in_flight` has one line per address: targets registered again at the
@@ -477,11 +498,15 @@ fn metrics_text(control: &Control) -> String {
     family(
         "lbsim_lb_errors_total",
         "counter",
-        "Responses the load balancer generated or cut, by cause (the cloud's error reason).",
+        "Responses the load balancer generated or cut, by the cloud's word for the cause (reason) and lbsim's cloud-neutral cause (cause).",
         counts
-            .by_reason
+            .by_cause
             .iter()
-            .map(|(reason, n)| (format!("reason=\"{}\"", label(reason)), *n))
+            .map(|(cause, n)| {
+                let word = control.config().profile.outcome(*cause).code;
+                let labels = format!("reason=\"{}\",cause=\"{}\"", label(word), cause.name());
+                (labels, *n)
+            })
             .collect(),
     );
     family(

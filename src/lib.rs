@@ -26,7 +26,7 @@
 //! - [`reason`]: why the LB answered instead of the app, and the fix in words.
 //! - [`respond`]: every LB-generated response, built from profile data in one place.
 //! - [`logline`]: what the engine remembers of a request for its access-log line.
-//! - [`stats`]: counters by status and cause.
+//! - [`stats`]: counters by status and by cause ([`Reason`]; [`Counts::count`] reads one).
 //! - [`report`]: the start-up state and the summary printed for a person.
 //! - [`accesslog`]: one line per finished request, as the cloud would log it, written off the request path.
 //! - [`upstream`]: the embedded mock app (`lbsim upstream`).
@@ -50,7 +50,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use lbsim::{Cloud, MockOptions, MockUpstream, Simulator};
+//! use lbsim::{Cloud, MockOptions, MockUpstream, Reason, Simulator};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! #[tokio::test]
@@ -70,7 +70,7 @@
 //!     let mut buf = vec![0; 1024];
 //!     let n = conn.read(&mut buf).await.unwrap();
 //!     assert!(buf[..n].starts_with(b"HTTP/1.1 504 Gateway Time-out\r\n"));
-//!     assert_eq!(lb.stats().by_reason.get("target_idle_timeout"), Some(&1));
+//!     assert_eq!(lb.stats().count(Reason::TargetTimeout), 1);
 //!     lb.shutdown().await;
 //! }
 //! # fn main() {}
@@ -90,6 +90,7 @@ pub use admin::AdminServer;
 pub use lb::config::{Config, RaceWindow, Settings};
 pub use lb::profile::{Cloud, LbDefaults};
 pub use lb::reason::Reason;
+pub use lb::stats::Counts;
 pub use lb::targets::{HealthOverride, TargetInfo, TargetState};
 pub use lb::{accesslog, advice, profile, reason, validate};
 pub use mock::{MockOptions, MockUpstream};

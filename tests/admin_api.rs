@@ -451,7 +451,7 @@ async fn stats_count_requests_and_reset_zeroes_them() {
     let api = admin(&lb);
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {}, "by_reason": {}, "lb_by_status": {}, "retries": 0})
+        json!({"by_status": {}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0})
     );
 
     mixed_traffic(&lb).await;
@@ -460,6 +460,7 @@ async fn stats_count_requests_and_reset_zeroes_them() {
         json!({
             "by_status": {"200": 2, "404": 1, "504": 1},
             "by_reason": {"target_idle_timeout": 1},
+            "by_cause": {"target_timeout": 1},
             "lb_by_status": {"504": 1},
             "retries": 0,
         })
@@ -470,14 +471,14 @@ async fn stats_count_requests_and_reset_zeroes_them() {
     assert!(r.body.is_empty());
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {}, "by_reason": {}, "lb_by_status": {}, "retries": 0})
+        json!({"by_status": {}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0})
     );
     assert_eq!(lb.stats(), Default::default(), "the library sees the reset");
 
     send_through(&lb, 1).await;
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {"200": 1}, "by_reason": {}, "lb_by_status": {}, "retries": 0})
+        json!({"by_status": {"200": 1}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0})
     );
     lb.shutdown().await;
 }
@@ -508,9 +509,9 @@ async fn metrics_are_a_prometheus_scrape() {
 lbsim_requests_total{{status=\"200\"}} 2
 lbsim_requests_total{{status=\"404\"}} 1
 lbsim_requests_total{{status=\"504\"}} 1
-# HELP lbsim_lb_errors_total Responses the load balancer generated or cut, by cause (the cloud's error reason).
+# HELP lbsim_lb_errors_total Responses the load balancer generated or cut, by the cloud's word for the cause (reason) and lbsim's cloud-neutral cause (cause).
 # TYPE lbsim_lb_errors_total counter
-lbsim_lb_errors_total{{reason=\"target_idle_timeout\"}} 1
+lbsim_lb_errors_total{{reason=\"target_idle_timeout\",cause=\"target_timeout\"}} 1
 # HELP lbsim_targets Targets by state.
 # TYPE lbsim_targets gauge
 lbsim_targets{{state=\"initial\"}} 0
@@ -916,7 +917,7 @@ async fn cli_serves_the_control_api_and_prints_its_address() {
     assert_eq!(c.get("/").await.status, 200);
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {"200": 1}, "by_reason": {}, "lb_by_status": {}, "retries": 0})
+        json!({"by_status": {"200": 1}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0})
     );
     child.start_kill().unwrap();
     let _ = child.wait().await;

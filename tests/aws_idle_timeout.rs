@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use lbsim::{Cloud, MockOptions, MockUpstream};
+use lbsim::{Cloud, MockOptions, MockUpstream, Reason};
 use support::*;
 
 const IDLE: Duration = Duration::from_millis(500);
@@ -27,7 +27,7 @@ async fn silent_target_gets_alb_504_after_idle_timeout() {
         resp.header("Content-Length"),
         Some(resp.body.len().to_string().as_str())
     );
-    assert_eq!(lb.stats().by_reason.get("target_idle_timeout"), Some(&1));
+    assert_eq!(lb.stats().count(Reason::TargetTimeout), 1);
 }
 
 /// Sends `GET path`, waits for the first response byte (the head) without consuming it,
@@ -66,7 +66,7 @@ async fn stream_with_short_gaps_outlives_the_idle_timeout() {
         "stream ended after {elapsed:?}, before its 1.6 s length"
     );
     assert_eq!(resp.header("x-lbsim-reason"), None);
-    assert_eq!(lb.stats().by_reason.get("target_idle_timeout"), None);
+    assert_eq!(lb.stats().count(Reason::TargetTimeout), 0);
     // The client connection is still usable.
     assert_eq!(client.get("/").await.text(), "ok");
 }
@@ -92,7 +92,7 @@ async fn body_stalled_after_head_is_cut_at_the_idle_timeout() {
         "connection closed {after_head:?} after the head, expected about {IDLE:?}"
     );
     let stats = lb.stats();
-    assert_eq!(stats.by_reason.get("target_idle_timeout"), Some(&1));
+    assert_eq!(stats.count(Reason::TargetTimeout), 1);
     assert_eq!(stats.by_status.get(&200), Some(&1));
     assert_eq!(stats.by_status.get(&504), None);
 }
@@ -129,7 +129,7 @@ async fn idle_clock_restarts_when_the_head_arrives() {
             && after_head <= IDLE + Duration::from_millis(250),
         "connection closed {after_head:?} after the head, expected about {IDLE:?}"
     );
-    assert_eq!(lb.stats().by_reason.get("target_idle_timeout"), Some(&1));
+    assert_eq!(lb.stats().count(Reason::TargetTimeout), 1);
 }
 
 #[tokio::test]
@@ -146,7 +146,7 @@ async fn content_length_longer_than_body_is_cut_at_the_idle_timeout() {
     assert_eq!(resp.header("content-length"), Some("100"));
     assert!(!resp.complete, "body should be truncated");
     assert_eq!(resp.body, vec![b'x'; 10]);
-    assert_eq!(lb.stats().by_reason.get("target_idle_timeout"), Some(&1));
+    assert_eq!(lb.stats().count(Reason::TargetTimeout), 1);
 }
 
 /// Sends a POST to `/echo` whose body goes out in `pieces` pieces `gap` apart.
@@ -192,7 +192,7 @@ async fn slow_upload_case(chunked: bool) {
     assert_eq!(resp.header("x-lbsim-reason"), None);
     assert!(resp.complete);
     assert_eq!(resp.body, pieces.concat());
-    assert_eq!(lb.stats().by_reason.get("target_idle_timeout"), None);
+    assert_eq!(lb.stats().count(Reason::TargetTimeout), 0);
 }
 
 #[tokio::test]

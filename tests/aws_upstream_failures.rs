@@ -3,10 +3,11 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lbsim::{Cloud, MockUpstream, SimHandle};
+use lbsim::{Cloud, MockUpstream, Reason, SimHandle};
 use support::*;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -77,7 +78,7 @@ async fn refused_connection_is_502_bad_gateway() {
     assert_eq!(failed.resp.body.len(), 122);
     assert_eq!(failed.resp.text(), alb_page("502 Bad Gateway"));
     let stats = failed.lb.stats();
-    assert_eq!(stats.by_reason.get(reason), Some(&1));
+    assert_eq!(stats.count(Reason::ConnectRefused), 1);
     assert_eq!(stats.by_status.get(&502), Some(&1));
     assert_eq!(stats.by_status.get(&200), Some(&1));
 }
@@ -117,7 +118,7 @@ async fn connect_timeout_is_504_after_the_connect_timeout() {
         "answered after {elapsed:?}, before the connect timeout"
     );
     assert_elapsed(elapsed, CONNECT, Duration::from_millis(250));
-    assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
+    assert_eq!(failed.lb.stats().count(Reason::ConnectTimeout), 1);
     assert_eq!(failed.app.requests(), 1);
 }
 
@@ -126,7 +127,11 @@ async fn closed_before_head(path: &str) {
     let failed = alb_page_for(None, path, 502, "Bad Gateway", reason).await;
     assert!(failed.took < IDLE, "waited for the idle timeout instead");
     assert_eq!(failed.reached_app, 1, "the request reached the app");
-    assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
+    // The app closed a fresh connection: not the keep-alive race, which logs the same word.
+    assert_eq!(
+        failed.lb.stats().by_cause,
+        BTreeMap::from([(Reason::TargetClosedConnection, 1)])
+    );
 }
 
 #[tokio::test]
@@ -143,7 +148,7 @@ async fn target_rst_before_head_is_502() {
 async fn malformed_response_is_502() {
     let reason = "target_malformed_response";
     let failed = alb_page_for(None, "/garbage", 502, "Bad Gateway", reason).await;
-    assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
+    assert_eq!(failed.lb.stats().count(Reason::MalformedResponse), 1);
 }
 
 #[tokio::test]
@@ -164,11 +169,18 @@ async fn failures_in_a_row_on_one_client_connection() {
     let stats = lb.stats();
     assert_eq!(stats.by_status.get(&502), Some(&3));
     assert_eq!(stats.by_status.get(&200), Some(&1));
+    assert_eq!(
+        stats.by_cause,
+        BTreeMap::from([
+            (Reason::TargetClosedConnection, 2),
+            (Reason::MalformedResponse, 1)
+        ])
+    );
 }
 
 #[tokio::test]
 async fn app_killed_mid_request_is_502_at_once() {
-    let (app, _lb, mut client) = aws_request_at_app("/sleep/5").await;
+    let (app, lb, mut client) = aws_request_at_app("/sleep/5").await;
     let killed_at = Instant::now();
     app.kill();
     let resp = client.response().await.expect("a 502 page");
@@ -178,4 +190,8 @@ async fn app_killed_mid_request_is_502_at_once() {
         killed_at.elapsed()
     );
     assert_alb_page(&resp, 502, "Bad Gateway", "target_closed_connection");
+    assert_eq!(
+        lb.stats().by_cause,
+        BTreeMap::from([(Reason::TargetClosedConnection, 1)])
+    );
 }

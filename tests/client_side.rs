@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use lbsim::{Cloud, Simulator};
+use lbsim::{Cloud, Reason, Simulator};
 use support::*;
 
 const IDLE: Duration = Duration::from_millis(500);
@@ -43,7 +43,7 @@ async fn aws_client_that_stalls_mid_head_gets_408_and_close() {
         0,
         "a half-sent request never reaches the app"
     );
-    assert_eq!(lb.stats().by_reason.get("client_idle_timeout"), Some(&1));
+    assert_eq!(lb.stats().count(Reason::ClientTimeout), 1);
 }
 
 #[tokio::test]
@@ -73,10 +73,7 @@ async fn client_that_leaves_before_the_answer_is_counted_as_460() {
     })
     .await;
     assert_eq!(lb.stats().by_status.get(&460), Some(&1));
-    assert_eq!(
-        lb.stats().by_reason.get("client_closed_connection"),
-        Some(&1)
-    );
+    assert_eq!(lb.stats().count(Reason::ClientClosed), 1);
 }
 
 #[tokio::test]

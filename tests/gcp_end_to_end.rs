@@ -3,10 +3,11 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lbsim::{Cloud, MockUpstream, SimHandle};
+use lbsim::{Cloud, MockUpstream, Reason, SimHandle};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -34,7 +35,7 @@ async fn timed_out(cloud: Cloud) -> (SimHandle, RawResponse) {
     let elapsed = start.elapsed();
     assert!(elapsed >= TIMEOUT, "answered after {elapsed:?}");
     assert_elapsed(elapsed, TIMEOUT, Duration::from_millis(250));
-    assert_eq!(lb.stats().by_reason.get("backend_timeout"), Some(&1));
+    assert_eq!(lb.stats().count(Reason::TargetTimeout), 1);
     (lb, resp)
 }
 
@@ -96,7 +97,7 @@ async fn flowing_stream_is_cut_at_the_backend_timeout() {
         chunk_text(0..20).starts_with(&text),
         "body is not a prefix of the stream: {text:?}"
     );
-    assert_eq!(lb.stats().by_reason.get("backend_timeout"), Some(&1));
+    assert_eq!(lb.stats().count(Reason::TargetTimeout), 1);
     assert_eq!(lb.stats().by_status.get(&200), Some(&1));
 }
 
@@ -112,7 +113,7 @@ async fn same_stream_survives_aws_idle_timeout_of_the_same_length() {
     assert!(resp.complete, "stream was cut: {:?}", resp.text());
     assert_eq!(resp.text(), chunk_text(0..20));
     assert!(start.elapsed() >= Duration::from_secs(2));
-    assert!(lb.stats().by_reason.is_empty());
+    assert!(lb.stats().by_cause.is_empty());
 }
 
 /// What [`gfe_502_for`] leaves for further checks.
@@ -146,7 +147,11 @@ async fn refused_is_502_server_error() {
     let reason = "failed_to_connect_to_backend";
     let failed = gfe_502_for(Some(closed_port().await), "/", reason).await;
     assert_eq!(failed.resp.text(), gfe_page("502 Server Error"));
-    assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
+    // A connect timeout has the same word.
+    assert_eq!(
+        failed.lb.stats().by_cause,
+        BTreeMap::from([(Reason::ConnectRefused, 1)])
+    );
 }
 
 #[tokio::test]
@@ -174,23 +179,37 @@ async fn refused_get_is_retried_on_the_next_backend_a_post_is_not() {
         "failed_to_connect_to_backend",
     );
     assert_eq!(lb.stats().retries, 1);
+    // The retried GET's failure is not counted: only the POST's answer is.
+    assert_eq!(
+        lb.stats().by_cause,
+        BTreeMap::from([(Reason::ConnectRefused, 1)])
+    );
 }
 
 #[tokio::test]
 async fn closed_before_data_is_502() {
     let reason = "backend_connection_closed_before_data_sent_to_client";
-    gfe_502_for(None, "/close", reason).await;
+    let failed = gfe_502_for(None, "/close", reason).await;
+    // The keep-alive race has the same word.
+    assert_eq!(
+        failed.lb.stats().by_cause,
+        BTreeMap::from([(Reason::TargetClosedConnection, 1)])
+    );
 }
 
 #[tokio::test]
 async fn reset_before_data_is_502() {
     let reason = "backend_connection_closed_before_data_sent_to_client";
-    gfe_502_for(None, "/reset", reason).await;
+    let failed = gfe_502_for(None, "/reset", reason).await;
+    assert_eq!(
+        failed.lb.stats().by_cause,
+        BTreeMap::from([(Reason::TargetClosedConnection, 1)])
+    );
 }
 
 #[tokio::test]
 async fn garbage_is_502_backend_response_corrupted() {
     let reason = "backend_response_corrupted";
     let failed = gfe_502_for(None, "/garbage", reason).await;
-    assert_eq!(failed.lb.stats().by_reason.get(reason), Some(&1));
+    assert_eq!(failed.lb.stats().count(Reason::MalformedResponse), 1);
 }

@@ -4,9 +4,10 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use lbsim::{Cloud, RaceWindow, Simulator};
+use lbsim::{Cloud, RaceWindow, Reason, Simulator};
 use support::*;
 
 const READ: Duration = Duration::from_millis(600);
@@ -24,7 +25,7 @@ async fn a_silent_app_gets_nginx_504_at_the_read_timeout() {
     assert_eq!(resp.body.len(), 160);
     assert_elapsed(start.elapsed(), READ * 3, TOLERANCE);
     assert_eq!(app.requests(), 3);
-    assert_eq!(lb.stats().by_reason.get("upstream_timed_out"), Some(&1));
+    assert_eq!(lb.stats().count(Reason::TargetTimeout), 1);
 }
 
 #[tokio::test]
@@ -150,6 +151,11 @@ async fn a_post_the_app_closed_on_is_502_and_not_retried() {
     let resp = client.get("/close").await;
     assert_eq!(resp.status, 502);
     assert_eq!(app.requests(), 4);
+    // The app closed fresh connections: not the keep-alive race, which nginx logs alike.
+    assert_eq!(
+        lb.stats().by_cause,
+        BTreeMap::from([(Reason::TargetClosedConnection, 2)])
+    );
 }
 
 /// The app closes its idle keep-alive connection; nginx still reuses it. A GET is sent
@@ -189,6 +195,11 @@ async fn the_keep_alive_race_is_retried_for_a_get_and_502_for_a_post() {
         "upstream_prematurely_closed_connection",
     );
     assert_eq!(app.requests(), 2);
+    // Only the POST's race was answered; the GET's retry left no count.
+    assert_eq!(
+        lb.stats().by_cause,
+        BTreeMap::from([(Reason::KeepAliveRace, 1)])
+    );
 }
 
 #[tokio::test]

@@ -2,9 +2,12 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lbsim::{Cloud, RaceWindow, Simulator};
+use lbsim::accesslog::LogFormat;
+use lbsim::profile::Profile;
+use lbsim::{Cloud, RaceWindow, Reason, Simulator};
 use support::*;
 
 async fn lb_always(cloud: Cloud, app: std::net::SocketAddr) -> lbsim::SimHandle {
@@ -53,7 +56,74 @@ async fn aws_reuse_after_app_keep_alive_gets_502_every_time() {
         3
     );
     assert_eq!(app.requests(), 3);
-    assert_eq!(lb.stats().by_status.get(&502), Some(&3));
+    let stats = lb.stats();
+    assert_eq!(stats.by_status.get(&502), Some(&3));
+    // Counted as the race, though the word is the one an app's crash gets too.
+    assert_eq!(stats.by_cause, BTreeMap::from([(Reason::KeepAliveRace, 3)]));
+}
+
+/// On AWS the keep-alive race and an app that closes the connection before answering get
+/// the same 502 and the same word, `target_closed_connection`, in the header and the log
+/// line: a harness tells them apart by cause.
+#[tokio::test]
+async fn aws_race_and_app_close_share_a_word_but_not_a_cause() {
+    let app = mock(Duration::from_millis(300)).await;
+    let log = std::env::temp_dir().join(format!(
+        "lbsim-{}-race-and-app-close.log",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&log);
+    let lb = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
+        .upstream(app.addr)
+        .race_window(RaceWindow::Always)
+        .access_log(log.to_str().unwrap(), Some(LogFormat::Json))
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(lb.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+    app_closed_idle(&app, 1).await;
+    // The pooled connection the app has closed is reused: the race.
+    let race = client.get("/").await;
+    // On a fresh connection, the app reads the request and closes without an answer.
+    let closed = client.get("/close").await;
+    for resp in [&race, &closed] {
+        assert_alb_page(resp, 502, "Bad Gateway", "target_closed_connection");
+    }
+    let stats = lb.stats();
+    assert_eq!(
+        stats.by_cause,
+        BTreeMap::from([
+            (Reason::TargetClosedConnection, 1),
+            (Reason::KeepAliveRace, 1)
+        ])
+    );
+    assert_eq!(stats.count(Reason::KeepAliveRace), 1);
+    assert_eq!(stats.count(Reason::TargetClosedConnection), 1);
+    assert_eq!(stats.count(Reason::TargetClosedMidBody), 0);
+    // In the cloud's words (the control API's `by_reason`), one word twice.
+    assert_eq!(
+        stats.by_word(Profile::of(Cloud::Aws)),
+        BTreeMap::from([("target_closed_connection", 2)])
+    );
+    lb.shutdown().await;
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let reasons: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["reason"].clone())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            serde_json::Value::Null,
+            "target_closed_connection".into(),
+            "target_closed_connection".into()
+        ],
+        "{text}"
+    );
 }
 
 /// A POST on the pooled connection the app closed: GCP does not retry it.
@@ -84,6 +154,10 @@ async fn gcp_classic_post_on_a_reused_connection_gets_502() {
         "backend_connection_closed_before_data_sent_to_client",
     );
     assert_eq!(lb.stats().retries, 0, "a POST is never retried");
+    assert_eq!(
+        lb.stats().by_cause,
+        BTreeMap::from([(Reason::KeepAliveRace, 1)])
+    );
 }
 
 #[tokio::test]
@@ -98,6 +172,10 @@ async fn gcp_global_post_on_a_reused_connection_gets_503() {
         "backend_connection_closed_before_data_sent_to_client",
     );
     assert_eq!(lb.stats().retries, 0, "a POST is never retried");
+    assert_eq!(
+        lb.stats().by_cause,
+        BTreeMap::from([(Reason::KeepAliveRace, 1)])
+    );
 }
 
 /// A GET on the pooled connection the app closed, on `cloud`.
@@ -138,11 +216,7 @@ async fn gcp_retries_a_get_the_app_closed_under_it_once() {
             Some(&2),
             "{cloud:?}: one count per request"
         );
-        assert!(
-            stats.by_reason.is_empty(),
-            "{cloud:?}: {:?}",
-            stats.by_reason
-        );
+        assert!(stats.by_cause.is_empty(), "{cloud:?}: {:?}", stats.by_cause);
     }
 }
 
@@ -151,6 +225,10 @@ async fn with_no_retry_gcp_shows_the_race_on_a_get_too() {
     let (_app, lb, resp) = get_on_a_dead_connection(Cloud::GcpClassic, true).await;
     assert_eq!(resp.status, 502);
     assert_eq!(lb.stats().retries, 0);
+    assert_eq!(
+        lb.stats().by_cause,
+        BTreeMap::from([(Reason::KeepAliveRace, 1)])
+    );
 }
 
 #[tokio::test]

@@ -86,7 +86,7 @@ async fn passes_through(cloud: Cloud) {
         );
     }
     assert_eq!(stats.by_status.len(), 6, "{:?}", stats.by_status);
-    assert!(stats.by_reason.is_empty(), "{:?}", stats.by_reason);
+    assert!(stats.by_cause.is_empty(), "{:?}", stats.by_cause);
 }
 
 #[tokio::test]

@@ -57,7 +57,7 @@ async fn rays_503_under_backpressure_is_the_apps_not_the_lbs() {
     let stats = lb.stats();
     assert_eq!(stats.by_status.get(&503), Some(&1));
     assert!(stats.lb_by_status.is_empty(), "{:?}", stats.lb_by_status);
-    assert!(stats.by_reason.is_empty(), "{:?}", stats.by_reason);
+    assert!(stats.by_cause.is_empty(), "{:?}", stats.by_cause);
     drop(busy);
     sockets.finish(lb, app).await;
 }

@@ -194,7 +194,7 @@ async fn churned_targets_leave() {
         .expect("every request during the churn got a 200");
     assert!(sent > 0);
     assert_round_robin(&lb, a, b, 10).await;
-    assert_eq!(lb.stats().by_reason, Default::default(), "{:?}", lb.stats());
+    assert_eq!(lb.stats().by_cause, Default::default(), "{:?}", lb.stats());
 
     shut_down(lb, apps, baseline).await;
 }

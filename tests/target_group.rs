@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use lbsim::SimulatorBuilder;
 use lbsim::{
-    Cloud, Deregistered, HealthOverride, MockUpstream, NoSuchTarget, SimHandle, Simulator,
+    Cloud, Deregistered, HealthOverride, MockUpstream, NoSuchTarget, Reason, SimHandle, Simulator,
     TargetInfo, TargetState,
 };
 use support::*;
@@ -258,7 +258,7 @@ async fn aws_empty_target_group_is_503_until_a_target_registers() {
         "no_registered_targets",
     );
     assert_eq!(resp.body.len(), 162, "the documented 503 page length");
-    assert_eq!(lb.stats().by_reason.get("no_registered_targets"), Some(&1));
+    assert_eq!(lb.stats().count(Reason::NoRegisteredTargets), 1);
     assert_eq!(lb.stats().by_status.get(&503), Some(&1));
 
     // Registering a target ends it: one passing check is enough on AWS.
@@ -278,7 +278,7 @@ async fn gcp_empty_backend_service_is_503() {
     let mut client = RawClient::connect(lb.addr()).await;
     let resp = client.get("/").await;
     assert_no_healthy_upstream(&resp, "no_registered_targets");
-    assert_eq!(lb.stats().by_reason.get("no_registered_targets"), Some(&1));
+    assert_eq!(lb.stats().count(Reason::NoRegisteredTargets), 1);
 }
 
 #[tokio::test]
@@ -315,7 +315,7 @@ async fn aws_unhealthy_only_target_fails_open() {
         assert_eq!(resp.header("x-lbsim-reason"), None);
     }
     assert_eq!(lb.stats().by_status.get(&503), None);
-    assert!(lb.stats().by_reason.is_empty(), "{:?}", lb.stats());
+    assert!(lb.stats().by_cause.is_empty(), "{:?}", lb.stats());
 }
 
 #[tokio::test]
@@ -346,7 +346,7 @@ async fn gcp_unhealthy_only_backend_is_503_no_healthy_backend() {
     for _ in 0..2 {
         assert_no_healthy_upstream(&client.get("/").await, "no_healthy_backend");
     }
-    assert_eq!(lb.stats().by_reason.get("no_healthy_backend"), Some(&2));
+    assert_eq!(lb.stats().count(Reason::NoHealthyTargets), 2);
     assert_eq!(lb.stats().by_status.get(&200), None);
 }
 
@@ -395,10 +395,7 @@ async fn gcp_start_waits_for_threshold(threshold: u32) {
         "first 200 only after {elapsed:?}"
     );
     assert_eq!(lb.targets()[0].state, TargetState::Healthy);
-    assert_eq!(
-        lb.stats().by_reason.get("no_healthy_backend"),
-        Some(&(refused as u64))
-    );
+    assert_eq!(lb.stats().count(Reason::NoHealthyTargets), refused as u64);
 }
 
 #[tokio::test]
@@ -494,7 +491,7 @@ async fn killed_target_leaves_rotation(cloud: Cloud) {
         1,
         "no 502 once it is unhealthy: {stats:?}"
     );
-    assert!(stats.by_reason.is_empty(), "{stats:?}");
+    assert!(stats.by_cause.is_empty(), "{stats:?}");
 }
 
 #[tokio::test]
@@ -622,7 +619,7 @@ async fn aws_in_flight_request_finishes_within_deregistration_delay() {
     assert_eq!(info.in_flight, 0);
     wait_gone(&lb, apps[busy_app]).await;
     assert!(started.elapsed() >= delay);
-    assert!(lb.stats().by_reason.is_empty(), "{:?}", lb.stats());
+    assert!(lb.stats().by_cause.is_empty(), "{:?}", lb.stats());
 }
 
 async fn request_outliving_deregistration_delay_is_502(cloud: Cloud) {
@@ -663,10 +660,7 @@ async fn request_outliving_deregistration_delay_is_502(cloud: Cloud) {
         "left the group: {:?}",
         lb.targets()
     );
-    assert_eq!(
-        lb.stats().by_reason.get("deregistration_delay_elapsed"),
-        Some(&1)
-    );
+    assert_eq!(lb.stats().count(Reason::DeregistrationDelayElapsed), 1);
 }
 
 #[tokio::test]
@@ -711,10 +705,7 @@ async fn aws_stream_in_flight_is_cut_when_deregistration_delay_ends() {
         "left the group: {:?}",
         lb.targets()
     );
-    assert_eq!(
-        lb.stats().by_reason.get("deregistration_delay_elapsed"),
-        Some(&1)
-    );
+    assert_eq!(lb.stats().count(Reason::DeregistrationDelayElapsed), 1);
 }
 
 // ---------------------------------------------------------------------------------------

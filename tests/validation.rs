@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use lbsim::validate::DesyncMode;
-use lbsim::{Cloud, Simulator};
+use lbsim::{Cloud, Reason, Simulator};
 use support::*;
 
 /// Sends `raw` on a new connection; returns the response and whether lbsim then closed.
@@ -192,7 +192,7 @@ async fn connect_gets_each_clouds_400_page_and_never_reaches_the_app() {
     assert_alb_page(&resp, 400, "Bad Request", "malformed_request");
     assert!(closed, "AWS: connection closed after the page");
     assert_eq!(aws.stats().by_status.get(&400), Some(&1));
-    assert_eq!(aws.stats().by_reason.get("malformed_request"), Some(&1));
+    assert_eq!(aws.stats().count(Reason::MalformedRequest), 1);
     assert_eq!(
         aws.stats().by_status.get(&200),
         None,

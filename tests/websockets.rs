@@ -10,7 +10,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use lbsim::profile::Profile;
 use lbsim::{Cloud, MockUpstream, Reason, SimHandle};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,13 +37,6 @@ impl Rig {
         let app = mock(Duration::from_secs(30)).await;
         let lb = lb(cloud, app.addr, timeout).await;
         Rig { sockets, app, lb }
-    }
-
-    /// The cause word this profile logs for a timed-out connection.
-    fn timeout_word(&self) -> &'static str {
-        Profile::of(self.lb.config().profile.cloud)
-            .outcome(Reason::TargetTimeout)
-            .code
     }
 
     /// Stops lbsim and the app, then waits until the socket count is back where it was.
@@ -160,7 +152,7 @@ fn count_frames(bytes: &[u8]) -> usize {
 }
 
 /// Waits for lbsim to close `ws`, asserts it did so at `timeout` (from the request) and
-/// counted the cut under the profile's timeout word; the frames that arrived before.
+/// counted the cut as a timeout; the frames that arrived before.
 async fn closed_at_the_timeout(rig: &Rig, ws: &mut Opened, timeout: Duration) -> usize {
     let (frames, closed) = frames_until_close(&mut ws.stream, Duration::from_secs(5))
         .await
@@ -170,9 +162,8 @@ async fn closed_at_the_timeout(rig: &Rig, ws: &mut Opened, timeout: Duration) ->
         open + EARLY >= timeout && open <= timeout + LATE,
         "{open:?}"
     );
-    let word = rig.timeout_word();
     wait_until("the cut is counted", Duration::from_secs(1), || {
-        rig.lb.stats().by_reason.get(word) == Some(&1)
+        rig.lb.stats().count(Reason::TargetTimeout) == 1
     })
     .await;
     frames
@@ -198,7 +189,7 @@ async fn the_handshake_and_bytes_both_ways_pass_through_on_every_profile() {
         drop(ws);
         let stats = rig.lb.stats();
         assert_eq!(stats.by_status.get(&101), Some(&1), "{cloud:?}: {stats:?}");
-        assert!(stats.by_reason.is_empty(), "{cloud:?}: {stats:?}");
+        assert!(stats.by_cause.is_empty(), "{cloud:?}: {stats:?}");
         // An upgraded target connection is never pooled for another request.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(rig.lb.idle_connections(rig.app.addr), 0, "{cloud:?}");
@@ -235,7 +226,7 @@ async fn aws_an_active_websocket_outlives_the_idle_timeout() {
     assert_switched(&ws);
     // Three idle timeouts long, a frame every 100 ms: never idle, never closed.
     assert_eq!(frames_until_close(&mut ws.stream, 3 * timeout).await, None);
-    assert!(rig.lb.stats().by_reason.is_empty(), "{:?}", rig.lb.stats());
+    assert!(rig.lb.stats().by_cause.is_empty(), "{:?}", rig.lb.stats());
     drop(ws);
     rig.finish().await;
 }
@@ -302,7 +293,7 @@ async fn gcp_global_keeps_an_active_websocket_past_the_backend_timeout() {
         frames_until_close(&mut ws.stream, 1200 * Duration::from_millis(1)).await,
         None
     );
-    assert!(rig.lb.stats().by_reason.is_empty(), "{:?}", rig.lb.stats());
+    assert!(rig.lb.stats().by_cause.is_empty(), "{:?}", rig.lb.stats());
     drop(ws);
     rig.finish().await;
 }

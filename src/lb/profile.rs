@@ -272,8 +272,9 @@ pub struct Profile {
     pub validation: Rules,
     /// The access-log format the cloud writes.
     pub log_format: LogFormat,
-    /// Status, page and cause word per reason, indexed by [`Reason::index`].
-    pub outcomes: [Outcome; Reason::ALL.len()],
+    /// Status, page and cause word per reason: a function whose body is one exhaustive
+    /// `match`, so a missing or misplaced row is a compile error.
+    pub outcomes: fn(Reason) -> Outcome,
     /// Headers the LB adds to forwarded requests.
     pub forwarding: Forwarding,
     /// What the main timeout measures once a connection is upgraded (WebSockets): the
@@ -294,7 +295,7 @@ impl Profile {
 
     /// Status and cause word for `reason`.
     pub fn outcome(&self, reason: Reason) -> Outcome {
-        self.outcomes[reason.index()]
+        (self.outcomes)(reason)
     }
 
     /// Default timers for the chosen flavour.
@@ -509,7 +510,7 @@ impl Profile {
                 // Where sources disagree, that is the fact's source text (facts.rs), not
                 // another value.
                 caveat: _,
-            } = &outcomes[reason.index()];
+            } = &outcomes(reason);
             let name = reason.name();
             let mut said = format!("{status} {code}");
             if log_word != code {
@@ -908,28 +909,7 @@ pub static AWS_ALB: Profile = Profile {
     log_format: LogFormat::Alb,
     validation: AWS_RULES,
     deregistration_delay: Duration::from_secs(300),
-    // Order follows Reason::ALL.
-    outcomes: [
-        outcome(&ALB_504, "target_idle_timeout"),
-        outcome(&ALB_504, "target_connect_timeout"),
-        outcome(&ALB_502, "target_connection_refused"),
-        outcome(&ALB_502, "target_closed_connection"),
-        outcome(&ALB_502, "target_closed_connection"),
-        outcome(&ALB_502, "target_closed_connection"),
-        outcome(&ALB_502, "target_malformed_response"),
-        outcome(&ALB_503, "no_registered_targets"),
-        // Unreachable with fail-open, kept so the table is total.
-        outcome(&ALB_503, "no_healthy_targets"),
-        outcome(&ALB_502, "deregistration_delay_elapsed"),
-        outcome(&ALB_400, "malformed_request"),
-        outcome(&ALB_400, "request_too_large"),
-        outcome(&ALB_463, "too_many_forwarded_for"),
-        outcome(&ALB_501, "unsupported_transfer_encoding"),
-        outcome(&ALB_405, "method_not_allowed"),
-        outcome(&ALB_400, "desync_mitigation"),
-        outcome(&ALB_408, "client_idle_timeout"),
-        outcome(&CLIENT_LEFT, "client_closed_connection"),
-    ],
+    outcomes: alb_outcome,
     forwarding: Forwarding {
         xff_appends_lb_address: false,
         // "X-Forwarded-For: client-ip-address, ..." (ALB user guide, "X-Forwarded headers").
@@ -942,6 +922,34 @@ pub static AWS_ALB: Profile = Profile {
     // ALB user guide, "Connection idle timeout": WebSocket frames either way are activity.
     websocket_timeout: TimeoutKind::Idle,
 };
+
+/// [`AWS_ALB`]'s status, page and word for each cause.
+///
+/// One arm per [`Reason`] and no `_` arm: a new cause does not compile until every
+/// profile says what it answers.
+fn alb_outcome(reason: Reason) -> Outcome {
+    match reason {
+        Reason::TargetTimeout => outcome(&ALB_504, "target_idle_timeout"),
+        Reason::ConnectTimeout => outcome(&ALB_504, "target_connect_timeout"),
+        Reason::ConnectRefused => outcome(&ALB_502, "target_connection_refused"),
+        Reason::TargetClosedConnection => outcome(&ALB_502, "target_closed_connection"),
+        Reason::TargetClosedMidBody => outcome(&ALB_502, "target_closed_connection"),
+        Reason::KeepAliveRace => outcome(&ALB_502, "target_closed_connection"),
+        Reason::MalformedResponse => outcome(&ALB_502, "target_malformed_response"),
+        Reason::NoRegisteredTargets => outcome(&ALB_503, "no_registered_targets"),
+        // Unreachable with fail-open, kept so the match is total.
+        Reason::NoHealthyTargets => outcome(&ALB_503, "no_healthy_targets"),
+        Reason::DeregistrationDelayElapsed => outcome(&ALB_502, "deregistration_delay_elapsed"),
+        Reason::MalformedRequest => outcome(&ALB_400, "malformed_request"),
+        Reason::RequestTooLarge => outcome(&ALB_400, "request_too_large"),
+        Reason::TooManyForwardedFor => outcome(&ALB_463, "too_many_forwarded_for"),
+        Reason::UnsupportedTransferEncoding => outcome(&ALB_501, "unsupported_transfer_encoding"),
+        Reason::MethodNotAllowed => outcome(&ALB_405, "method_not_allowed"),
+        Reason::DesyncBlocked => outcome(&ALB_400, "desync_mitigation"),
+        Reason::ClientTimeout => outcome(&ALB_408, "client_idle_timeout"),
+        Reason::ClientClosed => outcome(&CLIENT_LEFT, "client_closed_connection"),
+    }
+}
 
 /// The Google Front End's 502: captured (GKE, `Content-Length: 332`; its text in
 /// ingress-gce's README). The classic load balancer answers every error of its own
@@ -1031,50 +1039,7 @@ const GCP_CLASSIC_DATA: Profile = Profile {
     log_format: LogFormat::Gcp,
     validation: GCP_RULES,
     deregistration_delay: GCP_CONNECTION_DRAINING,
-    outcomes: [
-        // gcloud `--timeout` help: "If the backend does not reply at all, the load balancer
-        // returns a 502 Bad Gateway error"; the log table lists backend_timeout with
-        // "502, 503" (classic 502). The Anyscale article's 504 is not this generation's.
-        disputed(
-            &GFE_502,
-            "backend_timeout",
-            "lbsim follows gcloud's --timeout help (\"the load balancer returns a 502 Bad \
-             Gateway error\") and Google's log table (502, 503); the Anyscale article says \
-             504, which is the global external load balancer's answer (--cloud gcp)",
-        ),
-        outcome(&GFE_502, "failed_to_connect_to_backend"),
-        outcome(&GFE_502, "failed_to_connect_to_backend"),
-        // Migration overview: "Early upstream connection reset by the backend: Returns
-        // HTTP 502" (classic).
-        outcome(
-            &GFE_502,
-            "backend_connection_closed_before_data_sent_to_client",
-        ),
-        outcome(
-            &GFE_502,
-            "backend_connection_closed_after_partial_response_sent",
-        ),
-        outcome(
-            &GFE_502,
-            "backend_connection_closed_before_data_sent_to_client",
-        ),
-        outcome(&GFE_502, "backend_response_corrupted"),
-        // Migration overview: "All backends are unhealthy: Returns HTTP 502" (classic);
-        // GCP logs both as failed_to_pick_backend, the header keeps them apart.
-        logged_as(&GFE_502, "no_registered_targets", "failed_to_pick_backend"),
-        logged_as(&GFE_502, "no_healthy_backend", "failed_to_pick_backend"),
-        outcome(&GFE_502, "deregistration_delay_elapsed"),
-        outcome(&GFE_400, "malformed_request"),
-        // Migration overview: "Header is too large: Returns HTTP 413" (classic).
-        outcome(&GFE_413, "headers_too_long"),
-        // GCP has no forwarded-for or TRACE rule (its rules never produce these).
-        outcome(&GFE_400, "too_many_forwarded_for"),
-        outcome(&GFE_501, "unsupported_transfer_encoding"),
-        outcome(&GFE_405, "method_not_allowed"),
-        outcome(&GFE_400, "desync_mitigation"),
-        outcome(&GFE_408, "client_timed_out"),
-        outcome(&CLIENT_LEFT, "client_disconnected_before_any_response"),
-    ],
+    outcomes: gcp_classic_outcome,
     forwarding: Forwarding {
         xff_appends_lb_address: true,
         // Migration overview: classic "Uses ', ' delimiter between IPs".
@@ -1089,6 +1054,61 @@ const GCP_CLASSIC_DATA: Profile = Profile {
     // service timeout "in either idle or active state".
     websocket_timeout: TimeoutKind::EndToEnd,
 };
+
+/// The classic GCP load balancer's status, page and word for each cause.
+///
+/// One arm per [`Reason`] and no `_` arm: a new cause does not compile until every
+/// profile says what it answers.
+fn gcp_classic_outcome(reason: Reason) -> Outcome {
+    match reason {
+        // gcloud `--timeout` help: "If the backend does not reply at all, the load balancer
+        // returns a 502 Bad Gateway error"; the log table lists backend_timeout with
+        // "502, 503" (classic 502). The Anyscale article's 504 is not this generation's.
+        Reason::TargetTimeout => disputed(
+            &GFE_502,
+            "backend_timeout",
+            "lbsim follows gcloud's --timeout help (\"the load balancer returns a 502 Bad \
+             Gateway error\") and Google's log table (502, 503); the Anyscale article says \
+             504, which is the global external load balancer's answer (--cloud gcp)",
+        ),
+        Reason::ConnectTimeout => outcome(&GFE_502, "failed_to_connect_to_backend"),
+        Reason::ConnectRefused => outcome(&GFE_502, "failed_to_connect_to_backend"),
+        // Migration overview: "Early upstream connection reset by the backend: Returns
+        // HTTP 502" (classic).
+        Reason::TargetClosedConnection => outcome(
+            &GFE_502,
+            "backend_connection_closed_before_data_sent_to_client",
+        ),
+        Reason::TargetClosedMidBody => outcome(
+            &GFE_502,
+            "backend_connection_closed_after_partial_response_sent",
+        ),
+        Reason::KeepAliveRace => outcome(
+            &GFE_502,
+            "backend_connection_closed_before_data_sent_to_client",
+        ),
+        Reason::MalformedResponse => outcome(&GFE_502, "backend_response_corrupted"),
+        // Migration overview: "All backends are unhealthy: Returns HTTP 502" (classic);
+        // GCP logs both as failed_to_pick_backend, the header keeps them apart.
+        Reason::NoRegisteredTargets => {
+            logged_as(&GFE_502, "no_registered_targets", "failed_to_pick_backend")
+        }
+        Reason::NoHealthyTargets => {
+            logged_as(&GFE_502, "no_healthy_backend", "failed_to_pick_backend")
+        }
+        Reason::DeregistrationDelayElapsed => outcome(&GFE_502, "deregistration_delay_elapsed"),
+        Reason::MalformedRequest => outcome(&GFE_400, "malformed_request"),
+        // Migration overview: "Header is too large: Returns HTTP 413" (classic).
+        Reason::RequestTooLarge => outcome(&GFE_413, "headers_too_long"),
+        // GCP has no forwarded-for or TRACE rule (its rules never produce these).
+        Reason::TooManyForwardedFor => outcome(&GFE_400, "too_many_forwarded_for"),
+        Reason::UnsupportedTransferEncoding => outcome(&GFE_501, "unsupported_transfer_encoding"),
+        Reason::MethodNotAllowed => outcome(&GFE_405, "method_not_allowed"),
+        Reason::DesyncBlocked => outcome(&GFE_400, "desync_mitigation"),
+        Reason::ClientTimeout => outcome(&GFE_408, "client_timed_out"),
+        Reason::ClientClosed => outcome(&CLIENT_LEFT, "client_disconnected_before_any_response"),
+    }
+}
 
 /// The classic profile itself; the global one starts from the same data.
 pub static GCP_CLASSIC: Profile = GCP_CLASSIC_DATA;
@@ -1157,58 +1177,7 @@ pub static GCP_GLOBAL: Profile = Profile {
     display_name: "GCP load balancer",
     retry: Some(GCP_BODYLESS_RETRY),
     validation: GCP_GLOBAL_RULES,
-    outcomes: [
-        // Sources disagree: Google's log table lists backend_timeout with "502, 503"; the
-        // Anyscale article and public reports (a Cloud Run service behind the load
-        // balancer) show 504, which is Envoy's route timeout. lbsim follows the reports.
-        disputed(
-            &ENVOY_TIMEOUT,
-            "backend_timeout",
-            "sources disagree on this status: lbsim follows the Anyscale article and public \
-             reports (504, Envoy's route timeout); Google's request-log table lists \
-             backend_timeout with 502 and 503, and gcloud's --timeout help says 502, so \
-             production may show a 502 or 503 here",
-        ),
-        outcome(&ENVOY_CONNECT_FAILURE, "failed_to_connect_to_backend"),
-        outcome(&ENVOY_CONNECT_FAILURE, "failed_to_connect_to_backend"),
-        // Migration overview: "Early upstream connection reset by the backend: Returns
-        // HTTP 503" (global).
-        outcome(
-            &ENVOY_RESET_TERMINATION,
-            "backend_connection_closed_before_data_sent_to_client",
-        ),
-        outcome(
-            &ENVOY_RESET_TERMINATION,
-            "backend_connection_closed_after_partial_response_sent",
-        ),
-        outcome(
-            &ENVOY_RESET_TERMINATION,
-            "backend_connection_closed_before_data_sent_to_client",
-        ),
-        outcome(&ENVOY_PROTOCOL_ERROR, "backend_response_corrupted"),
-        // Migration overview: "All backends are unhealthy: Returns HTTP 503" (global);
-        // Envoy says the same of an empty backend (inferred).
-        logged_as(
-            &ENVOY_NO_HEALTHY,
-            "no_registered_targets",
-            "failed_to_pick_backend",
-        ),
-        logged_as(
-            &ENVOY_NO_HEALTHY,
-            "no_healthy_backend",
-            "failed_to_pick_backend",
-        ),
-        outcome(&ENVOY_RESET_TERMINATION, "deregistration_delay_elapsed"),
-        outcome(&GFE_400, "malformed_request"),
-        outcome(&ENVOY_431, "headers_too_long"),
-        // No forwarded-for or TRACE rule (the rules never produce these).
-        outcome(&GFE_400, "too_many_forwarded_for"),
-        outcome(&GFE_501, "unsupported_transfer_encoding"),
-        outcome(&GFE_405, "method_not_allowed"),
-        outcome(&GFE_400, "desync_mitigation"),
-        outcome(&GFE_408, "client_timed_out"),
-        outcome(&CLIENT_LEFT, "client_disconnected_before_any_response"),
-    ],
+    outcomes: gcp_global_outcome,
     forwarding: Forwarding {
         xff_appends_lb_address: true,
         // Migration overview: global "Uses ',' delimiter between IPs (no space after the
@@ -1226,6 +1195,67 @@ pub static GCP_GLOBAL: Profile = Profile {
     // Timers, health checks, routing and the log format are the classic one's.
     ..GCP_CLASSIC_DATA
 };
+
+/// [`GCP_GLOBAL`]'s status, page and word for each cause.
+///
+/// One arm per [`Reason`] and no `_` arm: a new cause does not compile until every
+/// profile says what it answers.
+fn gcp_global_outcome(reason: Reason) -> Outcome {
+    match reason {
+        // Sources disagree: Google's log table lists backend_timeout with "502, 503"; the
+        // Anyscale article and public reports (a Cloud Run service behind the load
+        // balancer) show 504, which is Envoy's route timeout. lbsim follows the reports.
+        Reason::TargetTimeout => disputed(
+            &ENVOY_TIMEOUT,
+            "backend_timeout",
+            "sources disagree on this status: lbsim follows the Anyscale article and public \
+             reports (504, Envoy's route timeout); Google's request-log table lists \
+             backend_timeout with 502 and 503, and gcloud's --timeout help says 502, so \
+             production may show a 502 or 503 here",
+        ),
+        Reason::ConnectTimeout => outcome(&ENVOY_CONNECT_FAILURE, "failed_to_connect_to_backend"),
+        Reason::ConnectRefused => outcome(&ENVOY_CONNECT_FAILURE, "failed_to_connect_to_backend"),
+        // Migration overview: "Early upstream connection reset by the backend: Returns
+        // HTTP 503" (global).
+        Reason::TargetClosedConnection => outcome(
+            &ENVOY_RESET_TERMINATION,
+            "backend_connection_closed_before_data_sent_to_client",
+        ),
+        Reason::TargetClosedMidBody => outcome(
+            &ENVOY_RESET_TERMINATION,
+            "backend_connection_closed_after_partial_response_sent",
+        ),
+        Reason::KeepAliveRace => outcome(
+            &ENVOY_RESET_TERMINATION,
+            "backend_connection_closed_before_data_sent_to_client",
+        ),
+        Reason::MalformedResponse => outcome(&ENVOY_PROTOCOL_ERROR, "backend_response_corrupted"),
+        // Migration overview: "All backends are unhealthy: Returns HTTP 503" (global);
+        // Envoy says the same of an empty backend (inferred).
+        Reason::NoRegisteredTargets => logged_as(
+            &ENVOY_NO_HEALTHY,
+            "no_registered_targets",
+            "failed_to_pick_backend",
+        ),
+        Reason::NoHealthyTargets => logged_as(
+            &ENVOY_NO_HEALTHY,
+            "no_healthy_backend",
+            "failed_to_pick_backend",
+        ),
+        Reason::DeregistrationDelayElapsed => {
+            outcome(&ENVOY_RESET_TERMINATION, "deregistration_delay_elapsed")
+        }
+        Reason::MalformedRequest => outcome(&GFE_400, "malformed_request"),
+        Reason::RequestTooLarge => outcome(&ENVOY_431, "headers_too_long"),
+        // No forwarded-for or TRACE rule (the rules never produce these).
+        Reason::TooManyForwardedFor => outcome(&GFE_400, "too_many_forwarded_for"),
+        Reason::UnsupportedTransferEncoding => outcome(&GFE_501, "unsupported_transfer_encoding"),
+        Reason::MethodNotAllowed => outcome(&GFE_405, "method_not_allowed"),
+        Reason::DesyncBlocked => outcome(&GFE_400, "desync_mitigation"),
+        Reason::ClientTimeout => outcome(&GFE_408, "client_timed_out"),
+        Reason::ClientClosed => outcome(&CLIENT_LEFT, "client_disconnected_before_any_response"),
+    }
+}
 
 /// Headers of an nginx error page as ingress-nginx sends it, in the order nginx's header
 /// filter writes them (`ngx_http_header_filter_module.c`): `Date`, `Content-Type:
@@ -1360,32 +1390,7 @@ pub static INGRESS_NGINX: Profile = Profile {
     validation: NGINX_RULES,
     // ingress-nginx's upstreaminfo format is not implemented yet: lbsim's own.
     log_format: LogFormat::Json,
-    outcomes: [
-        outcome(&NGINX_504, "upstream_timed_out"),
-        outcome(&NGINX_504, "upstream_connect_timed_out"),
-        outcome(&NGINX_502, "connect_refused"),
-        outcome(&NGINX_502, "upstream_prematurely_closed_connection"),
-        outcome(&NGINX_502, "upstream_prematurely_closed_connection"),
-        outcome(&NGINX_502, "upstream_prematurely_closed_connection"),
-        outcome(&NGINX_502, "upstream_sent_invalid_header"),
-        outcome(&NGINX_503, "no_endpoints"),
-        outcome(&NGINX_503, "no_ready_endpoints"),
-        outcome(&NGINX_502, "pod_terminated"),
-        outcome(&NGINX_400, "client_sent_invalid_request"),
-        outcome(&NGINX_494, "request_header_too_large"),
-        outcome(&NGINX_400, "too_many_forwarded_for"),
-        outcome(&NGINX_501, "unknown_transfer_encoding"),
-        outcome(&NGINX_405, "method_not_allowed"),
-        outcome(&NGINX_400, "content_length_and_transfer_encoding"),
-        disputed(
-            &NGINX_408,
-            "client_timed_out",
-            "nginx logs 408 when client_header_timeout or client_body_timeout fires, but \
-             may close the connection without sending the page; lbsim sends it",
-        ),
-        // nginx logs 499 for a client that closed first; nothing is sent.
-        outcome(&NGINX_CLIENT_LEFT, "client_closed_request"),
-    ],
+    outcomes: nginx_outcome,
     forwarding: Forwarding {
         // X-Forwarded-For: the client's address ($proxy_add_x_forwarded_for).
         xff_appends_lb_address: false,
@@ -1399,6 +1404,43 @@ pub static INGRESS_NGINX: Profile = Profile {
     // nginx's proxy_read_timeout applies to upgraded connections too: idle.
     websocket_timeout: TimeoutKind::Idle,
 };
+
+/// [`INGRESS_NGINX`]'s status, page and word for each cause.
+///
+/// One arm per [`Reason`] and no `_` arm: a new cause does not compile until every
+/// profile says what it answers.
+fn nginx_outcome(reason: Reason) -> Outcome {
+    match reason {
+        Reason::TargetTimeout => outcome(&NGINX_504, "upstream_timed_out"),
+        Reason::ConnectTimeout => outcome(&NGINX_504, "upstream_connect_timed_out"),
+        Reason::ConnectRefused => outcome(&NGINX_502, "connect_refused"),
+        Reason::TargetClosedConnection => {
+            outcome(&NGINX_502, "upstream_prematurely_closed_connection")
+        }
+        Reason::TargetClosedMidBody => {
+            outcome(&NGINX_502, "upstream_prematurely_closed_connection")
+        }
+        Reason::KeepAliveRace => outcome(&NGINX_502, "upstream_prematurely_closed_connection"),
+        Reason::MalformedResponse => outcome(&NGINX_502, "upstream_sent_invalid_header"),
+        Reason::NoRegisteredTargets => outcome(&NGINX_503, "no_endpoints"),
+        Reason::NoHealthyTargets => outcome(&NGINX_503, "no_ready_endpoints"),
+        Reason::DeregistrationDelayElapsed => outcome(&NGINX_502, "pod_terminated"),
+        Reason::MalformedRequest => outcome(&NGINX_400, "client_sent_invalid_request"),
+        Reason::RequestTooLarge => outcome(&NGINX_494, "request_header_too_large"),
+        Reason::TooManyForwardedFor => outcome(&NGINX_400, "too_many_forwarded_for"),
+        Reason::UnsupportedTransferEncoding => outcome(&NGINX_501, "unknown_transfer_encoding"),
+        Reason::MethodNotAllowed => outcome(&NGINX_405, "method_not_allowed"),
+        Reason::DesyncBlocked => outcome(&NGINX_400, "content_length_and_transfer_encoding"),
+        Reason::ClientTimeout => disputed(
+            &NGINX_408,
+            "client_timed_out",
+            "nginx logs 408 when client_header_timeout or client_body_timeout fires, but \
+             may close the connection without sending the page; lbsim sends it",
+        ),
+        // nginx logs 499 for a client that closed first; nothing is sent.
+        Reason::ClientClosed => outcome(&NGINX_CLIENT_LEFT, "client_closed_request"),
+    }
+}
 
 /// proxy-read-timeout 60 s (idle), proxy-connect-timeout 5 s.
 const NGINX_TIMERS: TimerDefaults = TimerDefaults {

@@ -247,14 +247,14 @@ impl Engine {
             detail,
             &format!("{} {}", outcome.status, outcome.code),
         );
-        self.stats.record(Some(outcome.status), Some(outcome.code));
+        self.stats.record(Some(outcome.status), Some(reason));
     }
 
     /// Logs a response that was cut after its head went out (no status can be sent).
     fn report_cut(&self, reason: Reason, detail: &Detail) {
         let code = self.profile().outcome(reason).code;
         self.say(reason, detail, &format!("response cut ({code})"));
-        self.stats.record(None, Some(code));
+        self.stats.record(None, Some(reason));
     }
 
     fn log_access(&self, facts: Option<&Facts>, ending: Ending) {

@@ -3,10 +3,16 @@
 //! A [`Reason`] is cloud-neutral; the profile maps it to a status and to the cloud's
 //! own word for it (AWS-style cause, GCP `statusDetails`), and
 //! [`crate::lb::advice::explain`] turns it into the sentence a person reads: what
-//! happened, which setting caused it, the fix. This module imports nothing.
+//! happened, which setting caused it, the fix. The counters count by it
+//! ([`crate::lb::stats::Counts::count`]): causes that share a word on one cloud (the
+//! keep-alive race and an app's crash are both `target_closed_connection` on AWS) are
+//! counted apart. This module imports nothing of lbsim's.
 
 /// Every cause for which the load balancer itself answers (or cuts) a response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Ordered as declared (counters list causes in this order); serialized as its
+/// [`Reason::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
     /// The target sent nothing in time: idle timeout (AWS) or backend timeout (GCP).
     TargetTimeout,
@@ -47,7 +53,9 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Every reason, in table order: profiles index their outcome tables with it.
+    /// Every reason, in declaration order, for iterating over all of them (`lbsim facts`,
+    /// triage, the summary). A new variant goes here too: the test below checks that each
+    /// one is listed once, in order.
     pub const ALL: [Reason; 18] = [
         Reason::TargetTimeout,
         Reason::ConnectTimeout,
@@ -68,11 +76,6 @@ impl Reason {
         Reason::ClientTimeout,
         Reason::ClientClosed,
     ];
-
-    /// Position in [`Reason::ALL`] and in every profile's outcome table.
-    pub const fn index(self) -> usize {
-        self as usize
-    }
 
     /// The variant's name in snake_case, cloud-neutral (the profile's cause words differ
     /// per cloud): keys of `lbsim facts` (`outcome.keep_alive_race`).
@@ -97,5 +100,36 @@ impl Reason {
             Reason::ClientTimeout => "client_timeout",
             Reason::ClientClosed => "client_closed",
         }
+    }
+}
+
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_variant_once_in_declaration_order() {
+        for (i, reason) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(
+                reason as usize, i,
+                "{reason:?} is out of place in Reason::ALL"
+            );
+        }
+        // The last variant declared closes the list, so nothing after it is left out (a
+        // variant added after it takes its place here).
+        assert_eq!(Reason::ClientClosed as usize, Reason::ALL.len() - 1);
+    }
+
+    #[test]
+    fn names_are_distinct() {
+        let names: std::collections::BTreeSet<&str> =
+            Reason::ALL.into_iter().map(Reason::name).collect();
+        assert_eq!(names.len(), Reason::ALL.len());
     }
 }

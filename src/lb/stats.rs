@@ -4,11 +4,19 @@
 //! counters are atomics spread over a few shards: one mutex (or one shared counter)
 //! would make both workers write the same cache line on every request. Causes are
 //! counted only for LB-generated answers and cuts, which are rare; they keep a map.
+//!
+//! Causes are counted by [`Reason`], which is cloud-neutral and tells apart what one cloud
+//! logs under one word (AWS's `target_closed_connection` is the keep-alive race, an app
+//! that closed before its response head, and a killed app). [`Counts::by_word`] gives the
+//! cloud's words, as the control API and the access log show them.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+
+use crate::lb::profile::Profile;
+use crate::lb::reason::Reason;
 
 /// Status codes 0..STATUSES are counted in arrays; HTTP only has three digits.
 const STATUSES: usize = 1000;
@@ -22,9 +30,9 @@ const SHARDS: usize = 8;
 pub struct Stats {
     /// Responses by status code, one array per shard, summed when read.
     by_status: Box<[[AtomicU64; STATUSES]]>,
-    /// LB-generated responses and cuts by cause word, and the LB's own answers by
-    /// status: what `by_status` holds beyond them is the app's.
-    by_reason: Mutex<LbCounts>,
+    /// LB-generated responses and cuts by cause, and the LB's own answers by status:
+    /// what `by_status` holds beyond them is the app's.
+    lb: Mutex<LbCounts>,
     /// Requests the LB sent to a backend again (GCP's GET retry): invisible in the status
     /// counts, as in the cloud's request log, so counted apart.
     retries: AtomicU64,
@@ -33,8 +41,8 @@ pub struct Stats {
 /// What the LB answered itself, behind one lock (it is rare: errors only).
 #[derive(Debug, Default)]
 struct LbCounts {
-    /// Answers and cuts by cause word.
-    by_reason: BTreeMap<&'static str, u64>,
+    /// Answers and cuts by cause.
+    by_cause: BTreeMap<Reason, u64>,
     /// Answers by status.
     by_status: BTreeMap<u16, u64>,
 }
@@ -44,8 +52,9 @@ struct LbCounts {
 pub struct Counts {
     /// Responses by status code (the app's and the LB's).
     pub by_status: BTreeMap<u16, u64>,
-    /// LB-generated responses and cuts by cause word.
-    pub by_reason: BTreeMap<&'static str, u64>,
+    /// LB-generated responses and cuts by cause ([`Counts::count`] reads one; the
+    /// cloud's words are [`Counts::by_word`]). Serialized by [`Reason::name`].
+    pub by_cause: BTreeMap<Reason, u64>,
     /// The LB's own answers by status (part of `by_status`; the rest is the app's).
     pub lb_by_status: BTreeMap<u16, u64>,
     /// Requests the LB sent to a backend again.
@@ -58,7 +67,7 @@ impl Default for Stats {
             by_status: (0..SHARDS)
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
-            by_reason: Mutex::default(),
+            lb: Mutex::default(),
             retries: AtomicU64::new(0),
         }
     }
@@ -80,15 +89,16 @@ fn shard() -> usize {
 }
 
 impl Stats {
-    /// Counts one response; `reason` is set when the LB generated or cut it.
-    pub fn record(&self, status: Option<u16>, reason: Option<&'static str>) {
+    /// Counts one response; `reason` is set when the LB generated or cut it. An app's
+    /// response (`reason` `None`) takes no lock.
+    pub fn record(&self, status: Option<u16>, reason: Option<Reason>) {
         if let Some(status) = status {
             let slot = usize::from(status).min(STATUSES - 1);
             self.by_status[shard()][slot].fetch_add(1, Ordering::Relaxed);
         }
         if let Some(reason) = reason {
-            let mut lb = self.reasons();
-            *lb.by_reason.entry(reason).or_default() += 1;
+            let mut lb = self.lb();
+            *lb.by_cause.entry(reason).or_default() += 1;
             if let Some(status) = status {
                 *lb.by_status.entry(status).or_default() += 1;
             }
@@ -108,10 +118,10 @@ impl Stats {
                 by_status.insert(status as u16, n);
             }
         }
-        let lb = self.reasons();
+        let lb = self.lb();
         Counts {
             by_status,
-            by_reason: lb.by_reason.clone(),
+            by_cause: lb.by_cause.clone(),
             lb_by_status: lb.by_status.clone(),
             retries: self.retries.load(Ordering::Relaxed),
         }
@@ -124,7 +134,7 @@ impl Stats {
                 n.store(0, Ordering::Relaxed);
             }
         }
-        *self.reasons() = LbCounts::default();
+        *self.lb() = LbCounts::default();
         self.retries.store(0, Ordering::Relaxed);
     }
 
@@ -133,8 +143,26 @@ impl Stats {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn reasons(&self) -> std::sync::MutexGuard<'_, LbCounts> {
-        self.by_reason.lock().unwrap_or_else(|e| e.into_inner())
+    fn lb(&self) -> std::sync::MutexGuard<'_, LbCounts> {
+        self.lb.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Counts {
+    /// How many answers and cuts the LB made for `reason` (0 if none).
+    pub fn count(&self, reason: Reason) -> u64 {
+        self.by_cause.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// The LB's answers and cuts by the cloud's word for their cause (the
+    /// `x-lbsim-reason` header's), as the control API's `by_reason` shows them: causes
+    /// that share a word on `profile` are summed.
+    pub fn by_word(&self, profile: &Profile) -> BTreeMap<&'static str, u64> {
+        let mut words = BTreeMap::new();
+        for (reason, n) in &self.by_cause {
+            *words.entry(profile.outcome(*reason).code).or_default() += n;
+        }
+        words
     }
 }
 
@@ -152,7 +180,7 @@ mod tests {
                     for _ in 0..100 {
                         stats.record(Some(200), None);
                     }
-                    stats.record(Some(504), Some("target_idle_timeout"));
+                    stats.record(Some(504), Some(Reason::TargetTimeout));
                 })
             })
             .collect();
@@ -162,10 +190,49 @@ mod tests {
         let counts = stats.snapshot();
         assert_eq!(counts.by_status, BTreeMap::from([(200, 1200), (504, 12)]));
         assert_eq!(
-            counts.by_reason,
-            BTreeMap::from([("target_idle_timeout", 12)])
+            counts.by_cause,
+            BTreeMap::from([(Reason::TargetTimeout, 12)])
         );
+        assert_eq!(counts.count(Reason::TargetTimeout), 12);
+        assert_eq!(counts.count(Reason::KeepAliveRace), 0);
+        assert_eq!(counts.lb_by_status, BTreeMap::from([(504, 12)]));
         stats.reset();
         assert_eq!(stats.snapshot(), Counts::default());
+    }
+
+    #[test]
+    fn causes_that_share_a_word_are_apart_by_cause_and_summed_by_word() {
+        use crate::lb::profile::{AWS_ALB, GCP_CLASSIC};
+        let stats = Stats::default();
+        stats.record(Some(502), Some(Reason::KeepAliveRace));
+        stats.record(Some(502), Some(Reason::KeepAliveRace));
+        stats.record(Some(502), Some(Reason::TargetClosedConnection));
+        stats.record(None, Some(Reason::TargetClosedMidBody));
+        let counts = stats.snapshot();
+        assert_eq!(counts.count(Reason::KeepAliveRace), 2);
+        assert_eq!(counts.count(Reason::TargetClosedConnection), 1);
+        assert_eq!(counts.count(Reason::TargetClosedMidBody), 1);
+        assert_eq!(counts.lb_by_status, BTreeMap::from([(502, 3)]));
+        // AWS has one word for all three.
+        assert_eq!(
+            counts.by_word(&AWS_ALB),
+            BTreeMap::from([("target_closed_connection", 4)])
+        );
+        // GCP tells a cut after the head apart.
+        assert_eq!(
+            counts.by_word(&GCP_CLASSIC),
+            BTreeMap::from([
+                ("backend_connection_closed_after_partial_response_sent", 1),
+                ("backend_connection_closed_before_data_sent_to_client", 3),
+            ])
+        );
+        assert_eq!(
+            serde_json::to_value(&counts).unwrap()["by_cause"],
+            serde_json::json!({
+                "target_closed_connection": 1,
+                "target_closed_mid_body": 1,
+                "keep_alive_race": 2,
+            })
+        );
     }
 }

@@ -108,16 +108,9 @@ pub async fn start_state(config: &Config, targets: &[TargetInfo]) -> Vec<String>
     lines
 }
 
-/// The reasons whose cause word is `code` in this profile (several may share one).
-fn reasons_for(config: &Config, code: &str) -> Vec<Reason> {
-    Reason::ALL
-        .into_iter()
-        .filter(|r| config.profile.outcome(*r).code == code)
-        .collect()
-}
-
-/// The summary: requests by status, the LB's own answers by cause with what to change,
-/// and the targets.
+/// The summary: requests by status, the LB's own answers by cause with what to change
+/// (one line per cause, in the cloud's words: causes that share a word keep their own
+/// line and explanation), and the targets.
 pub fn summary(config: &Config, counts: &Counts, targets: &[TargetInfo]) -> String {
     let mut out = String::new();
     let total: u64 = counts.by_status.values().sum();
@@ -149,20 +142,17 @@ pub fn summary(config: &Config, counts: &Counts, targets: &[TargetInfo]) -> Stri
             out.push_str(&format!("  answered by the app: {}\n", from_app.join(", ")));
         }
     }
-    if counts.by_reason.is_empty() {
+    if counts.by_cause.is_empty() {
         out.push_str("  the load balancer answered nothing itself\n");
     } else {
         out.push_str("  the load balancer's own answers:\n");
-        for (code, n) in &counts.by_reason {
-            let status = reasons_for(config, code)
-                .first()
-                .map(|r| config.profile.outcome(*r).status.to_string())
-                .unwrap_or_else(|| "-".into());
-            let why = reasons_for(config, code)
-                .first()
-                .map(|r| explain(config, *r, &Detail::default()))
-                .unwrap_or_default();
-            out.push_str(&format!("    {status} {code} × {n}: {why}\n"));
+        for (reason, n) in &counts.by_cause {
+            let outcome = config.profile.outcome(*reason);
+            let why = explain(config, *reason, &Detail::default());
+            out.push_str(&format!(
+                "    {} {} × {n}: {why}\n",
+                outcome.status, outcome.code
+            ));
         }
     }
     out.push_str("  targets:");
@@ -181,4 +171,33 @@ pub fn summary(config: &Config, counts: &Counts, targets: &[TargetInfo]) -> Stri
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::config::Settings;
+    use crate::lb::profile::Cloud;
+    use crate::lb::stats::Stats;
+
+    #[test]
+    fn causes_that_share_a_word_get_a_line_and_an_explanation_each() {
+        let config = Config::build(&Settings::new(Cloud::Aws)).expect("default settings");
+        let stats = Stats::default();
+        stats.record(Some(502), Some(Reason::KeepAliveRace));
+        stats.record(Some(502), Some(Reason::KeepAliveRace));
+        stats.record(Some(502), Some(Reason::TargetClosedConnection));
+        let text = summary(&config, &stats.snapshot(), &[]);
+        let race = explain(&config, Reason::KeepAliveRace, &Detail::default());
+        let closed = explain(&config, Reason::TargetClosedConnection, &Detail::default());
+        assert_ne!(race, closed);
+        assert!(
+            text.contains(&format!("    502 target_closed_connection × 2: {race}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("    502 target_closed_connection × 1: {closed}\n")),
+            "{text}"
+        );
+    }
 }

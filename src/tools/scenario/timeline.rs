@@ -197,26 +197,20 @@ fn diff_counts(before: &Counts, now: &Counts, profile: &Profile) -> Vec<String> 
         .filter(|(_, n)| *n > 0)
         .collect();
     let mut lines = Vec::new();
-    for (code, n) in &now.by_reason {
-        let delta = n - before.by_reason.get(code).copied().unwrap_or(0).min(*n);
+    for (reason, n) in &now.by_cause {
+        let delta = n - before.count(*reason).min(*n);
         if delta == 0 {
             continue;
         }
-        let status = profile
-            .outcomes
-            .iter()
-            .find(|o| o.code == *code)
-            .map(|o| o.status);
-        let paged = status.and_then(|s| statuses.get_mut(&s)).map_or(0, |left| {
+        let outcome = profile.outcome(*reason);
+        let (status, code) = (outcome.status, outcome.code);
+        let paged = statuses.get_mut(&status).map_or(0, |left| {
             let k = (*left).min(delta);
             *left -= k;
             k
         });
         for _ in 0..paged {
-            lines.push(format!(
-                "answers {} itself: {code}",
-                status.unwrap_or_default()
-            ));
+            lines.push(format!("answers {status} itself: {code}"));
         }
         for _ in paged..delta {
             lines.push(format!(
