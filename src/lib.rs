@@ -41,6 +41,8 @@
 //! - [`facts`]: every value a profile holds, with its source and confidence (`lbsim facts`).
 //! - [`triage`]: `lbsim triage`, which reads ALB access logs and GCP request logs and names
 //!   the cause of each error the load balancer made itself, with its fix and scenario.
+//! - [`http1`]: the raw HTTP/1 response reader the doctor, the health checker and the
+//!   tests share: heads, RFC 9112 body framing, chunked bodies, under the caller's clock.
 //! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
 //!
 //! # In a test harness
@@ -94,6 +96,9 @@ pub use lb::stats::Counts;
 pub use lb::targets::{HealthOverride, TargetInfo, TargetState};
 pub use lb::{accesslog, advice, profile, reason, validate};
 pub use mock::{MockOptions, MockUpstream};
+/// The raw HTTP/1 response reader (heads, body framing, chunked bodies) that `lbsim doctor`,
+/// the health checker and raw-socket test clients use: see [`http1::Reader`].
+pub use net::http1;
 pub use sim::{
     AlreadyRegistered, Control, Deregistered, NoSuchTarget, SimHandle, Simulator, SimulatorBuilder,
     StartError,

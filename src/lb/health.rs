@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::lb::targets::{Target, TargetState, Thresholds};
+use crate::net::http1::{self, ReadError, Reader};
 
 /// Effective health-check settings (scaled).
 #[derive(Clone, Debug)]
@@ -66,31 +67,20 @@ async fn probe(target: &Target, check: &HealthCheck) -> Result<u16, String> {
         .write_all(request.as_bytes())
         .await
         .map_err(|e| format!("send: {e}"))?;
-    let mut head = Vec::with_capacity(256);
-    let mut buf = [0u8; 512];
-    while !head.windows(2).any(|w| w == b"\r\n") {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("connection closed before a status line".to_string());
+    // The status line decides; the checker hangs up without reading further.
+    match Reader::new(&mut stream).status_line().await {
+        Ok(line) => Ok(line.status),
+        Err(ReadError::Closed { reset: false }) => {
+            Err("connection closed before a status line".to_string())
         }
-        head.extend_from_slice(&buf[..n]);
-        if head.len() > 8 * 1024 {
-            return Err("no status line in the first 8 KiB".to_string());
+        Err(ReadError::Closed { reset: true }) => {
+            Err("connection reset before a status line".to_string())
         }
+        Err(ReadError::LineTooLong(_)) => Err(format!(
+            "no status line in the first {} KiB",
+            http1::MAX_LINE / 1024
+        )),
+        Err(ReadError::Io(e)) => Err(format!("read: {e}")),
+        Err(e) => Err(e.to_string()),
     }
-    // "HTTP/1.1 200 OK"
-    let line = String::from_utf8_lossy(&head);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse::<u16>().ok())
-        .filter(|_| line.starts_with("HTTP/1."))
-        .ok_or_else(|| {
-            format!(
-                "not an HTTP status line: {:?}",
-                line.lines().next().unwrap_or("")
-            )
-        })
 }

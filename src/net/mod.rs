@@ -1,10 +1,13 @@
-//! Network plumbing shared by the load balancer, the mock app and the tools: listeners
-//! and address resolution. It imports nothing else of lbsim.
+//! Network plumbing shared by the load balancer, the mock app and the tools: listeners,
+//! address resolution, and the raw HTTP/1 response reader ([`http1`]). It imports nothing
+//! else of lbsim.
 
 use std::io;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+
+pub mod http1;
 
 /// Listen queue length. tokio's default (128) drops connection attempts in a burst of
 /// test clients, which then wait a second for the SYN retry; the kernel caps it anyway.

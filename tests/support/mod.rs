@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use lbsim::http1::{Fill, Interim, ReadError, Reader};
 use lbsim::SimulatorBuilder;
 use lbsim::{Cloud, MockOptions, MockUpstream, SimHandle, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -157,108 +158,26 @@ impl RawClient {
         self.stream.write_all(bytes).await.expect("write request");
     }
 
-    async fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 16 * 1024];
-        match tokio::time::timeout(READ_LIMIT, self.stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => false,
-            Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(_) => panic!("no bytes from lbsim within {READ_LIMIT:?}"),
-        }
-    }
-
     /// Reads one response; `None` when the connection closed before a complete head.
-    /// A body cut by a closed connection comes back with `complete: false`.
+    /// A body cut by a closed connection comes back with `complete: false`. Read as the
+    /// answer to a GET: 1xx heads come back one at a time, 101 leaves what follows it in
+    /// [`RawClient::leftover`].
     pub async fn response(&mut self) -> Option<RawResponse> {
-        let head_len = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if !self.fill().await {
-                return None;
-            }
-        };
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut parsed = httparse::Response::new(&mut headers);
-        parsed
-            .parse(&self.buf[..head_len])
-            .expect("valid response head");
-        let status = parsed.code.unwrap_or(0);
-        let reason = parsed.reason.unwrap_or("").to_string();
-        let headers: Vec<(String, String)> = parsed
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect();
-        self.buf.drain(..head_len);
-        let mut resp = RawResponse {
-            status,
-            reason,
-            headers,
-            body: Vec::new(),
-            complete: false,
-        };
-        if matches!(status, 100..=199 | 204 | 304) {
-            // No body, whatever the headers say (RFC 9112 §6.3).
-            resp.complete = true;
-            return Some(resp);
+        let buffered = std::mem::take(&mut self.buf);
+        let mut reader = Reader::with_buffer(Limited(&mut self.stream), buffered);
+        let result = reader.response("GET", Interim::Return).await;
+        self.buf = reader.into_parts().1;
+        match result {
+            Ok(resp) => Some(RawResponse {
+                complete: resp.complete(),
+                status: resp.head.status,
+                reason: resp.head.reason,
+                headers: resp.head.headers,
+                body: resp.body,
+            }),
+            Err(ReadError::Closed { .. }) => None,
+            Err(e) => panic!("not a valid response: {e}"),
         }
-        let chunked = resp
-            .header("transfer-encoding")
-            .is_some_and(|v| v.contains("chunked"));
-        if let Some(len) = resp
-            .header("content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            while self.buf.len() < len {
-                if !self.fill().await {
-                    resp.body = std::mem::take(&mut self.buf);
-                    return Some(resp);
-                }
-            }
-            resp.body = self.buf.drain(..len).collect();
-            resp.complete = true;
-        } else if chunked {
-            loop {
-                let line_end = loop {
-                    if let Some(i) = find(&self.buf, b"\r\n") {
-                        break i;
-                    }
-                    if !self.fill().await {
-                        return Some(resp);
-                    }
-                };
-                let size_text = String::from_utf8_lossy(&self.buf[..line_end]).to_string();
-                let size = usize::from_str_radix(size_text.trim(), 16).expect("chunk size");
-                while self.buf.len() < line_end + 2 + size + 2 {
-                    if !self.fill().await {
-                        let have = self.buf.len().saturating_sub(line_end + 2).min(size);
-                        resp.body
-                            .extend_from_slice(&self.buf[line_end + 2..line_end + 2 + have]);
-                        return Some(resp);
-                    }
-                }
-                resp.body
-                    .extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
-                self.buf.drain(..line_end + 2 + size + 2);
-                if size == 0 {
-                    resp.complete = true;
-                    return Some(resp);
-                }
-            }
-        } else {
-            while self.fill().await {}
-            resp.body = std::mem::take(&mut self.buf);
-            resp.complete = true;
-        }
-        Some(resp)
     }
 
     /// Waits until the server closes the connection; true if it did within `limit`.
@@ -276,8 +195,19 @@ impl RawClient {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The client's socket as the reader's source: a read that waits [`READ_LIMIT`] fails
+/// the test, and any read error ends the connection as a reset does.
+struct Limited<'a>(&'a mut TcpStream);
+
+impl Fill for Limited<'_> {
+    async fn fill(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
+        buf.reserve(16 * 1024);
+        match tokio::time::timeout(READ_LIMIT, self.0.read_buf(buf)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(_)) => Err(ReadError::Closed { reset: true }),
+            Err(_) => panic!("no bytes from lbsim within {READ_LIMIT:?}"),
+        }
+    }
 }
 
 /// Asserts `elapsed` is within `expected` ± `tolerance`.

@@ -53,18 +53,13 @@ pub use crate::lb::config::parse_path;
 use crate::lb::config::{parse_duration, Config, ConfigError, Settings};
 use crate::lb::profile::{Cloud, LbDefaults, Profile, TimeoutKind};
 use crate::lb::reason::Reason;
+use crate::net::http1::{BodyEnd, Fill, Interim, ReadError, Reader};
 use crate::net::resolve_upstream;
 
 pub mod serve_config;
 
 /// The keep-alive probe waits the LB's backend keep-alive plus this percentage.
 pub const KEEP_ALIVE_MARGIN_PERCENT: u32 = 10;
-
-/// A response head larger than this is treated as malformed.
-const MAX_HEAD: usize = 64 * 1024;
-
-/// A chunk-size or trailer line longer than this is treated as malformed.
-const MAX_LINE: usize = 8 * 1024;
 
 /// How much of a response body is kept to show in a verdict.
 const BODY_PREFIX: usize = 120;
@@ -629,6 +624,17 @@ enum Failure {
     Io(io::Error),
 }
 
+impl From<ReadError> for Failure {
+    fn from(e: ReadError) -> Failure {
+        match e {
+            ReadError::Closed { reset } => Failure::Closed { reset },
+            ReadError::TimedOut => Failure::TimedOut,
+            ReadError::Io(e) => Failure::Io(e),
+            malformed => Failure::Malformed(malformed.to_string()),
+        }
+    }
+}
+
 /// A complete response.
 #[derive(Debug)]
 struct Response {
@@ -639,10 +645,11 @@ struct Response {
     body_prefix: Vec<u8>,
 }
 
-/// One connection, one request, timed byte by byte.
-struct Exchange {
+/// The app's socket as the reader's source, timed byte by byte: when the first byte
+/// came, the longest silence, and the deadlines (overall, and silence if set) that end
+/// a read with [`ReadError::TimedOut`].
+struct Clocked {
     stream: TcpStream,
-    buf: Vec<u8>,
     sent: Instant,
     last: Instant,
     first_byte: Option<Duration>,
@@ -651,8 +658,40 @@ struct Exchange {
     silence_limit: Option<Duration>,
     /// The last timeout was the overall deadline, not the silence limit.
     cut_by_overall: bool,
+}
+
+impl Fill for Clocked {
+    async fn fill(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
+        let deadline = match self.silence_limit {
+            Some(limit) => self.overall.min(self.last + limit),
+            None => self.overall,
+        };
+        buf.reserve(16 * 1024);
+        match tokio::time::timeout_at(deadline, self.stream.read_buf(buf)).await {
+            Err(_) => {
+                self.longest_silence = self.longest_silence.max(self.last.elapsed());
+                self.cut_by_overall = deadline == self.overall;
+                Err(ReadError::TimedOut)
+            }
+            Ok(Ok(0)) => Ok(0),
+            Ok(Ok(n)) => {
+                let now = Instant::now();
+                self.longest_silence = self.longest_silence.max(now - self.last);
+                self.last = now;
+                if self.first_byte.is_none() {
+                    self.first_byte = Some(now - self.sent);
+                }
+                Ok(n)
+            }
+            Ok(Err(e)) => Err(ReadError::from_io(e)),
+        }
+    }
+}
+
+/// One connection, one request, timed byte by byte.
+struct Exchange {
+    reader: Reader<Clocked>,
     got_head: bool,
-    body_prefix: Vec<u8>,
 }
 
 impl Exchange {
@@ -675,9 +714,8 @@ impl Exchange {
             .await
             .map_err(Failure::Write)?;
         let sent = Instant::now();
-        Ok(Exchange {
+        let clocked = Clocked {
             stream,
-            buf: Vec::with_capacity(16 * 1024),
             sent,
             last: sent,
             first_byte: None,
@@ -685,196 +723,44 @@ impl Exchange {
             overall: sent + overall,
             silence_limit,
             cut_by_overall: false,
+        };
+        Ok(Exchange {
+            reader: Reader::new(clocked),
             got_head: false,
-            body_prefix: Vec::new(),
         })
     }
 
+    /// The clocks.
+    fn clocks(&self) -> &Clocked {
+        self.reader.source()
+    }
+
     fn elapsed(&self) -> Duration {
-        self.sent.elapsed()
+        self.clocks().sent.elapsed()
     }
 
-    /// Reads more bytes into the buffer, recording when they came.
-    async fn fill(&mut self) -> Result<(), Failure> {
-        let deadline = match self.silence_limit {
-            Some(limit) => self.overall.min(self.last + limit),
-            None => self.overall,
-        };
-        self.buf.reserve(16 * 1024);
-        match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-            Err(_) => {
-                self.longest_silence = self.longest_silence.max(self.last.elapsed());
-                self.cut_by_overall = deadline == self.overall;
-                Err(Failure::TimedOut)
-            }
-            Ok(Ok(0)) => Err(Failure::Closed { reset: false }),
-            Ok(Ok(_)) => {
-                let now = Instant::now();
-                self.longest_silence = self.longest_silence.max(now - self.last);
-                self.last = now;
-                if self.first_byte.is_none() {
-                    self.first_byte = Some(now - self.sent);
-                }
-                Ok(())
-            }
-            Ok(Err(e)) if is_reset(&e) => Err(Failure::Closed { reset: true }),
-            Ok(Err(e)) => Err(Failure::Io(e)),
-        }
-    }
-
-    /// Reads one complete response (skipping 1xx heads).
+    /// Reads one complete response (skipping 1xx heads), keeping the start of its body.
     async fn response(&mut self) -> Result<Response, Failure> {
-        loop {
-            let (status, reason, version, headers, head_len) = loop {
-                let mut slots = [httparse::EMPTY_HEADER; 100];
-                let mut parsed = httparse::Response::new(&mut slots);
-                match parsed.parse(&self.buf) {
-                    Ok(httparse::Status::Complete(len)) => {
-                        let headers: Vec<(String, String)> = parsed
-                            .headers
-                            .iter()
-                            .map(|h| {
-                                (
-                                    h.name.to_ascii_lowercase(),
-                                    String::from_utf8_lossy(h.value).trim().to_ascii_lowercase(),
-                                )
-                            })
-                            .collect();
-                        break (
-                            parsed.code.unwrap_or(0),
-                            parsed.reason.unwrap_or("").to_string(),
-                            parsed.version.unwrap_or(1),
-                            headers,
-                            len,
-                        );
-                    }
-                    Ok(httparse::Status::Partial) if self.buf.len() > MAX_HEAD => {
-                        return Err(Failure::Malformed(format!(
-                            "response head over {} KiB",
-                            MAX_HEAD / 1024
-                        )));
-                    }
-                    Ok(httparse::Status::Partial) => self.fill().await?,
-                    Err(e) => {
-                        return Err(Failure::Malformed(format!(
-                            "not an HTTP/1.1 response ({e}): {}",
-                            preview(&self.buf)
-                        )))
-                    }
-                }
-            };
-            self.buf.drain(..head_len);
-            if (100..200).contains(&status) && status != 101 {
-                continue;
-            }
-            self.got_head = true;
-            let header = |name: &str| {
-                headers
-                    .iter()
-                    .filter(|(n, _)| n == name)
-                    .map(|(_, v)| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            let connection = header("connection");
-            let tokens: Vec<&str> = connection.split(',').map(str::trim).collect();
-            let mut reusable = if version == 0 {
-                tokens.contains(&"keep-alive")
-            } else {
-                !tokens.contains(&"close")
-            };
-            let transfer_encoding = header("transfer-encoding");
-            let content_length = header("content-length");
-            if status == 204 || status == 304 || status == 101 {
-                // No body.
-            } else if transfer_encoding
-                .rsplit(',')
-                .next()
-                .is_some_and(|t| t.trim() == "chunked")
-            {
-                self.chunked_body().await?;
-            } else if !content_length.is_empty() {
-                let first = content_length.split(',').next().unwrap_or("").trim();
-                let len: u64 = first.parse().map_err(|_| {
-                    Failure::Malformed(format!("invalid Content-Length `{content_length}`"))
-                })?;
-                self.take(len).await?;
-            } else {
-                // Framed by the close: read to the end; the connection cannot be reused.
-                reusable = false;
-                loop {
-                    let have = self.buf.len();
-                    self.keep_prefix(have);
-                    self.buf.clear();
-                    match self.fill().await {
-                        Ok(()) => {}
-                        Err(Failure::Closed { reset: false }) => break,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            return Ok(Response {
-                status,
-                reason,
-                reusable,
-                body_prefix: std::mem::take(&mut self.body_prefix),
-            });
+        let head = self.reader.head(Interim::Skip).await?;
+        self.got_head = true;
+        let framing = head.framing("GET")?;
+        let mut body_prefix = Vec::new();
+        let end = self
+            .reader
+            .body(framing, |bytes| {
+                let room = BODY_PREFIX.saturating_sub(body_prefix.len());
+                body_prefix.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            })
+            .await?;
+        if let BodyEnd::Cut { reset } = end {
+            return Err(Failure::Closed { reset });
         }
-    }
-
-    fn keep_prefix(&mut self, n: usize) {
-        let room = BODY_PREFIX.saturating_sub(self.body_prefix.len());
-        let n = n.min(room).min(self.buf.len());
-        self.body_prefix.extend_from_slice(&self.buf[..n]);
-    }
-
-    /// Consumes `len` body bytes.
-    async fn take(&mut self, mut len: u64) -> Result<(), Failure> {
-        while len > 0 {
-            if self.buf.is_empty() {
-                self.fill().await?;
-            }
-            let n = (self.buf.len() as u64).min(len) as usize;
-            self.keep_prefix(n);
-            self.buf.drain(..n);
-            len -= n as u64;
-        }
-        Ok(())
-    }
-
-    /// One line without its CRLF.
-    async fn line(&mut self) -> Result<String, Failure> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                let text = String::from_utf8_lossy(&self.buf[..i])
-                    .trim_end_matches('\r')
-                    .to_string();
-                self.buf.drain(..=i);
-                return Ok(text);
-            }
-            if self.buf.len() > MAX_LINE {
-                return Err(Failure::Malformed("chunk line too long".to_string()));
-            }
-            self.fill().await?;
-        }
-    }
-
-    async fn chunked_body(&mut self) -> Result<(), Failure> {
-        loop {
-            let line = self.line().await?;
-            let size_text = line.split(';').next().unwrap_or("").trim();
-            let size = u64::from_str_radix(size_text, 16)
-                .map_err(|_| Failure::Malformed(format!("invalid chunk size `{size_text}`")))?;
-            if size == 0 {
-                // Trailers, up to the empty line.
-                while !self.line().await?.is_empty() {}
-                return Ok(());
-            }
-            self.take(size).await?;
-            if !self.line().await?.is_empty() {
-                return Err(Failure::Malformed("chunk not followed by CRLF".to_string()));
-            }
-        }
+        Ok(Response {
+            status: head.status,
+            reusable: head.reusable() && framing.keeps_connection(),
+            reason: head.reason,
+            body_prefix,
+        })
     }
 
     /// After a response: waits up to `limit` for the app to close the idle connection.
@@ -883,8 +769,9 @@ impl Exchange {
         let start = Instant::now();
         let deadline = start + limit;
         let mut scratch = [0u8; 1024];
+        let stream = &mut self.reader.source_mut().stream;
         loop {
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch)).await {
+            match tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await {
                 Err(_) => return None,
                 Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
                 // Unsolicited bytes (some servers send a 408 before closing): keep waiting.
@@ -892,15 +779,6 @@ impl Exchange {
             }
         }
     }
-}
-
-fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
 }
 
 /// The start of `bytes` as printable text.
@@ -1207,8 +1085,8 @@ impl Ctx<'_> {
         };
         let result = ex.response().await;
         let total = ex.elapsed();
-        let first = ex.first_byte;
-        let silence = ex.longest_silence;
+        let first = ex.clocks().first_byte;
+        let silence = ex.clocks().longest_silence;
         let figure = if idle { silence } else { total };
         let what = if idle {
             "longest wait for a byte"
@@ -1217,7 +1095,7 @@ impl Ctx<'_> {
         };
         // A response the doctor stopped reading has no "complete" time; say who stopped it.
         let end = match &result {
-            Err(Failure::TimedOut) if ex.cut_by_overall && overall < natural => {
+            Err(Failure::TimedOut) if ex.clocks().cut_by_overall && overall < natural => {
                 format!("cut at {} by --max-wait (no complete answer)", fmt_s(total))
             }
             Err(Failure::TimedOut) => format!("stopped waiting at {}", fmt_s(total)),
