@@ -361,6 +361,12 @@ impl<S> Reader<S> {
         &mut self.source
     }
 
+    /// Appends bytes the caller read from the source itself (through
+    /// [`Reader::source_mut`]) after the leftover ones, so the next read parses them first.
+    pub fn push_read(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// The source and the leftover bytes.
     pub fn into_parts(self) -> (S, Vec<u8>) {
         (self.source, self.buf)

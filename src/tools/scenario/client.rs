@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::net::http1::{Fill, Interim, ReadError, Reader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -30,9 +32,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// `closed = false` watches the connection this long (real time) for a close.
 const OPEN_PROBE: Duration = Duration::from_millis(50);
-
-/// A response head larger than this is refused.
-const MAX_HEAD: usize = 64 * 1024;
 
 /// A response as it came off the socket.
 #[derive(Clone, Debug)]
@@ -59,14 +58,36 @@ impl Response {
     }
 }
 
-pub(super) struct Conn {
+/// The socket under a scenario connection: reads until a deadline, and remembers the close.
+struct Socket {
     stream: TcpStream,
-    buf: Vec<u8>,
+    /// Reads give up at this instant (set per response, or per close watch).
+    until: Instant,
+    /// The peer closed (or reset) the connection.
     eof: bool,
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+impl Fill for Socket {
+    async fn fill(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadError> {
+        buf.reserve(16 * 1024);
+        match tokio::time::timeout_at(self.until, self.stream.read_buf(buf)).await {
+            Err(_) => Err(ReadError::TimedOut),
+            Ok(Ok(0)) => {
+                self.eof = true;
+                Ok(0)
+            }
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => {
+                self.eof = true;
+                Err(ReadError::from_io(e))
+            }
+        }
+    }
+}
+
+/// One client connection, read with lbsim's one HTTP/1 reader ([`crate::net::http1`]).
+pub(super) struct Conn {
+    reader: Reader<Socket>,
 }
 
 impl Conn {
@@ -74,177 +95,79 @@ impl Conn {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Conn {
-            stream,
-            buf: Vec::new(),
-            eof: false,
+            reader: Reader::new(Socket {
+                stream,
+                until: Instant::now(),
+                eof: false,
+            }),
         })
+    }
+
+    fn eof(&self) -> bool {
+        self.reader.source().eof
     }
 
     /// True when the peer closed it while it sat idle (as urllib3 checks before reuse).
     fn dropped(&mut self) -> bool {
-        if self.eof {
+        if self.eof() {
             return true;
         }
         let mut probe = [0u8; 1024];
-        match self.stream.try_read(&mut probe) {
-            Ok(0) => self.eof = true,
-            Ok(n) => self.buf.extend_from_slice(&probe[..n]),
+        match self.reader.source().stream.try_read(&mut probe) {
+            Ok(0) => self.reader.source_mut().eof = true,
+            Ok(n) => self.reader.push_read(&probe[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => self.eof = true,
+            Err(_) => self.reader.source_mut().eof = true,
         }
-        self.eof
+        self.eof()
     }
 
-    /// Reads more; `Ok(false)` at EOF or on a socket error, `Err` when `until` passes.
-    async fn fill(&mut self, until: Instant) -> Result<bool, ()> {
-        let mut chunk = [0u8; 16 * 1024];
-        match tokio::time::timeout_at(until, self.stream.read(&mut chunk)).await {
-            Err(_) => Err(()),
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                self.eof = true;
-                Ok(false)
-            }
-            Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(true)
-            }
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let written = self.reader.source_mut().stream.write_all(bytes).await;
+        if written.is_err() {
+            self.reader.source_mut().eof = true;
         }
+        written
     }
 
     async fn read_response(&mut self, method: &str) -> Result<Response, String> {
-        let until = Instant::now() + READ_LIMIT;
-        let head_len = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
+        self.reader.source_mut().until = Instant::now() + READ_LIMIT;
+        let got_bytes = !self.reader.leftover().is_empty();
+        match self.reader.response(method, Interim::Skip).await {
+            Ok(r) => Ok(Response {
+                complete: r.complete(),
+                status: r.head.status,
+                phrase: r.head.reason,
+                headers: r.head.headers,
+                body: r.body,
+            }),
+            Err(ReadError::TimedOut) => Err(format!("no response within {}", show(READ_LIMIT))),
+            Err(ReadError::Closed { .. }) if !got_bytes && self.reader.leftover().is_empty() => {
+                Err("connection closed before any response byte".to_string())
             }
-            if self.buf.len() > MAX_HEAD {
-                return Err("response head larger than 64 KiB".to_string());
+            Err(ReadError::Closed { .. }) => {
+                Err("connection closed inside the response head".to_string())
             }
-            match self.fill(until).await {
-                Ok(true) => {}
-                Ok(false) if self.buf.is_empty() => {
-                    return Err("connection closed before any response byte".to_string())
-                }
-                Ok(false) => return Err("connection closed inside the response head".to_string()),
-                Err(()) => return Err(format!("no response within {}", show(READ_LIMIT))),
-            }
-        };
-        let mut headers = [httparse::EMPTY_HEADER; 100];
-        let mut parsed = httparse::Response::new(&mut headers);
-        match parsed.parse(&self.buf[..head_len]) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err("incomplete response head".to_string()),
-            Err(e) => return Err(format!("invalid response head: {e}")),
-        }
-        let mut resp = Response {
-            status: parsed.code.unwrap_or(0),
-            phrase: parsed.reason.unwrap_or("").to_string(),
-            headers: parsed
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_string(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
-            body: Vec::new(),
-            complete: false,
-        };
-        self.buf.drain(..head_len);
-        let no_body =
-            method == "HEAD" || resp.status / 100 == 1 || resp.status == 204 || resp.status == 304;
-        let chunked = resp
-            .header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        let length = resp
-            .header("content-length")
-            .and_then(|v| v.trim().parse::<usize>().ok());
-        if no_body {
-            resp.complete = true;
-        } else if chunked {
-            resp.complete = self.read_chunked(&mut resp.body, until).await;
-        } else if let Some(len) = length {
-            while self.buf.len() < len {
-                if self.fill(until).await != Ok(true) {
-                    resp.body = std::mem::take(&mut self.buf);
-                    return Ok(resp);
-                }
-            }
-            resp.body = self.buf.drain(..len).collect();
-            resp.complete = true;
-        } else {
-            // Framed by the close.
-            loop {
-                match self.fill(until).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        resp.complete = true;
-                        break;
-                    }
-                    Err(()) => break,
-                }
-            }
-            resp.body = std::mem::take(&mut self.buf);
-        }
-        Ok(resp)
-    }
-
-    /// De-chunks into `body`; true when the last chunk arrived.
-    async fn read_chunked(&mut self, body: &mut Vec<u8>, until: Instant) -> bool {
-        loop {
-            let line_end = loop {
-                if let Some(i) = find(&self.buf, b"\r\n") {
-                    break i;
-                }
-                if self.fill(until).await != Ok(true) {
-                    return false;
-                }
-            };
-            let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
-            let size_text = size_text.split(';').next().unwrap_or("").trim();
-            let Ok(size) = usize::from_str_radix(size_text, 16) else {
-                return false;
-            };
-            if size == 0 {
-                // Trailers, up to the empty line.
-                loop {
-                    if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                        self.buf.drain(..i + 4);
-                        return true;
-                    }
-                    if self.fill(until).await != Ok(true) {
-                        return false;
-                    }
-                }
-            }
-            while self.buf.len() < line_end + 2 + size + 2 {
-                if self.fill(until).await != Ok(true) {
-                    let have = self.buf.len().saturating_sub(line_end + 2).min(size);
-                    body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + have]);
-                    self.buf.clear();
-                    return false;
-                }
-            }
-            body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
-            self.buf.drain(..line_end + 2 + size + 2);
+            Err(e) => Err(format!("invalid response: {e}")),
         }
     }
 
     /// True when the peer closes within `limit` (bytes that come meanwhile are kept).
     async fn closed_within(&mut self, limit: Duration) -> bool {
-        if self.eof {
+        if self.eof() {
             return true;
         }
-        let until = Instant::now() + limit;
-        loop {
-            match self.fill(until).await {
-                Ok(true) => {}
-                Ok(false) => return true,
-                Err(()) => return false,
+        self.reader.source_mut().until = Instant::now() + limit;
+        let mut came = Vec::new();
+        let closed = loop {
+            match self.reader.source_mut().fill(&mut came).await {
+                Ok(0) | Err(ReadError::Closed { .. } | ReadError::Io(_)) => break true,
+                Ok(_) => {}
+                Err(_) => break false,
             }
-        }
+        };
+        self.reader.push_read(&came);
+        closed
     }
 }
 
@@ -340,13 +263,10 @@ async fn exchange(
         format!("→ {} {}{body_note} on {how}", spec.method, spec.path),
     );
     let start = Instant::now();
-    let written = conn.stream.write_all(&request_bytes(spec)).await;
+    let written = conn.write(&request_bytes(spec)).await;
     drop(std::mem::replace(&mut sent, Sent(None)));
     let result = match written {
-        Err(e) => {
-            conn.eof = true;
-            Err(format!("could not send the request: {e}"))
-        }
+        Err(e) => Err(format!("could not send the request: {e}")),
         Ok(()) => conn.read_response(&spec.method).await,
     };
     let elapsed = start.elapsed();
@@ -364,11 +284,11 @@ async fn exchange(
         Some(false) => Some(conn.closed_within(OPEN_PROBE).await),
         None => None,
     };
-    if conn.eof {
+    if conn.eof() {
         log.push(Actor::Client, who, "connection closed by the load balancer");
     }
     if let Some(g) = guard.as_mut() {
-        if !conn.eof {
+        if !conn.eof() {
             **g = Some(conn);
         }
     }
