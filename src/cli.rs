@@ -199,7 +199,7 @@ async fn run_upstream(args: UpstreamArgs) -> ExitCode {
     eprintln!(
         "lbsim upstream: mock app on http://{} (keep-alive {}; paths: {})",
         mock.addr,
-        humantime::format_duration(args.keep_alive),
+        crate::human::duration(args.keep_alive),
         crate::mock::PATHS.join(" ")
     );
     stop.await;

@@ -82,6 +82,7 @@
 
 mod admin;
 pub mod cli;
+mod human;
 mod lb;
 mod mock;
 mod net;

@@ -614,7 +614,29 @@ async fn config_shows_the_effective_scaled_settings() {
             )
         })
         .collect();
-    assert_eq!(rows, lb.config().rows());
+    let expected = [
+        ("load balancer", "AWS ALB"),
+        ("defaults", "anyscale"),
+        ("time scale", "0.01"),
+        ("idle timeout", "600 ms [idle (no byte for this long)]"),
+        ("connect timeout", "100 ms"),
+        ("backend keep-alive", "600 ms"),
+        ("client idle timeout", "600 ms"),
+        ("client keep-alive", "36 s (then Connection: close)"),
+        ("health checks", "off"),
+        ("no healthy target", "fail open (route to all)"),
+        ("warmup", "0 ms"),
+        ("deregistration delay", "3 s"),
+        ("desync mitigation", "defensive"),
+        ("race window", "5 ms"),
+        ("retries", "none"),
+        ("shutdown grace", "10 s"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(rows, expected);
     lb.shutdown().await;
 
     // GCP (global external): end-to-end timeout, 503 when no target is healthy.

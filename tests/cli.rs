@@ -304,10 +304,10 @@ async fn print_config_aws_anyscale_defaults() {
     assert_eq!(value(&c, "time scale"), "1");
     assert_eq!(
         value(&c, "idle timeout"),
-        "5m [idle (no byte for this long)]"
+        "300 s [idle (no byte for this long)]"
     );
-    assert_eq!(value(&c, "connect timeout"), "10s");
-    assert_eq!(value(&c, "backend keep-alive"), "5m");
+    assert_eq!(value(&c, "connect timeout"), "10 s");
+    assert_eq!(value(&c, "backend keep-alive"), "300 s");
     assert_eq!(value(&c, "upstreams"), "(embedded mock app)");
 }
 
@@ -317,9 +317,9 @@ async fn print_config_aws_native_defaults() {
     assert_eq!(value(&c, "defaults"), "native");
     assert_eq!(
         value(&c, "idle timeout"),
-        "1m [idle (no byte for this long)]"
+        "60 s [idle (no byte for this long)]"
     );
-    assert_eq!(value(&c, "backend keep-alive"), "1m");
+    assert_eq!(value(&c, "backend keep-alive"), "60 s");
 }
 
 #[tokio::test]
@@ -329,17 +329,17 @@ async fn print_config_gcp_anyscale_and_native() {
     assert_eq!(value(&c, "load balancer"), "GCP load balancer");
     assert_eq!(
         value(&c, "backend service timeout"),
-        format!("10m {end_to_end}")
+        format!("600 s {end_to_end}")
     );
-    assert_eq!(value(&c, "backend keep-alive"), "10m");
+    assert_eq!(value(&c, "backend keep-alive"), "600 s");
     let c = print_config(&["--cloud", "gcp", "--lb-defaults", "native"]).await;
     assert_eq!(value(&c, "defaults"), "native");
     assert_eq!(
         value(&c, "backend service timeout"),
-        format!("30s {end_to_end}")
+        format!("30 s {end_to_end}")
     );
     // The backend keep-alive is fixed at 600 s whatever the defaults.
-    assert_eq!(value(&c, "backend keep-alive"), "10m");
+    assert_eq!(value(&c, "backend keep-alive"), "600 s");
 }
 
 #[tokio::test]
@@ -348,10 +348,10 @@ async fn print_config_scales_every_timer() {
     assert_eq!(value(&c, "time scale"), "0.01");
     assert_eq!(
         value(&c, "idle timeout"),
-        "3s [idle (no byte for this long)]"
+        "3 s [idle (no byte for this long)]"
     );
-    assert_eq!(value(&c, "connect timeout"), "100ms");
-    assert_eq!(value(&c, "backend keep-alive"), "3s");
+    assert_eq!(value(&c, "connect timeout"), "100 ms");
+    assert_eq!(value(&c, "backend keep-alive"), "3 s");
 }
 
 #[tokio::test]
@@ -733,7 +733,7 @@ async fn upstream_subcommand_serves_and_closes_idle_connections() {
         .await;
     let listen = announced(&line, marker);
     let expected = format!(
-        "lbsim upstream: mock app on http://{listen} (keep-alive 1s; paths: / /sleep/{{s}} \
+        "lbsim upstream: mock app on http://{listen} (keep-alive 1 s; paths: / /sleep/{{s}} \
          /stream/{{n}}?interval={{s}} /status/{{code}} /bytes/{{n}} /short/{{declared}}/{{sent}} \
          /headers /echo /close /reset /garbage /ws/echo /ws/ticker?interval={{s}} /-/healthz)"
     );

@@ -70,7 +70,7 @@ async fn app_keep_alive_shorter_than_the_albs_is_a_502_risk() {
     assert_eq!(ka.lb_value_s, 2.0);
     let fix = ka.fix.as_deref().unwrap();
     assert!(
-        fix.starts_with("Set the app's keep-alive above 2.0 s"),
+        fix.starts_with("Set the app's keep-alive above 2 s"),
         "{fix}"
     );
     assert!(
@@ -93,7 +93,7 @@ async fn app_keep_alive_shorter_than_the_albs_is_a_502_risk() {
         first.starts_with("RISK  keep-alive  app closes idle connections after "),
         "{first}"
     );
-    assert!(first.contains(". Fix: Set the app's keep-alive above 2.0 s"));
+    assert!(first.contains(". Fix: Set the app's keep-alive above 2 s"));
 }
 
 #[tokio::test]

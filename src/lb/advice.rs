@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::human;
 use crate::lb::config::Config;
 use crate::lb::profile::TimeoutKind;
 use crate::lb::reason::Reason;
@@ -24,28 +25,16 @@ pub struct Detail {
     pub websocket: bool,
 }
 
-/// A duration as a person reads it ("300 s", "2.5 s", "300 ms").
-pub(crate) fn secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 10.0 {
-        format!("{s:.0} s")
-    } else if s >= 1.0 {
-        format!("{s:.1} s")
-    } else {
-        format!("{} ms", d.as_millis())
-    }
-}
-
 /// An LB timer as the user configured it: the scaled value, and the full-scale one when
 /// `--time-scale` is in use, so the advice stays in real-world numbers.
 pub(crate) fn lb_secs(config: &Config, d: Duration) -> String {
     if config.time_scale == 1.0 {
-        secs(d)
+        human::duration(d)
     } else {
         format!(
             "{} ({} at full scale)",
-            secs(d),
-            secs(d.div_f64(config.time_scale))
+            human::duration(d),
+            human::duration(d.div_f64(config.time_scale))
         )
     }
 }
@@ -59,7 +48,7 @@ pub fn keep_alive_fix(config: &Config) -> String {
         "Set the app's keep-alive above {} — Ray Serve: `http_options.keep_alive_timeout_s: {}` \
          or more; uvicorn `--timeout-keep-alive`; gunicorn `--keep-alive`; Node \
          `server.keepAliveTimeout`",
-        secs(full_scale),
+        human::duration(full_scale),
         full_scale.as_secs_f64().ceil() as u64 + 10,
     )
 }
@@ -89,7 +78,7 @@ fn explain_cause(config: &Config, reason: Reason, d: &Detail) -> String {
                      for the {lb} {setting} of {t} (open {}); the {lb} closed both sides. Have \
                      the app or the client send a ping (any frame) more often than that, or \
                      raise the {setting} ({flag})",
-                    secs(d.elapsed)
+                    human::duration(d.elapsed)
                 )
             } else if d.websocket {
                 format!(
@@ -115,7 +104,7 @@ fn explain_cause(config: &Config, reason: Reason, d: &Detail) -> String {
             } else {
                 format!(
                     "{target} sent no response within the {lb} {setting} of {t} (waited {}). {}",
-                    secs(d.elapsed),
+                    human::duration(d.elapsed),
                     profile.timeout_fix
                 )
             }
@@ -143,7 +132,7 @@ fn explain_cause(config: &Config, reason: Reason, d: &Detail) -> String {
         Reason::KeepAliveRace => format!(
             "the app at {target} closed an idle connection after ~{}; the {lb} keeps them {} and \
              sent this request on it. {}",
-            secs(d.idle_for.unwrap_or_default()),
+            human::duration(d.idle_for.unwrap_or_default()),
             lb_secs(config, timers.backend_keep_alive),
             keep_alive_fix(config),
         ),
@@ -175,7 +164,7 @@ fn explain_cause(config: &Config, reason: Reason, d: &Detail) -> String {
         Reason::ClientClosed => format!(
             "the client closed its connection after {} while {target} was still working; a client \
              timeout shorter than the app's latency (raise the client's timeout or make the app faster)",
-            secs(d.elapsed)
+            human::duration(d.elapsed)
         ),
         Reason::RequestTooLarge => format!(
             "the request head is over the {lb}'s limits ({}); shorten the URL or the headers \

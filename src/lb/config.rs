@@ -51,7 +51,7 @@ impl std::str::FromStr for RaceWindow {
 impl fmt::Display for RaceWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RaceWindow::Window(d) => write!(f, "{}", humantime::format_duration(*d)),
+            RaceWindow::Window(d) => f.write_str(&crate::human::flag_value(*d)),
             RaceWindow::Always => f.write_str("always"),
         }
     }
@@ -419,11 +419,6 @@ impl Config {
     }
 }
 
-fn fmt_d(d: Duration) -> String {
-    // Round to the millisecond so scaled values print cleanly.
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
-}
-
 /// Width of the label column of `--print-config`, long enough for every label.
 pub const PRINT_LABEL_WIDTH: usize = 26;
 
@@ -445,8 +440,8 @@ impl Config {
             format!(
                 "GET {} every {}, timeout {}, healthy {}, unhealthy {}, new target {}, agent {}",
                 h.path,
-                fmt_d(h.interval),
-                fmt_d(h.timeout),
+                crate::human::duration(h.interval),
+                crate::human::duration(h.timeout),
                 h.thresholds.healthy,
                 h.thresholds.unhealthy,
                 h.thresholds.initial,
@@ -463,7 +458,7 @@ impl Config {
                 .to_string()
         };
         let client_keep_alive = match t.client_max_age {
-            Some(d) => format!("{} (then Connection: close)", fmt_d(d)),
+            Some(d) => format!("{} (then Connection: close)", crate::human::duration(d)),
             None => "-".to_string(),
         };
         vec![
@@ -472,21 +467,39 @@ impl Config {
             ("time scale".into(), self.time_scale.to_string()),
             (
                 p.timeout_setting.into(),
-                format!("{} [{kind}]", fmt_d(t.timeout)),
+                format!("{} [{kind}]", crate::human::duration(t.timeout)),
             ),
-            ("connect timeout".into(), fmt_d(t.connect_timeout)),
-            ("backend keep-alive".into(), fmt_d(t.backend_keep_alive)),
-            ("client idle timeout".into(), fmt_d(t.client_idle)),
+            (
+                "connect timeout".into(),
+                crate::human::duration(t.connect_timeout),
+            ),
+            (
+                "backend keep-alive".into(),
+                crate::human::duration(t.backend_keep_alive),
+            ),
+            (
+                "client idle timeout".into(),
+                crate::human::duration(t.client_idle),
+            ),
             ("client keep-alive".into(), client_keep_alive),
             ("health checks".into(), health),
             ("no healthy target".into(), no_healthy),
-            ("warmup".into(), fmt_d(t.warmup)),
-            ("deregistration delay".into(), fmt_d(t.deregistration_delay)),
+            ("warmup".into(), crate::human::duration(t.warmup)),
+            (
+                "deregistration delay".into(),
+                crate::human::duration(t.deregistration_delay),
+            ),
             (
                 "desync mitigation".into(),
                 format!("{:?}", self.validation.desync).to_lowercase(),
             ),
-            ("race window".into(), self.race_window.to_string()),
+            (
+                "race window".into(),
+                match self.race_window {
+                    RaceWindow::Window(w) => crate::human::duration(w),
+                    RaceWindow::Always => "always".into(),
+                },
+            ),
             (
                 "retries".into(),
                 match self.retry {
@@ -520,7 +533,10 @@ impl Config {
                     None => "none".into(),
                 },
             ),
-            ("shutdown grace".into(), fmt_d(self.shutdown_grace)),
+            (
+                "shutdown grace".into(),
+                crate::human::duration(self.shutdown_grace),
+            ),
         ]
     }
 }

@@ -354,24 +354,27 @@ impl Profile {
                 timeout,
                 connect_timeout,
             } = timers;
-            put(&format!("timers.{flavour}.timeout"), secs(*timeout));
+            put(
+                &format!("timers.{flavour}.timeout"),
+                crate::human::duration(*timeout),
+            );
             put(
                 &format!("timers.{flavour}.connect_timeout"),
-                secs(*connect_timeout),
+                crate::human::duration(*connect_timeout),
             );
         }
         put(
             "backend_keep_alive",
             match backend_keep_alive {
                 BackendKeepAlive::SameAsTimeout => "the idle timeout".to_string(),
-                BackendKeepAlive::Fixed(d) => format!("{}, fixed", secs(*d)),
+                BackendKeepAlive::Fixed(d) => format!("{}, fixed", crate::human::duration(*d)),
             },
         );
         put(
             "client_idle",
             match client_idle {
                 ClientIdle::SameAsTimeout => "the idle timeout".to_string(),
-                ClientIdle::Fixed(d) => secs(*d),
+                ClientIdle::Fixed(d) => crate::human::duration(*d),
             },
         );
         put(
@@ -379,7 +382,7 @@ impl Profile {
             match client_max_age {
                 Some(d) => format!(
                     "{}, then `Connection: close` on the next response",
-                    secs(*d)
+                    crate::human::duration(*d)
                 ),
                 None => "none".to_string(),
             },
@@ -403,8 +406,8 @@ impl Profile {
             user_agent,
         } = health;
         put("health.path", path.to_string());
-        put("health.interval", secs(*interval));
-        put("health.timeout", secs(*timeout));
+        put("health.interval", crate::human::duration(*interval));
+        put("health.timeout", crate::human::duration(*timeout));
         put("health.healthy_threshold", healthy_threshold.to_string());
         put(
             "health.unhealthy_threshold",
@@ -476,7 +479,10 @@ impl Profile {
                 );
             }
         }
-        put("deregistration_delay", secs(*deregistration_delay));
+        put(
+            "deregistration_delay",
+            crate::human::duration(*deregistration_delay),
+        );
         put(
             "log_format",
             match log_format {
@@ -620,15 +626,6 @@ impl Profile {
             .to_string(),
         );
         out
-    }
-}
-
-/// A timer as `lbsim facts` shows it: whole seconds as "300 s", anything finer in ms.
-fn secs(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{} ms", d.as_millis())
     }
 }
 

@@ -49,6 +49,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::human;
 pub use crate::lb::config::parse_path;
 use crate::lb::config::{parse_duration, Config, ConfigError, Settings};
 use crate::lb::profile::{Cloud, LbDefaults, Profile, TimeoutKind};
@@ -326,32 +327,6 @@ impl Report {
     }
 }
 
-/// `300 s`, `2.2 s`, `1.003 s` (millisecond precision, no trailing zeros); under a
-/// second in milliseconds: `500 ms`, `0.3 ms`.
-fn fmt_s(d: Duration) -> String {
-    fn trim(text: String) -> String {
-        if text.contains('.') {
-            text.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            text
-        }
-    }
-    if d < Duration::from_secs(1) {
-        format!("{} ms", trim(format!("{:.1}", d.as_secs_f64() * 1000.0)))
-    } else {
-        format!("{} s", trim(format!("{:.3}", d.as_secs_f64())))
-    }
-}
-
-/// A duration as a flag value `--max-wait` accepts: `330s`, `2200ms`.
-fn fmt_flag(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
 /// What a failing health check leads to, from the profile's routing rule.
 fn health_consequence(profile: &Profile) -> String {
     let lb = profile.display_name;
@@ -509,7 +484,7 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
     } else if wait <= lb + keep_alive_tie(lb) {
         format!(
             " (--max-wait ends it before the LB's {}: it will be NOT MEASURED)",
-            fmt_s(lb)
+            human::duration(lb)
         )
     } else {
         String::new()
@@ -519,7 +494,7 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
          for the app to close an idle connection{note}",
         opts.upstream,
         config.profile.display_name,
-        fmt_s(wait),
+        human::duration(wait),
     );
     let report = probe(&opts, &target).await;
     print_report(&report, args.json).unwrap_or_else(fail)
@@ -548,10 +523,10 @@ pub fn deciding_command(opts: &Options) -> String {
         flag("--lb-defaults", "native".into());
     }
     if let Some(d) = s.idle_timeout {
-        flag("--idle-timeout", fmt_flag(d));
+        flag("--idle-timeout", human::flag_value(d));
     }
     if let Some(d) = s.backend_timeout {
-        flag("--backend-timeout", fmt_flag(d));
+        flag("--backend-timeout", human::flag_value(d));
     }
     if s.time_scale != 1.0 {
         flag("--time-scale", s.time_scale.to_string());
@@ -602,7 +577,7 @@ async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, String>
         Ok(Err(e)) => Err(format!("connect to {addr} failed: {e}")),
         Err(_) => Err(format!(
             "connect to {addr} did not complete within {}",
-            fmt_s(limit)
+            human::duration(limit)
         )),
     }
 }
@@ -796,9 +771,12 @@ fn describe(f: &Failure, got_head: bool, elapsed: Duration, limit: Duration) -> 
         Failure::Connect(e) => format!("could not connect ({e})"),
         Failure::Write(e) => format!("could not be sent ({e})"),
         Failure::TimedOut if got_head => {
-            format!("sent a head but no complete body within {}", fmt_s(limit))
+            format!(
+                "sent a head but no complete body within {}",
+                human::duration(limit)
+            )
         }
-        Failure::TimedOut => format!("got no answer within {}", fmt_s(limit)),
+        Failure::TimedOut => format!("got no answer within {}", human::duration(limit)),
         Failure::Closed { reset } => format!(
             "saw the app {} the connection {} after {}",
             if *reset { "reset" } else { "close" },
@@ -807,7 +785,7 @@ fn describe(f: &Failure, got_head: bool, elapsed: Duration, limit: Duration) -> 
             } else {
                 "before any response"
             },
-            fmt_s(elapsed)
+            human::duration(elapsed)
         ),
         Failure::Malformed(e) => format!("got a malformed response: {e}"),
         Failure::Io(e) => format!("failed: {e}"),
@@ -851,7 +829,7 @@ impl Ctx<'_> {
     async fn keep_alive(&self) -> Check {
         let p = self.profile();
         let lb = self.config.timers.backend_keep_alive;
-        let lb_s = fmt_s(lb);
+        let lb_s = human::duration(lb);
         let lb_name = p.display_name;
         let path = &self.opts.health_path;
         // The same advice, in the same full-scale numbers, as the proxy's explanation.
@@ -910,36 +888,36 @@ impl Ctx<'_> {
         match ex.wait_for_close(wait).await {
             Some(idle) if idle <= lb + tie => check(
                 Verdict::Risk,
-                fmt_s(idle),
+                human::duration(idle),
                 Some(idle.as_secs_f64()),
                 false,
                 format!(
                     "app closes idle connections after {}; {lb_name} keeps them {lb_s} → {} on reuse",
-                    fmt_s(idle),
+                    human::duration(idle),
                     p.outcome(Reason::KeepAliveRace).status,
                 ),
                 Some(fix),
             ),
             Some(idle) => check(
                 Verdict::Pass,
-                fmt_s(idle),
+                human::duration(idle),
                 Some(idle.as_secs_f64()),
                 false,
                 format!(
                     "app closes idle connections after {}; {lb_name} keeps them {lb_s}, so the LB closes first",
-                    fmt_s(idle)
+                    human::duration(idle)
                 ),
                 None,
             ),
             None if wait > lb + tie => check(
                 Verdict::Pass,
-                format!("at least {}", fmt_s(wait)),
+                format!("at least {}", human::duration(wait)),
                 Some(wait.as_secs_f64()),
                 true,
                 format!(
                     "app kept an idle connection open for at least {} (stopped waiting); \
                      {lb_name} keeps them {lb_s}, so the LB closes first",
-                    fmt_s(wait)
+                    human::duration(wait)
                 ),
                 None,
             ),
@@ -949,16 +927,16 @@ impl Ctx<'_> {
                 let full = keep_alive_wait(self.config, None);
                 check(
                     Verdict::NotMeasured,
-                    format!("at least {}", fmt_s(wait)),
+                    format!("at least {}", human::duration(wait)),
                     Some(wait.as_secs_f64()),
                     true,
                     format!(
                         "app kept an idle connection open for at least {}; --max-wait {} ended the \
                          wait before the {lb_name}'s {lb_s}, so whether the app closes first is \
                          not measured. To decide it (waits up to {}): {}",
-                        fmt_s(wait),
-                        self.opts.max_wait.map_or_else(|| fmt_flag(wait), fmt_flag),
-                        fmt_s(full),
+                        human::duration(wait),
+                        self.opts.max_wait.map_or_else(|| human::flag_value(wait), human::flag_value),
+                        human::duration(full),
                         deciding_command(self.opts)
                     ),
                     None,
@@ -971,7 +949,7 @@ impl Ctx<'_> {
         let p = self.profile();
         let agent = self.config.health.user_agent;
         let limit = self.config.health.timeout;
-        let limit_s = fmt_s(limit);
+        let limit_s = human::duration(limit);
         let path = &self.opts.health_path;
         let lb_value = format!("200 within {limit_s}");
         let wants = format!("{} health checks want 200 within {limit_s}", p.display_name);
@@ -1001,9 +979,12 @@ impl Ctx<'_> {
         match result {
             Ok((r, took)) if r.status == 200 && took < limit => check(
                 Verdict::Pass,
-                format!("200 in {}", fmt_s(took)),
+                format!("200 in {}", human::duration(took)),
                 Some(took.as_secs_f64()),
-                format!("{request} answered 200 in {}; {wants}", fmt_s(took)),
+                format!(
+                    "{request} answered 200 in {}; {wants}",
+                    human::duration(took)
+                ),
                 None,
             ),
             Ok((r, took)) => {
@@ -1016,13 +997,13 @@ impl Ctx<'_> {
                 };
                 check(
                     Verdict::Risk,
-                    format!("{} in {}", r.status, fmt_s(took)),
+                    format!("{} in {}", r.status, human::duration(took)),
                     Some(took.as_secs_f64()),
                     format!(
                         "{request} answered {} {} in {}{body}; {wants} → {}",
                         r.status,
                         r.reason,
-                        fmt_s(took),
+                        human::duration(took),
                         health_consequence(self.config.profile)
                     ),
                     Some(fix),
@@ -1048,11 +1029,15 @@ impl Ctx<'_> {
         let half = timeout / 2;
         let setting = p.timeout_setting;
         let timed_out = p.outcome(Reason::TargetTimeout).status;
-        let lb_value = format!("{setting} {} (risk above {})", fmt_s(timeout), fmt_s(half));
+        let lb_value = format!(
+            "{setting} {} (risk above {})",
+            human::duration(timeout),
+            human::duration(half)
+        );
         let fix = format!(
             "{} — the {setting} here is {}; `lbsim {}` tries another value",
             p.timeout_fix,
-            fmt_s(timeout),
+            human::duration(timeout),
             p.timeout_flag
         );
         let path = &self.opts.path;
@@ -1096,12 +1081,18 @@ impl Ctx<'_> {
         // A response the doctor stopped reading has no "complete" time; say who stopped it.
         let end = match &result {
             Err(Failure::TimedOut) if ex.clocks().cut_by_overall && overall < natural => {
-                format!("cut at {} by --max-wait (no complete answer)", fmt_s(total))
+                format!(
+                    "cut at {} by --max-wait (no complete answer)",
+                    human::duration(total)
+                )
             }
-            Err(Failure::TimedOut) => format!("stopped waiting at {}", fmt_s(total)),
-            _ => format!("complete {}", fmt_s(total)),
+            Err(Failure::TimedOut) => format!("stopped waiting at {}", human::duration(total)),
+            _ => format!("complete {}", human::duration(total)),
         };
-        let timings = format!("first byte {}, {end}", first.map_or("-".to_string(), fmt_s));
+        let timings = format!(
+            "first byte {}, {end}",
+            first.map_or("-".to_string(), human::duration)
+        );
         match result {
             Ok(r) => {
                 let verdict = if figure > half {
@@ -1112,20 +1103,20 @@ impl Ctx<'_> {
                 let tail = if verdict == Verdict::Risk {
                     format!(
                         "over half the {lb_name} {setting} of {} → {timed_out} once it is a little slower",
-                        fmt_s(timeout)
+                        human::duration(timeout)
                     )
                 } else {
-                    format!("{lb_name} {setting} {}", fmt_s(timeout))
+                    format!("{lb_name} {setting} {}", human::duration(timeout))
                 };
                 check(
                     verdict,
-                    format!("{what} {} ({timings})", fmt_s(figure)),
+                    format!("{what} {} ({timings})", human::duration(figure)),
                     Some(figure.as_secs_f64()),
                     false,
                     format!(
                         "GET {path} answered {}; {what} {} ({timings}); {tail}",
                         r.status,
-                        fmt_s(figure)
+                        human::duration(figure)
                     ),
                     (verdict == Verdict::Risk).then(|| fix.clone()),
                 )
@@ -1135,14 +1126,14 @@ impl Ctx<'_> {
                 if figure > half {
                     check(
                         Verdict::Risk,
-                        format!("{what} at least {} ({timings})", fmt_s(figure)),
+                        format!("{what} at least {} ({timings})", human::duration(figure)),
                         Some(figure.as_secs_f64()),
                         true,
                         format!(
                             "GET {path} {what} at least {} ({timings}); over half the {lb_name} \
                              {setting} of {} → {timed_out}",
-                            fmt_s(figure),
-                            fmt_s(timeout)
+                            human::duration(figure),
+                            human::duration(timeout)
                         ),
                         Some(fix),
                     )
@@ -1150,15 +1141,18 @@ impl Ctx<'_> {
                     // An idle timeout lets a steady stream run: only silences count.
                     check(
                         Verdict::Pass,
-                        format!("{what} {} ({timings}, still streaming)", fmt_s(figure)),
+                        format!(
+                            "{what} {} ({timings}, still streaming)",
+                            human::duration(figure)
+                        ),
                         Some(figure.as_secs_f64()),
                         false,
                         format!(
                             "GET {path} was still streaming after {} with no silence over {}; \
                              the {lb_name} {setting} ({}) counts only silences",
-                            fmt_s(total),
-                            fmt_s(figure),
-                            fmt_s(timeout)
+                            human::duration(total),
+                            human::duration(figure),
+                            human::duration(timeout)
                         ),
                         None,
                     )
@@ -1167,15 +1161,15 @@ impl Ctx<'_> {
                     // the wait was too short to say the app is fast enough.
                     check(
                         Verdict::NotMeasured,
-                        format!("{what} at least {} ({timings})", fmt_s(figure)),
+                        format!("{what} at least {} ({timings})", human::duration(figure)),
                         Some(figure.as_secs_f64()),
                         true,
                         format!(
                             "GET {path} {what} at least {} ({timings}); --max-wait ended the wait \
                              before half the {lb_name} {setting} ({}), so whether it answers in \
                              time is not measured. To decide it: {}",
-                            fmt_s(figure),
-                            fmt_s(half),
+                            human::duration(figure),
+                            human::duration(half),
                             deciding_command(self.opts)
                         ),
                         None,

@@ -28,7 +28,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
 
-use super::{exit_code, fmt_s, health_consequence, Check, Report, Verdict};
+use super::{exit_code, health_consequence, Check, Report, Verdict};
+use crate::human;
 use crate::lb::advice::keep_alive_fix;
 use crate::lb::config::{Config, Settings};
 use crate::lb::reason::Reason;
@@ -435,7 +436,7 @@ fn parser_message(e: &serde_norway::Error) -> String {
 
 /// Seconds as the doctor writes durations (`90 s`, `0.5 s` as `500 ms`).
 fn secs(v: f64) -> String {
-    Duration::try_from_secs_f64(v).map_or_else(|_| format!("{v} s"), fmt_s)
+    Duration::try_from_secs_f64(v).map_or_else(|_| format!("{v} s"), human::duration)
 }
 
 /// Reads the file and judges it against the LB's values: `Err` only when no report can be
@@ -495,12 +496,12 @@ impl Judge<'_> {
     /// An LB timer in words: full scale, and what lbsim runs when `--time-scale` is used.
     fn lb_words(&self, d: Duration) -> String {
         if self.config.time_scale == 1.0 {
-            fmt_s(d)
+            human::duration(d)
         } else {
             format!(
                 "{} ({} as lbsim runs it at --time-scale {})",
-                fmt_s(self.full(d)),
-                fmt_s(d),
+                human::duration(self.full(d)),
+                human::duration(d),
                 self.config.time_scale
             )
         }
@@ -642,7 +643,7 @@ impl Judge<'_> {
                      LB's {status} first, and Ray's 408 never shows; set it under {} to answer \
                      Ray's 408 instead",
                     secs(v),
-                    fmt_s(self.full(timeout))
+                    human::duration(self.full(timeout))
                 ),
             ),
             None => (
@@ -651,7 +652,7 @@ impl Judge<'_> {
                 format!(
                     "{setting} is unset, so Ray Serve never times a request out: {slow} gets \
                      the {lb_name}'s {status}; set it under {} to answer Ray's 408 instead",
-                    fmt_s(self.full(timeout))
+                    human::duration(self.full(timeout))
                 ),
             ),
         };

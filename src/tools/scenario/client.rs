@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::model::{Dur, Expect, SendSpec};
-use super::report::{show, Actor, Check};
+use super::report::{Actor, Check};
 use super::timeline::{Log, Sampler};
 
 /// Longest wait for one response (real time): a hung scenario fails instead of hanging.
@@ -141,7 +141,10 @@ impl Conn {
                 headers: r.head.headers,
                 body: r.body,
             }),
-            Err(ReadError::TimedOut) => Err(format!("no response within {}", show(READ_LIMIT))),
+            Err(ReadError::TimedOut) => Err(format!(
+                "no response within {}",
+                crate::human::duration(READ_LIMIT)
+            )),
             Err(ReadError::Closed { .. }) if !got_bytes && self.reader.leftover().is_empty() => {
                 Err("connection closed before any response byte".to_string())
             }
@@ -276,7 +279,10 @@ async fn exchange(
         Err(e) => log.push(
             Actor::Client,
             who,
-            format!("✗ no response: {e} (after {})", show(elapsed)),
+            format!(
+                "✗ no response: {e} (after {})",
+                crate::human::duration(elapsed)
+            ),
         ),
     }
     let closed = match spec.expect.closed {
@@ -321,7 +327,7 @@ fn describe_response(r: &Response, elapsed: Duration) -> String {
     } else {
         let _ = write!(s, " · body CUT after {} bytes", r.body.len());
     }
-    let _ = write!(s, " · {}", show(elapsed));
+    let _ = write!(s, " · {}", crate::human::duration(elapsed));
     s
 }
 
@@ -428,12 +434,24 @@ fn evaluate(e: &Expect, x: &Exchange, scale: f64) -> Vec<Verdict> {
         let low = real.saturating_sub(CLOCK_SLACK.min(tol));
         let high = real + tol;
         let label = match e.tolerance {
-            Some(Dur(t)) => format!("takes {} (+{})", show(want), show(t)),
-            None => format!("takes {} (+{} real)", show(want), show(DEFAULT_TOLERANCE)),
+            Some(Dur(t)) => format!(
+                "takes {} (+{})",
+                crate::human::duration(want),
+                crate::human::duration(t)
+            ),
+            None => format!(
+                "takes {} (+{} real)",
+                crate::human::duration(want),
+                crate::human::duration(DEFAULT_TOLERANCE)
+            ),
         };
-        let mut got = format!("took {}", show(x.elapsed));
+        let mut got = format!("took {}", crate::human::duration(x.elapsed));
         if scale != 1.0 {
-            let _ = write!(got, " (stands for {})", show(x.elapsed.div_f64(scale)));
+            let _ = write!(
+                got,
+                " (stands for {})",
+                crate::human::duration(x.elapsed.div_f64(scale))
+            );
         }
         let ok = x.elapsed >= low && x.elapsed <= high;
         out.push((label, if ok { Ok(got) } else { Err(got) }));

@@ -123,5 +123,5 @@ pub use model::{
 pub use parse::{line_col, load, parse, LoadError};
 pub use raw::{file_keys, file_values};
 pub use render::{render_checks, render_report, render_timeline, Style};
-pub use report::{show, Actor, Check, Event, Report};
+pub use report::{Actor, Check, Event, Report};
 pub use run::{run, DEFAULT_WAIT_LIMIT};

@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use super::report::show;
 use crate::lb::config::{parse_duration, Config, RaceWindow, Settings};
 use crate::lb::profile::{Cloud, Profile};
 use crate::lb::targets::TargetState;
@@ -57,7 +56,7 @@ impl Scenario {
         let p = Profile::of(self.cloud);
         let mut parts = vec![p.display_name.to_string()];
         if let Ok(c) = Config::build(&self.settings) {
-            let unscale = |d: Duration| show(d.div_f64(self.time_scale));
+            let unscale = |d: Duration| crate::human::duration(d.div_f64(self.time_scale));
             parts.push(format!(
                 "{} {}",
                 p.timeout_setting,
@@ -86,15 +85,18 @@ impl Scenario {
                         request_timeout,
                         ..
                     } => {
-                        let mut s = format!("mock app, keep-alive {}", show(*keep_alive));
+                        let mut s = format!(
+                            "mock app, keep-alive {}",
+                            crate::human::duration(*keep_alive)
+                        );
                         if let Some(n) = max_queued_requests {
                             let _ = write!(s, ", max_queued_requests {n}");
                         }
                         if let Some(d) = request_timeout {
-                            let _ = write!(s, ", request_timeout {}", show(*d));
+                            let _ = write!(s, ", request_timeout {}", crate::human::duration(*d));
                         }
                         if !latency.is_zero() {
-                            let _ = write!(s, ", latency {}", show(*latency));
+                            let _ = write!(s, ", latency {}", crate::human::duration(*latency));
                         }
                         s
                     }

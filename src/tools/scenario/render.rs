@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use super::report::{Actor, Report};
 
@@ -72,7 +71,7 @@ pub fn render_timeline(r: &Report, style: Style, indent: &str) -> String {
         } else {
             format!(
                 "{:>9}",
-                format!("~{}", show_short(e.at.div_f64(r.time_scale)))
+                format!("~{}", crate::human::duration(e.at.div_f64(r.time_scale)))
             )
         };
         let who = format!("{:<width$}", e.who);
@@ -90,15 +89,6 @@ pub fn render_timeline(r: &Report, style: Style, indent: &str) -> String {
         );
     }
     out
-}
-
-fn show_short(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 100.0 {
-        format!("{s:.0}s")
-    } else {
-        format!("{s:.1}s")
-    }
 }
 
 /// The PASS/FAIL lines.

@@ -80,18 +80,3 @@ impl Report {
         self.checks.iter().filter(|c| !c.passed).collect()
     }
 }
-
-/// `250 ms`, `1.5 s`, `300 s`.
-pub fn show(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        let ms = d.as_secs_f64() * 1000.0;
-        if ms >= 10.0 || ms == 0.0 {
-            format!("{ms:.0} ms")
-        } else {
-            format!("{ms:.1} ms")
-        }
-    } else {
-        let s = format!("{:.3}", d.as_secs_f64());
-        format!("{} s", s.trim_end_matches('0').trim_end_matches('.'))
-    }
-}

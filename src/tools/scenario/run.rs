@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::client::{run_send, SendJob, Slot};
 use super::model::{Action, Scenario, SendSpec, Step, StepKind, TargetKind, TargetStep, WaitFor};
-use super::report::{show, Actor, Check, Report};
+use super::report::{Actor, Check, Report};
 use super::timeline::{monitor, Log, Names, Sampler, POLL};
 use crate::lb::targets::{HealthOverride, TargetState};
 use crate::mock::{MockOptions, MockStats, MockUpstream};
@@ -114,11 +114,11 @@ impl Runner {
                         format!(
                             "mock app on {} (keep-alive {}{})",
                             mock.addr,
-                            show(*keep_alive),
+                            crate::human::duration(*keep_alive),
                             if s.time_scale == 1.0 {
                                 String::new()
                             } else {
-                                format!(", {} real", show(s.scaled(*keep_alive)))
+                                format!(", {} real", crate::human::duration(s.scaled(*keep_alive)))
                             }
                         ),
                     );
@@ -177,8 +177,8 @@ impl Runner {
             c.profile.display_name,
             sim.addr(),
             c.profile.timeout_setting,
-            show(c.timers.timeout),
-            show(c.timers.backend_keep_alive)
+            crate::human::duration(c.timers.timeout),
+            crate::human::duration(c.timers.backend_keep_alive)
         );
         if s.time_scale != 1.0 {
             let _ = write!(what, " (real times, scale {})", s.time_scale);
@@ -233,9 +233,13 @@ impl Runner {
 
     fn cloud_and_real(&self, d: Duration) -> String {
         if self.scale == 1.0 {
-            show(d)
+            crate::human::duration(d)
         } else {
-            format!("{} ({} real)", show(d), show(self.real(d)))
+            format!(
+                "{} ({} real)",
+                crate::human::duration(d),
+                crate::human::duration(self.real(d))
+            )
         }
     }
 
@@ -512,9 +516,13 @@ impl Runner {
             self.targets[i].idle_waits = want_closes;
         }
         let took = start.elapsed();
-        let mut seen = format!("after {}", show(took));
+        let mut seen = format!("after {}", crate::human::duration(took));
         if self.scale != 1.0 {
-            let _ = write!(seen, " (stands for {})", show(took.div_f64(self.scale)));
+            let _ = write!(
+                seen,
+                " (stands for {})",
+                crate::human::duration(took.div_f64(self.scale))
+            );
         }
         let v = if reached {
             Ok(seen)
@@ -522,7 +530,10 @@ impl Runner {
             let now = self
                 .state_of(i)
                 .map_or("not registered".to_string(), |s| s.as_str().to_string());
-            Err(format!("not within {} (state {now})", show(limit)))
+            Err(format!(
+                "not within {} (state {now})",
+                crate::human::duration(limit)
+            ))
         };
         self.check(step, &name, label, v);
     }
