@@ -27,6 +27,8 @@
 //! - [`respond`]: every LB-generated response, built from profile data in one place.
 //! - [`logline`]: what the engine remembers of a request for its access-log line.
 //! - [`stats`]: counters by status and cause.
+//! - [`events`]: the engine's event stream ([`Event`]), for [`Control::subscribe`] and
+//!   the control API's `GET /events`.
 //! - [`report`]: the start-up state and the summary printed for a person.
 //! - [`accesslog`]: one line per finished request, as the cloud would log it, written off the request path.
 //! - [`upstream`]: the embedded mock app (`lbsim upstream`).
@@ -88,10 +90,11 @@ mod tools;
 
 pub use admin::AdminServer;
 pub use lb::config::{Config, RaceWindow, Settings};
+pub use lb::events::{Event, EventKind, StateChange, EVENT_CAPACITY};
 pub use lb::profile::{Cloud, LbDefaults};
 pub use lb::reason::Reason;
 pub use lb::targets::{HealthOverride, TargetInfo, TargetState};
-pub use lb::{accesslog, advice, profile, reason, validate};
+pub use lb::{accesslog, advice, events, profile, reason, validate};
 pub use mock::{MockOptions, MockUpstream};
 pub use sim::{
     AlreadyRegistered, Control, Deregistered, NoSuchTarget, SimHandle, Simulator, SimulatorBuilder,

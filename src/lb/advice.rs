@@ -22,6 +22,8 @@ pub struct Detail {
     pub after_head: bool,
     /// True when what was cut is an upgraded (WebSocket) connection, not a response.
     pub websocket: bool,
+    /// The client connection's number, for the event stream (not for the sentence).
+    pub conn: Option<u64>,
 }
 
 /// A duration as a person reads it ("300 s", "2.5 s", "300 ms").
