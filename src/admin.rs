@@ -13,6 +13,7 @@
 //! | `POST` | `/stats/reset` | zeroes the counters; 204 |
 //! | `GET` | `/metrics` | Prometheus text format (`lbsim_requests_total`, `lbsim_lb_errors_total{reason, cause}`, `lbsim_targets`, `lbsim_target_in_flight`) |
 //! | `GET` | `/config` | 200, the effective (scaled) settings |
+//! | `GET` | `/events` | 200, the engine's events as they happen, newline-delimited JSON (`application/x-ndjson`, chunked), one per line: `{"at_us": 1520, "event": "lb_answered", "status": 504, ...}`; until the client disconnects or the control API shuts down. A reader too slow for [`crate::EVENT_CAPACITY`] events gets `{"event":"lagged","missed":N}` and the stream goes on |
 //!
 //! `/stats` counts the LB's own answers and cuts twice over: `by_reason` in the cloud's
 //! words (what the `x-lbsim-reason` header says; stable, harnesses in any language key on
@@ -36,13 +37,16 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -51,10 +55,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::lb::config::{Config, RaceWindow};
+use crate::lb::events::Event;
 use crate::lb::profile::{LbDefaults, TimeoutKind};
 use crate::lb::targets::{HealthOverride, TargetState};
 use crate::net::resolve_upstream;
@@ -71,7 +77,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Every endpoint, for the 404 message.
 const ENDPOINTS: &str = "GET|POST /targets, GET|DELETE /targets/{id}, PUT /targets/{id}/health, \
-                         GET /stats, POST /stats/reset, GET /metrics, GET /config";
+                         GET /stats, POST /stats/reset, GET /metrics, GET /config, GET /events";
 
 /// Every target state, in the order `/metrics` lists them.
 const ALL_STATES: [TargetState; 6] = [
@@ -83,7 +89,22 @@ const ALL_STATES: [TargetState; 6] = [
     TargetState::Unavailable,
 ];
 
-type AdminResponse = Response<Full<Bytes>>;
+type AdminResponse = Response<AdminBody>;
+
+/// A whole body, or the endless one of `GET /events`.
+type AdminBody = Either<Full<Bytes>, StreamBody<EventLines>>;
+
+/// A whole body of `bytes`.
+fn full(bytes: impl Into<Bytes>) -> AdminBody {
+    Either::Left(Full::new(bytes.into()))
+}
+
+/// Content type of `GET /events`: one JSON object per line.
+pub const EVENTS_CONTENT_TYPE: &str = "application/x-ndjson";
+
+/// Most event lines sent in one chunk: those already waiting when the stream is polled
+/// go out together, so a burst costs a few writes, not one per event.
+const EVENT_LINES_PER_CHUNK: usize = 64;
 
 /// A 4xx answer: its status, the message for the JSON body, and `Allow` for a 405.
 #[derive(Debug)]
@@ -115,6 +136,8 @@ impl ApiError {
 struct Admin {
     /// The simulator's one control surface; the API adds HTTP and JSON, no rules of its own.
     control: Control,
+    /// Turns true when the control API shuts down: `GET /events` streams end then.
+    closing: watch::Receiver<bool>,
 }
 
 /// The control API, serving on its own listener until shut down.
@@ -175,7 +198,11 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let grace = control.config().shutdown_grace;
-    let admin = Arc::new(Admin { control });
+    let (closing, closing_rx) = watch::channel(false);
+    let admin = Arc::new(Admin {
+        control,
+        closing: closing_rx,
+    });
     let graceful = GracefulShutdown::new();
     let http = hyper::server::conn::http1::Builder::new();
     tokio::pin!(shutdown);
@@ -207,6 +234,8 @@ async fn serve(
         }
     }
     drop(listener);
+    // Event streams end (their last chunk goes out), so their connections can close.
+    let _ = closing.send(true);
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(grace) => {
@@ -226,6 +255,7 @@ enum Route<'a> {
     StatsReset,
     Metrics,
     Config,
+    Events,
 }
 
 impl<'a> Route<'a> {
@@ -243,6 +273,7 @@ impl<'a> Route<'a> {
             ["stats", "reset"] => Route::StatsReset,
             ["metrics"] => Route::Metrics,
             ["config"] => Route::Config,
+            ["events"] => Route::Events,
             _ => return None,
         })
     }
@@ -252,7 +283,7 @@ impl<'a> Route<'a> {
             Route::Targets => &[Method::GET, Method::POST],
             Route::Target(_) => &[Method::GET, Method::DELETE],
             Route::TargetHealth(_) => &[Method::PUT],
-            Route::Stats | Route::Metrics | Route::Config => &[Method::GET],
+            Route::Stats | Route::Metrics | Route::Config | Route::Events => &[Method::GET],
             Route::StatsReset => &[Method::POST],
         }
     }
@@ -336,7 +367,7 @@ impl Admin {
                 Ok(empty(StatusCode::NO_CONTENT))
             }
             (Route::Metrics, _) => {
-                let mut resp = Response::new(Full::new(Bytes::from(metrics_text(control))));
+                let mut resp = Response::new(full(metrics_text(control)));
                 resp.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
                 Ok(resp)
@@ -345,7 +376,103 @@ impl Admin {
                 StatusCode::OK,
                 &config_json(control.config()),
             )),
+            (Route::Events, _) => Ok(self.events()),
         }
+    }
+
+    /// `GET /events`: subscribed now (before the head goes out, so a client that has
+    /// read the head misses nothing after it), streamed until the client goes or the
+    /// control API shuts down.
+    fn events(&self) -> AdminResponse {
+        let lines = EventLines::new(self.control.subscribe(), self.closing.clone());
+        let mut resp = Response::new(Either::Right(StreamBody::new(lines)));
+        let headers = resp.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(EVENTS_CONTENT_TYPE));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        resp
+    }
+}
+
+/// Where `GET /events` reads from.
+struct EventSource {
+    events: broadcast::Receiver<Event>,
+    closing: watch::Receiver<bool>,
+}
+
+/// The waiting for the next chunk of lines, or `None` once the stream is over.
+type NextLines = Pin<Box<dyn Future<Output = Option<(Bytes, EventSource)>> + Send>>;
+
+/// The body of `GET /events`: newline-delimited JSON, a chunk per batch of events that
+/// are ready, ending when the control API shuts down. A client that disconnects drops
+/// it (hyper notices when the next chunk cannot be written), and its subscription with it.
+struct EventLines {
+    next: Option<NextLines>,
+}
+
+impl EventLines {
+    fn new(events: broadcast::Receiver<Event>, closing: watch::Receiver<bool>) -> Self {
+        EventLines {
+            next: Some(Box::pin(next_lines(EventSource { events, closing }))),
+        }
+    }
+}
+
+impl futures_core::Stream for EventLines {
+    type Item = Result<Frame<Bytes>, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(next) = self.next.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match next.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some((chunk, source))) => {
+                self.next = Some(Box::pin(next_lines(source)));
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(None) => {
+                self.next = None;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+/// Waits for the next event, then takes those already waiting behind it (up to
+/// [`EVENT_LINES_PER_CHUNK`]): one line each. `None` when the control API shuts down
+/// (or the simulator's event stream is gone).
+async fn next_lines(mut source: EventSource) -> Option<(Bytes, EventSource)> {
+    let first = tokio::select! {
+        biased;
+        // A closed channel (the server task gone) ends the stream as a shutdown does.
+        _ = source.closing.wait_for(|closing| *closing) => return None,
+        received = source.events.recv() => received,
+    };
+    let mut chunk = Vec::with_capacity(256);
+    match first {
+        Ok(event) => push_line(&mut chunk, &event),
+        Err(RecvError::Lagged(missed)) => push_line(&mut chunk, &lagged(missed)),
+        Err(RecvError::Closed) => return None,
+    }
+    for _ in 1..EVENT_LINES_PER_CHUNK {
+        match source.events.try_recv() {
+            Ok(event) => push_line(&mut chunk, &event),
+            Err(TryRecvError::Lagged(missed)) => push_line(&mut chunk, &lagged(missed)),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    }
+    Some((Bytes::from(chunk), source))
+}
+
+/// The line a subscriber gets in place of the events it was too slow for.
+fn lagged(missed: u64) -> Value {
+    json!({ "event": "lagged", "missed": missed })
+}
+
+fn push_line(chunk: &mut Vec<u8>, value: &impl serde::Serialize) {
+    // Events are plain data: serializing them does not fail (a line is skipped if it did).
+    if serde_json::to_writer(&mut *chunk, value).is_ok() {
+        chunk.push(b'\n');
     }
 }
 
@@ -409,7 +536,7 @@ fn json_response(status: StatusCode, value: &impl serde::Serialize) -> AdminResp
     match serde_json::to_vec(value) {
         Ok(mut body) => {
             body.push(b'\n');
-            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            let mut resp = Response::new(full(body));
             *resp.status_mut() = status;
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -417,10 +544,10 @@ fn json_response(status: StatusCode, value: &impl serde::Serialize) -> AdminResp
         }
         // Serializing plain data does not fail; answer rather than panic if it ever does.
         Err(e) => {
-            let mut resp = Response::new(Full::new(Bytes::from(format!(
+            let mut resp = Response::new(full(format!(
                 "{{\"error\":\"cannot serialize the answer: {}\"}}\n",
                 e.to_string().replace(['"', '\\'], "'")
-            ))));
+            )));
             *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -445,7 +572,7 @@ fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> ApiErr
 }
 
 fn empty(status: StatusCode) -> AdminResponse {
-    let mut resp = Response::new(Full::new(Bytes::new()));
+    let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = status;
     resp
 }
@@ -613,4 +740,52 @@ pub fn config_json(c: &Config) -> Value {
         "shutdown_grace_ms": ms(c.shutdown_grace),
         "print_config": rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::events::EventKind;
+
+    fn opened(id: u64) -> Event {
+        Event {
+            at_us: id * 10,
+            kind: EventKind::ConnectionOpened {
+                id,
+                target: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_stream_sends_waiting_events_together_and_says_what_it_missed() {
+        let (tx, rx) = broadcast::channel(2);
+        let (closing, closing_rx) = watch::channel(false);
+        let source = EventSource {
+            events: rx,
+            closing: closing_rx,
+        };
+        for id in 1..=5 {
+            tx.send(opened(id)).unwrap();
+        }
+        let (chunk, source) = next_lines(source).await.expect("a chunk");
+        assert_eq!(
+            std::str::from_utf8(&chunk).unwrap(),
+            "{\"event\":\"lagged\",\"missed\":3}\n\
+             {\"at_us\":40,\"event\":\"connection_opened\",\"id\":4,\"target\":\"127.0.0.1:8001\"}\n\
+             {\"at_us\":50,\"event\":\"connection_opened\",\"id\":5,\"target\":\"127.0.0.1:8001\"}\n"
+        );
+        // Waiting for the next event, the stream ends when the control API shuts down.
+        let next = tokio::spawn(next_lines(source));
+        closing.send(true).unwrap();
+        assert!(next.await.unwrap().is_none());
+    }
+
+    #[test]
+    fn events_is_a_get_route() {
+        let route = Route::of("/events").expect("a route");
+        assert!(matches!(route, Route::Events));
+        assert_eq!(route.allowed(), &[Method::GET]);
+        assert!(ENDPOINTS.contains("GET /events"));
+    }
 }

@@ -27,6 +27,8 @@
 //! - [`respond`]: every LB-generated response, built from profile data in one place.
 //! - [`logline`]: what the engine remembers of a request for its access-log line.
 //! - [`stats`]: counters by status and by cause ([`Reason`]; [`Counts::count`] reads one).
+//! - [`events`]: the engine's event stream ([`Event`]), for [`Control::subscribe`] and
+//!   the control API's `GET /events`.
 //! - [`report`]: the start-up state and the summary printed for a person.
 //! - [`accesslog`]: one line per finished request, as the cloud would log it, written off the request path.
 //! - [`upstream`]: the embedded mock app (`lbsim upstream`).
@@ -91,11 +93,12 @@ mod tools;
 
 pub use admin::AdminServer;
 pub use lb::config::{Config, RaceWindow, Settings};
+pub use lb::events::{Event, EventKind, StateChange, EVENT_CAPACITY};
 pub use lb::profile::{Cloud, LbDefaults};
 pub use lb::reason::Reason;
 pub use lb::stats::Counts;
 pub use lb::targets::{HealthOverride, TargetInfo, TargetState};
-pub use lb::{accesslog, advice, profile, reason, validate};
+pub use lb::{accesslog, advice, events, profile, reason, validate};
 pub use mock::{MockOptions, MockUpstream};
 /// The raw HTTP/1 response reader (heads, body framing, chunked bodies) that `lbsim doctor`,
 /// the health checker and raw-socket test clients use: see [`http1::Reader`].

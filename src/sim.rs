@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::lb::accesslog::{AccessLog, LogFormat};
 use crate::lb::config::{Config, ConfigError, RaceWindow, Settings};
+use crate::lb::events::Event;
 use crate::lb::profile::{Cloud, LbDefaults};
 use crate::lb::proxy::{self, Engine};
 use crate::lb::stats::Counts;
@@ -373,6 +374,16 @@ impl Control {
             .ok_or_else(|| self.no_such(id))?;
         target.set_override(over);
         Ok(target.info())
+    }
+
+    /// Every [`Event`] from now on: requests received, forwarded and answered (by the app
+    /// or the LB), responses cut, target state changes, pooled connections opened,
+    /// reused and found closed. Nothing is built for the stream while no receiver
+    /// exists. A receiver that falls more than [`crate::EVENT_CAPACITY`] events behind
+    /// gets [`broadcast::error::RecvError::Lagged`] (how many it missed) and goes on
+    /// from the oldest event still held; the engine never waits for it.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.engine.events.subscribe()
     }
 
     /// How many of lbsim's keep-alive connections to `target` sit idle in its pool.

@@ -23,6 +23,8 @@ pub struct Detail {
     pub after_head: bool,
     /// True when what was cut is an upgraded (WebSocket) connection, not a response.
     pub websocket: bool,
+    /// The client connection's number, for the event stream (not for the sentence).
+    pub conn: Option<u64>,
 }
 
 /// An LB timer as the user configured it: the scaled value, and the full-scale one when

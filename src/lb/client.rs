@@ -34,6 +34,8 @@ const HEAD_READ: usize = 8 * 1024;
 /// What the service and the socket wrapper of one client connection share.
 #[derive(Debug)]
 pub struct ConnState {
+    /// The connection's number, from 1 in accept order, for the event stream.
+    pub id: u64,
     /// Requests whose answer is still being worked out; the client timer waits meanwhile.
     in_flight: AtomicUsize,
     /// Requests answered so far: a rejected pipelined head is answered only after them.
@@ -61,9 +63,10 @@ pub struct ConnState {
 }
 
 impl ConnState {
-    /// State of a connection accepted now.
-    pub fn new() -> Arc<ConnState> {
+    /// State of connection number `id`, accepted now.
+    pub fn new(id: u64) -> Arc<ConnState> {
         Arc::new(ConnState {
+            id,
             in_flight: AtomicUsize::new(0),
             answered: AtomicU64::new(0),
             ambiguous: AtomicBool::new(false),

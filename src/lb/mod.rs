@@ -13,6 +13,7 @@ pub(crate) mod client;
 pub mod config;
 pub(crate) mod deadline;
 pub(crate) mod drain;
+pub mod events;
 pub(crate) mod facts;
 pub(crate) mod forward;
 pub(crate) mod health;

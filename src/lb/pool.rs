@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::lb::config::RaceWindow;
 use crate::lb::deadline::Touching;
+use crate::lb::events::{micros, EventKind, Events};
 use crate::lb::profile::HeaderCase;
 
 /// The body type sent to targets: the client's body (or, for a request the LB sends
@@ -98,15 +99,18 @@ pub struct Pool {
     /// Header-name case towards targets (preserved, or lower-cased as Envoy does).
     header_case: HeaderCase,
     next_id: AtomicU64,
+    /// Where opened, reused and found-closed connections are announced.
+    events: Events,
 }
 
 impl Pool {
-    /// An empty pool.
+    /// An empty pool, announcing its connections on `events`.
     pub fn new(
         keep_alive: Duration,
         connect_timeout: Duration,
         race_window: RaceWindow,
         header_case: HeaderCase,
+        events: Events,
     ) -> Self {
         Pool {
             idle: Mutex::new(HashMap::new()),
@@ -115,12 +119,14 @@ impl Pool {
             race_window,
             header_case,
             next_id: AtomicU64::new(1),
+            events,
         }
     }
 
     /// The most recently used idle connection to `target`, or a new one.
     pub async fn checkout(&self, target: SocketAddr) -> Result<Checkout, ConnectError> {
         if let Some(found) = self.take_idle(target) {
+            self.announce(target, &found);
             return Ok(found);
         }
         self.connect(target).await.map(Checkout::Ready)
@@ -153,6 +159,27 @@ impl Pool {
             return Some(Checkout::Ready(conn));
         }
         None
+    }
+
+    /// Announces what a checkout found in the pool (after the pool's lock is released).
+    fn announce(&self, target: SocketAddr, found: &Checkout) {
+        self.events.emit(|| match found {
+            Checkout::Ready(conn) => EventKind::ConnectionReused {
+                id: conn.id,
+                target,
+                idle_us: micros(conn.idle_for),
+            },
+            Checkout::Stale {
+                idle_for,
+                closed_for,
+                id,
+            } => EventKind::ConnectionFoundClosed {
+                id: *id,
+                target,
+                idle_us: micros(*idle_for),
+                closed_us: Some(micros(*closed_for)),
+            },
+        });
     }
 
     /// Returns a connection whose exchange finished cleanly.
@@ -218,6 +245,8 @@ impl Pool {
             let _ = mark.set(Instant::now());
         })
         .abort_handle();
+        self.events
+            .emit(|| EventKind::ConnectionOpened { id, target });
         Ok(Conn {
             id,
             target,

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use crate::lb::client::{ClientHooks, ClientIo, ConnState, InFlight};
 use crate::lb::config::Config;
 use crate::lb::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
 use crate::lb::drain::Connections;
+use crate::lb::events::{micros, EventKind, Events};
 use crate::lb::forward::{self, Peer};
 use crate::lb::health;
 use crate::lb::logline::{head_size, Ending, Facts};
@@ -63,6 +65,10 @@ pub struct Engine {
     explain: bool,
     /// Tears down exchanges the LB gave up on, after the answers of the moment are out.
     reaper: Reaper,
+    /// What happens to requests, pooled connections and targets, for whoever listens.
+    pub events: Events,
+    /// The next client connection's number (from 1), for the events.
+    next_conn: AtomicU64,
 }
 
 /// Drops abandoned exchanges (closing their target connections) in a task of its own
@@ -107,11 +113,13 @@ impl Engine {
         access_log: Option<AccessLog>,
         explain: bool,
     ) -> Arc<Engine> {
+        let events = Events::new();
         let pool = Pool::new(
             config.timers.backend_keep_alive,
             config.timers.connect_timeout,
             config.race_window,
             config.profile.forwarding.header_case,
+            events.clone(),
         );
         let rules = RoutingRules {
             fails_open: config.profile.fails_open,
@@ -121,13 +129,15 @@ impl Engine {
         };
         let engine = Arc::new(Engine {
             config,
-            targets: TargetGroup::new(rules),
+            targets: TargetGroup::new(rules, events.clone()),
             pool,
             stats: Stats::default(),
             stop: watch::channel(false).0,
             access_log,
             explain,
             reaper: Reaper::spawn(),
+            events,
+            next_conn: AtomicU64::new(1),
         });
         for addr in targets {
             engine.register(addr);
@@ -241,6 +251,7 @@ impl Engine {
     /// one whose bytes (if any) did not go through hyper: a 408 written on the socket, a
     /// 460 that is only logged.
     fn count_and_say(&self, reason: Reason, detail: &Detail) {
+        self.announce_lb(reason, detail, false);
         let outcome = self.profile().outcome(reason);
         self.say(
             reason,
@@ -252,9 +263,36 @@ impl Engine {
 
     /// Logs a response that was cut after its head went out (no status can be sent).
     fn report_cut(&self, reason: Reason, detail: &Detail) {
+        self.announce_lb(reason, detail, true);
         let code = self.profile().outcome(reason).code;
         self.say(reason, detail, &format!("response cut ({code})"));
         self.stats.record(None, Some(reason));
+    }
+
+    /// The event for an LB outcome: an answer of the LB's own, or (`cut`) a response
+    /// cut after its head went out.
+    fn announce_lb(&self, cause: Reason, detail: &Detail, cut: bool) {
+        self.events.emit(|| {
+            let outcome = self.profile().outcome(cause);
+            let conn = detail.conn;
+            let target = detail.target.as_deref().and_then(|t| t.parse().ok());
+            if cut {
+                EventKind::ResponseCut {
+                    conn,
+                    cause,
+                    code: outcome.code,
+                    target,
+                }
+            } else {
+                EventKind::LbAnswered {
+                    conn,
+                    status: outcome.status,
+                    cause,
+                    code: outcome.code,
+                    target,
+                }
+            }
+        });
     }
 
     fn log_access(&self, facts: Option<&Facts>, ending: Ending) {
@@ -271,6 +309,15 @@ impl Engine {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let deadline = Deadline::start(self.profile().timeout_kind, self.config.timers.timeout);
         let (mut parts, body) = req.into_parts();
+        self.events.emit(|| EventKind::RequestReceived {
+            conn: conn.id,
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or(parts.uri.path(), |pq| pq.as_str())
+                .to_string(),
+        });
         // hyper's handle on the client socket for after a 101 (only an upgrade request
         // has one); the request sent on to the target must not carry it.
         let client_upgrade = parts.extensions.remove::<OnUpgrade>();
@@ -290,6 +337,7 @@ impl Engine {
             facts: facts.clone(),
             in_flight: Some(conn.begin_request(&deadline)),
             answered: false,
+            conn: conn.id,
         };
         // Defensive desync mitigation serves an Ambiguous request, then closes both sides.
         let ambiguous = conn.take_ambiguous();
@@ -316,6 +364,7 @@ impl Engine {
             }
             Err(Failure { reason, mut detail }) => {
                 detail.elapsed = deadline.elapsed();
+                detail.conn = Some(conn.id);
                 if conn.client_eof() {
                     // The client had closed its side: the page still goes out, but what
                     // the LB logs is the client's departure.
@@ -424,6 +473,11 @@ impl Engine {
                 detail: Detail::default(),
             })?;
             let target = picked.addr;
+            self.events.emit(|| EventKind::Forwarded {
+                conn: client.id,
+                target,
+                attempt: attempt + free_retries,
+            });
             // Both outlive the wait for the head: the response body goes on using them.
             let mut kill: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(picked.drain_over());
             let on_target = picked.start_request();
@@ -519,6 +573,7 @@ impl Engine {
         deadline.touch_at(head_at);
         let status = resp.status().as_u16();
         let (mut parts, body) = resp.into_parts();
+        let conn_id = client.id;
         if parts.headers.contains_key(CONTENT_LENGTH)
             && parts.headers.contains_key(TRANSFER_ENCODING)
         {
@@ -535,6 +590,11 @@ impl Engine {
                 },
             });
         }
+        self.events.emit(|| EventKind::AppAnswered {
+            conn: conn_id,
+            status,
+            target,
+        });
         if status == 101 {
             // The app accepted the client's upgrade: from here on both connections carry
             // raw bytes, relayed until either side closes or the cloud's timer fires.
@@ -552,6 +612,7 @@ impl Engine {
                 client.mark_upgraded(&relay_deadline);
                 let relay = Relay {
                     engine: self.clone(),
+                    conn_id,
                     target,
                     client_side,
                     target_side,
@@ -578,7 +639,11 @@ impl Engine {
         if client_left {
             // Answered all the same (what was received is answered), logged as the
             // client's departure, as the LB's log would.
-            self.count_and_say(Reason::ClientClosed, &Detail::default());
+            let detail = Detail {
+                conn: Some(conn_id),
+                ..Detail::default()
+            };
+            self.count_and_say(Reason::ClientClosed, &detail);
         } else {
             self.stats.record(Some(status), None);
         }
@@ -605,6 +670,7 @@ impl Engine {
                 elapsed: end_deadline.elapsed(),
                 error,
                 after_head: true,
+                conn: Some(conn_id),
                 ..Detail::default()
             };
             if client_left {
@@ -698,6 +764,14 @@ impl Engine {
             )),
             Err(e) => {
                 let reason = classify(&e, &conn);
+                if reason == Reason::KeepAliveRace {
+                    self.events.emit(|| EventKind::ConnectionFoundClosed {
+                        id: conn.id,
+                        target,
+                        idle_us: micros(conn.idle_for),
+                        closed_us: None,
+                    });
+                }
                 Err(fail(reason, Some(conn.idle_for), Some(describe(&e))))
             }
         }
@@ -707,6 +781,8 @@ impl Engine {
 /// An upgraded (WebSocket) connection being relayed: what it holds until it ends.
 struct Relay {
     engine: Arc<Engine>,
+    /// The client connection's number, for the events.
+    conn_id: u64,
     /// The target that answered 101.
     target: SocketAddr,
     /// The client socket, once hyper has written the 101 on it.
@@ -753,6 +829,7 @@ impl Relay {
     async fn run(self) {
         let Relay {
             engine,
+            conn_id,
             target,
             client_side,
             target_side,
@@ -827,6 +904,7 @@ impl Relay {
                 elapsed: request.elapsed(),
                 after_head: true,
                 websocket: true,
+                conn: Some(conn_id),
                 ..Detail::default()
             };
             engine.report_cut(reason, &detail);
@@ -847,6 +925,8 @@ struct Unanswered<'a> {
     /// Held until the answer is complete; a streamed body takes it along.
     in_flight: Option<InFlight>,
     answered: bool,
+    /// The client connection's number, for the events.
+    conn: u64,
 }
 
 impl Unanswered<'_> {
@@ -866,6 +946,7 @@ impl Unanswered<'_> {
         let outcome = self.engine.profile().outcome(reason);
         let detail = Detail {
             elapsed: self.deadline.elapsed(),
+            conn: Some(self.conn),
             ..Detail::default()
         };
         self.engine.count_and_say(reason, &detail);
@@ -990,7 +1071,7 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(listen_addr);
-                let state = ConnState::new();
+                let state = ConnState::new(engine.next_conn.fetch_add(1, Ordering::Relaxed));
                 let peer = Arc::new(Peer::new(&engine.profile().forwarding, client, local));
                 let io = ClientIo::new(stream, state.clone(), engine.config.timers.client_idle, hooks.clone(), peer.clone());
                 let engine = engine.clone();

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::lb::events::{EventKind, Events, StateChange};
 use crate::lb::reason::Reason;
 
 /// A target's state, with the ALB's names (also how scenario files write it).
@@ -101,6 +102,8 @@ pub struct Target {
     in_flight: AtomicUsize,
     /// Becomes true when its deregistration delay ends with requests still running.
     drain_over: watch::Sender<bool>,
+    /// Where its state changes are announced.
+    events: Events,
 }
 
 /// A snapshot of one target for the control API, the library and scenario checks.
@@ -180,10 +183,25 @@ impl Target {
         self.route.store(route_bits(h), Ordering::Relaxed);
     }
 
+    /// Announces a state change (`from` the effective state before it) on the event
+    /// stream; called with the health lock held, after [`Target::publish`].
+    fn announce(&self, h: &Health, from: TargetState, by: StateChange) {
+        self.events.emit(|| EventKind::TargetStateChanged {
+            id: self.id,
+            address: self.addr,
+            from,
+            to: h.effective(),
+            checked_state: h.state,
+            by,
+            reason: h.last_result.clone(),
+        });
+    }
+
     /// Applies one health-check result and logs a state change.
     pub fn record_check(&self, passed: bool, what: String, t: Thresholds) {
         let mut h = self.lock();
         let before = h.state;
+        let was = h.effective();
         if passed {
             h.passes += 1;
             h.failures = 0;
@@ -203,15 +221,20 @@ impl Target {
         self.publish(&h);
         if h.state != before {
             tracing::info!(target_addr = %self.addr, "target {} {:?} -> {:?} ({})", self.addr, before, h.state, h.last_result);
+            self.announce(&h, was, StateChange::HealthCheck);
         }
     }
 
     /// Sets or clears the manual override.
     pub fn set_override(&self, over: HealthOverride) {
         let mut h = self.lock();
+        let was = h.effective();
         h.over = over;
         self.publish(&h);
         tracing::info!("target {} health override: {over:?}", self.addr);
+        if h.effective() != was {
+            self.announce(&h, was, StateChange::Override);
+        }
     }
 
     /// Counts a request as running on this target until the guard drops (which holds
@@ -312,13 +335,15 @@ pub struct TargetGroup {
     rules: RoutingRules,
     /// Start of the group, for the warm-up window.
     started: Instant,
+    /// Where targets announce joining the group and their state changes.
+    events: Events,
     /// Whether the last pick failed open, so the switch is logged once, not per request.
     failing_open: AtomicBool,
 }
 
 impl TargetGroup {
-    /// An empty group.
-    pub fn new(rules: RoutingRules) -> Self {
+    /// An empty group, announcing its changes on `events`.
+    pub fn new(rules: RoutingRules, events: Events) -> Self {
         TargetGroup {
             members: Arc::new(RwLock::new(Members::default())),
             next: AtomicUsize::new(0),
@@ -326,6 +351,7 @@ impl TargetGroup {
             rules,
             started: Instant::now(),
             failing_open: AtomicBool::new(false),
+            events,
         }
     }
 
@@ -359,9 +385,15 @@ impl TargetGroup {
             health: Mutex::new(health),
             in_flight: AtomicUsize::new(0),
             drain_over: watch::channel(false).0,
+            events: self.events.clone(),
         });
         self.write().registered.push(target.clone());
         tracing::info!("registered target {addr} (id {}, {state:?})", target.id);
+        self.events.emit(|| EventKind::TargetRegistered {
+            id: target.id,
+            address: addr,
+            state,
+        });
         target
     }
 
@@ -377,9 +409,11 @@ impl TargetGroup {
             if matches!(h.state, TargetState::Draining | TargetState::Unused) {
                 return Some(Deregistration::AlreadyDeregistered(target.clone()));
             }
+            let was = h.effective();
             h.state = TargetState::Draining;
             h.drain_ends = Some(Instant::now() + delay);
             target.publish(&h);
+            target.announce(&h, was, StateChange::Deregistration);
         }
         // Only the caller that made it draining gets here: it moves the target once.
         {
@@ -399,11 +433,13 @@ impl TargetGroup {
         let members = Arc::downgrade(&self.members);
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            {
+            let was = {
                 let mut h = draining.lock();
+                let was = h.effective();
                 h.state = TargetState::Unused;
                 draining.publish(&h);
-            }
+                was
+            };
             // Leaves the group: one removal per deregistration, nothing per request.
             // Before the cut, so that whoever sees a request cut sees the target gone;
             // requests still holding the target keep it alive until they end.
@@ -417,6 +453,8 @@ impl TargetGroup {
                     members.draining.swap_remove(i);
                 }
             }
+            // Announced once it has left, so that a listener sees it gone from the list.
+            draining.announce(&draining.lock(), was, StateChange::DrainEnded);
             let running = draining.in_flight.load(Ordering::Relaxed);
             tracing::info!(
                 "target {} deregistered ({running} requests cut); it left the target group",
