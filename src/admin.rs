@@ -67,10 +67,10 @@ use crate::net::resolve_upstream;
 use crate::sim::{Control, Deregistered, NoSuchTarget};
 
 /// Largest request body the control API reads; a larger one gets 413.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// Content type of `GET /metrics` (Prometheus text exposition format 0.0.4).
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Pause after a failed accept (out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -100,7 +100,7 @@ fn full(bytes: impl Into<Bytes>) -> AdminBody {
 }
 
 /// Content type of `GET /events`: one JSON object per line.
-pub const EVENTS_CONTENT_TYPE: &str = "application/x-ndjson";
+pub(crate) const EVENTS_CONTENT_TYPE: &str = "application/x-ndjson";
 
 /// Most event lines sent in one chunk: those already waiting when the stream is polled
 /// go out together, so a burst costs a few writes, not one per event.
@@ -680,7 +680,7 @@ fn ms(d: Duration) -> Value {
 
 /// The effective settings (timers already scaled) as a JSON object; `print_config` holds
 /// the same rows as `lbsim --print-config`.
-pub fn config_json(c: &Config) -> Value {
+pub(crate) fn config_json(c: &Config) -> Value {
     let p = c.profile;
     let t = &c.timers;
     let h = &c.health;

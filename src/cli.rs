@@ -18,8 +18,10 @@ use crate::sim::{Simulator, StartError};
 #[derive(Debug, Parser)]
 #[command(name = "lbsim", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// A subcommand; none runs the proxy.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The proxy's flags.
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -6,46 +6,20 @@
 //! pages, for the same reasons, with the same timers, and a log line that says which
 //! setting to change.
 //!
-//! A cloud is data ([`profile`]); there is one engine ([`proxy`]). Modules, in the
-//! order a request meets them:
+//! A cloud is data ([`profile`]); there is one engine. The folders show the layers, and
+//! imports point one way: `cli → tools → admin → sim → lb`, with `net` and `human` shared
+//! by all (they import nothing of lbsim).
 //!
-//! - [`config`]: a profile plus the user's flags; every timer is scaled once here.
-//! - [`proxy`]: the engine. Accepts client connections, forwards, races the deadline.
-//! - [`validate`]: the request-head checks each cloud makes before anything reaches the app:
-//!   sizes, syntax, `TRACE`, `X-Forwarded-For`, request-smuggling (desync) classification.
-//! - [`client`]: the client side: idle client connections, stalled requests (408), 460;
-//!   it follows each request body's framing (`chunked`) so every pipelined head is judged.
-//! - [`drain`]: graceful shutdown of client connections (finish the request, then close).
-//! - [`forward`]: headers the cloud adds on the way through (`X-Forwarded-For`, trace ids).
-//! - [`targets`]: the target group: states, and which target serves the next request.
-//! - [`health`]: active health checks that move targets between states.
-//! - [`pool`]: lbsim's own keep-alive connections to targets, and the keep-alive race.
-//! - [`deadline`]: idle and end-to-end timeouts, and the body wrappers that enforce them.
-//! - [`websocket`]: what the relay of an upgraded (WebSocket) connection needs: its
-//!   activity clock, and the handshake's accept key for the mock app.
-//! - [`reason`]: why the LB answered instead of the app, and the fix in words.
-//! - [`respond`]: every LB-generated response, built from profile data in one place.
-//! - [`logline`]: what the engine remembers of a request for its access-log line.
-//! - [`stats`]: counters by status and by cause ([`Reason`]; [`Counts::count`] reads one).
-//! - [`events`]: the engine's event stream ([`Event`]), for [`Control::subscribe`] and
-//!   the control API's `GET /events`.
-//! - [`report`]: the start-up state and the summary printed for a person.
-//! - [`accesslog`]: one line per finished request, as the cloud would log it, written off the request path.
-//! - [`upstream`]: the embedded mock app (`lbsim upstream`).
-//! - [`sim`]: the library API for test harnesses ([`Simulator`]).
-//! - [`doctor`]: `lbsim doctor`, a client that probes a running app for the keep-alive,
-//!   health-check and latency settings that lead to 502/503/504 behind the cloud's LB;
-//!   `--serve-config` ([`doctor::serve_config`]) makes the same checks on a Ray Serve or
-//!   Anyscale service config file, with no app running.
-//! - [`admin`]: the control API, JSON over HTTP for harnesses in any language (`--admin`).
-//! - [`scenario`]: scenario files (TOML) played end to end with a timeline and PASS/FAIL
-//!   per expectation; `lbsim scenario` and the narrated `lbsim demo`.
-//! - [`facts`]: every value a profile holds, with its source and confidence (`lbsim facts`).
-//! - [`triage`]: `lbsim triage`, which reads ALB access logs and GCP request logs and names
-//!   the cause of each error the load balancer made itself, with its fix and scenario.
-//! - [`http1`]: the raw HTTP/1 response reader the doctor, the health checker and the
-//!   tests share: heads, RFC 9112 body framing, chunked bodies, under the caller's clock.
-//! - [`cli`]: command-line flags; `main.rs` only parses and calls in.
+//! | where | what |
+//! |---|---|
+//! | `src/lb/` | the load balancer. `profile.rs` (each cloud as data) and `facts.rs` (each value's source, `lbsim facts`); `config.rs` ([`Settings`], the one settings type: clap flags, scenario `[lb]` keys and builder values at once; scaled into a `Config`); `proxy.rs`, the engine; `client.rs` (the client side: idle connections, 408, 460, body framing via `chunked.rs`), `validate.rs` (the head checks each cloud makes, desync classification), `forward.rs` (headers added on the way), `pool.rs` (keep-alive connections to targets, the keep-alive race), `deadline.rs` (idle and end-to-end timers), `targets.rs` and `health.rs` (the target group and its checks), `drain.rs` (graceful shutdown), `websocket.rs`; `reason.rs` (the cause enum, [`Reason`]), `respond.rs` (every LB-made response, in one place), `advice.rs` (the sentence and fix a person reads), `stats.rs` ([`Counts`], by status and by cause), [`events`] (the typed event stream), `logline.rs` and [`accesslog`] (the cloud's log lines) |
+//! | `src/sim.rs` | [`Simulator`] and [`SimHandle`]; [`Control`] is the one control surface: the control API, scenarios and tests change targets and read counters through it, never the engine |
+//! | `src/admin.rs` | the control API over a [`Control`] ([`AdminServer`]): JSON over HTTP, `GET /events` as NDJSON |
+//! | `src/mock.rs` | the embedded mock app ([`MockUpstream`], `lbsim upstream`): a hand-written server, so that it can misbehave byte by byte as real apps do |
+//! | `src/net/` | listeners, address resolution, and [`http1`], the one raw HTTP/1 response reader (doctor, health checks, scenarios, tests) |
+//! | `src/tools/` | [`doctor`] (probes an app or a Ray Serve config), [`scenario`] (files played with a timeline and PASS/FAIL; `lbsim demo`), [`triage`] (reads the cloud's logs), `report.rs` (banner and summary) |
+//! | `src/cli.rs` | clap types and dispatch; `main.rs` only parses and calls in; nothing imports `cli` |
+//! | `src/human.rs` | the one way a duration is written for a person |
 //!
 //! # In a test harness
 //!
@@ -81,6 +55,8 @@
 //! ```
 //!
 //! `examples/harness.rs` reproduces the keep-alive 502 and its fix the same way.
+
+#![warn(missing_docs, unreachable_pub)]
 
 mod admin;
 pub mod cli;

@@ -33,7 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// uvicorn's default `--timeout-keep-alive`: what an app gets unless it changes it.
-pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// A request head larger than this is refused, as uvicorn's h11 does.
 const MAX_HEAD: usize = 64 * 1024;
@@ -72,12 +72,12 @@ impl Default for MockOptions {
 }
 
 /// Ray Serve's default `max_ongoing_requests` (since Ray 2.32; 100 before).
-pub const RAY_DEFAULT_MAX_ONGOING_REQUESTS: usize = 5;
+pub(crate) const RAY_DEFAULT_MAX_ONGOING_REQUESTS: usize = 5;
 
 /// Ray Serve's own answer when a deployment's queue is full: `BackPressureError.message`
 /// (ray/serve/exceptions.py), sent by Ray's proxy with status 503
 /// (`get_http_response_status` in ray/serve/_private/http_util.py).
-pub fn ray_backpressure_body(queued: usize, max_queued: usize) -> String {
+pub(crate) fn ray_backpressure_body(queued: usize, max_queued: usize) -> String {
     format!(
         "Request dropped due to backpressure (num_queued_requests={queued}, \
          max_queued_requests={max_queued})."
@@ -87,7 +87,7 @@ pub fn ray_backpressure_body(queued: usize, max_queued: usize) -> String {
 /// Ray Serve's own answer when `request_timeout_s` runs out before the response starts:
 /// status 408 (ray/serve/_private/http_util.py, `get_http_response_status`). Python
 /// prints the float timeout with its decimal point ("2.0s").
-pub fn ray_timeout_body(request_id: &str, timeout: Duration) -> String {
+pub(crate) fn ray_timeout_body(request_id: &str, timeout: Duration) -> String {
     format!(
         "Request {request_id} timed out after {:?}s.",
         timeout.as_secs_f64()
@@ -115,7 +115,7 @@ pub struct MockStats {
 
 /// Serves the mock app on `listener` until the task is dropped; open connections end
 /// when `kill` turns true.
-pub async fn run(
+pub(crate) async fn run(
     listener: TcpListener,
     opts: MockOptions,
     stats: Arc<MockStats>,
@@ -149,7 +149,7 @@ pub async fn run(
 }
 
 /// Every path the mock app serves, as the banners list them.
-pub const PATHS: &[&str] = &[
+pub(crate) const PATHS: &[&str] = &[
     "/",
     "/sleep/{s}",
     "/stream/{n}?interval={s}",

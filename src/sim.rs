@@ -43,7 +43,7 @@ pub enum StartError {
 
 /// Lines the access log may queue before it drops (and counts) the excess: the request
 /// path never waits on a slow log destination.
-pub const ACCESS_LOG_CAPACITY: usize = 8192;
+pub(crate) const ACCESS_LOG_CAPACITY: usize = 8192;
 
 /// Builds a simulator; see [`Simulator::builder`].
 #[derive(Clone, Debug)]

@@ -33,7 +33,7 @@ const HEAD_READ: usize = 8 * 1024;
 
 /// What the service and the socket wrapper of one client connection share.
 #[derive(Debug)]
-pub struct ConnState {
+pub(crate) struct ConnState {
     /// The connection's number, from 1 in accept order, for the event stream.
     pub id: u64,
     /// Requests whose answer is still being worked out; the client timer waits meanwhile.
@@ -64,7 +64,7 @@ pub struct ConnState {
 
 impl ConnState {
     /// State of connection number `id`, accepted now.
-    pub fn new(id: u64) -> Arc<ConnState> {
+    pub(crate) fn new(id: u64) -> Arc<ConnState> {
         Arc::new(ConnState {
             id,
             in_flight: AtomicUsize::new(0),
@@ -82,35 +82,35 @@ impl ConnState {
     /// Marks the connection as switched to another protocol: from now on the socket
     /// carries raw bytes timed by `relay` (which also bounds a write the client does
     /// not take), not HTTP requests.
-    pub fn mark_upgraded(&self, relay: &Deadline) {
+    pub(crate) fn mark_upgraded(&self, relay: &Deadline) {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(relay.clone());
         self.upgraded.store(true, Ordering::Release);
     }
 
     /// True once the connection was switched to another protocol.
-    pub fn upgraded(&self) -> bool {
+    pub(crate) fn upgraded(&self) -> bool {
         self.upgraded.load(Ordering::Acquire)
     }
 
     /// Marks a request as started under `deadline`; the guard marks it answered when dropped.
-    pub fn begin_request(self: &Arc<Self>, deadline: &Deadline) -> InFlight {
+    pub(crate) fn begin_request(self: &Arc<Self>, deadline: &Deadline) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline.clone());
         InFlight(self.clone())
     }
 
     /// True (once) when the current request must close both connections after its answer.
-    pub fn take_ambiguous(&self) -> bool {
+    pub(crate) fn take_ambiguous(&self) -> bool {
         self.ambiguous.swap(false, Ordering::Relaxed)
     }
 
     /// True once the client has half-closed its side with answers still owed.
-    pub fn client_eof(&self) -> bool {
+    pub(crate) fn client_eof(&self) -> bool {
         self.client_eof.load(Ordering::Relaxed)
     }
 
     /// How long ago the connection was accepted.
-    pub fn age(&self) -> Duration {
+    pub(crate) fn age(&self) -> Duration {
         self.opened.elapsed()
     }
 
@@ -130,7 +130,7 @@ impl ConnState {
 
 /// A request being served on a connection.
 #[derive(Debug)]
-pub struct InFlight(Arc<ConnState>);
+pub(crate) struct InFlight(Arc<ConnState>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -152,10 +152,10 @@ impl Drop for InFlight {
 
 /// Counts, explains and logs a rejected head (given with the connection's two ends);
 /// returns the page to write on the socket.
-pub type RejectHook = Box<dyn Fn(&Rejection, &[u8], &Peer) -> Vec<u8> + Send + Sync>;
+pub(crate) type RejectHook = Box<dyn Fn(&Rejection, &[u8], &Peer) -> Vec<u8> + Send + Sync>;
 
 /// What the socket wrapper asks of the engine (built once per listener).
-pub struct ClientHooks {
+pub(crate) struct ClientHooks {
     /// The request-head rules of the cloud.
     pub rules: Rules,
     /// Bytes to write when a request was half sent (the cloud's 408 page, dated now).
@@ -251,7 +251,7 @@ impl Following {
 }
 
 /// A client socket that validates request heads and enforces the client idle timeout.
-pub struct ClientIo {
+pub(crate) struct ClientIo {
     inner: TcpStream,
     /// Shared with the service: is a request being answered?
     state: Arc<ConnState>,
@@ -283,7 +283,7 @@ pub struct ClientIo {
 
 impl ClientIo {
     /// Wraps an accepted socket.
-    pub fn new(
+    pub(crate) fn new(
         inner: TcpStream,
         state: Arc<ConnState>,
         idle: Duration,

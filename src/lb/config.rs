@@ -14,10 +14,10 @@ use crate::lb::validate::{DesyncMode, Rules};
 /// How long after a target closes an idle pooled connection the LB goes on believing it open.
 /// About one datacenter round trip plus scheduling: the window in which the production race
 /// happens.
-pub const DEFAULT_RACE_WINDOW: Duration = Duration::from_millis(5);
+pub(crate) const DEFAULT_RACE_WINDOW: Duration = Duration::from_millis(5);
 
 /// How long in-flight requests may run after SIGINT/SIGTERM before lbsim exits anyway.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// When a stale pooled connection is still (wrongly) believed open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,13 +58,13 @@ impl fmt::Display for RaceWindow {
 }
 
 /// Parses `500ms`, `3s`, `5m`, `1h 30m` (humantime), for clap value parsers.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e} (expected a duration like 500ms, 3s, 5m)"))
 }
 
 /// Parses a positive, finite time scale.
-pub fn parse_time_scale(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_time_scale(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
         _ => Err("expected a positive number, e.g. 0.01".to_string()),
@@ -225,7 +225,7 @@ fn de_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 }
 
 /// Durations in files are strings, as on the command line: `"500ms"`, `"3s"`, `"5m"`.
-pub mod serde_duration {
+pub(crate) mod serde_duration {
     use std::time::Duration;
 
     use serde::de::{self, Deserializer, Visitor};
@@ -243,7 +243,7 @@ pub mod serde_duration {
     }
 
     /// A duration string, for an optional key (absent is `None` by the struct's default).
-    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         d.deserialize_str(HumanDuration).map(Some)
     }
 }
@@ -420,7 +420,7 @@ impl Config {
 }
 
 /// Width of the label column of `--print-config`, long enough for every label.
-pub const PRINT_LABEL_WIDTH: usize = 26;
+pub(crate) const PRINT_LABEL_WIDTH: usize = 26;
 
 impl Config {
     /// `--print-config` rows: label and value.

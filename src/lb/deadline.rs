@@ -22,11 +22,11 @@ use tokio::time::{Instant, Sleep};
 use crate::lb::profile::TimeoutKind;
 
 /// Boxed error type of the bodies lbsim hands to hyper.
-pub type BoxError = Box<dyn StdError + Send + Sync>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// When the main timeout of one request fires.
 #[derive(Clone, Debug)]
-pub struct Deadline(Arc<Inner>);
+pub(crate) struct Deadline(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
@@ -54,7 +54,7 @@ struct Inner {
 
 impl Deadline {
     /// Starts the clock now.
-    pub fn start(kind: TimeoutKind, timeout: Duration) -> Self {
+    pub(crate) fn start(kind: TimeoutKind, timeout: Duration) -> Self {
         Deadline(Arc::new(Inner {
             kind,
             timeout,
@@ -69,14 +69,14 @@ impl Deadline {
     }
 
     /// Records that a byte moved; only idle deadlines care.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         if self.0.kind == TimeoutKind::Idle {
             self.touch_at(Instant::now());
         }
     }
 
     /// Records that a byte moved at `at` (for a caller that has just read the clock).
-    pub fn touch_at(&self, at: Instant) {
+    pub(crate) fn touch_at(&self, at: Instant) {
         if self.0.kind == TimeoutKind::Idle {
             let nanos = at.saturating_duration_since(self.0.origin).as_nanos() as u64;
             self.0.last_activity.fetch_max(nanos, Ordering::Relaxed);
@@ -86,14 +86,14 @@ impl Deadline {
     /// Gives a new attempt the whole timeout from now, for an LB whose timers belong to
     /// one connection to a target (nginx's `proxy_read_timeout` starts again on the next
     /// upstream). [`Deadline::elapsed`] still counts from the request's arrival.
-    pub fn restart(&self) {
+    pub(crate) fn restart(&self) {
         let nanos = self.0.origin.elapsed().as_nanos() as u64;
         self.0.attempt_start.fetch_max(nanos, Ordering::Relaxed);
         self.0.last_activity.fetch_max(nanos, Ordering::Relaxed);
     }
 
     /// The instant at which the timeout fires if nothing else moves.
-    pub fn expiry(&self) -> Instant {
+    pub(crate) fn expiry(&self) -> Instant {
         match self.0.kind {
             TimeoutKind::EndToEnd => {
                 let start = Duration::from_nanos(self.0.attempt_start.load(Ordering::Relaxed));
@@ -107,44 +107,44 @@ impl Deadline {
     }
 
     /// True once the whole request body has gone to the target.
-    pub fn request_complete(&self) -> bool {
+    pub(crate) fn request_complete(&self) -> bool {
         self.0.request_complete.load(Ordering::Relaxed)
     }
 
     /// Records that the whole request body has been read (or that there is none).
-    pub fn mark_request_complete(&self) {
+    pub(crate) fn mark_request_complete(&self) {
         self.0.request_complete.store(true, Ordering::Relaxed);
     }
 
     /// True when a timeout now would be the client's stall: its body is incomplete and
     /// lbsim is waiting for its bytes (not for the target to take them).
-    pub fn waiting_for_client(&self) -> bool {
+    pub(crate) fn waiting_for_client(&self) -> bool {
         !self.request_complete() && self.0.awaiting_client.load(Ordering::Relaxed)
     }
 
     /// True when the client's request body broke its framing.
-    pub fn client_body_failed(&self) -> bool {
+    pub(crate) fn client_body_failed(&self) -> bool {
         self.0.client_body_failed.load(Ordering::Relaxed)
     }
 
     /// Records that the deadline passed with the client not reading the response.
-    pub fn mark_client_stalled(&self) {
+    pub(crate) fn mark_client_stalled(&self) {
         self.0.client_stalled.store(true, Ordering::Relaxed);
     }
 
     /// True when lbsim cut the response because the client stopped reading it.
-    pub fn client_stalled(&self) -> bool {
+    pub(crate) fn client_stalled(&self) -> bool {
         self.0.client_stalled.load(Ordering::Relaxed)
     }
 
     /// Time since the request arrived.
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.0.origin.elapsed()
     }
 
     /// Resolves when the deadline has passed, using `sleep` as its timer (which the
     /// response body then takes over: one timer per request, not two).
-    pub async fn expired(&self, mut sleep: Pin<&mut Sleep>) {
+    pub(crate) async fn expired(&self, mut sleep: Pin<&mut Sleep>) {
         loop {
             let at = self.expiry();
             if Instant::now() >= at {
@@ -158,14 +158,14 @@ impl Deadline {
     }
 
     /// A timer armed for the current expiry, for [`Deadline::expired`].
-    pub fn timer(&self) -> Pin<Box<Sleep>> {
+    pub(crate) fn timer(&self) -> Pin<Box<Sleep>> {
         Box::pin(tokio::time::sleep_until(self.expiry()))
     }
 }
 
 /// The response body was cut because the main timeout fired mid-stream.
 #[derive(Debug)]
-pub struct Cut;
+pub(crate) struct Cut;
 
 impl fmt::Display for Cut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -177,7 +177,7 @@ impl StdError for Cut {}
 
 /// How a proxied response body ended, reported once to its [`OnEnd`] hook.
 #[derive(Debug)]
-pub enum BodyEnd {
+pub(crate) enum BodyEnd {
     /// Every byte was delivered.
     Complete,
     /// The deadline fired mid-body and the client connection was cut.
@@ -192,14 +192,14 @@ pub enum BodyEnd {
 
 /// A hook run exactly once when a body ends; dropping it unfired reports `Abandoned`.
 /// The hook also learns how many body bytes went to the client, for the access log.
-pub struct OnEnd {
+pub(crate) struct OnEnd {
     hook: Option<Box<dyn FnOnce(BodyEnd, u64) + Send>>,
     sent: u64,
 }
 
 impl OnEnd {
     /// Wraps `f`.
-    pub fn new(f: impl FnOnce(BodyEnd, u64) + Send + 'static) -> Self {
+    pub(crate) fn new(f: impl FnOnce(BodyEnd, u64) + Send + 'static) -> Self {
         OnEnd {
             hook: Some(Box::new(f)),
             sent: 0,
@@ -242,7 +242,12 @@ pin_project! {
 impl<B: Body> DeadlineBody<B> {
     /// Wraps `inner`, timed by `sleep` (from [`Deadline::timer`]); an already finished
     /// body reports `Complete` at once, since hyper may never poll it.
-    pub fn new(inner: B, deadline: Deadline, sleep: Pin<Box<Sleep>>, mut on_end: OnEnd) -> Self {
+    pub(crate) fn new(
+        inner: B,
+        deadline: Deadline,
+        sleep: Pin<Box<Sleep>>,
+        mut on_end: OnEnd,
+    ) -> Self {
         if inner.is_end_stream() {
             on_end.fire(BodyEnd::Complete);
         }
@@ -256,7 +261,7 @@ impl<B: Body> DeadlineBody<B> {
     }
 
     /// Also cuts the body when `kill` resolves (a deregistration delay ending).
-    pub fn cut_when(mut self, kill: Pin<Box<dyn Future<Output = ()> + Send>>) -> Self {
+    pub(crate) fn cut_when(mut self, kill: Pin<Box<dyn Future<Output = ()> + Send>>) -> Self {
         self.kill = Some(kill);
         self
     }
@@ -335,7 +340,7 @@ pin_project! {
 
 impl<B: Body> Touching<B> {
     /// Wraps `inner`; a body that is already finished (a GET) counts as complete.
-    pub fn new(inner: B, deadline: Deadline) -> Self {
+    pub(crate) fn new(inner: B, deadline: Deadline) -> Self {
         if inner.is_end_stream() {
             deadline.mark_request_complete();
         }

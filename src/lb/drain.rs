@@ -18,7 +18,7 @@ use tokio::sync::{oneshot, Notify};
 
 /// The open client connections of one listener, each with its stop signal.
 #[derive(Default)]
-pub struct Connections {
+pub(crate) struct Connections {
     /// Connections still open, by number, with their stop signal until it is sent.
     open: Mutex<HashMap<u64, Option<oneshot::Sender<()>>>>,
     /// Numbers connections, so each can remove its own signal when it ends.
@@ -30,7 +30,7 @@ pub struct Connections {
 impl Connections {
     /// Runs `conn` until it ends; on [`Connections::drain`] it is asked to finish its
     /// current request and close (`graceful` is hyper's `graceful_shutdown`).
-    pub fn watch<C, G>(self: Arc<Self>, conn: C, graceful: G) -> Watched<C, G>
+    pub(crate) fn watch<C, G>(self: Arc<Self>, conn: C, graceful: G) -> Watched<C, G>
     where
         C: Future,
         G: FnOnce(Pin<&mut C>),
@@ -48,7 +48,7 @@ impl Connections {
     }
 
     /// Asks every open connection to finish and waits until all have ended.
-    pub async fn drain(&self) {
+    pub(crate) async fn drain(&self) {
         for stop in self.lock().values_mut() {
             if let Some(stop) = stop.take() {
                 let _ = stop.send(());
@@ -66,7 +66,7 @@ impl Connections {
 
     #[cfg(test)]
     /// How many connections are open.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.lock().len()
     }
 

@@ -22,7 +22,7 @@ use crate::lb::profile::{Cloud, Profile};
 /// How well a value is supported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Confidence {
+pub(crate) enum Confidence {
     /// The cloud's own documentation (user guide, API reference, gcloud help) states it.
     Documented,
     /// A public capture (curl transcript, issue thread, log paste) shows it.
@@ -36,7 +36,7 @@ pub enum Confidence {
 
 impl Confidence {
     /// Every confidence, strongest first (the order of `lbsim facts`' counts).
-    pub const ALL: [Confidence; 4] = [
+    pub(crate) const ALL: [Confidence; 4] = [
         Confidence::Documented,
         Confidence::Captured,
         Confidence::Inferred,
@@ -44,7 +44,7 @@ impl Confidence {
     ];
 
     /// The word `lbsim facts` and its JSON use.
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Confidence::Documented => "documented",
             Confidence::Captured => "captured",
@@ -62,7 +62,7 @@ impl fmt::Display for Confidence {
 
 /// One value of one profile, with where it comes from.
 #[derive(Clone, Debug, Serialize)]
-pub struct Fact {
+pub(crate) struct Fact {
     /// The profile it belongs to.
     pub cloud: Cloud,
     /// Stable dotted name of the value (`outcome.keep_alive_race.page`).
@@ -76,12 +76,12 @@ pub struct Fact {
 }
 
 /// One row of a source table: key, source, confidence.
-pub type Entry = (&'static str, &'static str, Confidence);
+pub(crate) type Entry = (&'static str, &'static str, Confidence);
 
 /// The facts of `profile`, in [`Profile::values`] order. A value without a source entry
 /// (which the tests forbid) is shown as unconfirmed with a source saying so, rather than
 /// hidden.
-pub fn facts(profile: &Profile) -> Vec<Fact> {
+pub(crate) fn facts(profile: &Profile) -> Vec<Fact> {
     let table = sources(profile.cloud);
     profile
         .values()
@@ -109,7 +109,7 @@ const NO_SOURCE: &str = "(no source recorded: add one to src/lb/facts.rs)";
 #[cfg(test)]
 /// What is wrong between a profile's values and its source table.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct SourceGaps {
+pub(crate) struct SourceGaps {
     /// Keys the profile holds with no source entry.
     pub missing: Vec<String>,
     /// Keys with more than one source entry.
@@ -123,14 +123,14 @@ pub struct SourceGaps {
 #[cfg(test)]
 impl SourceGaps {
     /// True when every value has exactly one non-empty source and no source is left over.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == SourceGaps::default()
     }
 }
 
 #[cfg(test)]
 /// Compares `profile`'s values with its source table.
-pub fn check(profile: &Profile) -> SourceGaps {
+pub(crate) fn check(profile: &Profile) -> SourceGaps {
     let table = sources(profile.cloud);
     let keys: Vec<String> = profile.values().into_iter().map(|(k, _)| k).collect();
     let mut gaps = SourceGaps::default();
@@ -153,7 +153,7 @@ pub fn check(profile: &Profile) -> SourceGaps {
 }
 
 /// The source table of a profile: key, source, confidence.
-pub fn sources(cloud: Cloud) -> Vec<Entry> {
+pub(crate) fn sources(cloud: Cloud) -> Vec<Entry> {
     match cloud {
         Cloud::Aws => AWS_SOURCES.to_vec(),
         Cloud::Gcp => [GCP_SHARED_SOURCES, GCP_GLOBAL_SOURCES].concat(),
@@ -182,7 +182,7 @@ const CLOUDS: [Cloud; 4] = [
 ];
 
 /// Runs `lbsim facts`.
-pub fn run(args: FactsArgs) -> ExitCode {
+pub(crate) fn run(args: FactsArgs) -> ExitCode {
     let clouds: Vec<Cloud> = match args.cloud {
         Some(cloud) => vec![cloud],
         None => CLOUDS.to_vec(),
@@ -240,7 +240,7 @@ fn cloud_flag(cloud: Cloud) -> String {
 /// One profile's facts as a table wrapped to `width`: a heading with the counts per
 /// confidence, then one row per fact (key, value, confidence, source), each cell wrapped
 /// in its own column.
-pub fn table(profile: &Profile, width: usize) -> String {
+pub(crate) fn table(profile: &Profile, width: usize) -> String {
     let facts = facts(profile);
     let counts = Confidence::ALL
         .iter()

@@ -22,7 +22,7 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// from them formatted once per connection rather than once per request, and the
 /// connection's access-log ID.
 #[derive(Debug)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// The client's address, as the target sees it in `X-Forwarded-For`.
     pub client: SocketAddr,
     /// The listener's address (the LB's own, for GCP's `X-Forwarded-For` and the port).
@@ -38,7 +38,7 @@ pub struct Peer {
 
 impl Peer {
     /// The values `fwd` adds for a connection from `client` to `local`.
-    pub fn new(fwd: &Forwarding, client: SocketAddr, local: SocketAddr) -> Peer {
+    pub(crate) fn new(fwd: &Forwarding, client: SocketAddr, local: SocketAddr) -> Peer {
         let tail = if fwd.xff_appends_lb_address {
             format!("{}{}{}", client.ip(), fwd.xff_separator, local.ip())
         } else {
@@ -66,7 +66,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Removes headers that describe the client or target connection, not the message:
 /// lbsim keeps its two sides' connections apart, as a load balancer does.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names, no hashing, no allocation.
     if !headers.keys().any(is_hop_by_hop) {
         return;
@@ -91,7 +91,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The protocol a message asks to switch to: its `Upgrade` value when `Connection`
 /// lists `upgrade` (RFC 9110 section 7.8), as a WebSocket handshake does.
-pub fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
     let listed = headers
         .get_all(CONNECTION)
         .iter()
@@ -109,13 +109,13 @@ pub fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
 /// a WebSocket become one tunnel, so the handshake must reach the other side (the
 /// cloud's load balancers forward it; the `Sec-WebSocket-*` headers are end to end and
 /// were never removed).
-pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+pub(crate) fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(UPGRADE, protocol);
 }
 
 /// Adds the cloud's forwarding headers to a request bound for a target.
-pub fn add_request_headers(headers: &mut HeaderMap, fwd: &Forwarding, peer: &Peer) {
+pub(crate) fn add_request_headers(headers: &mut HeaderMap, fwd: &Forwarding, peer: &Peer) {
     let upgrade = upgrade_of(headers);
     strip_hop_by_hop(headers);
     if let Some(protocol) = upgrade {
@@ -190,7 +190,7 @@ pub fn add_request_headers(headers: &mut HeaderMap, fwd: &Forwarding, peer: &Pee
 const X_REQUEST_ID: &str = "x-request-id";
 
 /// Prepares a target's response head for the client.
-pub fn add_response_headers(headers: &mut HeaderMap, fwd: &Forwarding) {
+pub(crate) fn add_response_headers(headers: &mut HeaderMap, fwd: &Forwarding) {
     strip_hop_by_hop(headers);
     if let Some(via) = fwd.via {
         append_via(headers, via);

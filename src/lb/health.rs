@@ -29,7 +29,7 @@ pub struct HealthCheck {
 }
 
 /// Probes `target` until it is `unused` or `stop` turns true.
-pub fn spawn(target: Arc<Target>, check: HealthCheck, mut stop: watch::Receiver<bool>) {
+pub(crate) fn spawn(target: Arc<Target>, check: HealthCheck, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         loop {
             if target.state() == TargetState::Unused {
@@ -46,7 +46,7 @@ pub fn spawn(target: Arc<Target>, check: HealthCheck, mut stop: watch::Receiver<
 }
 
 /// One check on a new connection; the checker closes it afterwards, as the ALB's does.
-pub async fn check_once(target: &Target, check: &HealthCheck) -> (bool, String) {
+pub(crate) async fn check_once(target: &Target, check: &HealthCheck) -> (bool, String) {
     match tokio::time::timeout(check.timeout, probe(target, check)).await {
         Err(_) => (false, format!("timed out after {:?}", check.timeout)),
         Ok(Err(e)) => (false, e),

@@ -13,7 +13,7 @@ use crate::lb::forward::Peer;
 
 /// Facts captured when a request arrives (after the LB's headers were added).
 #[derive(Debug)]
-pub struct Facts {
+pub(crate) struct Facts {
     start_wall: SystemTime,
     start: Instant,
     client: SocketAddr,
@@ -35,7 +35,7 @@ pub struct Facts {
 
 /// How the request ended, as far as the log cares.
 #[derive(Debug, Default)]
-pub struct Ending {
+pub(crate) struct Ending {
     /// Target chosen, if any.
     pub target: Option<SocketAddr>,
     /// When the connection to the target was ready and the request went out.
@@ -62,7 +62,7 @@ const SENT_BY_BACKEND: &str = "response_sent_by_backend";
 impl Facts {
     /// Captures what the log needs from a request head that arrived on `peer`'s
     /// connection (its addresses and connection ID).
-    pub fn capture(parts: &Parts, peer: &Peer) -> Facts {
+    pub(crate) fn capture(parts: &Parts, peer: &Peer) -> Facts {
         let header = |name: &str| {
             parts
                 .headers
@@ -105,7 +105,7 @@ impl Facts {
     /// What the log can say of a head the LB rejected, from its raw bytes: the request
     /// line's three parts where they can be read (`-` where not, as ALB logs a malformed
     /// request), and the `Host` and `User-Agent` lines.
-    pub fn rejected(head: &[u8], peer: &Peer) -> Facts {
+    pub(crate) fn rejected(head: &[u8], peer: &Peer) -> Facts {
         let text = String::from_utf8_lossy(head);
         let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
         let request_line = lines.next().unwrap_or_default();
@@ -154,7 +154,7 @@ impl Facts {
     }
 
     /// The record for this request ending as `e`.
-    pub fn record(&self, e: Ending) -> Record {
+    pub(crate) fn record(&self, e: Ending) -> Record {
         let now = Instant::now();
         let request_processing = e
             .dispatched
@@ -196,7 +196,7 @@ impl Facts {
 }
 
 /// Bytes of a header block as it travels: `name: value\r\n` each, and the blank line.
-pub fn head_size(headers: &HeaderMap) -> usize {
+pub(crate) fn head_size(headers: &HeaderMap) -> usize {
     headers
         .iter()
         .map(|(n, v)| n.as_str().len() + v.as_bytes().len() + 4)

@@ -28,10 +28,10 @@ use crate::lb::profile::HeaderCase;
 
 /// The body type sent to targets: the client's body (or, for a request the LB sends
 /// again, an empty one), counted as activity.
-pub type UpstreamBody = Touching<Either<Incoming, Empty<Bytes>>>;
+pub(crate) type UpstreamBody = Touching<Either<Incoming, Empty<Bytes>>>;
 
 /// One HTTP/1.1 connection to a target.
-pub struct Conn {
+pub(crate) struct Conn {
     /// Pool-wide sequence number, for logs.
     pub id: u64,
     /// Where it goes.
@@ -62,7 +62,7 @@ struct Idle {
 }
 
 /// Result of asking the pool for a connection.
-pub enum Checkout {
+pub(crate) enum Checkout {
     /// A usable connection, fresh or reused.
     Ready(Conn),
     /// The LB picked a connection the target had already closed and does not know yet.
@@ -78,7 +78,7 @@ pub enum Checkout {
 
 /// Why no connection could be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     /// Refused, unreachable or reset during connect.
     #[error("{0}")]
     Refused(io::Error),
@@ -88,7 +88,7 @@ pub enum ConnectError {
 }
 
 /// Idle connections per target, with the LB's view of their liveness.
-pub struct Pool {
+pub(crate) struct Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
     /// The LB closes pooled connections idle longer than this itself.
     keep_alive: Duration,
@@ -105,7 +105,7 @@ pub struct Pool {
 
 impl Pool {
     /// An empty pool, announcing its connections on `events`.
-    pub fn new(
+    pub(crate) fn new(
         keep_alive: Duration,
         connect_timeout: Duration,
         race_window: RaceWindow,
@@ -124,7 +124,7 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `target`, or a new one.
-    pub async fn checkout(&self, target: SocketAddr) -> Result<Checkout, ConnectError> {
+    pub(crate) async fn checkout(&self, target: SocketAddr) -> Result<Checkout, ConnectError> {
         if let Some(found) = self.take_idle(target) {
             self.announce(target, &found);
             return Ok(found);
@@ -183,7 +183,7 @@ impl Pool {
     }
 
     /// Returns a connection whose exchange finished cleanly.
-    pub fn checkin(&self, conn: Conn) {
+    pub(crate) fn checkin(&self, conn: Conn) {
         if conn.closed_at.get().is_some() || conn.sender.is_closed() {
             return;
         }
@@ -196,7 +196,7 @@ impl Pool {
 
     /// Closes idle connections the LB's own backend keep-alive has run out on, as the
     /// cloud does: the app sees the LB close them, not linger forever.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         for stack in idle.values_mut() {
@@ -206,12 +206,12 @@ impl Pool {
     }
 
     /// How often [`Pool::sweep`] should run: a quarter of the keep-alive, at least 10 ms.
-    pub fn sweep_interval(&self) -> Duration {
+    pub(crate) fn sweep_interval(&self) -> Duration {
         (self.keep_alive / 4).max(Duration::from_millis(10))
     }
 
     /// Number of idle connections held for `target`.
-    pub fn idle_count(&self, target: SocketAddr) -> usize {
+    pub(crate) fn idle_count(&self, target: SocketAddr) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.get(&target).map_or(0, Vec::len)
     }

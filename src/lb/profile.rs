@@ -1,7 +1,7 @@
 //! Cloud profiles: everything that differs between load balancers, as data.
 //!
 //! The engine reads these fields; it never asks which cloud it runs. Every value has its
-//! source and confidence in [`crate::lb::facts`] (`lbsim facts`), drawn from
+//! source and confidence in `facts.rs` (`lbsim facts`), drawn from
 //! `shared/reference/` (aws-alb.md, gcp-lb.md, fidelity-audit.md).
 
 use std::time::Duration;

@@ -48,7 +48,7 @@ use crate::lb::websocket::Active;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Shared state of one running simulator.
-pub struct Engine {
+pub(crate) struct Engine {
     /// Effective, scaled settings.
     pub config: Config,
     /// Where requests go.
@@ -107,7 +107,7 @@ struct Failure {
 impl Engine {
     /// An engine for `config` with `targets` registered; starts their health checks, so
     /// it must be called inside a tokio runtime.
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         targets: Vec<SocketAddr>,
         access_log: Option<AccessLog>,
@@ -161,7 +161,7 @@ impl Engine {
     }
 
     /// Registers a target and starts checking its health.
-    pub fn register(&self, addr: SocketAddr) -> Arc<Target> {
+    pub(crate) fn register(&self, addr: SocketAddr) -> Arc<Target> {
         let target = self.targets.register(addr);
         if self.config.health.enabled {
             health::spawn(
@@ -176,14 +176,14 @@ impl Engine {
     /// Waits until every access-log line queued so far is written, for at most
     /// [`FINAL_FLUSH_LIMIT`]: a destination that never reads must not keep lbsim alive
     /// (past the limit, a warning says how many lines were not written).
-    pub async fn flush_logs(&self) {
+    pub(crate) async fn flush_logs(&self) {
         if let Some(log) = &self.access_log {
             let _ = log.flush_within(FINAL_FLUSH_LIMIT).await;
         }
     }
 
     /// Ends background tasks; called when serving stops.
-    pub fn stop_background(&self) {
+    pub(crate) fn stop_background(&self) {
         let _ = self.stop.send(true);
     }
 
@@ -192,7 +192,7 @@ impl Engine {
     }
 
     /// The cloud's page for `reason`, counted and explained in one log line.
-    pub fn lb_error(
+    pub(crate) fn lb_error(
         &self,
         reason: Reason,
         detail: &Detail,
@@ -1042,7 +1042,7 @@ fn says_close(headers: &http::HeaderMap) -> bool {
 
 /// Accepts client connections on `listener` until `shutdown` resolves, then lets
 /// in-flight requests finish for at most the configured grace period.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()>,

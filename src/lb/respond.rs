@@ -11,16 +11,16 @@ use crate::lb::deadline::DeadlineBody;
 use crate::lb::profile::{self, HeaderCase, Outcome, Profile, LENGTH};
 
 /// Diagnostic header naming the cause of an LB-generated response.
-pub const REASON_HEADER: &str = "x-lbsim-reason";
+pub(crate) const REASON_HEADER: &str = "x-lbsim-reason";
 
 /// The body of every response lbsim sends: its own page, or the target's stream.
-pub type ProxyBody = Either<Full<Bytes>, DeadlineBody<Incoming>>;
+pub(crate) type ProxyBody = Either<Full<Bytes>, DeadlineBody<Incoming>>;
 
 /// The cloud's page for `outcome`, with its cause in the diagnostic header.
 ///
 /// Headers come in the page's order (its length where the page says), then
 /// `Connection: close` when the page closes the connection; hyper adds `Date`.
-pub fn page(outcome: Outcome) -> Response<ProxyBody> {
+pub(crate) fn page(outcome: Outcome) -> Response<ProxyBody> {
     let page = outcome.page;
     let mut resp = Response::new(Either::Left(Full::new(Bytes::from_static(
         page.body.as_bytes(),
@@ -35,7 +35,7 @@ pub fn page(outcome: Outcome) -> Response<ProxyBody> {
 /// The same page serialized for writing straight to a socket, for the moments when
 /// hyper has no request to answer (a client that stalled mid-head), with header names
 /// as the profile writes them.
-pub fn page_bytes(profile: &'static Profile, outcome: Outcome) -> Vec<u8> {
+pub(crate) fn page_bytes(profile: &'static Profile, outcome: Outcome) -> Vec<u8> {
     let page = outcome.page;
     let mut out = format!("HTTP/1.1 {} {}\r\n", page.status, page.phrase).into_bytes();
     let name = |name: &str| match profile.forwarding.header_case {

@@ -27,7 +27,7 @@ const SHARDS: usize = 8;
 
 /// Counts of answered requests.
 #[derive(Debug)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Responses by status code, one array per shard, summed when read.
     by_status: Box<[[AtomicU64; STATUSES]]>,
     /// LB-generated responses and cuts by cause, and the LB's own answers by status:
@@ -91,7 +91,7 @@ fn shard() -> usize {
 impl Stats {
     /// Counts one response; `reason` is set when the LB generated or cut it. An app's
     /// response (`reason` `None`) takes no lock.
-    pub fn record(&self, status: Option<u16>, reason: Option<Reason>) {
+    pub(crate) fn record(&self, status: Option<u16>, reason: Option<Reason>) {
         if let Some(status) = status {
             let slot = usize::from(status).min(STATUSES - 1);
             self.by_status[shard()][slot].fetch_add(1, Ordering::Relaxed);
@@ -106,7 +106,7 @@ impl Stats {
     }
 
     /// The counters now.
-    pub fn snapshot(&self) -> Counts {
+    pub(crate) fn snapshot(&self) -> Counts {
         let mut by_status = BTreeMap::new();
         for status in 0..STATUSES {
             let n: u64 = self
@@ -128,7 +128,7 @@ impl Stats {
     }
 
     /// Zeroes every counter.
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         for shard in self.by_status.iter() {
             for n in shard {
                 n.store(0, Ordering::Relaxed);
@@ -139,7 +139,7 @@ impl Stats {
     }
 
     /// Counts one retried attempt.
-    pub fn record_retry(&self) {
+    pub(crate) fn record_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -88,7 +88,7 @@ impl Health {
 
 /// One registered target.
 #[derive(Debug)]
-pub struct Target {
+pub(crate) struct Target {
     /// Stable id for the control API.
     pub id: u64,
     /// Where it listens.
@@ -162,7 +162,7 @@ fn route_bits(h: &Health) -> u8 {
 
 impl Target {
     /// The effective state now (the override applied), as routing sees it.
-    pub fn state(&self) -> TargetState {
+    pub(crate) fn state(&self) -> TargetState {
         self.lock().effective()
     }
 
@@ -198,7 +198,7 @@ impl Target {
     }
 
     /// Applies one health-check result and logs a state change.
-    pub fn record_check(&self, passed: bool, what: String, t: Thresholds) {
+    pub(crate) fn record_check(&self, passed: bool, what: String, t: Thresholds) {
         let mut h = self.lock();
         let before = h.state;
         let was = h.effective();
@@ -226,7 +226,7 @@ impl Target {
     }
 
     /// Sets or clears the manual override.
-    pub fn set_override(&self, over: HealthOverride) {
+    pub(crate) fn set_override(&self, over: HealthOverride) {
         let mut h = self.lock();
         let was = h.effective();
         h.over = over;
@@ -239,13 +239,13 @@ impl Target {
 
     /// Counts a request as running on this target until the guard drops (which holds
     /// the target: no second reference count taken per request).
-    pub fn start_request(self: Arc<Self>) -> InFlightOnTarget {
+    pub(crate) fn start_request(self: Arc<Self>) -> InFlightOnTarget {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlightOnTarget(self)
     }
 
     /// Resolves when the deregistration delay has ended (never, while registered).
-    pub fn drain_over(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn drain_over(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.drain_over.subscribe();
         async move {
             if rx.wait_for(|over| *over).await.is_err() {
@@ -255,7 +255,7 @@ impl Target {
     }
 
     /// A snapshot for the control API.
-    pub fn info(&self) -> TargetInfo {
+    pub(crate) fn info(&self) -> TargetInfo {
         let h = self.lock();
         let drain_remaining_ms = match (h.state, h.drain_ends) {
             (TargetState::Draining, Some(ends)) => {
@@ -279,7 +279,7 @@ impl Target {
 /// What [`TargetGroup::deregister`] did, so that a caller can tell a new deregistration
 /// from a repeated one (the control API answers them differently).
 #[derive(Debug)]
-pub enum Deregistration {
+pub(crate) enum Deregistration {
     /// This call started the drain.
     Started(Arc<Target>),
     /// The target was already draining (or its drain had just ended); nothing changed.
@@ -288,7 +288,7 @@ pub enum Deregistration {
 
 /// Marks a request as finished on its target when dropped.
 #[derive(Debug)]
-pub struct InFlightOnTarget(Arc<Target>);
+pub(crate) struct InFlightOnTarget(Arc<Target>);
 
 impl Drop for InFlightOnTarget {
     fn drop(&mut self) {
@@ -298,7 +298,7 @@ impl Drop for InFlightOnTarget {
 
 /// How the group routes when no target is healthy, and how new targets start.
 #[derive(Clone, Copy, Debug)]
-pub struct RoutingRules {
+pub(crate) struct RoutingRules {
     /// AWS: with no healthy target, route to every registered one.
     pub fails_open: bool,
     /// False when health checks are off: targets start `unavailable` and get traffic.
@@ -323,7 +323,7 @@ struct Members {
 
 /// Registered targets, chosen round-robin among the routable ones.
 #[derive(Debug)]
-pub struct TargetGroup {
+pub(crate) struct TargetGroup {
     /// Shared with the task that removes a target when its drain ends (it holds a weak
     /// reference, so a stopped simulator's group is not kept alive by pending drains).
     members: Arc<RwLock<Members>>,
@@ -343,7 +343,7 @@ pub struct TargetGroup {
 
 impl TargetGroup {
     /// An empty group, announcing its changes on `events`.
-    pub fn new(rules: RoutingRules, events: Events) -> Self {
+    pub(crate) fn new(rules: RoutingRules, events: Events) -> Self {
         TargetGroup {
             members: Arc::new(RwLock::new(Members::default())),
             next: AtomicUsize::new(0),
@@ -364,7 +364,7 @@ impl TargetGroup {
     }
 
     /// Registers `addr`; it starts `initial` (or `unavailable` with health checks off).
-    pub fn register(&self, addr: SocketAddr) -> Arc<Target> {
+    pub(crate) fn register(&self, addr: SocketAddr) -> Arc<Target> {
         let state = if self.rules.health_checks {
             TargetState::Initial
         } else {
@@ -401,7 +401,7 @@ impl TargetGroup {
     /// requests still running on it fail, and it leaves the group. `None` for an id that
     /// is not in the group (never registered, or already gone); a target already
     /// draining is left as it is (its delay is not restarted) and says so.
-    pub fn deregister(&self, id: u64) -> Option<Deregistration> {
+    pub(crate) fn deregister(&self, id: u64) -> Option<Deregistration> {
         let target = self.get(id)?;
         let delay = self.rules.deregistration_delay;
         {
@@ -466,7 +466,7 @@ impl TargetGroup {
     }
 
     /// Target `id`, while it is in the group (registered or draining).
-    pub fn get(&self, id: u64) -> Option<Arc<Target>> {
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<Target>> {
         let members = self.read();
         members
             .registered
@@ -477,13 +477,13 @@ impl TargetGroup {
     }
 
     /// Whether id `id` was ever given to a target (it may have left the group since).
-    pub fn was_issued(&self, id: u64) -> bool {
+    pub(crate) fn was_issued(&self, id: u64) -> bool {
         id >= 1 && id < self.next_id.load(Ordering::Relaxed)
     }
 
     /// Every target in the group (registered or draining), in registration order.
     /// Targets whose deregistration has ended are not in it.
-    pub fn all(&self) -> Vec<Arc<Target>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Target>> {
         let members = self.read();
         let mut all: Vec<Arc<Target>> = members
             .registered
@@ -498,7 +498,7 @@ impl TargetGroup {
 
     /// The target for the next request, or why there is none. Allocation-free: it runs
     /// on every request, and scans only registered targets (never drained ones).
-    pub fn pick(&self) -> Result<Arc<Target>, Reason> {
+    pub(crate) fn pick(&self) -> Result<Arc<Target>, Reason> {
         let members = self.read();
         let targets = &members.registered;
         // A target being deregistered is draining before it moves out of `registered`:

@@ -362,8 +362,11 @@ pub enum Verdict {
     /// it are the request's body (what follows that is the next request); `ambiguous`:
     /// close the client and target connections after the response.
     Accept {
+        /// Length of the head in the bytes given.
         head_len: usize,
+        /// How many bytes after the head are this request's body.
         body: BodyLength,
+        /// Desync mitigation: close both connections after the response.
         ambiguous: bool,
     },
     /// Answer with the cloud's page for this rejection and close.

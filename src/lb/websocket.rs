@@ -19,7 +19,7 @@ const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// One side of a relayed (upgraded) connection: every byte read from it counts as
 /// activity on the relay's [`Deadline`]. The relay reads each side to write the other,
 /// so wrapping both sees frames in either direction.
-pub struct Active<T> {
+pub(crate) struct Active<T> {
     /// The upgraded socket.
     inner: T,
     /// The relay's timer, pushed forward by traffic (idle semantics only).
@@ -28,7 +28,7 @@ pub struct Active<T> {
 
 impl<T> Active<T> {
     /// Wraps `inner`, timed by `deadline`.
-    pub fn new(inner: T, deadline: Deadline) -> Self {
+    pub(crate) fn new(inner: T, deadline: Deadline) -> Self {
         Active { inner, deadline }
     }
 }
@@ -71,7 +71,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Active<T> {
 /// section 4.2.2): base64 of the SHA-1 of the key and the GUID. Written out here
 /// rather than taken from two crates: the mock app needs this one value, and both
 /// algorithms fit in a page.
-pub fn accept_key(key: &str) -> String {
+pub(crate) fn accept_key(key: &str) -> String {
     let mut input = key.trim().as_bytes().to_vec();
     input.extend_from_slice(GUID.as_bytes());
     base64(&sha1(&input))

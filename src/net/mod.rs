@@ -11,10 +11,10 @@ pub mod http1;
 
 /// Listen queue length. tokio's default (128) drops connection attempts in a burst of
 /// test clients, which then wait a second for the SYN retry; the kernel caps it anyway.
-pub const LISTEN_BACKLOG: u32 = 4096;
+pub(crate) const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds `addr` with a listen queue long enough for a burst of clients.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -28,7 +28,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Resolves `host:port` (a leading `http://` and trailing `/` are tolerated), preferring
 /// IPv4 because apps such as uvicorn bind 127.0.0.1 by default.
-pub async fn resolve_upstream(text: &str) -> Result<SocketAddr, String> {
+pub(crate) async fn resolve_upstream(text: &str) -> Result<SocketAddr, String> {
     let trimmed = text.trim_start_matches("http://").trim_end_matches('/');
     if !trimmed.contains(':') {
         return Err(format!(

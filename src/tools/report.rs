@@ -30,7 +30,7 @@ async fn listening(addr: SocketAddr) -> bool {
 
 /// Lines for the banner: each target's state as probed now, and what the next requests
 /// will get because of it.
-pub async fn start_state(config: &Config, targets: &[TargetInfo]) -> Vec<String> {
+pub(crate) async fn start_state(config: &Config, targets: &[TargetInfo]) -> Vec<String> {
     let p = config.profile;
     let lb = p.display_name;
     let mut lines = Vec::new();
@@ -111,7 +111,7 @@ pub async fn start_state(config: &Config, targets: &[TargetInfo]) -> Vec<String>
 /// The summary: requests by status, the LB's own answers by cause with what to change
 /// (one line per cause, in the cloud's words: causes that share a word keep their own
 /// line and explanation), and the targets.
-pub fn summary(config: &Config, counts: &Counts, targets: &[TargetInfo]) -> String {
+pub(crate) fn summary(config: &Config, counts: &Counts, targets: &[TargetInfo]) -> String {
     let mut out = String::new();
     let total: u64 = counts.by_status.values().sum();
     out.push_str(&format!(

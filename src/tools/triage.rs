@@ -199,19 +199,19 @@ pub struct AlbFields {
 
 /// Index of each ALB field used here, in the documented order (aws-alb.md, "Access log").
 mod alb_field {
-    pub const TYPE: usize = 0;
-    pub const TIME: usize = 1;
-    pub const TARGET: usize = 4;
-    pub const REQUEST_PROCESSING: usize = 5;
-    pub const TARGET_PROCESSING: usize = 6;
-    pub const ELB_STATUS: usize = 8;
-    pub const TARGET_STATUS: usize = 9;
-    pub const REQUEST_CREATION_TIME: usize = 21;
-    pub const ERROR_REASON: usize = 24;
-    pub const CLASSIFICATION: usize = 27;
+    pub(super) const TYPE: usize = 0;
+    pub(super) const TIME: usize = 1;
+    pub(super) const TARGET: usize = 4;
+    pub(super) const REQUEST_PROCESSING: usize = 5;
+    pub(super) const TARGET_PROCESSING: usize = 6;
+    pub(super) const ELB_STATUS: usize = 8;
+    pub(super) const TARGET_STATUS: usize = 9;
+    pub(super) const REQUEST_CREATION_TIME: usize = 21;
+    pub(super) const ERROR_REASON: usize = 24;
+    pub(super) const CLASSIFICATION: usize = 27;
     /// Lines up to `target_status_code` carry all a cause needs; ALB lines have grown
     /// fields at the end over the years, so anything longer is fine too.
-    pub const MIN: usize = TARGET_STATUS + 1;
+    pub(super) const MIN: usize = TARGET_STATUS + 1;
 }
 
 /// The `type` values AWS documents for ALB lines.
