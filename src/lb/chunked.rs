@@ -1,6 +1,6 @@
 //! Follows a chunked request body to its last byte, without decoding it.
 //!
-//! hyper decodes the body; the client socket ([`crate::lb::client`]) only needs to know where
+//! hyper decodes the body; the client socket (`client.rs`) only needs to know where
 //! the body ends, because the bytes after it are the next request's head, which the
 //! cloud's rules must judge before hyper sees it (and the bytes of a body must never be
 //! judged as a head). The scanner is fed the bytes as they arrive, split anywhere, and

@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::lb::reason::Reason;
-use crate::lb::targets::TargetState;
+use crate::lb::target_state::TargetState;
 
 /// Events held for the slowest subscriber: a burst of 1,000 requests (about four events
 /// each) fits before a subscriber that is busy elsewhere lags, and the memory (about

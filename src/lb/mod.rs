@@ -24,6 +24,7 @@ pub(crate) mod proxy;
 pub mod reason;
 pub(crate) mod respond;
 pub(crate) mod stats;
+pub(crate) mod target_state;
 pub(crate) mod targets;
 pub mod validate;
 pub(crate) mod websocket;

@@ -2,9 +2,9 @@
 //!
 //! A [`Reason`] is cloud-neutral; the profile maps it to a status and to the cloud's
 //! own word for it (AWS-style cause, GCP `statusDetails`), and
-//! [`crate::lb::advice::explain`] turns it into the sentence a person reads: what
+//! `advice::explain` turns it into the sentence a person reads: what
 //! happened, which setting caused it, the fix. The counters count by it
-//! ([`crate::lb::stats::Counts::count`]): causes that share a word on one cloud (the
+//! (`stats::Counts::count`): causes that share a word on one cloud (the
 //! keep-alive race and an app's crash are both `target_closed_connection` on AWS) are
 //! counted apart. This module imports nothing of lbsim's.
 

@@ -6,32 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::lb::events::{EventKind, Events, StateChange};
 use crate::lb::reason::Reason;
-
-/// A target's state, with the ALB's names (also how scenario files write it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetState {
-    /// Registered, health checks not yet passed.
-    Initial,
-    /// Passing health checks: receives traffic.
-    Healthy,
-    /// Failing health checks: no traffic (unless the cloud fails open).
-    Unhealthy,
-    /// Deregistered: no new requests, in-flight ones may finish within the delay.
-    Draining,
-    /// Deregistration finished: the target has left the group. Listings no longer show
-    /// it (as `describe-target-health` stops listing it); AWS reports `unused` for a
-    /// target asked about by name once it is not registered, and so do scenario checks.
-    Unused,
-    /// Health checks are off: receives traffic.
-    Unavailable,
-}
+pub use crate::lb::target_state::TargetState;
 
 /// A manual verdict that overrides health checks (control API).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -130,20 +111,6 @@ pub struct TargetInfo {
     /// leaves the group (absent otherwise, and from the JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drain_remaining_ms: Option<u64>,
-}
-
-impl TargetState {
-    /// The ALB's word for the state, as the control API and scenario timelines print it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetState::Initial => "initial",
-            TargetState::Healthy => "healthy",
-            TargetState::Unhealthy => "unhealthy",
-            TargetState::Draining => "draining",
-            TargetState::Unused => "unused",
-            TargetState::Unavailable => "unavailable",
-        }
-    }
 }
 
 /// [`Target::route`] bit: registered (not draining or unused).
