@@ -47,6 +47,8 @@ pub static BUNDLED: &[Bundled] = bundled![
     "aws-deregistration-drains",
     "ray-503-backpressure",
     "ray-408-request-timeout",
+    "ingress-nginx-502-keepalive-post",
+    "ingress-nginx-504-slow-app",
 ];
 
 /// The scenarios `lbsim demo` plays, in order.
