@@ -427,6 +427,37 @@ async fn gcp_keep_alive_is_the_fixed_600_s_not_the_backend_timeout() {
     assert_eq!(report.cloud, Cloud::GcpClassic);
 }
 
+/// Behind ingress-nginx the keep-alive race costs only the requests nginx does not send
+/// again: the doctor says which (its retry rule is the profile's), and `--no-retry` makes
+/// every request pay.
+#[tokio::test]
+async fn ingress_nginx_keep_alive_risk_names_the_requests_that_get_the_502() {
+    let app = mock(Duration::from_secs(1)).await;
+    // nginx's 60 s upstream keep-alive * (1/30) = 2 s: the app's 1 s is shorter.
+    let mut opts = Options::new(Cloud::IngressNginx, app.addr.to_string());
+    opts.settings.time_scale = 1.0 / 30.0;
+    let report = diagnose(&opts).await.unwrap();
+    let ka = report.check(KEEP_ALIVE).unwrap();
+    assert_eq!(ka.verdict, Verdict::Risk, "{ka:#?}");
+    assert!(
+        ka.detail.ends_with(
+            "ingress-nginx keeps them 2 s → 502 on reuse for the requests it does not send \
+             again (GET, HEAD, OPTIONS, PUT, DELETE, TRACE are retried)"
+        ),
+        "{}",
+        ka.detail
+    );
+    opts.settings.no_retry = true;
+    let report = diagnose(&opts).await.unwrap();
+    let ka = report.check(KEEP_ALIVE).unwrap();
+    assert!(
+        ka.detail
+            .ends_with("ingress-nginx keeps them 2 s → 502 on reuse"),
+        "{}",
+        ka.detail
+    );
+}
+
 /// An app that answers every request with 200 and `Connection: close`, and records each
 /// request head it received (one per connection).
 async fn recording_app() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {

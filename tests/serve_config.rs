@@ -69,7 +69,8 @@ fn keep_alive_of_90_s_behind_gcp_is_a_risk_with_the_numbers_and_the_fix() {
     );
     assert!(
         ka.detail.ends_with(&format!(
-            "GCP load balancer keeps them 600 s → {status} on reuse"
+            "GCP load balancer keeps them 600 s → {status} on reuse for the requests it does \
+             not send again (GET, HEAD, OPTIONS, DELETE, PUT, PATCH are retried)"
         )),
         "{}",
         ka.detail

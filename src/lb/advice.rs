@@ -41,6 +41,31 @@ pub(crate) fn lb_secs(config: &Config, d: Duration) -> String {
     }
 }
 
+/// What a reused connection the app has closed costs a client: the profile's status for
+/// the keep-alive race, and which methods the LB (as configured: `--no-retry` drops the
+/// retry) sends again instead, so that only the others see it. "502 on reuse", or "502 on
+/// reuse for the requests it does not send again (GET, HEAD, ... are retried)".
+pub(crate) fn race_consequence(config: &Config) -> String {
+    let status = config.profile.outcome(Reason::KeepAliveRace).status;
+    let mut retried: Vec<&str> = Vec::new();
+    if let Some(r) = &config.retry {
+        if r.on.contains(&Reason::KeepAliveRace) {
+            retried.extend_from_slice(r.methods);
+        }
+        if r.unsent.contains(&Reason::KeepAliveRace) {
+            retried.extend_from_slice(r.unsent_methods);
+        }
+    }
+    if retried.is_empty() {
+        format!("{status} on reuse")
+    } else {
+        format!(
+            "{status} on reuse for the requests it does not send again ({} are retried)",
+            retried.join(", ")
+        )
+    }
+}
+
 /// What to change so that the app never closes a connection the LB may still reuse, in
 /// real-world numbers (the LB's backend keep-alive at full scale, whatever `--time-scale`
 /// says): one sentence for the proxy's explanation and `lbsim doctor` alike.

@@ -892,9 +892,9 @@ impl Ctx<'_> {
                 Some(idle.as_secs_f64()),
                 false,
                 format!(
-                    "app closes idle connections after {}; {lb_name} keeps them {lb_s} → {} on reuse",
+                    "app closes idle connections after {}; {lb_name} keeps them {lb_s} → {}",
                     human::duration(idle),
-                    p.outcome(Reason::KeepAliveRace).status,
+                    crate::lb::advice::race_consequence(self.config),
                 ),
                 Some(fix),
             ),

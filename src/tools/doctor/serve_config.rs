@@ -570,9 +570,9 @@ impl Judge<'_> {
                 lb_full,
                 format!(
                     "{setting} {source}: Ray closes idle connections after {}; {lb_name} keeps \
-                     them {lb_words} → {} on reuse",
+                     them {lb_words} → {}",
                     secs(app),
-                    p.outcome(Reason::KeepAliveRace).status
+                    crate::lb::advice::race_consequence(self.config)
                 ),
                 Some(keep_alive_fix(self.config)),
             )
