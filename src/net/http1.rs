@@ -641,8 +641,9 @@ fn clip(text: &str) -> String {
     text.chars().take(60).collect()
 }
 
-/// The start of `bytes` as printable text, in backquotes.
-fn preview(bytes: &[u8]) -> String {
+/// The start of `bytes` as printable text, in backquotes (for messages about bytes that
+/// are not what was expected).
+pub(crate) fn preview(bytes: &[u8]) -> String {
     let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(60)])
         .chars()
         .map(|c| if c.is_control() { '.' } else { c })

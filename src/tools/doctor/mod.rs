@@ -756,15 +756,6 @@ impl Exchange {
     }
 }
 
-/// The start of `bytes` as printable text.
-fn preview(bytes: &[u8]) -> String {
-    let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(60)])
-        .chars()
-        .map(|c| if c.is_control() { '.' } else { c })
-        .collect();
-    format!("`{text}`")
-}
-
 /// What went wrong, as words after "GET /x "; `limit` is the deadline a timeout ran into.
 fn describe(f: &Failure, got_head: bool, elapsed: Duration, limit: Duration) -> String {
     match f {
@@ -993,7 +984,7 @@ impl Ctx<'_> {
                 let body = if body.is_empty() {
                     String::new()
                 } else {
-                    format!(" (body {})", preview(body.as_bytes()))
+                    format!(" (body {})", crate::net::http1::preview(body.as_bytes()))
                 };
                 check(
                     Verdict::Risk,
