@@ -28,9 +28,21 @@
 //! override makes it `unhealthy` whatever the checks say. `checked_state` is what the health
 //! checks alone say, and `override` the manual verdict.
 //!
-//! Every error is a 4xx with a JSON body `{"error": "..."}`: 400 for a body that is not the
-//! JSON asked for, 404 for an unknown path or target id, 405 (with `Allow`) for a method the
-//! path does not take, 409 for a target registered twice, 413 for a body over [`MAX_BODY`].
+//! Every error has a JSON body `{"error": "..."}`: 400 for a body that is not the JSON asked
+//! for, 404 for an unknown path or target id, 405 (with `Allow`) for a method the path does
+//! not take, 409 for a target registered twice, 413 for a body over [`MAX_BODY`]; and 503
+//! when the control API will not do the work: over [`MAX_CONCURRENT`] requests at once (the
+//! one too many is answered at once, not queued), or a request not answered within
+//! [`REQUEST_TIMEOUT`] (a body that stops arriving, a name that takes that long to resolve).
+//! 503 and not 504: the control API is no gateway, and 504 is the simulated load balancer's
+//! word, which a harness must not mistake this for.
+//!
+//! The shape is tower's: [`Router`] is a `Service<Request<Incoming>>` (path and method to
+//! handler), in layers built with [`tower::ServiceBuilder`], outermost first: the 503
+//! answers, load shedding, the concurrency limit, the timeout; hyper-util's
+//! `TowerToHyperService` hands it to hyper. The limit and the timeout hold until the
+//! answer's head is ready: `GET /events` has its head at once, so its stream runs on past
+//! the timeout and does not count toward the limit. [`AdminLimits`] sets both.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -48,9 +60,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -58,7 +70,11 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
+use tower::load_shed::error::Overloaded;
+use tower::timeout::error::Elapsed;
+use tower::{BoxError, Service, ServiceBuilder};
 
+use crate::human;
 use crate::lb::config::{Config, RaceWindow};
 use crate::lb::events::Event;
 use crate::lb::profile::{LbDefaults, TimeoutKind};
@@ -71,6 +87,16 @@ pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// Content type of `GET /metrics` (Prometheus text exposition format 0.0.4).
 pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Requests the control API handles at once; one more gets 503 at once. Its handlers answer
+/// in microseconds, so only stalled bodies or slow name lookups fill it: a harness (or a
+/// runaway loop in one) cannot pile up unbounded admin work.
+pub(crate) const MAX_CONCURRENT: usize = 64;
+
+/// Longest a request may take until its answer's head is ready; then 503. The slowest
+/// legitimate one is `POST /targets` resolving a name (the system resolver gives up after
+/// about 5 s); a request body that stops arriving is cut here instead of holding its slot.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause after a failed accept (out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -106,7 +132,7 @@ pub(crate) const EVENTS_CONTENT_TYPE: &str = "application/x-ndjson";
 /// go out together, so a burst costs a few writes, not one per event.
 const EVENT_LINES_PER_CHUNK: usize = 64;
 
-/// A 4xx answer: its status, the message for the JSON body, and `Allow` for a 405.
+/// An error answer: its status, the message for the JSON body, and `Allow` for a 405.
 #[derive(Debug)]
 struct ApiError {
     status: StatusCode,
@@ -140,6 +166,27 @@ struct Admin {
     closing: watch::Receiver<bool>,
 }
 
+/// Bounds on the control API's own work; [`Default`] is what `lbsim --admin` uses (64
+/// requests at once, 10 s each).
+#[derive(Clone, Copy, Debug)]
+pub struct AdminLimits {
+    /// Requests handled at once (at least 1); one more is answered 503 at once, not queued.
+    /// An open `GET /events` stream does not count: only the time until its head does.
+    pub max_concurrent: usize,
+    /// Longest a request may take until its answer's head is ready; then 503. A `GET
+    /// /events` stream has its head at once and runs on past it.
+    pub request_timeout: Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            max_concurrent: MAX_CONCURRENT,
+            request_timeout: REQUEST_TIMEOUT,
+        }
+    }
+}
+
 /// The control API, serving on its own listener until shut down.
 pub struct AdminServer {
     /// Where it listens (the port is known even when port 0 was asked for).
@@ -151,12 +198,23 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Binds `addr` and serves the control API for `control` on it.
+    /// Binds `addr` and serves the control API for `control` on it, with the default
+    /// [`AdminLimits`].
     pub fn start(addr: SocketAddr, control: Control) -> io::Result<AdminServer> {
+        AdminServer::start_with(addr, control, AdminLimits::default())
+    }
+
+    /// [`AdminServer::start`] with other bounds on the concurrency and the time a request
+    /// takes (a test of the 503s sets short ones).
+    pub fn start_with(
+        addr: SocketAddr,
+        control: Control,
+        limits: AdminLimits,
+    ) -> io::Result<AdminServer> {
         let listener = crate::net::bind(addr)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, control, async {
+        let task = tokio::spawn(serve(listener, control, limits, async {
             let _ = stopped.await;
         }));
         Ok(AdminServer {
@@ -195,14 +253,26 @@ impl Drop for AdminServer {
 async fn serve(
     listener: TcpListener,
     control: Control,
+    limits: AdminLimits,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let grace = control.config().shutdown_grace;
     let (closing, closing_rx) = watch::channel(false);
-    let admin = Arc::new(Admin {
-        control,
-        closing: closing_rx,
-    });
+    let router = Router {
+        admin: Arc::new(Admin {
+            control,
+            closing: closing_rx,
+        }),
+    };
+    // Built once: its clones (one per request) share the concurrency limit's permits.
+    let service = TowerToHyperService::new(
+        ServiceBuilder::new()
+            .map_result(answer_refusals(limits))
+            .load_shed()
+            .concurrency_limit(limits.max_concurrent.max(1))
+            .timeout(limits.request_timeout)
+            .service(router),
+    );
     let graceful = GracefulShutdown::new();
     let http = hyper::server::conn::http1::Builder::new();
     tokio::pin!(shutdown);
@@ -218,11 +288,7 @@ async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let admin = admin.clone();
-                let service = service_fn(move |req| {
-                    let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.handle(req).await) }
-                });
+                let service = service.clone();
                 let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -243,6 +309,59 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// The control API as a tower service: each request to its endpoint's handler. It never
+/// fails (every error is an answer); the layers around it add the 503s.
+#[derive(Clone)]
+struct Router {
+    admin: Arc<Admin>,
+}
+
+impl Service<Request<Incoming>> for Router {
+    type Response = AdminResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<AdminResponse, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let admin = self.admin.clone();
+        Box::pin(async move { Ok(admin.handle(req).await) })
+    }
+}
+
+/// The outermost layer's function: a request the layers refused or gave up on gets its
+/// 503. The error type stays `BoxError` only because `map_result` must be able to pass on
+/// a failed `poll_ready` (none of these layers fails one).
+fn answer_refusals(
+    limits: AdminLimits,
+) -> impl Fn(Result<AdminResponse, BoxError>) -> Result<AdminResponse, BoxError> + Clone {
+    move |result| Ok(result.unwrap_or_else(|e| unavailable(&e, limits)))
+}
+
+/// The 503 for a request the layers refused or gave up on: over the concurrency limit, or
+/// over the timeout.
+fn unavailable(e: &BoxError, limits: AdminLimits) -> AdminResponse {
+    let message = if e.is::<Overloaded>() {
+        format!(
+            "the control API is busy: at its limit of {} requests at once; retry shortly",
+            limits.max_concurrent.max(1)
+        )
+    } else if e.is::<Elapsed>() {
+        format!(
+            "no answer within {}: the request body stopped arriving, or the address took \
+             that long to resolve",
+            human::duration(limits.request_timeout)
+        )
+    } else {
+        // The router never fails and these two layers fail only as above.
+        format!("the control API could not answer: {e}")
+    };
+    tracing::warn!("control API: 503, {message}");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response()
 }
 
 /// The endpoints, by path; the id segment is kept as text until the handler parses it.

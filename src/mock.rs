@@ -1,7 +1,8 @@
 //! The embedded mock upstream: a small app that behaves like a Ray Serve/uvicorn app,
 //! with a path for each upstream behaviour a load balancer has to cope with.
 //!
-//! It is written on raw sockets, not on hyper, because it must misbehave in ways a
+//! It is written on raw sockets, not on hyper nor as a tower `Service` (both deal in
+//! well-formed requests and responses, not bytes), because it must misbehave in ways a
 //! well-made HTTP server never does: close without answering, reset, send garbage, and
 //! close idle keep-alive connections with a bare FIN exactly as uvicorn does.
 //!

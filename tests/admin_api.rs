@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use lbsim::{AdminServer, Cloud, SimHandle, Simulator, SimulatorBuilder};
+use lbsim::{AdminLimits, AdminServer, Cloud, SimHandle, Simulator, SimulatorBuilder};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -77,6 +77,11 @@ impl Reply {
 async fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request).await.expect("write request");
+    read_reply(stream).await
+}
+
+/// Reads an answer on `stream` until the server closes it.
+async fn read_reply(mut stream: TcpStream) -> Reply {
     let mut bytes = Vec::new();
     tokio::time::timeout(READ_LIMIT, stream.read_to_end(&mut bytes))
         .await
@@ -809,6 +814,164 @@ async fn admin_and_proxy_ports_are_separate() {
     assert_eq!(c.response().await.unwrap().status, 404);
     assert_eq!(app.requests(), 5);
     assert_eq!(get_json(api, "/targets").await.as_array().unwrap().len(), 1);
+    lb.shutdown().await;
+}
+
+/// lbsim in front of `app` (health checks off) and its control API with `limits`.
+async fn lb_with_limits(app: SocketAddr, limits: AdminLimits) -> WithAdmin {
+    let lb = Simulator::builder(Cloud::Aws)
+        .no_health_checks()
+        .upstream(app)
+        .main_timeout(Duration::from_secs(5))
+        .start()
+        .await
+        .expect("lbsim starts");
+    let admin =
+        AdminServer::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), lb.control(), limits)
+            .expect("the control API starts");
+    WithAdmin { lb, admin }
+}
+
+/// Sends the head of `POST /targets` with `body` and the first half of `body`, then
+/// stalls; returns the connection and the half not sent.
+async fn stalled_post(addr: SocketAddr, body: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let (sent, rest) = body.split_at(body.len() / 2);
+    let head = format!(
+        "POST /targets HTTP/1.1\r\nHost: admin.test\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{sent}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    (stream, rest.to_string())
+}
+
+/// Opens `GET /events` and reads its head (a 200): the subscription exists from then on.
+async fn open_events(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /events HTTP/1.1\r\nHost: admin.test\r\n\r\n")
+        .await
+        .expect("write request");
+    let head = read_events_until(&mut stream, "\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    stream
+}
+
+/// Reads an open `GET /events` stream until what came contains `needle`; returns it.
+async fn read_events_until(stream: &mut TcpStream, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = tokio::time::timeout(READ_LIMIT, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in {:?}", String::from_utf8_lossy(&seen)))
+            .expect("read the event stream");
+        assert!(
+            n > 0,
+            "the event stream ended: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn a_request_not_answered_in_time_gets_503_and_event_streams_go_on() {
+    let app = mock(Duration::from_secs(5)).await;
+    let timeout = Duration::from_millis(300);
+    let lb = lb_with_limits(
+        app.addr,
+        AdminLimits {
+            request_timeout: timeout,
+            ..AdminLimits::default()
+        },
+    )
+    .await;
+    let api = admin(&lb);
+    let mut events = open_events(api).await;
+    let opened = Instant::now();
+
+    // A body that stops arriving: the request is given up after the timeout.
+    let body = r#"{"address": "127.0.0.1:9"}"#;
+    let started = Instant::now();
+    let (stalled, _) = stalled_post(api, body).await;
+    let r = read_reply(stalled).await;
+    let took = started.elapsed();
+    let message = r.assert_error(503, "no answer within 300 ms");
+    assert_eq!(
+        message,
+        "no answer within 300 ms: the request body stopped arriving, or the address took \
+         that long to resolve"
+    );
+    assert!(took >= timeout, "answered after {took:?}");
+    assert!(took < READ_LIMIT, "answered after {took:?}");
+    assert_eq!(get_json(api, "/targets").await, json!([fresh(1, app.addr)]));
+
+    // The event stream, open for well over the timeout by now, is not cut: it carries
+    // what happens next.
+    tokio::time::sleep(timeout).await;
+    assert!(opened.elapsed() > 2 * timeout);
+    send_through(&lb, 1).await;
+    read_events_until(&mut events, r#""event":"app_answered""#).await;
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn over_the_concurrency_limit_the_control_api_answers_503_at_once() {
+    let app = mock(Duration::from_secs(5)).await;
+    let other = mock(Duration::from_secs(5)).await;
+    let lb = lb_with_limits(
+        app.addr,
+        AdminLimits {
+            max_concurrent: 1,
+            request_timeout: Duration::from_secs(30),
+        },
+    )
+    .await;
+    let api = admin(&lb);
+
+    // An open event stream does not hold the one slot: only the time to its head did.
+    let mut events = open_events(api).await;
+    assert_eq!(call(api, "GET", "/stats", None).await.status, 200);
+
+    // A POST whose body is half sent holds the slot from when its head is read; until
+    // then GET /stats still gets through. The one too many is answered at once, well
+    // within the 30 s timeout: it is refused, not queued.
+    let body = format!(r#"{{"address": "{}"}}"#, other.addr);
+    let (mut stalled, rest) = stalled_post(api, &body).await;
+    let waiting = Instant::now();
+    let busy = loop {
+        let asked = Instant::now();
+        let r = call(api, "GET", "/stats", None).await;
+        if r.status != 200 {
+            assert!(
+                asked.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                asked.elapsed()
+            );
+            break r;
+        }
+        assert!(waiting.elapsed() < READ_LIMIT, "GET /stats never refused");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let message = busy.assert_error(503, "busy");
+    assert_eq!(
+        message,
+        "the control API is busy: at its limit of 1 requests at once; retry shortly"
+    );
+
+    // The rest of the body comes: the POST is answered as ever, and frees the slot.
+    stalled
+        .write_all(rest.as_bytes())
+        .await
+        .expect("write rest");
+    let r = read_reply(stalled).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json(), fresh(2, other.addr));
+    assert_eq!(call(api, "GET", "/stats", None).await.status, 200);
+    read_events_until(&mut events, r#""event":"target_registered""#).await;
     lb.shutdown().await;
 }
 
