@@ -92,6 +92,12 @@ pub struct RunArgs {
     /// Allow --admin on a non-loopback address (whoever reaches it can change targets).
     #[arg(long, requires = "admin")]
     pub admin_allow_remote: bool,
+    /// ingress-nginx's own settings from an Ingress manifest (its
+    /// `nginx.ingress.kubernetes.io/` annotations) or the controller's ConfigMap:
+    /// proxy-read-timeout, proxy-connect-timeout, keep-alive, proxy-next-upstream. Flags given
+    /// win over the file. Only with --cloud ingress-nginx.
+    #[arg(long, value_name = "FILE")]
+    pub ingress_config: Option<std::path::PathBuf>,
     /// Print the effective settings and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -208,6 +214,29 @@ async fn run_upstream(args: UpstreamArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `--ingress-config FILE`: the file's ingress-nginx timers and retry rule, under the
+/// flags given; says on stderr what it took and what it left.
+fn read_ingress_config(path: &std::path::Path, settings: &mut Settings) -> Result<(), String> {
+    if settings.cloud != crate::lb::profile::Cloud::IngressNginx {
+        return Err(format!(
+            "--ingress-config holds ingress-nginx's settings; it needs --cloud ingress-nginx \
+             (this is {})",
+            crate::lb::profile::Profile::of(settings.cloud).display_name
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--ingress-config {}: {e}", path.display()))?;
+    let applied = crate::lb::annotations::apply(&text, settings)
+        .map_err(|e| format!("--ingress-config {}: {e}", path.display()))?;
+    for line in &applied.taken {
+        eprintln!("lbsim: {}: {line}", path.display());
+    }
+    for line in &applied.ignored {
+        eprintln!("lbsim: {}: left alone: {line}", path.display());
+    }
+    Ok(())
+}
+
 /// Refuses a control API address that other machines could reach, unless allowed.
 fn check_admin_addr(args: &RunArgs) -> Result<(), String> {
     match args.admin {
@@ -261,7 +290,13 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         eprintln!("lbsim: {e}");
         return ExitCode::from(2);
     }
-    let settings = args.lb.clone();
+    let mut settings = args.lb.clone();
+    if let Some(path) = &args.ingress_config {
+        if let Err(e) = read_ingress_config(path, &mut settings) {
+            eprintln!("lbsim: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let config = match Config::build(&settings) {
         Ok(c) => c,
         Err(e) => {

@@ -354,6 +354,75 @@ async fn print_config_scales_every_timer() {
     assert_eq!(value(&c, "backend keep-alive"), "3 s");
 }
 
+/// A team pastes its Ingress: the annotations' timers become lbsim's, a flag given on the
+/// command line wins, what lbsim does not model is said, and another cloud is refused.
+#[tokio::test]
+async fn ingress_annotations_set_ingress_nginx_timers() {
+    let path = std::env::temp_dir().join(format!("lbsim-ingress-{}.yaml", std::process::id()));
+    std::fs::write(
+        &path,
+        "kind: Ingress\nmetadata:\n  annotations:\n    \
+         nginx.ingress.kubernetes.io/proxy-read-timeout: \"120\"\n    \
+         nginx.ingress.kubernetes.io/proxy-connect-timeout: \"3\"\n    \
+         nginx.ingress.kubernetes.io/proxy-send-timeout: \"120\"\n",
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    let out = run(&[
+        "--cloud",
+        "ingress-nginx",
+        "--ingress-config",
+        file,
+        "--connect-timeout",
+        "1s",
+        "--print-config",
+        "--listen",
+        EPHEMERAL,
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let stdout = stdout_of(&out);
+    assert!(
+        stdout.contains("proxy-read-timeout:       120 s [idle"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("connect timeout:          1 s\n"),
+        "{stdout}"
+    );
+    let err = stderr_of(&out);
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            format!("lbsim: {file}: proxy-read-timeout 120 → --idle-timeout 120s"),
+            format!(
+                "lbsim: {file}: left alone: proxy-connect-timeout: --connect-timeout was given \
+                 on the command line"
+            ),
+            format!(
+                "lbsim: {file}: left alone: proxy-send-timeout: lbsim times the app's reads \
+                 only (the request body is sent as it comes)"
+            ),
+        ]
+    );
+
+    let out = run(&[
+        "--ingress-config",
+        file,
+        "--print-config",
+        "--listen",
+        EPHEMERAL,
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr_of(&out).trim_end(),
+        "lbsim: --ingress-config holds ingress-nginx's settings; it needs --cloud \
+         ingress-nginx (this is AWS ALB)"
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
 #[tokio::test]
 async fn print_config_separates_every_label_from_its_value() {
     let listen = EPHEMERAL.to_string();

@@ -8,6 +8,7 @@ pub(crate) const MAX_BUF_SIZE: usize = 2 * 1024 * 1024;
 
 pub mod accesslog;
 pub mod advice;
+pub(crate) mod annotations;
 pub(crate) mod chunked;
 pub(crate) mod client;
 pub(crate) mod config;
