@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::lb::accesslog::{AccessLog, LogFormat};
 use crate::lb::config::{Config, ConfigError, RaceWindow, Settings};
-use crate::lb::events::Event;
+use crate::lb::events::{Event, Events};
 use crate::lb::profile::{Cloud, LbDefaults};
 use crate::lb::proxy::{self, Engine};
 use crate::lb::stats::Counts;
@@ -217,6 +217,22 @@ impl SimulatorBuilder {
 
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(self) -> Result<SimHandle, StartError> {
+        self.start_with(Events::new()).await
+    }
+
+    /// Like [`SimulatorBuilder::start`], with an [`Event`] subscription taken before the
+    /// simulator does anything: it also gets the registration of the builder's targets
+    /// and what their first health checks do, which may come before a
+    /// [`Control::subscribe`] made once `start` has returned.
+    pub async fn start_subscribed(
+        self,
+    ) -> Result<(SimHandle, broadcast::Receiver<Event>), StartError> {
+        let events = Events::new();
+        let rx = events.subscribe();
+        Ok((self.start_with(events).await?, rx))
+    }
+
+    async fn start_with(self, events: Events) -> Result<SimHandle, StartError> {
         let config = Config::build(&self.settings)?;
         let access_log = match &self.access_log {
             Some((path, format)) => {
@@ -243,7 +259,7 @@ impl SimulatorBuilder {
         Ok(SimHandle::serve(
             listener,
             addr,
-            Engine::new(config, self.upstreams, access_log, self.explain),
+            Engine::new(config, self.upstreams, access_log, self.explain, events),
         ))
     }
 }
@@ -384,6 +400,14 @@ impl Control {
     /// from the oldest event still held; the engine never waits for it.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.engine.events.subscribe()
+    }
+
+    /// When the simulator started (when `start` was called): the instant
+    /// [`Event::at_us`] counts from. An event happened at
+    /// `started_at() + Duration::from_micros(at_us)`, which places it on a listener's own
+    /// clock (the scenario timeline does so).
+    pub fn started_at(&self) -> tokio::time::Instant {
+        self.engine.events.started()
     }
 
     /// How many of lbsim's keep-alive connections to `target` sit idle in its pool.

@@ -615,3 +615,52 @@ async fn post_events_is_refused_and_the_404_lists_get_events() {
     admin.shutdown().await;
     lb.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_subscription_taken_at_start_sees_the_builders_targets_and_first_checks() {
+    let app = mock(Duration::from_secs(5)).await;
+    let before = tokio::time::Instant::now();
+    let (lb, mut rx) = Simulator::builder(Cloud::Aws)
+        .upstream(app.addr)
+        .health_interval(Duration::from_secs(60))
+        .healthy_threshold(1)
+        .start_subscribed()
+        .await
+        .unwrap();
+    let id = lb.targets()[0].id;
+    let (registered, _) = until(&mut rx, "target registered", |k| {
+        matches!(k, EventKind::TargetRegistered { .. })
+    })
+    .await;
+    assert_eq!(
+        registered.kind,
+        EventKind::TargetRegistered {
+            id,
+            address: app.addr,
+            state: TargetState::Initial
+        }
+    );
+    // The first check runs at once: a subscription made after `start` may miss it, this
+    // one does not.
+    let (healthy, _) = until(&mut rx, "first check passed", |k| {
+        matches!(k, EventKind::TargetStateChanged { .. })
+    })
+    .await;
+    let EventKind::TargetStateChanged { from, to, by, .. } = healthy.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (from, to, by),
+        (
+            TargetState::Initial,
+            TargetState::Healthy,
+            StateChange::HealthCheck
+        )
+    );
+    // `started_at` puts event times on the caller's clock.
+    let started = lb.started_at();
+    assert!(before <= started, "started before start was called");
+    let at = started + Duration::from_micros(healthy.at_us);
+    assert!(at <= tokio::time::Instant::now());
+    assert!(registered.at_us <= healthy.at_us);
+}

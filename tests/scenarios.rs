@@ -607,3 +607,70 @@ state = "unavailable"
         "{events:#?}"
     );
 }
+
+/// The load balancer's lines come from its event stream, each stamped when it happened:
+/// the first health check's verdict (right after start), a deregistration and its end, an
+/// answer of the LB's own, worded as ever and in order with the runner's and the client's.
+#[tokio::test]
+async fn the_timeline_shows_the_load_balancers_events_in_order() {
+    let text = r#"description = "timeline"
+cloud = "aws"
+time_scale = 0.01
+
+[lb]
+health_interval = "5s"
+deregistration_delay = "20s"
+
+[[targets]]
+name = "app"
+keep_alive = "310s"
+
+[[steps]]
+target = "app"
+wait_for = "healthy"
+timeout = "100s"
+
+[[steps]]
+target = "app"
+action = "deregister"
+
+[[steps]]
+send = "GET /"
+expect = { status = 503, reason = "no_registered_targets" }
+
+[[steps]]
+target = "app"
+wait_for = "unused"
+timeout = "100s"
+"#;
+    let s = scenario::parse(text, "timeline.toml", "timeline").unwrap();
+    let report = scenario::run(&s).await;
+    let rendered = scenario::render_report(&report, scenario::Style::plain());
+    assert!(report.passed(), "{rendered}");
+    let lines: Vec<String> = report
+        .events
+        .iter()
+        .map(|e| format!("{} {}", e.who, e.what))
+        .collect();
+    let want = [
+        "lb target app: initial → healthy (last health check: 200)",
+        "runner deregisters app: it drains",
+        "lb target app: healthy → draining (last health check: 200)",
+        "client #1 → GET / on a new connection",
+        "lb answers 503 itself: no_registered_targets",
+        "client #1 ← 503 Service Temporarily Unavailable",
+        "lb target app: draining → unused (it leaves the target group)",
+    ];
+    // Each once, in this order.
+    let mut at = Vec::new();
+    for w in want {
+        let found: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].starts_with(w))
+            .collect();
+        assert_eq!(found.len(), 1, "{w:?} once in\n{rendered}");
+        at.push(found[0]);
+    }
+    assert!(at.windows(2).all(|p| p[0] < p[1]), "{at:?} in\n{rendered}");
+    // The timeline kept up with the events.
+    assert!(!lines.iter().any(|l| l.contains("misses")), "{rendered}");
+}

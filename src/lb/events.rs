@@ -239,6 +239,12 @@ impl Events {
         rx
     }
 
+    /// The instant [`Event::at_us`] counts from (when the stream, and so the simulator,
+    /// was created).
+    pub fn started(&self) -> Instant {
+        self.0.started
+    }
+
     /// Sends the event `build` makes, stamped now, if anyone listens; with nobody
     /// listening `build` is not called.
     #[inline]

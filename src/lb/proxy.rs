@@ -106,14 +106,14 @@ struct Failure {
 
 impl Engine {
     /// An engine for `config` with `targets` registered; starts their health checks, so
-    /// it must be called inside a tokio runtime.
+    /// it must be called inside a tokio runtime. It announces what it does on `events`.
     pub(crate) fn new(
         config: Config,
         targets: Vec<SocketAddr>,
         access_log: Option<AccessLog>,
         explain: bool,
+        events: Events,
     ) -> Arc<Engine> {
-        let events = Events::new();
         let pool = Pool::new(
             config.timers.backend_keep_alive,
             config.timers.connect_timeout,

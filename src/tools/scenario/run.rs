@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::client::{run_send, SendJob, Slot};
 use super::model::{Action, Scenario, SendSpec, Step, StepKind, TargetKind, TargetStep, WaitFor};
 use super::report::{Actor, Check, Report};
-use super::timeline::{monitor, Log, Names, Sampler, POLL};
+use super::timeline::{monitor, Log, Names, Run, Sampler, POLL};
 use crate::lb::targets::{HealthOverride, TargetState};
 use crate::mock::{MockOptions, MockStats, MockUpstream};
 use crate::sim::{SimHandle, Simulator};
@@ -155,7 +155,14 @@ impl Runner {
                 builder = builder.upstream(live.addr);
             }
         }
-        let sim = builder.start().await.map_err(|e| e.to_string())?;
+        // The LB's side of the timeline is its events, from the first: a subscription
+        // taken after `start` could miss what the first health checks do.
+        let (sim, events) = builder
+            .start_subscribed()
+            .await
+            .map_err(|e| e.to_string())?;
+        // Rings the monitor on each later event (the sampler's own receiver has them all).
+        let wake = events.resubscribe();
         // The builder registers upstreams in order, so ids follow the registered targets.
         let infos = sim.targets();
         let names: Names = Arc::new(Mutex::new(HashMap::new()));
@@ -189,13 +196,16 @@ impl Runner {
             .iter()
             .filter_map(|t| t.mock.as_ref().map(|m| (t.name.clone(), m.stats.clone())))
             .collect();
-        let sampler = Arc::new(Sampler::new(
-            sim.control(),
-            mocks,
-            names.clone(),
-            log.clone(),
-        ));
-        let monitor = tokio::spawn(monitor(sampler.clone(), stop_rx));
+        let run = Run {
+            health_checks: c.health.enabled,
+            scale: s.time_scale,
+            epoch: sim.started_at().saturating_duration_since(log.t0),
+            names: names.clone(),
+            addrs: targets.iter().map(|t| (t.addr, t.name.clone())).collect(),
+            registered_at_start: infos.iter().map(|t| t.id).collect(),
+        };
+        let sampler = Arc::new(Sampler::new(events, mocks, run, log.clone()));
+        let monitor = tokio::spawn(monitor(sampler.clone(), wake, stop_rx));
         Ok(Runner {
             lb: sim.addr(),
             sim,
@@ -388,6 +398,10 @@ impl Runner {
         let name = self.targets[i].name.clone();
         let id = self.targets[i].id;
         let fail = |what: &str| Err(format!("{name} is {what}"));
+        // What the runner does to the target group is logged as of when it started: the
+        // load balancer's line for the change it made (an event, stamped as it happened)
+        // comes after it.
+        let at = self.log.t0.elapsed();
         match action {
             Action::Register => {
                 let info = match self.sim.register(self.targets[i].addr) {
@@ -402,7 +416,8 @@ impl Runner {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(info.id, name.clone());
-                self.log.push(
+                self.log.push_at(
+                    at,
                     Actor::Runner,
                     "runner",
                     format!("registers {name} ({})", info.state.as_str()),
@@ -411,7 +426,8 @@ impl Runner {
             Action::Deregister => match id.and_then(|id| self.sim.deregister(id).ok()) {
                 Some(_) => {
                     let delay = self.sim.config().timers.deregistration_delay;
-                    self.log.push(
+                    self.log.push_at(
+                        at,
                         Actor::Runner,
                         "runner",
                         format!(
@@ -429,9 +445,10 @@ impl Runner {
                     _ => (HealthOverride::Auto, "hands {} back to the health checks"),
                 };
                 match id.and_then(|id| self.sim.set_health(id, over).ok()) {
-                    Some(_) => self
-                        .log
-                        .push(Actor::Runner, "runner", word.replace("{}", &name)),
+                    Some(_) => {
+                        self.log
+                            .push_at(at, Actor::Runner, "runner", word.replace("{}", &name))
+                    }
                     None => self.check(step, &name, format!("{action:?}"), fail("not registered")),
                 }
             }
