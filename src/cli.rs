@@ -51,8 +51,9 @@ pub enum Command {
     /// Every value a profile holds (timers, statuses, pages, headers, rules), with its
     /// source and confidence.
     Facts(crate::lb::facts::FactsArgs),
-    /// Read the load balancer's own logs (ALB access logs, GCP request logs) and name the
-    /// cause, fix and reproducing scenario of every error it made itself.
+    /// Read the load balancer's own logs (ALB access logs, GCP request logs, ingress-nginx
+    /// access logs) and name the cause, fix and reproducing scenario of every error it made
+    /// itself.
     Triage(crate::tools::triage::TriageArgs),
 }
 
@@ -71,7 +72,8 @@ pub struct RunArgs {
     /// Write an access log to PATH (`-` for stdout), one line per request.
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<String>,
-    /// Access-log format (default: the cloud's own, alb or gcp; json is lbsim's schema).
+    /// Access-log format (default: the cloud's own: alb, gcp, or nginx for ingress-nginx;
+    /// json is lbsim's schema).
     /// Only with --access-log: alone it would write nothing, so clap refuses it.
     #[arg(long, value_enum, requires = "access_log")]
     pub log_format: Option<crate::lb::accesslog::LogFormat>,

@@ -56,6 +56,7 @@ fn record(path: &str) -> Record {
         target_status: Some(200),
         received_bytes: 78,
         sent_bytes: 155,
+        body_bytes: 2,
         method: "GET".into(),
         scheme: "http",
         host: "localhost".into(),
@@ -64,11 +65,14 @@ fn record(path: &str) -> Record {
         version: "HTTP/1.1",
         user_agent: Some("curl/8.5.0".into()),
         trace_id: Some("Root=1-66323af0-0123456789abcdef01234567".into()),
+        referer: None,
+        request_id: None,
         reason: None,
         status_details: "response_sent_by_backend",
         cut: false,
         conn_trace_id: ConnTraceId(1),
         routed: true,
+        tries: Default::default(),
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lbsim::accesslog::{format_line, ConnTraceId, LogFormat, Record};
+use lbsim::accesslog::{format_line, ConnTraceId, LogFormat, Record, Try};
 use lbsim::profile::{Cloud, Profile};
 use lbsim::Reason;
 use serde_json::Value;
@@ -132,6 +132,81 @@ fn googles_published_entry_and_documented_failures_by_generation() {
     );
 }
 
+#[test]
+fn ingress_nginx_lines_name_nginxs_own_errors_and_leave_the_apps_500_to_the_app() {
+    let r = json(&[&sample("ingress-nginx.log")]);
+    assert_eq!(r["requests"], 7, "{r:#}");
+    assert_eq!(r["nginx_entries"], 7);
+    assert_eq!(
+        r["skipped"], 2,
+        "the error-log and klog lines are not requests"
+    );
+    assert_eq!(r["lb_errors"], 4);
+    // The app's 500 passed through nginx: the app's, not nginx's.
+    assert_eq!(app_5xx(&r), vec![(500, 1)]);
+
+    let read = cause(&r, "504, upstream_status 504 on every try");
+    assert_eq!(read["cloud"], "ingress-nginx");
+    assert_eq!(read["lbsim"], "upstream_timed_out");
+    assert_eq!(
+        read["cause"],
+        "proxy-read-timeout: the app sent nothing in time, on every try"
+    );
+    assert!(read["fix"].as_str().unwrap().contains(
+        "raise proxy-read-timeout (annotation nginx.ingress.kubernetes.io/proxy-read-timeout"
+    ));
+    assert_eq!(read["scenario"], "ingress-nginx-504-slow-app");
+    assert_eq!(read["median_seconds"], 180.006);
+
+    let connect = cause(&r, "504, upstream_status 504 on every try, each after ~5 s");
+    assert_eq!(connect["lbsim"], "upstream_connect_timed_out");
+    assert_eq!(connect["scenario"], Value::Null);
+
+    let race = cause(&r, "502, upstream_status 502, upstream_response_length 0");
+    assert_eq!(race["lbsim"], "upstream_prematurely_closed_connection");
+    assert!(race["cause"]
+        .as_str()
+        .unwrap()
+        .contains("keep-alive mismatch"));
+    assert!(race["fix"]
+        .as_str()
+        .unwrap()
+        .starts_with("Set the app's keep-alive above 60 s"));
+    assert_eq!(race["scenario"], "ingress-nginx-502-keepalive-post");
+
+    let none = cause(&r, "503, upstream_status -");
+    assert_eq!(none["lbsim"], "no_ready_endpoints");
+    assert_eq!(
+        none["cause"],
+        "no ready endpoint: the Service has no ready pod (or no pod at all)"
+    );
+    assert!(none["fix"].as_str().unwrap().contains("readiness probe"));
+    assert_eq!(none["first"], "2024-03-12T10:30:02.000000Z");
+
+    assert_eq!(unparsed_lines(&r), vec![10]);
+    assert!(r["unparsed_at"][0]["why"]
+        .as_str()
+        .unwrap()
+        .contains("$proxy_upstream_name"));
+
+    // The text report says the same, cause, fix and scenario on their lines.
+    let out = triage(&[&sample("ingress-nginx.log")], None);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "7 ingress-nginx lines): 4 answered by the load balancer itself, 1 5xx answered by the app",
+        "(2 other ingress-nginx controller lines skipped: error log, klog)",
+        "504 [ingress-nginx] proxy-read-timeout: the app sent nothing in time, on every try",
+        "reproduce: lbsim scenario run ingress-nginx-504-slow-app",
+        "502 [ingress-nginx] the app closed the connection before answering",
+        "reproduce: lbsim scenario run ingress-nginx-502-keepalive-post",
+        "503 [ingress-nginx] no ready endpoint",
+        "Answered by the app (passed through, not the load balancer's):\n  500  1",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Lines lbsim writes
 
@@ -155,14 +230,26 @@ fn record(cloud: Cloud, secs: u64, reason: Option<Reason>, status: u16) -> Recor
         _ => Some(addr("127.0.0.1:8000")),
     };
     let answered = reason.is_none();
+    let took = Duration::from_millis(if reason == Some(Reason::TargetTimeout) {
+        300_000
+    } else {
+        5
+    });
+    // The try at the target, when one was made: the app's status and body, or the status
+    // the LB gave the failure (nginx lists it in $upstream_status).
+    let tries = target
+        .map(|target| Try {
+            target,
+            status: Some(outcome.map_or(status, |o| o.status)),
+            cause: reason,
+            bytes: if answered { 120 } else { 0 },
+            time: took,
+        })
+        .into_iter()
+        .collect();
     Record {
         start: at(secs),
-        end: at(secs)
-            + Duration::from_millis(if reason == Some(Reason::TargetTimeout) {
-                300_000
-            } else {
-                5
-            }),
+        end: at(secs) + took,
         client: addr("127.0.0.1:50000"),
         listener: addr("127.0.0.1:8080"),
         target,
@@ -174,6 +261,7 @@ fn record(cloud: Cloud, secs: u64, reason: Option<Reason>, status: u16) -> Recor
         target_status: answered.then_some(status),
         received_bytes: 80,
         sent_bytes: 200,
+        body_bytes: 120,
         method: "POST".into(),
         scheme: "http",
         host: "localhost".into(),
@@ -182,11 +270,14 @@ fn record(cloud: Cloud, secs: u64, reason: Option<Reason>, status: u16) -> Recor
         version: "HTTP/1.1",
         user_agent: Some("curl/8.5.0".into()),
         trace_id: None,
+        referer: None,
+        request_id: None,
         reason: outcome.map(|o| o.code),
         status_details: outcome.map_or("response_sent_by_backend", |o| o.log_word),
         cut: false,
         conn_trace_id: ConnTraceId(7),
         routed: true,
+        tries,
     }
 }
 
@@ -317,6 +408,28 @@ fn lbsims_gcp_entries_as_lines_as_an_array_and_on_stdin() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["requests"], 10);
     assert_eq!(r["files"][0], "-");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn lbsims_nginx_lines_read_back_as_nginxs_causes() {
+    let dir = temp_dir("nginx");
+    let file = dir.join("access.log");
+    std::fs::write(&file, lbsim_lines(Cloud::IngressNginx, LogFormat::Nginx)).unwrap();
+    let r = json(&[&file.display().to_string()]);
+    assert_eq!(r["requests"], 10, "{r:#}");
+    assert_eq!(r["nginx_entries"], 10);
+    let race = cause(&r, "502, upstream_status 502, upstream_response_length 0");
+    assert_eq!(race["count"], 5);
+    assert_eq!(race["scenario"], "ingress-nginx-502-keepalive-post");
+    assert_eq!(race["bursts"][0]["count"], 4);
+    let timeout = cause(&r, "504, upstream_status 504");
+    assert_eq!(timeout["lbsim"], "upstream_timed_out");
+    assert_eq!(timeout["median_seconds"], 300.0);
+    let none = cause(&r, "503, upstream_status -");
+    assert_eq!(none["lbsim"], "no_ready_endpoints");
+    assert_eq!(app_5xx(&r), vec![(500, 2)]);
+    assert_eq!(unparsed_lines(&r), vec![11]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

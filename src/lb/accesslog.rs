@@ -14,7 +14,7 @@
 //! get [`FINAL_FLUSH_LIMIT`] ([`AccessLog::flush_within`]); what is still unwritten then
 //! is reported and left behind.
 //!
-//! Three formats ([`LogFormat`], [`format_line`]):
+//! Four formats ([`LogFormat`], [`format_line`]):
 //!
 //! - `alb`: the AWS ALB access-log line, every field in the documented order
 //!   (`shared/reference/aws-alb.md`, "Access log"), ending with `conn_trace_id` as current
@@ -42,6 +42,23 @@
 //!   `serverIp` is the target's address (omitted when none was chosen); `status` is omitted
 //!   when nothing was sent (no status, or ALB's log-only 460). `cacheDecision` is omitted:
 //!   it describes Cloud CDN, which lbsim does not model.
+//! - `nginx`: the ingress-nginx controller's default `log-format-upstream` (its `upstreaminfo`
+//!   format, [`NGINX_LOG_FORMAT`], from the controller's
+//!   `internal/ingress/controller/config/config.go`, `logFormatUpstream`), the variables
+//!   written as nginx writes them: `$time_local` in UTC (`[01/May/2024:12:34:56 +0000]`),
+//!   `$request_time` and `$upstream_response_time` in seconds with millisecond resolution,
+//!   `-` for a variable that has no value (no `User-Agent`, no upstream), and in variable
+//!   values `"`, `\`, control characters and bytes from 0x7f as `\xHH` (nginx's default
+//!   `escape`). The four `$upstream_*` fields list every try ([`Record::tries`]) in order,
+//!   separated by `, ` as nginx does when `proxy_next_upstream` sent the request again: a
+//!   try that failed shows the status nginx assigned to it (504 for a timeout, 502 for an
+//!   error), a response length of 0 and its time; an answer made before any endpoint was
+//!   tried (503 with no endpoint, 400, 499 before routing) shows `-` in all four.
+//!   `$proxy_upstream_name` is `namespace-service-port` in a cluster: lbsim writes the
+//!   fixed [`NGINX_UPSTREAM_NAME`] (`default-app-80`) for a routed request and nothing
+//!   (`[]`) for one rejected before routing; `$proxy_alternative_upstream_name` is empty
+//!   (`[]`, no canary); `$remote_user` is `-`; `$req_id` is the request's `X-Request-ID`
+//!   ([`Record::request_id`]), or 32 fresh hex digits when it has none.
 //! - `json`: lbsim's own flat object, one per line, with these fields:
 //!
 //! | field | type | meaning |
@@ -85,6 +102,19 @@ pub const ALB_TARGET_GROUP_ARN: &str =
     "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/lbsim/0000000000000000";
 /// Project named in GCP `trace` and `logName` fields.
 pub const GCP_PROJECT: &str = "lbsim";
+/// The ingress-nginx controller's default `log-format-upstream`, as its source holds it
+/// (`internal/ingress/controller/config/config.go`, `logFormatUpstream`; the same string
+/// as the `log_format upstreaminfo` of its "Log format" documentation page). The `nginx`
+/// format writes these fields, in this order.
+pub const NGINX_LOG_FORMAT: &str = "$remote_addr - $remote_user [$time_local] \"$request\" \
+    $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $request_length \
+    $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr \
+    $upstream_response_length $upstream_response_time $upstream_status $req_id";
+/// The `$proxy_upstream_name` of every routed `nginx` line: in a cluster the controller
+/// names a backend `<namespace>-<service>-<port>` (`upstreamName` in its
+/// `internal/ingress/controller/util.go`); lbsim has no Service, so it writes a Service
+/// `app` on port 80 in namespace `default`.
+pub const NGINX_UPSTREAM_NAME: &str = "default-app-80";
 
 /// The ALB's connection traceability ID (`conn_trace_id`): one per client connection,
 /// logged on every request of that connection, so that a user can group the requests of a
@@ -148,6 +178,8 @@ pub struct Record {
     pub received_bytes: u64,
     /// Bytes sent to the client (status line, headers and body).
     pub sent_bytes: u64,
+    /// Of them, the body's bytes (nginx's `$body_bytes_sent`).
+    pub body_bytes: u64,
     /// Request method (`GET`); empty prints `-`.
     pub method: String,
     /// `http`.
@@ -162,6 +194,11 @@ pub struct Record {
     pub version: &'static str,
     /// The `User-Agent` header, if any.
     pub user_agent: Option<String>,
+    /// The `Referer` header, if any.
+    pub referer: Option<String>,
+    /// The `X-Request-ID` sent to the target (ingress-nginx's `$req_id`: the client's own,
+    /// or the one the LB added), if any.
+    pub request_id: Option<String>,
     /// The trace header value as sent to the target (`X-Amzn-Trace-Id` or
     /// `X-Cloud-Trace-Context`), if any.
     pub trace_id: Option<String>,
@@ -181,6 +218,81 @@ pub struct Record {
     /// group, rule priority and `forward` only then: a request it rejects first (400,
     /// 405, 463, 501, ...) has none, and its line shows `-` for them.
     pub routed: bool,
+    /// Every try at a target, in order: one for a request answered at the first attempt,
+    /// more when the LB sent it again (nginx's `proxy_next_upstream`), none when no target
+    /// was tried. Empty with a `target` set (a record from an older caller) reads as one
+    /// try at that target with the target's status.
+    pub tries: Tries,
+}
+
+/// One try of a request at a target: what nginx keeps per try and logs in its
+/// `$upstream_addr`, `$upstream_status`, `$upstream_response_length` and
+/// `$upstream_response_time` lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Try {
+    /// The target tried.
+    pub target: SocketAddr,
+    /// The status the target sent; for a try that failed, the status the LB assigned to
+    /// the failure (nginx: 504 for a timeout, 502 for any other error); `None` prints `-`.
+    pub status: Option<u16>,
+    /// Why the try failed, when it did.
+    pub cause: Option<crate::lb::reason::Reason>,
+    /// Response body bytes received from the target (0 for a failed try).
+    pub bytes: u64,
+    /// From the start of the try (the connection checkout) to its end: the response's
+    /// last byte, or the failure.
+    pub time: Duration,
+}
+
+/// The tries of one request, in order ([`Record::tries`]).
+///
+/// The first try is held inline, so the common request (one try) costs no allocation;
+/// only a retried request puts its further tries on the heap.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tries {
+    first: Option<Try>,
+    more: Vec<Try>,
+}
+
+impl Tries {
+    /// Appends a try.
+    pub fn push(&mut self, t: Try) {
+        if self.first.is_none() {
+            self.first = Some(t);
+        } else {
+            self.more.push(t);
+        }
+    }
+
+    /// The tries in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Try> + '_ {
+        self.first.iter().chain(self.more.iter())
+    }
+
+    /// How many tries.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    /// No target was tried.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// The last try, if any.
+    pub fn last(&self) -> Option<&Try> {
+        self.more.last().or(self.first.as_ref())
+    }
+}
+
+impl FromIterator<Try> for Tries {
+    fn from_iter<I: IntoIterator<Item = Try>>(iter: I) -> Tries {
+        let mut tries = Tries::default();
+        for t in iter {
+            tries.push(t);
+        }
+        tries
+    }
 }
 
 /// The access-log line format.
@@ -192,6 +304,8 @@ pub enum LogFormat {
     Gcp,
     /// lbsim's own flat JSON with its reason codes.
     Json,
+    /// ingress-nginx controller's default `log-format-upstream` line, every try listed.
+    Nginx,
 }
 
 /// The protocol string of an HTTP version, as logs write it.
@@ -211,6 +325,7 @@ pub fn format_line(format: LogFormat, r: &Record) -> String {
         LogFormat::Alb => alb_line(r),
         LogFormat::Gcp => gcp_line(r),
         LogFormat::Json => json_line(r),
+        LogFormat::Nginx => nginx_line(r),
     }
 }
 
@@ -560,6 +675,141 @@ fn json_line(r: &Record) -> String {
         trace_id: r.trace_id.as_deref(),
     };
     serde_json::to_string(&line).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// ingress-nginx
+
+/// Appends `s` as nginx writes a variable's value with its default `escape`
+/// (`ngx_http_log_escape`): `"`, `\`, control characters and every byte from 0x7f as
+/// `\xHH` (upper-case hex); an empty value prints nothing.
+fn nginx_escaped(out: &mut String, s: &str) {
+    for &b in s.as_bytes() {
+        if !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\' {
+            let _ = write!(out, "\\x{b:02X}");
+        } else {
+            out.push(char::from(b));
+        }
+    }
+}
+
+/// A variable that may have no value: `-` then (nginx's `not_found`), else escaped.
+fn nginx_var(out: &mut String, v: Option<&str>) {
+    match v {
+        Some(v) => nginx_escaped(out, v),
+        None => out.push('-'),
+    }
+}
+
+/// Seconds with millisecond resolution, as nginx prints `$request_time` and
+/// `$upstream_response_time` (`%T.%03M`, the milliseconds truncated).
+fn nginx_secs(out: &mut String, d: Duration) {
+    let ms = d.as_millis();
+    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+}
+
+/// `$time_local` in the Common Log Format, for a controller whose clock is UTC (its
+/// container's default): `01/May/2024:12:34:56 +0000`.
+pub fn nginx_time_local(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{day:02}/{}/{year:04}:{:02}:{:02}:{:02} +0000",
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// One of the four `$upstream_*` lists: each try's value, `, ` between tries; `-` when no
+/// try was made (the variables are not found then).
+fn nginx_list(
+    out: &mut String,
+    tries: impl Iterator<Item = Try>,
+    mut each: impl FnMut(&mut String, &Try),
+) {
+    let mut none = true;
+    for t in tries {
+        if !none {
+            out.push_str(", ");
+        }
+        none = false;
+        each(out, &t);
+    }
+    if none {
+        out.push('-');
+    }
+}
+
+fn nginx_line(r: &Record) -> String {
+    let mut out = String::with_capacity(320);
+    // $remote_addr - $remote_user [$time_local] "$request"
+    let _ = write!(
+        out,
+        "{} - - [{}] \"",
+        r.client.ip(),
+        nginx_time_local(r.end)
+    );
+    nginx_escaped(&mut out, &r.method);
+    out.push(' ');
+    nginx_escaped(&mut out, &r.path);
+    out.push(' ');
+    nginx_escaped(&mut out, r.version);
+    // $status $body_bytes_sent "$http_referer" "$http_user_agent"
+    let _ = write!(
+        out,
+        "\" {:03} {} \"",
+        r.lb_status.unwrap_or(0),
+        r.body_bytes
+    );
+    nginx_var(&mut out, r.referer.as_deref());
+    out.push_str("\" \"");
+    nginx_var(&mut out, r.user_agent.as_deref());
+    // $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name]
+    let _ = write!(out, "\" {} ", r.received_bytes);
+    nginx_secs(&mut out, elapsed(r));
+    let upstream = if r.routed { NGINX_UPSTREAM_NAME } else { "" };
+    let _ = write!(out, " [{upstream}] [] ");
+    // $upstream_addr $upstream_response_length $upstream_response_time $upstream_status
+    // A record with a target but no tries reads as one try at it, as the target answered.
+    let synthesized = r.target.filter(|_| r.tries.is_empty()).map(|target| Try {
+        target,
+        status: r.target_status,
+        cause: None,
+        bytes: r.body_bytes,
+        time: elapsed(r).saturating_sub(r.request_processing.unwrap_or_default()),
+    });
+    let tries = || r.tries.iter().copied().chain(synthesized);
+    nginx_list(&mut out, tries(), |o, t| {
+        let _ = write!(o, "{}", t.target);
+    });
+    out.push(' ');
+    nginx_list(&mut out, tries(), |o, t| {
+        let _ = write!(o, "{}", t.bytes);
+    });
+    out.push(' ');
+    nginx_list(&mut out, tries(), |o, t| nginx_secs(o, t.time));
+    out.push(' ');
+    nginx_list(&mut out, tries(), |o, t| match t.status {
+        Some(s) => {
+            let _ = write!(o, "{s}");
+        }
+        None => o.push('-'),
+    });
+    // $req_id: the X-Request-ID, or nginx's $request_id (16 random bytes in hex).
+    out.push(' ');
+    match r.request_id.as_deref() {
+        Some(id) if !id.is_empty() => nginx_escaped(&mut out, id),
+        _ => {
+            let _ = write!(out, "{:032x}", rand::random::<u128>());
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1040,6 +1290,7 @@ mod tests {
             target_status: Some(200),
             received_bytes: 78,
             sent_bytes: 155,
+            body_bytes: 2,
             method: "GET".into(),
             scheme: "http",
             host: "localhost".into(),
@@ -1048,11 +1299,22 @@ mod tests {
             version: "HTTP/1.1",
             user_agent: Some("curl/8.5.0".into()),
             trace_id: Some("Root=1-66323af0-0123456789abcdef01234567".into()),
+            referer: None,
+            request_id: Some("8d2e6f4c3b1a09f8e7d6c5b4a3928170".into()),
             reason: None,
             status_details: "response_sent_by_backend",
             cut: false,
             conn_trace_id: ConnTraceId(0x3180_a730_13c8_ca4b_ac2f_7311_59d4_b0fe),
             routed: true,
+            tries: [Try {
+                target: "127.0.0.1:9000".parse().unwrap(),
+                status: Some(200),
+                cause: None,
+                bytes: 2,
+                time: millis(11),
+            }]
+            .into_iter()
+            .collect(),
         }
     }
 
@@ -1073,6 +1335,7 @@ mod tests {
             reason: Some("malformed_request"),
             status_details: "malformed_request",
             routed: false,
+            tries: Tries::default(),
             ..ok_200()
         }
     }
@@ -1090,6 +1353,7 @@ mod tests {
             path: "/sleep/5".into(),
             reason: Some("target_idle_timeout"),
             status_details: "backend_timeout",
+            tries: Tries::default(),
             ..ok_200()
         }
     }
@@ -1108,6 +1372,7 @@ mod tests {
             user_agent: None,
             reason: Some("target_closed_connection"),
             status_details: "backend_connection_closed_before_data_sent_to_client",
+            tries: Tries::default(),
             ..ok_200()
         }
     }
@@ -1621,6 +1886,134 @@ mod tests {
         assert!(athena_parse(&broken).is_none());
     }
 
+    /// ingress-nginx's three read timeouts on one endpoint: 504, every try listed.
+    fn nginx_504_three_tries() -> Record {
+        let target: SocketAddr = "10.0.0.7:8000".parse().unwrap();
+        let timed_out = |ms| Try {
+            target,
+            status: Some(504),
+            cause: Some(crate::lb::reason::Reason::TargetTimeout),
+            bytes: 0,
+            time: millis(ms),
+        };
+        Record {
+            end: at(1_714_566_896 + 180, 400_000),
+            lb_status: Some(504),
+            target_status: None,
+            body_bytes: 160,
+            sent_bytes: 160,
+            path: "/sleep/200".into(),
+            user_agent: Some("curl/8.5.0".into()),
+            reason: Some("upstream_timed_out"),
+            tries: [timed_out(60_001), timed_out(60_000), timed_out(60_002)]
+                .into_iter()
+                .collect(),
+            ..ok_200()
+        }
+    }
+
+    #[test]
+    fn nginx_lines_have_the_controllers_default_format() {
+        assert_eq!(
+            format_line(LogFormat::Nginx, &ok_200()),
+            "127.0.0.1 - - [01/May/2024:12:34:56 +0000] \"GET /sleep/0?x=1 HTTP/1.1\" 200 2 \
+             \"-\" \"curl/8.5.0\" 78 0.012 [default-app-80] [] 127.0.0.1:9000 2 0.011 200 \
+             8d2e6f4c3b1a09f8e7d6c5b4a3928170"
+        );
+        // Three timeouts on one endpoint: three addresses, lengths, times and 504s, in
+        // the shape of captured controller lines (kubernetes/ingress-nginx issue 7673).
+        assert_eq!(
+            format_line(LogFormat::Nginx, &nginx_504_three_tries()),
+            "127.0.0.1 - - [01/May/2024:12:37:56 +0000] \"GET /sleep/200 HTTP/1.1\" 504 160 \
+             \"-\" \"curl/8.5.0\" 78 180.300 [default-app-80] [] 10.0.0.7:8000, \
+             10.0.0.7:8000, 10.0.0.7:8000 0, 0, 0 60.001, 60.000, 60.002 504, 504, 504 \
+             8d2e6f4c3b1a09f8e7d6c5b4a3928170"
+        );
+        // No endpoint tried: `-` for all four upstream fields.
+        let no_endpoint = Record {
+            target: None,
+            target_status: None,
+            lb_status: Some(503),
+            body_bytes: 190,
+            tries: Tries::default(),
+            user_agent: None,
+            referer: Some("http://example.test/".into()),
+            ..ok_200()
+        };
+        let line = format_line(LogFormat::Nginx, &no_endpoint);
+        assert!(
+            line.ends_with(
+                "\" 503 190 \"http://example.test/\" \"-\" 78 0.012 [default-app-80] [] \
+                 - - - - 8d2e6f4c3b1a09f8e7d6c5b4a3928170"
+            ),
+            "{line}"
+        );
+        // Rejected before routing: no upstream name; a missing request id is made up.
+        let rejected = Record {
+            request_id: None,
+            ..rejected_400()
+        };
+        let line = format_line(LogFormat::Nginx, &rejected);
+        assert!(line.contains(" 400 2 "), "{line}");
+        assert!(line.contains(" [] [] - - - - "), "{line}");
+        let id = line.rsplit(' ').next().unwrap();
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn nginx_lines_escape_as_nginx_does_and_a_record_without_tries_names_its_target() {
+        let r = Record {
+            user_agent: Some("evil\" \\agent\n\u{e9}".into()),
+            path: "/a\"b".into(),
+            tries: Tries::default(),
+            ..ok_200()
+        };
+        let line = format_line(LogFormat::Nginx, &r);
+        assert!(line.contains("\"GET /a\\x22b HTTP/1.1\""), "{line}");
+        assert!(
+            line.contains("\"evil\\x22 \\x5Cagent\\x0A\\xC3\\xA9\""),
+            "{line}"
+        );
+        // One try at the record's target with the target's status (the 101 of a relay).
+        assert!(
+            line.contains(" [default-app-80] [] 127.0.0.1:9000 2 0.011 200 "),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn tries_hold_one_inline_and_keep_their_order() {
+        let t = |status| Try {
+            target: "127.0.0.1:1".parse().unwrap(),
+            status: Some(status),
+            cause: None,
+            bytes: 0,
+            time: Duration::ZERO,
+        };
+        let mut tries = Tries::default();
+        assert!(tries.is_empty() && tries.last().is_none());
+        tries.push(t(502));
+        assert_eq!(tries.len(), 1);
+        assert_eq!(tries.more.capacity(), 0, "one try allocates nothing");
+        tries.push(t(504));
+        tries.push(t(200));
+        let statuses: Vec<_> = tries.iter().map(|t| t.status).collect();
+        assert_eq!(statuses, [Some(502), Some(504), Some(200)]);
+        assert_eq!(tries.last().and_then(|t| t.status), Some(200));
+    }
+
+    #[test]
+    fn nginx_time_local_is_the_common_log_format_in_utc() {
+        assert_eq!(nginx_time_local(UNIX_EPOCH), "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(
+            nginx_time_local(at(951_782_400, 999_999)),
+            "29/Feb/2000:00:00:00 +0000"
+        );
+    }
+
     #[test]
     fn log_formats_are_cli_values() {
         use clap::ValueEnum;
@@ -1629,6 +2022,6 @@ mod tests {
             .filter_map(|v| v.to_possible_value())
             .map(|p| p.get_name().to_string())
             .collect();
-        assert_eq!(names, ["alb", "gcp", "json"]);
+        assert_eq!(names, ["alb", "gcp", "json", "nginx"]);
     }
 }

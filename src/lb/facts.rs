@@ -1016,9 +1016,26 @@ const N_RETRY_TIMER: &str = "ngx_http_proxy_module: proxy_read_timeout is per re
      (ingress-nginx ConfigMap reference)";
 const N_DRAIN: &str = "Inferred: Kubernetes' terminationGracePeriodSeconds default, 30 s: a \
      terminating pod leaves the endpoints and is killed 30 s later";
-const N_LOG: &str = "Inferred: ingress-nginx writes its upstreaminfo format \
-     (log-format-upstream, with $upstream_status listing every try); lbsim does not write it \
-     yet and uses its own JSON line";
+const N_LOG: &str = "ingress-nginx source, internal/ingress/controller/config/config.go, \
+     logFormatUpstream (the default of the ConfigMap's log-format-upstream; the same string as \
+     the `log_format upstreaminfo` of the \"Log format\" page, \
+     user-guide/nginx-configuration/log-format): `$remote_addr - $remote_user [$time_local] \
+     \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" \
+     $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] \
+     $upstream_addr $upstream_response_length $upstream_response_time $upstream_status \
+     $req_id`. nginx docs, ngx_http_upstream_module, Embedded Variables, $upstream_addr: \"If \
+     several servers were contacted during request processing, their addresses are separated \
+     by commas\", and by colons across an internal redirect (X-Accel-Redirect, error_page; \
+     ` : ` in the source); $upstream_status, $upstream_response_length and \
+     $upstream_response_time \"are separated by commas and colons like addresses\"; nginx \
+     source (ngx_http_upstream_next) gives a failed try 504 for a timeout and 502 for an \
+     error, ngx_http_log_module prints `-` for a variable with no value. Captured: three \
+     timed-out tries as `504, 504, 504` with three addresses and `0, 0, 0` (kubernetes/\
+     ingress-nginx issues 7673, 9443). A 503 for a Service with no endpoint is made in the \
+     rewrite phase by the Lua balancer (rootfs/etc/nginx/lua/balancer.lua, _M.rewrite), before \
+     any upstream, so its upstream fields are `-`. lbsim's stand-ins: $proxy_upstream_name \
+     `default-app-80` (upstreamName in controller/util.go: namespace-service-port), \
+     $time_local in UTC, no internal redirects (no ` : `)";
 const N_WS: &str = "Inferred: an upgraded connection is proxied by the same location, so \
      proxy_read_timeout and proxy_send_timeout (between two reads or writes) close it when \
      idle";
@@ -1096,7 +1113,7 @@ static NGINX_SOURCES: &[Entry] = &[
     ("retry.free", N_RETRY_FREE, Inferred),
     ("retry.fresh_timer", N_RETRY_TIMER, Inferred),
     ("deregistration_delay", N_DRAIN, Inferred),
-    ("log_format", N_LOG, Inferred),
+    ("log_format", N_LOG, Documented),
     ("websocket_timeout", N_WS, Inferred),
     ("outcome.target_timeout", N_READ, Documented),
     ("outcome.target_timeout.page", N_PAGE, Inferred),
@@ -1264,6 +1281,22 @@ mod tests {
             classic.value
         );
         assert_eq!(classic.confidence, Confidence::Documented);
+    }
+
+    #[test]
+    fn ingress_nginx_logs_the_controllers_default_format_and_says_where_it_comes_from() {
+        let fact = facts(Profile::of(Cloud::IngressNginx))
+            .into_iter()
+            .find(|f| f.key == "log_format")
+            .expect("the ingress-nginx profile has a log format");
+        assert!(fact.value.starts_with("nginx: "), "{}", fact.value);
+        assert_eq!(fact.confidence, Confidence::Documented);
+        // The format the writer follows is the one the source quotes, word for word.
+        let quoted = format!("`{}`", crate::lb::accesslog::NGINX_LOG_FORMAT);
+        assert!(fact.source.contains(&quoted), "{}", fact.source);
+        for source in ["config.go", "ngx_http_upstream_module", "issues 7673, 9443"] {
+            assert!(fact.source.contains(source), "{source}: {}", fact.source);
+        }
     }
 
     #[test]

@@ -8,10 +8,11 @@ use http::request::Parts;
 use http::HeaderMap;
 use tokio::time::Instant;
 
-use crate::lb::accesslog::{version_str, ConnTraceId, Record};
+use crate::lb::accesslog::{version_str, ConnTraceId, Record, Tries};
 use crate::lb::forward::Peer;
 
-/// Facts captured when a request arrives (after the LB's headers were added).
+/// Facts captured when a request arrives (after the LB's headers were added; the bytes
+/// received are the client's).
 #[derive(Debug)]
 pub(crate) struct Facts {
     start_wall: SystemTime,
@@ -25,7 +26,10 @@ pub(crate) struct Facts {
     path: String,
     version: &'static str,
     user_agent: Option<String>,
+    referer: Option<String>,
     trace_id: Option<String>,
+    /// The `X-Request-ID` sent on (ingress-nginx's `$req_id`).
+    request_id: Option<String>,
     /// Request line and headers as received, plus the declared body length.
     received_bytes: u64,
     /// The request passed the LB's checks and went to routing; a head the LB rejects is
@@ -48,12 +52,16 @@ pub(crate) struct Ending {
     pub target_status: Option<u16>,
     /// Response bytes sent (head estimate plus body).
     pub sent_bytes: u64,
+    /// Of them, the body's.
+    pub body_bytes: u64,
     /// lbsim's cause code when the LB answered or cut.
     pub reason: Option<&'static str>,
     /// The cloud's request-log word for that cause (GCP `statusDetails`).
     pub log_word: Option<&'static str>,
     /// The response head went out and the body was cut.
     pub cut: bool,
+    /// Every try at a target, in order (nginx's `$upstream_*` lists).
+    pub tries: Tries,
 }
 
 /// The cloud's word for a response the backend sent itself.
@@ -61,8 +69,9 @@ const SENT_BY_BACKEND: &str = "response_sent_by_backend";
 
 impl Facts {
     /// Captures what the log needs from a request head that arrived on `peer`'s
-    /// connection (its addresses and connection ID).
-    pub(crate) fn capture(parts: &Parts, peer: &Peer) -> Facts {
+    /// connection (its addresses and connection ID), after the LB added its headers (the
+    /// request id is one); `client_head` is the header block's size as the client sent it.
+    pub(crate) fn capture(parts: &Parts, peer: &Peer, client_head: usize) -> Facts {
         let header = |name: &str| {
             parts
                 .headers
@@ -96,8 +105,10 @@ impl Facts {
             path,
             version: version_str(parts.version),
             user_agent: header("user-agent"),
+            referer: header("referer"),
             trace_id,
-            received_bytes: (line + head_size(&parts.headers)) as u64 + declared,
+            request_id: header("x-request-id"),
+            received_bytes: (line + client_head) as u64 + declared,
             routed: true,
         }
     }
@@ -147,7 +158,9 @@ impl Facts {
             path,
             version,
             user_agent,
+            referer: None,
             trace_id: None,
+            request_id: None,
             received_bytes: head.len() as u64,
             routed: false,
         }
@@ -178,6 +191,7 @@ impl Facts {
             target_status: e.target_status,
             received_bytes: self.received_bytes,
             sent_bytes: e.sent_bytes,
+            body_bytes: e.body_bytes,
             method: self.method.clone(),
             scheme: "http",
             host: self.host.clone(),
@@ -185,12 +199,15 @@ impl Facts {
             path: self.path.clone(),
             version: self.version,
             user_agent: self.user_agent.clone(),
+            referer: self.referer.clone(),
             trace_id: self.trace_id.clone(),
+            request_id: self.request_id.clone(),
             reason: e.reason,
             status_details: e.log_word.or(e.reason).unwrap_or(SENT_BY_BACKEND),
             cut: e.cut,
             conn_trace_id: self.conn_trace_id,
             routed: self.routed,
+            tries: e.tries,
         }
     }
 }

@@ -489,6 +489,11 @@ impl Profile {
                 LogFormat::Alb => "alb: the ALB access-log line",
                 LogFormat::Gcp => "gcp: a Cloud Logging request entry",
                 LogFormat::Json => "json: lbsim's own",
+                LogFormat::Nginx => {
+                    "nginx: the controller's default log-format-upstream (upstreaminfo), \
+                     every try in $upstream_addr, $upstream_response_length, \
+                     $upstream_response_time and $upstream_status"
+                }
             }
             .to_string(),
         );
@@ -1385,8 +1390,8 @@ pub static INGRESS_NGINX: Profile = Profile {
     // SIGKILL 30 s later.
     deregistration_delay: Duration::from_secs(30),
     validation: NGINX_RULES,
-    // ingress-nginx's upstreaminfo format is not implemented yet: lbsim's own.
-    log_format: LogFormat::Json,
+    // The controller's default log-format-upstream (its `upstreaminfo` log_format).
+    log_format: LogFormat::Nginx,
     outcomes: nginx_outcome,
     forwarding: Forwarding {
         // X-Forwarded-For: the client's address ($proxy_add_x_forwarded_for).

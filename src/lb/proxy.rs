@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::lb::accesslog::{AccessLog, FINAL_FLUSH_LIMIT};
+use crate::lb::accesslog::{AccessLog, Tries, Try, FINAL_FLUSH_LIMIT};
 use crate::lb::advice::{explain, Detail};
 use crate::lb::client::{ClientHooks, ClientIo, ConnState, InFlight};
 use crate::lb::config::Config;
@@ -191,12 +191,14 @@ impl Engine {
         self.config.profile
     }
 
-    /// The cloud's page for `reason`, counted and explained in one log line.
+    /// The cloud's page for `reason`, counted and explained in one log line; `tries` are
+    /// the request's tries at targets (the last one failed with `reason`), for the log.
     pub(crate) fn lb_error(
         &self,
         reason: Reason,
         detail: &Detail,
         facts: Option<&Facts>,
+        tries: Tries,
     ) -> Response<ProxyBody> {
         let outcome = self.profile().outcome(reason);
         self.count_and_say(reason, detail);
@@ -218,6 +220,8 @@ impl Engine {
                 reason: Some(outcome.code),
                 log_word: Some(outcome.log_word),
                 sent_bytes: outcome.page.body.len() as u64,
+                body_bytes: outcome.page.body.len() as u64,
+                tries,
                 ..Ending::default()
             },
         );
@@ -324,12 +328,11 @@ impl Engine {
         if http_body::Body::is_end_stream(&body) {
             deadline.mark_request_complete();
         }
+        // The client's header bytes, before the LB adds its own (logs count what arrived).
+        let client_head = self.access_log.is_some().then(|| head_size(&parts.headers));
         forward::add_request_headers(&mut parts.headers, &self.profile().forwarding, &peer);
         // Only an access log needs these facts; skip the copies otherwise.
-        let facts = self
-            .access_log
-            .is_some()
-            .then(|| Arc::new(Facts::capture(&parts, &peer)));
+        let facts = client_head.map(|head| Arc::new(Facts::capture(&parts, &peer, head)));
         parts.version = Version::HTTP_11;
         let mut pending = Unanswered {
             engine: &self,
@@ -341,6 +344,8 @@ impl Engine {
         };
         // Defensive desync mitigation serves an Ambiguous request, then closes both sides.
         let ambiguous = conn.take_ambiguous();
+        // Filled only when there is an access log; one try is held without allocating.
+        let mut tries = Tries::default();
         let forwarded = self
             .forward(
                 parts,
@@ -351,6 +356,7 @@ impl Engine {
                 ambiguous,
                 &conn,
                 client_upgrade,
+                &mut tries,
             )
             .await;
         // The app answered while its request body was still on its way: the rest of the
@@ -372,7 +378,7 @@ impl Engine {
                     let outcome = self.profile().outcome(reason);
                     respond::page(outcome)
                 } else {
-                    self.lb_error(reason, &detail, facts.as_deref())
+                    self.lb_error(reason, &detail, facts.as_deref(), tries)
                 }
             }
         };
@@ -432,6 +438,7 @@ impl Engine {
                             reason: Some(outcome.code),
                             log_word: Some(outcome.log_word),
                             sent_bytes: page.len() as u64,
+                            body_bytes: outcome.page.body.len() as u64,
                             ..Ending::default()
                         },
                     );
@@ -452,6 +459,7 @@ impl Engine {
         close_target: bool,
         client: &Arc<ConnState>,
         client_upgrade: Option<OnUpgrade>,
+        tries: &mut Tries,
     ) -> Result<Response<ProxyBody>, Failure> {
         // A request the cloud may send again keeps a copy of its head; only a request
         // without a body qualifies, so the retry sends an empty one.
@@ -467,12 +475,18 @@ impl Engine {
         // back after an error on a cached keep-alive connection).
         let mut attempt = 1;
         let mut free_retries = 0;
+        // Each try's start, for its time in the log; only an access log needs them.
+        let logging = facts.is_some();
+        let mut try_start = None;
         let (target, kill, on_target, timer, (resp, conn, dispatched)) = loop {
             let picked = self.targets.pick().map_err(|reason| Failure {
                 reason,
                 detail: Detail::default(),
             })?;
             let target = picked.addr;
+            if logging {
+                try_start = Some(tokio::time::Instant::now());
+            }
             self.events.emit(|| EventKind::Forwarded {
                 conn: client.id,
                 target,
@@ -519,6 +533,27 @@ impl Engine {
                 Err(Reason::TargetTimeout) => Some(Reason::TargetTimeout),
                 _ => None,
             };
+            // A try that ended without a response is logged with the status the LB gives
+            // its failure (nginx: 504 for a timeout, 502 for an error), retried or not.
+            let failed_try = |reason: Reason| {
+                let status = self.profile().outcome(reason).status;
+                Try {
+                    target,
+                    // The client's own failures (a body that broke, a stall) are no
+                    // status of the target's.
+                    status: (status >= 500).then_some(status),
+                    cause: Some(reason),
+                    bytes: 0,
+                    time: try_start.map_or(Duration::ZERO, |t| t.elapsed()),
+                }
+            };
+            if logging {
+                match &outcome {
+                    Ok(Err(failure)) => tries.push(failed_try(failure.reason)),
+                    Err(reason) => tries.push(failed_try(*reason)),
+                    Ok(Ok(_)) => {}
+                }
+            }
             if let (Some(reason), Some(policy)) = (failed_with, retry) {
                 let free = policy.free.contains(&reason) && free_retries < MAX_FREE_RETRIES;
                 if policy.retries(method.as_str(), reason, attempt)
@@ -579,6 +614,16 @@ impl Engine {
         {
             // RFC 9112 §6.3: a response framed both ways may be smuggling; the LB refuses it
             // (and the target connection, whose framing is now unknown, goes with `conn`).
+            if logging {
+                let status = self.profile().outcome(Reason::MalformedResponse).status;
+                tries.push(Try {
+                    target,
+                    status: Some(status),
+                    cause: Some(Reason::MalformedResponse),
+                    bytes: 0,
+                    time: try_start.map_or(Duration::ZERO, |t| t.elapsed()),
+                });
+            }
             return Err(Failure {
                 reason: Reason::MalformedResponse,
                 detail: Detail {
@@ -653,9 +698,20 @@ impl Engine {
         let end_deadline = deadline.clone();
         // The client connection counts as busy until the body ends, not just the head.
         let busy = in_flight.take();
+        // The tries before this one (none, most often: no allocation was made).
+        let mut tries = std::mem::take(tries);
         let on_end = OnEnd::new(move |end, sent| {
             let _on_target = on_target;
             let _busy = busy;
+            if let Some(start) = try_start {
+                tries.push(Try {
+                    target,
+                    status: Some(status),
+                    cause: None,
+                    bytes: sent,
+                    time: start.elapsed(),
+                });
+            }
             let mut ending = Ending {
                 target: Some(target),
                 dispatched: Some(dispatched),
@@ -663,6 +719,8 @@ impl Engine {
                 lb_status: Some(status),
                 target_status: Some(status),
                 sent_bytes: head_bytes + sent,
+                body_bytes: sent,
+                tries,
                 ..Ending::default()
             };
             let detail = |error: Option<String>| Detail {
@@ -880,6 +938,7 @@ impl Relay {
             lb_status: Some(101),
             target_status: Some(101),
             sent_bytes: head_bytes + moved.1,
+            body_bytes: moved.1,
             ..Ending::default()
         };
         let cut = match end {

@@ -2,18 +2,23 @@
 //! made itself, with the fix and the bundled scenario that reproduces it.
 //!
 //! Input is what a user downloads: ALB access-log files (`.log` or `.log.gz`, S3's
-//! layout), and GCP load-balancer request logs exported from Cloud Logging (one JSON entry
-//! per line, or one JSON array such as `gcloud logging read --format=json` prints). The
-//! format is told apart per line (a JSON object is a GCP entry, anything else an ALB
-//! line), so one run can read both; gzip is recognised by its magic bytes, not its name.
+//! layout), GCP load-balancer request logs exported from Cloud Logging (one JSON entry
+//! per line, or one JSON array such as `gcloud logging read --format=json` prints), and
+//! the ingress-nginx controller's access log in its default `log-format-upstream` (what
+//! `kubectl logs` prints; the controller's error-log and klog lines mixed in are skipped).
+//! The format is told apart per line (a JSON object is a GCP entry, `addr - user [time]
+//! ...` an ingress-nginx line, anything else an ALB line), so one run can read all three;
+//! gzip is recognised by its magic bytes, not its name.
 //!
 //! Causes come from the engine's own tables, not a second one: a GCP `statusDetails` word
 //! is looked up among the profile's [`Outcome::log_word`](crate::lb::profile::Outcome)s, and
 //! an ALB line goes through [`classify_alb`], a few documented rules over status, target
 //! status, timings and `error_reason`, which end in a [`Reason`] whose status and word the
-//! AWS profile holds. What the app answered itself (a target status on an ALB line,
-//! `response_sent_by_backend` on GCP) is never blamed on the load balancer: its 5xx are
-//! listed apart, as "answered by the app".
+//! AWS profile holds; an ingress-nginx line goes through [`classify_nginx`], which reads
+//! `$status` against the tries nginx lists (`$upstream_status`, lengths and times). What
+//! the app answered itself (a target status on an ALB line, `response_sent_by_backend` on
+//! GCP, an ingress-nginx status that is the last try's own) is never blamed on the load
+//! balancer: its 5xx are listed apart, as "answered by the app".
 //!
 //! A line that does not parse is counted and named by file and line number; nothing in
 //! the input can make triage panic.
@@ -46,9 +51,10 @@ const UNPARSED_SHOWN: usize = 10;
 /// Flags of `lbsim triage`.
 #[derive(Debug, clap::Args)]
 pub struct TriageArgs {
-    /// The cloud the logs come from. ALB lines are always read as AWS; GCP entries as the
-    /// global external load balancer unless `gcp-classic` is given (their logs look alike,
-    /// but the two generations answer some causes with other statuses and scenarios).
+    /// The cloud the logs come from. ALB lines are always read as AWS and ingress-nginx
+    /// lines as ingress-nginx; GCP entries as the global external load balancer unless
+    /// `gcp-classic` is given (their logs look alike, but the two generations answer some
+    /// causes with other statuses and scenarios).
     #[arg(long, value_enum)]
     pub cloud: Option<Cloud>,
     /// Print the report as JSON, for tools.
@@ -476,6 +482,385 @@ pub fn parse_gcp(entry: &Value, cloud: Cloud) -> Result<Entry, String> {
 }
 
 // ---------------------------------------------------------------------------------------
+// ingress-nginx lines
+
+/// One try at an endpoint, as an ingress-nginx line lists it: the n-th value of each of
+/// `$upstream_addr`, `$upstream_response_length`, `$upstream_response_time` and
+/// `$upstream_status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NginxTry {
+    /// The endpoint (`ip:port`); `None` for `-`.
+    pub addr: Option<String>,
+    /// Response body bytes read from it; `None` for `-`.
+    pub length: Option<u64>,
+    /// Seconds the try took; `None` for `-`.
+    pub time: Option<f64>,
+    /// Its status: the endpoint's, or the one nginx gave a failed try (504 for a timeout,
+    /// 502 for an error); `None` for `-`.
+    pub status: Option<u16>,
+}
+
+/// The fields of an ingress-nginx line that classification reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NginxFields {
+    /// `$status`; `None` for `000` (nothing sent).
+    pub status: Option<u16>,
+    /// `$body_bytes_sent`.
+    pub body_bytes: u64,
+    /// The tries of the request's own upstream, in order: the values before any ` : `
+    /// (an internal redirect, such as a custom error page, starts another group, which is
+    /// not the app's). Empty when nginx tried no endpoint (the four fields are `-`).
+    pub tries: Vec<NginxTry>,
+}
+
+/// nginx's `proxy_connect_timeout` in ingress-nginx's default (proxy-connect-timeout 5):
+/// a timed-out try that took this long most likely timed out connecting.
+const NGINX_CONNECT_TIMEOUT_SECS: f64 = 5.0;
+
+/// Reads a line's fields left to right.
+struct Cursor<'a>(&'a str);
+
+impl<'a> Cursor<'a> {
+    fn skip_spaces(&mut self) {
+        self.0 = self.0.trim_start_matches(' ');
+    }
+
+    /// The next space-separated word.
+    fn word(&mut self, name: &str) -> Result<&'a str, String> {
+        self.skip_spaces();
+        let end = self.0.find(' ').unwrap_or(self.0.len());
+        if end == 0 {
+            return Err(format!("the line ends before {name}"));
+        }
+        let (w, rest) = self.0.split_at(end);
+        self.0 = rest;
+        Ok(w)
+    }
+
+    /// The text between `open` and `close` (nginx escapes `"` inside values as `\x22`, so
+    /// the first `close` ends the field).
+    fn enclosed(&mut self, open: char, close: char, name: &str) -> Result<&'a str, String> {
+        self.skip_spaces();
+        let rest = self
+            .0
+            .strip_prefix(open)
+            .ok_or_else(|| format!("{name} does not start with `{open}`"))?;
+        let end = rest
+            .find(close)
+            .ok_or_else(|| format!("{name} opens `{open}` and never closes it"))?;
+        self.0 = &rest[end + close.len_utf8()..];
+        Ok(&rest[..end])
+    }
+
+    fn at(&mut self, c: char) -> bool {
+        self.skip_spaces();
+        self.0.starts_with(c)
+    }
+}
+
+/// Whether `line` has the shape of an ingress-nginx access-log line: `$remote_addr -
+/// $remote_user [$time_local] ...`. ALB lines start with their type and a timestamp.
+pub fn looks_like_nginx(line: &str) -> bool {
+    let mut words = line.split(' ');
+    let (_, dash, _, time) = (words.next(), words.next(), words.next(), words.next());
+    dash == Some("-") && time.is_some_and(|t| t.starts_with('['))
+}
+
+/// Whether `line` is one of the controller's other lines that `kubectl logs` mixes in:
+/// nginx's error log (`2024/03/12 10:15:01 [error] ...`) or the controller's own klog
+/// lines (`W0312 10:15:01.123456 ...`). Not requests, so neither parsed nor unparsed.
+pub fn is_controller_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let error_log = digits(0..4)
+        && b.get(4) == Some(&b'/')
+        && digits(5..7)
+        && b.get(7) == Some(&b'/')
+        && line.get(19..21) == Some(" [");
+    let klog = matches!(b.first(), Some(b'I' | b'W' | b'E' | b'F'))
+        && digits(1..5)
+        && b.get(5) == Some(&b' ')
+        && digits(6..8)
+        && b.get(8) == Some(&b':');
+    error_log || klog
+}
+
+/// `08/Mar/2023:16:02:45 +0000` (nginx's `$time_local`) to microseconds since 1970.
+pub fn parse_time_local(s: &str) -> Option<i64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let b = s.as_bytes();
+    if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
+        return None;
+    }
+    let d = num(0..2)?;
+    let mo = MONTHS.iter().position(|m| s.get(3..6) == Some(*m))? as i64 + 1;
+    let y = num(7..11)?;
+    let (h, mi, sec) = (num(12..14)?, num(15..17)?, num(18..20)?);
+    if !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let sign = match b[21] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let offset = sign * (num(22..24)? * 3600 + num(24..26)? * 60);
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    Some(secs * 1_000_000)
+}
+
+/// The upstream lists after `[$proxy_alternative_upstream_name]`: each list's values in
+/// groups (`, ` between tries, ` : ` between groups), then whatever single words follow
+/// (`$req_id`).
+fn nginx_lists(rest: &str) -> Vec<Vec<Vec<&str>>> {
+    let mut words = rest.split(' ').filter(|w| !w.is_empty()).peekable();
+    let mut lists = Vec::new();
+    while let Some(first) = words.next() {
+        let mut groups = vec![Vec::new()];
+        let mut word = first;
+        loop {
+            let value = word.strip_suffix(',');
+            if let Some(group) = groups.last_mut() {
+                group.push(value.unwrap_or(word));
+            }
+            if value.is_some() {
+                match words.next() {
+                    Some(next) => word = next,
+                    None => break,
+                }
+            } else if words.peek() == Some(&":") {
+                words.next();
+                groups.push(Vec::new());
+                match words.next() {
+                    Some(next) => word = next,
+                    None => break,
+                }
+            } else {
+                break;
+            }
+        }
+        lists.push(groups);
+    }
+    lists
+}
+
+fn dash_or<T>(s: &str, name: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, String> {
+    if s == "-" {
+        return Ok(None);
+    }
+    parse(s)
+        .map(Some)
+        .ok_or_else(|| format!("{name} `{s}` is not what nginx writes there"))
+}
+
+/// Parses one ingress-nginx access-log line in the controller's default
+/// `log-format-upstream` ([`crate::lb::accesslog::NGINX_LOG_FORMAT`]); lines of older
+/// controllers, without `[$proxy_alternative_upstream_name]` or `$req_id`, parse too.
+pub fn parse_nginx(line: &str) -> Result<Entry, String> {
+    let mut c = Cursor(line.trim_end_matches(['\r', '\n']));
+    c.word("$remote_addr")?;
+    if c.word("`-`")? != "-" {
+        return Err("the second field is not `-`".to_string());
+    }
+    c.word("$remote_user")?;
+    let time_local = c.enclosed('[', ']', "$time_local")?;
+    let time = parse_time_local(time_local)
+        .ok_or_else(|| format!("$time_local `{time_local}` is not a time"))?;
+    c.enclosed('"', '"', "$request")?;
+    let status = c.word("$status")?;
+    let status = match status {
+        "000" => None,
+        s => status_field(s, "$status")?,
+    };
+    let body_bytes = c.word("$body_bytes_sent")?;
+    let body_bytes = body_bytes
+        .parse()
+        .map_err(|_| format!("$body_bytes_sent `{body_bytes}` is not a number"))?;
+    c.enclosed('"', '"', "$http_referer")?;
+    c.enclosed('"', '"', "$http_user_agent")?;
+    c.word("$request_length")?;
+    let request_time = c.word("$request_time")?;
+    let duration = timing_field(request_time, "$request_time")?;
+    c.enclosed('[', ']', "$proxy_upstream_name")?;
+    if c.at('[') {
+        c.enclosed('[', ']', "$proxy_alternative_upstream_name")?;
+    }
+    let lists = nginx_lists(c.0);
+    if lists.len() < 4 {
+        return Err(format!(
+            "{} upstream fields; an ingress-nginx line has four ($upstream_addr, \
+             $upstream_response_length, $upstream_response_time, $upstream_status)",
+            lists.len()
+        ));
+    }
+    // The request's own upstream: the first group of each list.
+    let first = |i: usize| lists[i].first().map(Vec::as_slice).unwrap_or_default();
+    let (addrs, lengths, times, statuses) = (first(0), first(1), first(2), first(3));
+    let no_try = |v: &[&str]| v == ["-"];
+    let tries = if [addrs, lengths, times, statuses].iter().all(|v| no_try(v)) {
+        Vec::new()
+    } else {
+        let n = statuses.len();
+        if [addrs.len(), lengths.len(), times.len()] != [n, n, n] {
+            return Err(format!(
+                "the upstream fields list {}, {}, {} and {} tries",
+                addrs.len(),
+                lengths.len(),
+                times.len(),
+                n
+            ));
+        }
+        (0..n)
+            .map(|i| {
+                Ok(NginxTry {
+                    addr: (addrs[i] != "-").then(|| addrs[i].to_string()),
+                    length: dash_or(lengths[i], "$upstream_response_length", |s| s.parse().ok())?,
+                    time: dash_or(times[i], "$upstream_response_time", |s| {
+                        s.parse().ok().filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                    })?,
+                    status: dash_or(statuses[i], "$upstream_status", |s| {
+                        s.parse().ok().filter(|v| (100..1000).contains(v))
+                    })?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?
+    };
+    let fields = NginxFields {
+        status,
+        body_bytes,
+        tries,
+    };
+    Ok(Entry {
+        time: Some(time),
+        duration,
+        verdict: classify_nginx(&fields),
+    })
+}
+
+/// A try whose status nginx gave it itself: a timeout (504) or an error (502) leaves the
+/// status nginx assigned and no response body (ngx_http_upstream_next). An app's own 502
+/// or 504 with an empty body reads the same; one with a body does not.
+fn nginx_made(t: &NginxTry) -> bool {
+    matches!(t.status, Some(502 | 504)) && t.length.unwrap_or(0) == 0
+}
+
+/// Who answered an ingress-nginx request, from its status and the tries its line lists.
+///
+/// The rules, from nginx's source and documentation (`ngx_http_upstream_next`, the
+/// upstream module's variables) and the controller's Lua balancer:
+///
+/// 1. No try (`-` in the four upstream fields): nginx answered before reaching any
+///    endpoint. 503 is the controller's "no endpoint" (the balancer finds no ready
+///    endpoint for the Service and answers in the rewrite phase); 499 a client that left;
+///    400, 408, 405, 501, 414 and 494 nginx's rejections of the request itself.
+/// 2. The last try's status is `$status` and came from the app (not a 502/504 without a
+///    body): the app's answer, a 500 or 503 included. Earlier tries that failed (`502,
+///    200`: nginx sent a GET again after a dead keep-alive connection) do not change that.
+/// 3. `$status` 504 and the last try 504 with no body: a timeout. When every timed-out try
+///    took about 5 s, the default proxy-connect-timeout, it was the connect that timed
+///    out; otherwise proxy-read-timeout (the app sent nothing in time), retried on each
+///    try by `proxy_next_upstream timeout`.
+/// 4. `$status` 502 and the last try 502 with no body: an error on the connection. One
+///    try: most often the keep-alive mismatch (the app closed an idle connection nginx
+///    reused; a GET is sent again on a new one without using a try, so it is a POST that
+///    shows it). Several tries all failing: the app refused or closed every connection.
+/// 5. 499 with tries: the client left while the app was working.
+/// 6. Anything else at 400 or more that nginx sent instead of the app's status is nginx's
+///    own, under a cause lbsim does not model.
+pub fn classify_nginx(f: &NginxFields) -> Verdict {
+    let status = f.status;
+    let lb = |reason: Option<Reason>, evidence: String| {
+        Verdict::Lb(Cause {
+            cloud: Cloud::IngressNginx,
+            status,
+            reason,
+            evidence,
+        })
+    };
+    let Some(code) = status else {
+        return Verdict::App { status };
+    };
+    let Some(last) = f.tries.last() else {
+        let reason = match code {
+            c if c < 400 => return Verdict::App { status },
+            503 => Some(Reason::NoHealthyTargets),
+            499 => Some(Reason::ClientClosed),
+            400 => Some(Reason::MalformedRequest),
+            408 => Some(Reason::ClientTimeout),
+            405 => Some(Reason::MethodNotAllowed),
+            501 => Some(Reason::UnsupportedTransferEncoding),
+            414 | 494 => Some(Reason::RequestTooLarge),
+            _ => None,
+        };
+        return lb(reason, format!("{code}, upstream_status -"));
+    };
+    if code == 499 {
+        return lb(
+            Some(Reason::ClientClosed),
+            "499, after reaching the app".to_string(),
+        );
+    }
+    let show = |s: Option<u16>| s.map_or("-".to_string(), |s| s.to_string());
+    if last.status != Some(code) {
+        return if code < 400 {
+            Verdict::App { status }
+        } else {
+            lb(
+                None,
+                format!("{code}, last upstream_status {}", show(last.status)),
+            )
+        };
+    }
+    if !nginx_made(last) {
+        return Verdict::App { status };
+    }
+    // The tries that ended as this one did, and how the list reads.
+    let every = f.tries.iter().all(|t| t.status == last.status);
+    let pattern = match (f.tries.len(), every) {
+        (1, _) => format!("upstream_status {code}"),
+        (_, true) => format!("upstream_status {code} on every try"),
+        (_, false) => format!("upstream_status ending in {code}"),
+    };
+    match code {
+        504 => {
+            let timed_out: Vec<&NginxTry> =
+                f.tries.iter().filter(|t| t.status == Some(504)).collect();
+            let connecting = timed_out.iter().all(|t| {
+                t.time
+                    .is_some_and(|s| (s - NGINX_CONNECT_TIMEOUT_SECS).abs() < 0.05)
+            });
+            if connecting {
+                lb(
+                    Some(Reason::ConnectTimeout),
+                    format!("504, {pattern}, each after ~5 s (proxy-connect-timeout)"),
+                )
+            } else {
+                lb(Some(Reason::TargetTimeout), format!("504, {pattern}"))
+            }
+        }
+        _ if f.tries.len() == 1 => lb(
+            Some(Reason::KeepAliveRace),
+            format!("502, {pattern}, upstream_response_length 0"),
+        ),
+        _ => lb(
+            Some(Reason::TargetClosedConnection),
+            format!("502, {pattern}"),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Time
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -579,6 +964,10 @@ pub struct Tally {
     pub alb_entries: u64,
     /// Entries read as GCP JSON.
     pub gcp_entries: u64,
+    /// Entries read as ingress-nginx lines.
+    pub nginx_entries: u64,
+    /// The ingress-nginx controller's other lines (error log, klog) skipped.
+    pub skipped: u64,
     /// LB-made answers by cause: the time (when known) and duration of each.
     pub causes: HashMap<Cause, Vec<Seen>>,
     /// The app's own 5xx by status: their times.
@@ -649,6 +1038,11 @@ impl Tally {
                     .map_err(|e| format!("not JSON: {e}"))
                     .and_then(|v| parse_gcp(&v, cloud))
                     .inspect(|_| self.gcp_entries += 1)
+            } else if looks_like_nginx(trimmed) {
+                parse_nginx(trimmed).inspect(|_| self.nginx_entries += 1)
+            } else if is_controller_line(trimmed) {
+                self.skipped += 1;
+                continue;
             } else {
                 parse_alb(trimmed).inspect(|_| self.alb_entries += 1)
             };
@@ -817,6 +1211,10 @@ pub struct Report {
     pub alb_entries: u64,
     /// Of them, GCP entries.
     pub gcp_entries: u64,
+    /// Of them, ingress-nginx lines.
+    pub nginx_entries: u64,
+    /// The ingress-nginx controller's error-log and klog lines, skipped (not requests).
+    pub skipped: u64,
     /// Entries the load balancer answered itself.
     pub lb_errors: usize,
     /// The LB's answers by cause, most frequent first.
@@ -848,13 +1246,33 @@ pub fn scenario_for(cloud: Cloud, reason: Reason) -> Option<&'static str> {
         (Cloud::Gcp, ConnectRefused) => "gcp-503-app-stopped",
         // The end-to-end timeout is the same timer on both generations.
         (Cloud::Gcp | Cloud::GcpClassic, TargetTimeout) => "gcp-504-slow-app",
+        (Cloud::IngressNginx, TargetTimeout) => "ingress-nginx-504-slow-app",
+        (Cloud::IngressNginx, KeepAliveRace) => "ingress-nginx-502-keepalive-post",
         _ => return None,
     })
 }
 
 /// The cause in words (the log cannot tell everything the engine knows).
 fn describe(cloud: Cloud, reason: Reason) -> &'static str {
+    let nginx = cloud == Cloud::IngressNginx;
     match reason {
+        Reason::KeepAliveRace if nginx => {
+            "the app closed the connection before answering (most often the keep-alive \
+             mismatch: the app's keep-alive is shorter than nginx's upstream-keepalive-timeout)"
+        }
+        Reason::TargetTimeout if nginx => {
+            "proxy-read-timeout: the app sent nothing in time, on every try"
+        }
+        Reason::ConnectTimeout if nginx => {
+            "proxy-connect-timeout: connecting to the endpoint timed out, on every try"
+        }
+        Reason::TargetClosedConnection if nginx => {
+            "every try failed: the endpoints refused or closed the connection (the app is \
+             down, restarting or crashing; not the keep-alive mismatch, which nginx retries)"
+        }
+        Reason::NoHealthyTargets if nginx => {
+            "no ready endpoint: the Service has no ready pod (or no pod at all)"
+        }
         Reason::KeepAliveRace if cloud == Cloud::Aws => {
             "target closed the connection (most often the keep-alive race)"
         }
@@ -896,6 +1314,20 @@ fn fix(config: Option<&Config>, reason: Reason) -> String {
             "{} (if the app crashed or restarted instead, its own logs say so)",
             advice::keep_alive_fix(config)
         ),
+        Reason::ConnectTimeout if config.profile.cloud == Cloud::IngressNginx => {
+            "a connect to a pod's address that times out means the pod is unreachable: gone \
+             while its endpoint was still listed, a NetworkPolicy, a node that went down, or an \
+             app whose listen backlog is full; check the endpoints and the app's readiness"
+                .to_string()
+        }
+        Reason::NoHealthyTargets | Reason::NoRegisteredTargets
+            if config.profile.cloud == Cloud::IngressNginx =>
+        {
+            "check that the Service's selector matches running pods and that their readiness \
+             probe passes (`kubectl get endpointslices -l kubernetes.io/service-name=<service>`); \
+             during a rollout keep enough ready replicas (maxUnavailable, a PodDisruptionBudget)"
+                .to_string()
+        }
         Reason::TargetTimeout => config.profile.timeout_fix.to_string(),
         Reason::ClientClosed => "clients gave up before the answer: raise the client's timeout \
                                  or make the app answer sooner"
@@ -942,10 +1374,15 @@ impl Tally {
     /// The summary of everything read.
     pub fn report(self) -> Report {
         // Default settings always build; a failure only costs the fix sentences.
-        let configs: Vec<(Cloud, Option<Config>)> = [Cloud::Aws, Cloud::Gcp, Cloud::GcpClassic]
-            .into_iter()
-            .map(|c| (c, Config::build(&Settings::new(c)).ok()))
-            .collect();
+        let configs: Vec<(Cloud, Option<Config>)> = [
+            Cloud::Aws,
+            Cloud::Gcp,
+            Cloud::GcpClassic,
+            Cloud::IngressNginx,
+        ]
+        .into_iter()
+        .map(|c| (c, Config::build(&Settings::new(c)).ok()))
+        .collect();
         let requests = self.requests;
         let mut causes: Vec<CauseReport> = self
             .causes
@@ -1017,6 +1454,8 @@ impl Tally {
             requests,
             alb_entries: self.alb_entries,
             gcp_entries: self.gcp_entries,
+            nginx_entries: self.nginx_entries,
+            skipped: self.skipped,
             lb_errors: causes.iter().map(|c| c.count).sum(),
             causes,
             app_5xx,
@@ -1050,16 +1489,25 @@ impl std::fmt::Display for Report {
         let apps: usize = self.app_5xx.iter().map(|a| a.count).sum();
         writeln!(
             f,
-            "lbsim triage: {} requests in {} file(s) ({} ALB lines, {} GCP entries): {} answered \
-             by the load balancer itself, {} 5xx answered by the app; {} not parsed",
+            "lbsim triage: {} requests in {} file(s) ({} ALB lines, {} GCP entries, {} \
+             ingress-nginx lines): {} answered by the load balancer itself, {} 5xx answered by \
+             the app; {} not parsed",
             self.requests,
             self.files.len(),
             self.alb_entries,
             self.gcp_entries,
+            self.nginx_entries,
             self.lb_errors,
             apps,
             self.unparsed
         )?;
+        if self.skipped > 0 {
+            writeln!(
+                f,
+                "({} other ingress-nginx controller lines skipped: error log, klog)",
+                self.skipped
+            )?;
+        }
         if !self.causes.is_empty() {
             writeln!(f, "\nAnswered by the load balancer:")?;
         }
@@ -1401,13 +1849,220 @@ mod tests {
 
     #[test]
     fn every_suggested_scenario_is_bundled() {
-        for cloud in [Cloud::Aws, Cloud::Gcp, Cloud::GcpClassic] {
+        for cloud in [
+            Cloud::Aws,
+            Cloud::Gcp,
+            Cloud::GcpClassic,
+            Cloud::IngressNginx,
+        ] {
             for r in Reason::ALL {
                 if let Some(name) = scenario_for(cloud, r) {
                     assert!(BUNDLED.iter().any(|b| b.name == name), "{name}");
                 }
             }
         }
+    }
+
+    /// An ingress-nginx line with `status`, `upstream` (the four upstream fields as nginx
+    /// writes them) and a fixed head.
+    fn nginx_line(status: &str, upstream: &str) -> String {
+        format!(
+            "10.244.0.1 - - [12/Mar/2024:10:15:01 +0000] \"GET /predict HTTP/1.1\" {status} 160 \
+             \"-\" \"curl/8.5.0\" 93 15.004 [default-app-80] [] {upstream} \
+             5a401812d3491489148c16a589f9e84c"
+        )
+    }
+
+    fn nginx_verdict(status: &str, upstream: &str) -> Verdict {
+        parse_nginx(&nginx_line(status, upstream))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .verdict
+    }
+
+    fn nginx_cause(status: &str, upstream: &str) -> (Option<Reason>, String) {
+        match nginx_verdict(status, upstream) {
+            Verdict::Lb(c) => {
+                assert_eq!(c.cloud, Cloud::IngressNginx);
+                (c.reason, c.evidence)
+            }
+            v => panic!("expected nginx's own answer, got {v:?}"),
+        }
+    }
+
+    #[test]
+    fn nginx_lines_parse_with_every_try() {
+        let e = parse_nginx(&nginx_line(
+            "504",
+            "10.0.0.7:8000, 10.0.0.7:8000, 10.0.0.8:8000 0, 0, 0 60.001, 60.000, 60.002 504, 504, 504",
+        ))
+        .unwrap();
+        assert_eq!(e.time, parse_rfc3339("2024-03-12T10:15:01Z"));
+        assert_eq!(e.duration, Some(15.004));
+        // An older controller's line: no alternative upstream, no request id.
+        let old = "111.93.1.2 - [111.93.1.2] - - [23/Feb/2017:10:08:21 +0000] \"GET / HTTP/2.0\" \
+                   304 212 \"-\" \"-\" 117 0.005 100.96.13.7:3000 0 0.005 304";
+        // (That one has `[$the_real_ip]` where the user goes: not the default format.)
+        assert!(parse_nginx(old).is_err());
+        let older = "10.0.0.1 - - [24/Feb/2017:09:37:45 +0000] \"GET /f HTTP/2.0\" 304 213 \
+                     \"-\" \"-\" 260 0.006 [service-3000] 100.96.14.20:3000 0 0.006 304";
+        assert_eq!(
+            parse_nginx(older).unwrap().verdict,
+            Verdict::App { status: Some(304) }
+        );
+        assert!(looks_like_nginx(older));
+        assert!(!looks_like_nginx(OLD_SHORT));
+    }
+
+    #[test]
+    fn broken_nginx_lines_say_why() {
+        let ok = nginx_line("200", "10.0.0.7:8000 2 0.010 200");
+        assert!(parse_nginx(&ok).is_ok());
+        for (broken, why) in [
+            (ok.replace("12/Mar/2024", "12/Foo/2024"), "$time_local"),
+            (ok.replace(" 200 160 ", " OK 160 "), "$status"),
+            (
+                ok[..ok.find("curl/8.5.0").unwrap()].to_string(),
+                "never closes",
+            ),
+            (
+                ok.replace(" 10.0.0.7:8000 2 0.010 200", " 10.0.0.7:8000 2"),
+                "upstream fields",
+            ),
+            (
+                ok.replace(
+                    "10.0.0.7:8000 2 0.010 200",
+                    "10.0.0.7:8000, 10.0.0.8:8000 2 0.010 200",
+                ),
+                "tries",
+            ),
+            (ok.replace(" 0.010 200", " 0.010 2x0"), "$upstream_status"),
+        ] {
+            let e = parse_nginx(&broken).unwrap_err();
+            assert!(e.contains(why), "{broken}: {e}");
+        }
+    }
+
+    #[test]
+    fn nginx_rule_the_apps_own_status_is_the_apps() {
+        for status in ["500", "503", "200", "404"] {
+            assert_eq!(
+                nginx_verdict(status, &format!("10.0.0.7:8000 21 0.152 {status}")),
+                Verdict::App {
+                    status: status.parse().ok()
+                }
+            );
+        }
+        // An app's 502 with a body of its own is the app's too.
+        assert_eq!(
+            nginx_verdict("502", "10.0.0.7:8000 57 0.020 502"),
+            Verdict::App { status: Some(502) }
+        );
+        // A GET sent again after a dead keep-alive connection: the app answered.
+        assert_eq!(
+            nginx_verdict(
+                "200",
+                "10.0.0.7:8000, 10.0.0.7:8000 0, 2 0.000, 0.004 502, 200"
+            ),
+            Verdict::App { status: Some(200) }
+        );
+    }
+
+    #[test]
+    fn nginx_rule_timeouts_read_and_connect() {
+        let (reason, evidence) = nginx_cause(
+            "504",
+            "10.0.0.7:8000, 10.0.0.7:8000, 10.0.0.7:8000 0, 0, 0 60.001, 60.000, 60.002 504, 504, 504",
+        );
+        assert_eq!(reason, Some(Reason::TargetTimeout));
+        assert_eq!(evidence, "504, upstream_status 504 on every try");
+        assert_eq!(
+            Profile::of(Cloud::IngressNginx)
+                .outcome(Reason::TargetTimeout)
+                .code,
+            "upstream_timed_out"
+        );
+        // Each try took the 5 s proxy-connect-timeout: the connect timed out.
+        let (reason, evidence) = nginx_cause(
+            "504",
+            "10.0.0.7:8000, 10.0.0.7:8000, 10.0.0.7:8000 0, 0, 0 5.000, 5.005, 5.004 504, 504, 504",
+        );
+        assert_eq!(reason, Some(Reason::ConnectTimeout));
+        assert!(evidence.contains("proxy-connect-timeout"), "{evidence}");
+        assert_eq!(
+            nginx_cause("504", "10.0.0.7:8000 0 60.000 504").1,
+            "504, upstream_status 504"
+        );
+    }
+
+    #[test]
+    fn nginx_rule_502_is_the_keep_alive_mismatch_once_and_a_dead_app_on_every_try() {
+        assert_eq!(
+            nginx_cause("502", "10.0.0.7:8000 0 0.001 502"),
+            (
+                Some(Reason::KeepAliveRace),
+                "502, upstream_status 502, upstream_response_length 0".to_string()
+            )
+        );
+        assert_eq!(
+            nginx_cause(
+                "502",
+                "10.0.0.7:8000, 10.0.0.8:8000, 10.0.0.9:8000 0, 0, 0 0.001, 0.000, 0.001 502, 502, 502"
+            )
+            .0,
+            Some(Reason::TargetClosedConnection)
+        );
+    }
+
+    #[test]
+    fn nginx_rule_no_try_is_nginxs_own_answer() {
+        assert_eq!(
+            nginx_cause("503", "- - - -"),
+            (
+                Some(Reason::NoHealthyTargets),
+                "503, upstream_status -".to_string()
+            )
+        );
+        assert_eq!(
+            nginx_cause("400", "- - - -").0,
+            Some(Reason::MalformedRequest)
+        );
+        assert_eq!(nginx_cause("499", "- - - -").0, Some(Reason::ClientClosed));
+        assert_eq!(
+            nginx_cause("499", "10.0.0.7:8000 0 3.000 -").0,
+            Some(Reason::ClientClosed)
+        );
+        assert_eq!(nginx_cause("413", "- - - -").0, None);
+        assert_eq!(
+            nginx_verdict("308", "- - - -"),
+            Verdict::App { status: Some(308) }
+        );
+    }
+
+    #[test]
+    fn an_internal_redirect_keeps_the_apps_group() {
+        // A custom error page after three timeouts: the app's group decides.
+        let (reason, _) = nginx_cause(
+            "504",
+            "10.0.0.7:8000, 10.0.0.7:8000 : 10.0.0.9:8080 0, 0 : 555 60.000, 60.001 : 0.002 504, 504 : 504",
+        );
+        assert_eq!(reason, Some(Reason::TargetTimeout));
+    }
+
+    #[test]
+    fn controller_lines_are_skipped_not_unparsed() {
+        let mut t = Tally::default();
+        t.read_text(
+            "controller.log",
+            "2024/03/12 10:15:01 [error] 31#31: *569 upstream timed out (110: Operation timed out)\n\
+             W0312 10:15:01.252884       7 controller.go:1111] Service \"default/app\" does not have any active Endpoint.\n",
+            Cloud::Gcp,
+        );
+        assert_eq!((t.requests, t.skipped, t.unparsed_count), (0, 2, 0));
+        assert_eq!(
+            parse_time_local("08/Mar/2023:16:02:45 +0100"),
+            parse_rfc3339("2023-03-08T15:02:45Z")
+        );
+        assert_eq!(parse_time_local("08/Mar/2023:16:02:45"), None);
     }
 
     #[test]
