@@ -211,7 +211,16 @@ impl AdminServer {
         control: Control,
         limits: AdminLimits,
     ) -> io::Result<AdminServer> {
-        let listener = crate::net::bind(addr)?;
+        AdminServer::start_on(crate::net::bind(addr)?, control, limits)
+    }
+
+    /// Serves on `listener`, already bound (the CLI binds it before the simulator starts,
+    /// so that a taken port is reported before anything serves).
+    pub fn start_on(
+        listener: TcpListener,
+        control: Control,
+        limits: AdminLimits,
+    ) -> io::Result<AdminServer> {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, control, limits, async {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::admin::AdminServer;
+use crate::admin::{AdminLimits, AdminServer};
 use crate::lb::config::{parse_duration, Config, Settings, PRINT_LABEL_WIDTH};
 use crate::mock::{MockOptions, MockUpstream};
 use crate::net::resolve_upstream;
@@ -340,24 +340,38 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     for t in &targets {
         builder = builder.upstream(*t);
     }
-    // The proxy binds its own port first, so the mock app's free port can never be it.
-    let mut sim = match builder.start().await {
+    // Both ports are bound before anything serves, the proxy's first: --admin on the
+    // --listen port is reported as that, and a failure leaves nothing running behind it.
+    // (The mock app's free port, taken later, can never be either.)
+    let bind = |addr: SocketAddr, flag: &str| {
+        crate::net::bind(addr).map_err(|source| {
+            let e = StartError::Bind { addr, source };
+            eprintln!("lbsim: {}", start_error_line(&e, flag, &args));
+            ExitCode::from(1)
+        })
+    };
+    let proxy_listener = match bind(args.listen, "--listen") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let admin_listener = match args.admin.map(|addr| bind(addr, "--admin")).transpose() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let mut sim = match builder.start_on(proxy_listener).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("lbsim: {}", start_error_line(&e, "--listen", &args));
             return ExitCode::from(1);
         }
     };
-    // After the proxy, so --admin on the --listen port is reported as that.
-    let admin = match args
-        .admin
-        .map(|want| (want, AdminServer::start(want, sim.control())))
+    let admin = match admin_listener
+        .map(|l| AdminServer::start_on(l, sim.control(), AdminLimits::default()))
+        .transpose()
     {
-        None => None,
-        Some((_, Ok(server))) => Some(server),
-        Some((want, Err(source))) => {
-            let e = StartError::Bind { addr: want, source };
-            eprintln!("lbsim: {}", start_error_line(&e, "--admin", &args));
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lbsim: cannot serve the control API: {e}");
             return ExitCode::from(1);
         }
     };

@@ -217,7 +217,14 @@ impl SimulatorBuilder {
 
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(self) -> Result<SimHandle, StartError> {
-        self.start_with(Events::new()).await
+        self.start_with(Events::new(), None).await
+    }
+
+    /// Starts serving on `listener`, already bound (its address wins over
+    /// [`SimulatorBuilder::listen`]): a caller that binds several ports can report a taken
+    /// one before anything serves.
+    pub async fn start_on(self, listener: TcpListener) -> Result<SimHandle, StartError> {
+        self.start_with(Events::new(), Some(listener)).await
     }
 
     /// Like [`SimulatorBuilder::start`], with an [`Event`] subscription taken before the
@@ -229,10 +236,14 @@ impl SimulatorBuilder {
     ) -> Result<(SimHandle, broadcast::Receiver<Event>), StartError> {
         let events = Events::new();
         let rx = events.subscribe();
-        Ok((self.start_with(events).await?, rx))
+        Ok((self.start_with(events, None).await?, rx))
     }
 
-    async fn start_with(self, events: Events) -> Result<SimHandle, StartError> {
+    async fn start_with(
+        self,
+        events: Events,
+        bound: Option<TcpListener>,
+    ) -> Result<SimHandle, StartError> {
         let config = Config::build(&self.settings)?;
         let access_log = match &self.access_log {
             Some((path, format)) => {
@@ -248,10 +259,13 @@ impl SimulatorBuilder {
             }
             None => None,
         };
-        let listener = crate::net::bind(self.listen).map_err(|source| StartError::Bind {
-            addr: self.listen,
-            source,
-        })?;
+        let listener = match bound {
+            Some(l) => l,
+            None => crate::net::bind(self.listen).map_err(|source| StartError::Bind {
+                addr: self.listen,
+                source,
+            })?,
+        };
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: self.listen,
             source,
