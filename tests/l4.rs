@@ -202,3 +202,64 @@ fn l4_idle_timeout_needs_l4() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--l4"));
 }
+
+/// The command line end to end: `--l4` with `--l4-idle-timeout` under `--time-scale`, on
+/// the embedded mock app; the client is reset at the scaled timeout.
+#[tokio::test]
+async fn the_cli_runs_an_azure_reset_flow_at_the_scaled_timeout() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lbsim"))
+        .args([
+            "--cloud",
+            "ingress-nginx",
+            "--l4",
+            "azure-lb-reset",
+            "--l4-idle-timeout",
+            "50s",
+            "--time-scale",
+            "0.01",
+            "--client-keep-alive",
+            "1000s",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn lbsim");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    let mut in_front = None;
+    while addr.is_none() || in_front.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("lbsim announces itself")
+            .unwrap()
+            .expect("lbsim is still running");
+        if let Some((_, rest)) = line.split_once(" listening on http://") {
+            let a: std::net::SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
+            addr = Some(a);
+        }
+        if line.contains("in front: ") {
+            in_front = Some(line);
+        }
+    }
+    let in_front = in_front.unwrap();
+    assert!(
+        in_front.contains("Azure Load Balancer (TCP reset on idle on)")
+            && in_front.contains("500ms"),
+        "{in_front}"
+    );
+    let mut client = RawClient::connect(addr.unwrap()).await;
+    get_ok(&mut client).await;
+    let idle_since = Instant::now();
+    match read_within(&mut client, Duration::from_secs(5)).await {
+        Some(Err(e)) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+        other => panic!("expected a TCP RST (ConnectionReset), got {other:?}"),
+    }
+    assert_elapsed(idle_since.elapsed(), IDLE, TOLERANCE);
+    child.kill().await.unwrap();
+}
