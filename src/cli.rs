@@ -100,6 +100,9 @@ pub struct RunArgs {
     /// win over the file. Only with --cloud ingress-nginx.
     #[arg(long, value_name = "FILE")]
     pub ingress_config: Option<std::path::PathBuf>,
+    /// A cloud's TCP load balancer in front (`--l4`, `--l4-idle-timeout`).
+    #[command(flatten)]
+    pub l4: crate::lb::l4::L4Args,
     /// Print the effective settings and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -306,6 +309,12 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(flavour) = args.l4.l4 {
+        if let Err(e) = crate::lb::l4::L4Profile::of(flavour).check(settings.cloud) {
+            eprintln!("lbsim: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if args.print_config {
         println!("{config}");
         println!("{:<w$}{}", "listen:", args.listen, w = PRINT_LABEL_WIDTH);
@@ -334,6 +343,9 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         .settings(settings)
         .listen(args.listen)
         .explain(args.explain);
+    if let Some(flavour) = args.l4.l4 {
+        builder = builder.l4(flavour, args.l4.l4_idle_timeout);
+    }
     if let Some(path) = &args.access_log {
         builder = builder.access_log(path, args.log_format);
     }
@@ -414,6 +426,17 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         c.timers.timeout,
         c.time_scale
     );
+    if let Some(flavour) = args.l4.l4 {
+        let p = crate::lb::l4::L4Profile::of(flavour);
+        let idle = args.l4.l4_idle_timeout.unwrap_or(p.idle_timeout);
+        eprintln!(
+            "lbsim: in front: {} ({} {:?} per TCP flow, then: {})",
+            p.display_name,
+            p.timeout_setting,
+            idle.mul_f64(c.time_scale),
+            p.on_idle.describe()
+        );
+    }
     if let Some(admin) = admin.as_ref().map(AdminServer::addr) {
         eprintln!(
             "lbsim: control API on http://{admin} (GET /targets /stats /metrics /config; \

@@ -23,6 +23,9 @@ pub enum StartError {
     /// The settings contradict the cloud.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `--l4` in front of a cloud it is never put in front of.
+    #[error(transparent)]
+    L4(#[from] crate::lb::l4::L4Refused),
     /// The access log could not be opened.
     #[error("cannot open access log {path}: {source}")]
     AccessLog {
@@ -55,6 +58,8 @@ pub struct SimulatorBuilder {
     explain: bool,
     listen: SocketAddr,
     upstreams: Vec<SocketAddr>,
+    /// A cloud's TCP load balancer in front (`--l4`), with its idle timeout override.
+    l4: Option<(crate::lb::l4::L4Flavour, Option<Duration>)>,
 }
 
 /// Entry point of the library API.
@@ -84,6 +89,7 @@ impl Simulator {
             explain: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             upstreams: Vec::new(),
+            l4: None,
         }
     }
 }
@@ -209,6 +215,14 @@ impl SimulatorBuilder {
         self.explain = on;
         self
     }
+    /// Puts a cloud's TCP load balancer in front (`--l4`): clients connect to it, it relays
+    /// each TCP flow to the L7 listener with the flavour's idle timeout per flow (`idle`,
+    /// default the flavour's; scaled by the time scale) and its outcome (reset, silence).
+    /// A flavour the cloud is never put behind makes `start` fail.
+    pub fn l4(mut self, flavour: crate::lb::l4::L4Flavour, idle: Option<Duration>) -> Self {
+        self.l4 = Some((flavour, idle));
+        self
+    }
     /// Replaces all settings at once (the CLI uses this).
     pub fn settings(mut self, s: Settings) -> Self {
         self.settings = s;
@@ -245,6 +259,9 @@ impl SimulatorBuilder {
         bound: Option<TcpListener>,
     ) -> Result<SimHandle, StartError> {
         let config = Config::build(&self.settings)?;
+        if let Some((flavour, _)) = self.l4 {
+            crate::lb::l4::L4Profile::of(flavour).check(self.settings.cloud)?;
+        }
         let access_log = match &self.access_log {
             Some((path, format)) => {
                 let format = format.unwrap_or(config.profile.log_format);
@@ -270,11 +287,30 @@ impl SimulatorBuilder {
             addr: self.listen,
             source,
         })?;
-        Ok(SimHandle::serve(
+        // With an L4 load balancer, the user's address is its; the engine listens inside.
+        let (listener, l4) = match self.l4 {
+            None => (listener, None),
+            Some((flavour, idle)) => {
+                let l4 = crate::lb::l4::L4Config::new(flavour, idle, config.time_scale);
+                let inner = SocketAddr::from(([127, 0, 0, 1], 0));
+                let bind_err = |source| StartError::Bind {
+                    addr: inner,
+                    source,
+                };
+                let engine_listener = crate::net::bind(inner).map_err(bind_err)?;
+                let inner = engine_listener.local_addr().map_err(bind_err)?;
+                (engine_listener, Some((listener, l4, inner)))
+            }
+        };
+        let mut handle = SimHandle::serve(
             listener,
             addr,
             Engine::new(config, self.upstreams, access_log, self.explain, events),
-        ))
+        );
+        if let Some((outer, l4, inner)) = l4 {
+            handle.l4 = Some(crate::lb::l4::Relay::start(outer, l4, inner));
+        }
+        Ok(handle)
     }
 }
 
@@ -284,6 +320,8 @@ pub struct SimHandle {
     control: Control,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
+    /// The TCP load balancer in front, if any (`--l4`).
+    l4: Option<crate::lb::l4::Relay>,
 }
 
 /// What may be done to a running simulator: read its settings and counters, change its
@@ -459,6 +497,7 @@ impl SimHandle {
             },
             stop: Some(stop),
             task: Some(task),
+            l4: None,
         }
     }
 
@@ -481,12 +520,19 @@ impl SimHandle {
 
     /// Like [`SimHandle::shutdown`], for callers that hold the handle by `&mut`.
     pub async fn stop_and_wait(&mut self) {
+        // The TCP load balancer in front stops accepting first; its open flows carry the
+        // engine's in-flight answers while the engine drains, and go with it.
+        let mut l4 = self.l4.take();
+        if let Some(l4) = l4.as_mut() {
+            l4.stop_accepting();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        drop(l4);
         self.control.engine.flush_logs().await;
     }
 }

@@ -207,6 +207,10 @@ pub(crate) fn run(args: FactsArgs) -> ExitCode {
         }
         print!("{}", table(Profile::of(cloud), width));
     }
+    // The TCP load balancers `--l4` puts in front: shown with the whole list.
+    if args.cloud.is_none() {
+        print!("{}", crate::lb::l4::facts_text());
+    }
     ExitCode::SUCCESS
 }
 
