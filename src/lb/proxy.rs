@@ -1071,6 +1071,9 @@ pub(crate) async fn serve(
         http,
         connections,
     };
+    // Turns true at shutdown: a TLS handshake still running then is dropped, so that no
+    // connection joins after the drain has asked the others to finish.
+    let (stopping_tx, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -1096,8 +1099,19 @@ pub(crate) async fn serve(
                     Some(acceptor) => {
                         let handshake = acceptor.accept(stream);
                         let accepting = accepting.clone();
+                        let mut stopping = stopping.clone();
                         tokio::spawn(async move {
-                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake);
+                            let done = tokio::select! {
+                                done = handshake => done,
+                                _ = stopping.wait_for(|s| *s) => {
+                                    tracing::debug!(%client, "lbsim is stopping; TLS handshake dropped");
+                                    return;
+                                }
+                            };
+                            match done {
+                                // Done just as lbsim began stopping: dropped as well.
+                                Ok(Ok(_)) if *stopping.borrow() => {}
                                 Ok(Ok(tls)) => accepting.connection(tls, state, peer, client).await,
                                 // No HTTP answer is possible before the handshake: the
                                 // socket is dropped, which closes it.
@@ -1115,6 +1129,7 @@ pub(crate) async fn serve(
         }
     }
     drop(listener);
+    let _ = stopping_tx.send(true);
     let Accepting {
         engine,
         connections,
