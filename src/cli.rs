@@ -66,6 +66,28 @@ pub struct RunArgs {
     /// Address to listen on for clients.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve HTTPS (HTTP/1.1 over TLS; ALPN offers http/1.1 only, HTTP/2 is not served
+    /// yet) with a certificate for localhost, 127.0.0.1 and ::1 signed by a CA generated
+    /// at start, whose certificate goes to --tls-ca-out; or with --tls-cert/--tls-key.
+    #[arg(long)]
+    pub tls: bool,
+    /// Where --tls writes the generated CA's certificate (PEM; overwritten at each start),
+    /// for clients to trust: `curl --cacert lbsim-ca.pem https://localhost:8080/`.
+    /// [default: lbsim-ca.pem in the current directory]
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "tls",
+        conflicts_with = "tls_cert"
+    )]
+    pub tls_ca_out: Option<std::path::PathBuf>,
+    /// With --tls: your own certificate chain (PEM, server certificate first) instead of
+    /// a generated one.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// With --tls: the private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
+    pub tls_key: Option<std::path::PathBuf>,
     /// The app, as host:port (repeatable). Without it, lbsim starts its mock app.
     #[arg(long, value_name = "HOST:PORT")]
     pub upstream: Vec<String>,
@@ -131,6 +153,27 @@ pub struct UpstreamArgs {
     /// this long gets Ray's own 408 ("Request ... timed out after ...s.").
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Option<Duration>,
+}
+
+impl RunArgs {
+    /// The HTTPS set-up the flags ask for, if any.
+    pub fn tls_setting(&self) -> Option<crate::Tls> {
+        if !self.tls {
+            return None;
+        }
+        Some(match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::Tls::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => crate::Tls::Generate {
+                ca_out: self
+                    .tls_ca_out
+                    .clone()
+                    .unwrap_or_else(|| crate::DEFAULT_CA_OUT.into()),
+            },
+        })
+    }
 }
 
 /// Installs the SIGINT and SIGTERM handlers now and returns a future that resolves on
@@ -318,6 +361,19 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     if args.print_config {
         println!("{config}");
         println!("{:<w$}{}", "listen:", args.listen, w = PRINT_LABEL_WIDTH);
+        let tls = match args.tls_setting() {
+            None => "off (plain HTTP)".to_string(),
+            Some(crate::Tls::Generate { ca_out }) => format!(
+                "HTTPS, certificate generated at start, CA written to {}",
+                ca_out.display()
+            ),
+            Some(crate::Tls::Files { cert, key }) => format!(
+                "HTTPS, certificate {} and key {}",
+                cert.display(),
+                key.display()
+            ),
+        };
+        println!("{:<w$}{tls}", "tls:", w = PRINT_LABEL_WIDTH);
         let upstreams = if args.upstream.is_empty() {
             "(embedded mock app)".to_string()
         } else {
@@ -348,6 +404,9 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     }
     if let Some(path) = &args.access_log {
         builder = builder.access_log(path, args.log_format);
+    }
+    if let Some(tls) = args.tls_setting() {
+        builder = builder.tls(tls);
     }
     for t in &targets {
         builder = builder.upstream(*t);
@@ -414,8 +473,9 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     }
     let c = sim.config();
     eprintln!(
-        "lbsim: {} listening on http://{} -> {} ({} {:?}, time scale {})",
+        "lbsim: {} listening on {}://{} -> {} ({} {:?}, time scale {})",
         c.profile.display_name,
+        sim.scheme(),
         sim.addr(),
         targets
             .iter()
@@ -430,11 +490,20 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         let p = crate::lb::l4::L4Profile::of(flavour);
         let idle = args.l4.l4_idle_timeout.unwrap_or(p.idle_timeout);
         eprintln!(
-            "lbsim: in front: {} ({} {:?} per TCP flow, then: {})",
+            "lbsim: in front: {} ({} {} per TCP flow, then: {})",
             p.display_name,
             p.timeout_setting,
-            idle.mul_f64(c.time_scale),
+            crate::human::duration(idle.mul_f64(c.time_scale)),
             p.on_idle.describe()
+        );
+    }
+    if let Some(ca) = sim.tls_ca() {
+        eprintln!(
+            "lbsim: HTTPS certificate for localhost, 127.0.0.1 and ::1, signed by a CA made \
+             at start; its certificate is in {} (curl --cacert {} https://localhost:{}/)",
+            ca.display(),
+            ca.display(),
+            sim.addr().port()
         );
     }
     if let Some(admin) = admin.as_ref().map(AdminServer::addr) {

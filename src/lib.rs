@@ -16,7 +16,7 @@
 //! | `src/sim.rs` | [`Simulator`] and [`SimHandle`]; [`Control`] is the one control surface: the control API, scenarios and tests change targets and read counters through it, never the engine |
 //! | `src/admin.rs` | the control API over a [`Control`] ([`AdminServer`]): JSON over HTTP, `GET /events` as NDJSON; a tower router behind a concurrency limit and a timeout ([`AdminLimits`]) |
 //! | `src/mock.rs` | the embedded mock app ([`MockUpstream`], `lbsim upstream`): a hand-written server, so that it can misbehave byte by byte as real apps do |
-//! | `src/net/` | listeners, address resolution, and [`http1`], the one raw HTTP/1 response reader (doctor, health checks, scenarios, tests) |
+//! | `src/net/` | listeners, address resolution, `tls.rs` (HTTPS listeners: [`Tls`], the generated CA and certificate), and [`http1`], the one raw HTTP/1 response reader (doctor, health checks, scenarios, tests) |
 //! | `src/tools/` | [`doctor`] (probes an app or a Ray Serve config), [`scenario`] (files played with a timeline and PASS/FAIL; `lbsim demo`), [`triage`] (reads the cloud's logs), `report.rs` (banner and summary) |
 //! | `src/cli.rs` | clap types and dispatch; `main.rs` only parses and calls in; nothing imports `cli` |
 //! | `src/human.rs` | the one way a duration is written for a person |
@@ -80,6 +80,7 @@ pub use mock::{MockOptions, MockUpstream};
 /// The raw HTTP/1 response reader (heads, body framing, chunked bodies) that `lbsim doctor`,
 /// the health checker and raw-socket test clients use: see [`http1::Reader`].
 pub use net::http1;
+pub use net::tls::{Tls, DEFAULT_CA_OUT};
 pub use sim::{
     AlreadyRegistered, Control, Deregistered, NoSuchTarget, SimHandle, Simulator, SimulatorBuilder,
     StartError,

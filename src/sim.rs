@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::lb::profile::{Cloud, LbDefaults};
 use crate::lb::proxy::{self, Engine};
 use crate::lb::stats::Counts;
 use crate::lb::targets::{Deregistration, HealthOverride, TargetInfo, TargetState};
+use crate::net::tls::Tls;
 
 /// Why a simulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,10 @@ pub enum StartError {
         /// The file error.
         source: io::Error,
     },
+    /// The HTTPS listener could not be set up (a certificate or key file unreadable or
+    /// invalid, the CA certificate not writable).
+    #[error("HTTPS: {0}")]
+    Tls(String),
     /// The listen address (for clients) could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -60,6 +66,8 @@ pub struct SimulatorBuilder {
     upstreams: Vec<SocketAddr>,
     /// A cloud's TCP load balancer in front (`--l4`), with its idle timeout override.
     l4: Option<(crate::lb::l4::L4Flavour, Option<Duration>)>,
+    /// HTTPS on the listener (a listener setting, not the load balancer's behaviour).
+    tls: Option<Tls>,
 }
 
 /// Entry point of the library API.
@@ -90,6 +98,7 @@ impl Simulator {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             upstreams: Vec::new(),
             l4: None,
+            tls: None,
         }
     }
 }
@@ -103,6 +112,12 @@ impl SimulatorBuilder {
     /// Where to listen (default `127.0.0.1:0`).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
+        self
+    }
+    /// Serves HTTPS (HTTP/1.1 over TLS; ALPN offers `http/1.1` only) with the certificate
+    /// `tls` says; see [`SimHandle::tls_ca`] for where a generated CA was written.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
     /// Anyscale or native defaults.
@@ -276,6 +291,10 @@ impl SimulatorBuilder {
             }
             None => None,
         };
+        let tls = match &self.tls {
+            Some(tls) => Some(crate::net::tls::listener(tls).map_err(StartError::Tls)?),
+            None => None,
+        };
         let listener = match bound {
             Some(l) => l,
             None => crate::net::bind(self.listen).map_err(|source| StartError::Bind {
@@ -306,6 +325,7 @@ impl SimulatorBuilder {
             listener,
             addr,
             Engine::new(config, self.upstreams, access_log, self.explain, events),
+            tls,
         );
         if let Some((outer, l4, inner)) = l4 {
             handle.l4 = Some(crate::lb::l4::Relay::start(outer, l4, inner));
@@ -317,6 +337,11 @@ impl SimulatorBuilder {
 /// A running simulator. It derefs to its [`Control`], the one control surface.
 pub struct SimHandle {
     addr: SocketAddr,
+    /// HTTPS: where the generated CA certificate was written (None: plain HTTP, or the
+    /// user's own certificate).
+    tls_ca: Option<PathBuf>,
+    /// True when the listener serves HTTPS.
+    https: bool,
     control: Control,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
@@ -484,13 +509,25 @@ impl std::ops::Deref for SimHandle {
 }
 
 impl SimHandle {
-    fn serve(listener: TcpListener, addr: SocketAddr, engine: Arc<Engine>) -> SimHandle {
+    fn serve(
+        listener: TcpListener,
+        addr: SocketAddr,
+        engine: Arc<Engine>,
+        tls: Option<crate::net::tls::Listener>,
+    ) -> SimHandle {
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(proxy::serve(listener, engine.clone(), async {
+        let https = tls.is_some();
+        let (acceptor, tls_ca) = match tls {
+            Some(t) => (Some(t.acceptor), t.ca_written),
+            None => (None, None),
+        };
+        let task = tokio::spawn(proxy::serve(listener, engine.clone(), acceptor, async {
             let _ = stopped.await;
         }));
         SimHandle {
             addr,
+            tls_ca,
+            https,
             control: Control {
                 engine,
                 registering: Arc::default(),
@@ -504,6 +541,21 @@ impl SimHandle {
     /// The address clients connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `https` on an HTTPS listener ([`SimulatorBuilder::tls`]), else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Where the CA certificate of the generated server certificate was written
+    /// (absolute), for clients to trust; None for plain HTTP or the user's own certificate.
+    pub fn tls_ca(&self) -> Option<&Path> {
+        self.tls_ca.as_deref()
     }
 
     /// A clone of the control surface, for a task that outlives this borrow.

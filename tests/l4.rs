@@ -250,7 +250,7 @@ async fn the_cli_runs_an_azure_reset_flow_at_the_scaled_timeout() {
     let in_front = in_front.unwrap();
     assert!(
         in_front.contains("Azure Load Balancer (TCP reset on idle on)")
-            && in_front.contains("500ms"),
+            && in_front.contains("500 ms per TCP flow"),
         "{in_front}"
     );
     let mut client = RawClient::connect(addr.unwrap()).await;

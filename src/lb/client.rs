@@ -250,9 +250,37 @@ impl Following {
     }
 }
 
+/// What a client connection runs over: the accepted socket, or TLS over it.
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Writes what can be written now, without waiting: the LB's last page on a
+    /// connection it closes (a 408, a rejected head's page).
+    fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize>;
+}
+
+impl ClientStream for TcpStream {
+    fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.try_write(bytes)
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        // rustls takes the bytes into its own buffer and sends what the socket takes;
+        // the rest goes out with the close_notify when hyper shuts the connection down.
+        let mut cx = Context::from_waker(Waker::noop());
+        let written = match Pin::new(&mut *self).poll_write(&mut cx, bytes) {
+            Poll::Ready(result) => result?,
+            Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+        };
+        let _ = Pin::new(&mut *self).poll_flush(&mut cx);
+        Ok(written)
+    }
+}
+
 /// A client socket that validates request heads and enforces the client idle timeout.
-pub(crate) struct ClientIo {
-    inner: TcpStream,
+/// Generic over the stream so that plain HTTP keeps its direct calls on the socket.
+pub(crate) struct ClientIo<S = TcpStream> {
+    inner: S,
     /// Shared with the service: is a request being answered?
     state: Arc<ConnState>,
     /// The client idle timeout.
@@ -281,10 +309,10 @@ pub(crate) struct ClientIo {
     closed: bool,
 }
 
-impl ClientIo {
-    /// Wraps an accepted socket.
+impl<S: ClientStream> ClientIo<S> {
+    /// Wraps an accepted socket (after its TLS handshake, on an HTTPS listener).
     pub(crate) fn new(
-        inner: TcpStream,
+        inner: S,
         state: Arc<ConnState>,
         idle: Duration,
         hooks: Arc<ClientHooks>,
@@ -367,7 +395,7 @@ impl ClientIo {
         };
         if stalled {
             // Best effort: the page is small and the socket idle, so one write suffices.
-            let _ = self.inner.try_write(&(self.hooks.stalled_page)());
+            let _ = self.inner.write_now(&(self.hooks.stalled_page)());
         }
         (self.hooks.report_timeout)(stalled);
         // End of stream: hyper closes the connection.
@@ -514,7 +542,7 @@ impl ClientIo {
                         return Poll::Pending;
                     }
                     let page = (self.hooks.reject)(&rejection, &self.held, &self.peer);
-                    let _ = self.inner.try_write(&page);
+                    let _ = self.inner.write_now(&page);
                     self.closed = true;
                 }
                 Gate::Scanning => {
@@ -579,7 +607,7 @@ impl ClientIo {
     }
 }
 
-impl AsyncRead for ClientIo {
+impl<S: ClientStream> AsyncRead for ClientIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -589,7 +617,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl ClientIo {
+impl<S: ClientStream> ClientIo<S> {
     /// Bookkeeping after a write: activity, and the deadline when the client takes nothing.
     fn wrote(
         &mut self,
@@ -610,7 +638,7 @@ impl ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: ClientStream> AsyncWrite for ClientIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -24,10 +24,11 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::lb::accesslog::{AccessLog, Tries, Try, FINAL_FLUSH_LIMIT};
 use crate::lb::advice::{explain, Detail};
-use crate::lb::client::{ClientHooks, ClientIo, ConnState, InFlight};
+use crate::lb::client::{ClientHooks, ClientIo, ClientStream, ConnState, InFlight};
 use crate::lb::config::Config;
 use crate::lb::deadline::{BodyEnd, Deadline, DeadlineBody, OnEnd, Touching};
 use crate::lb::drain::Connections;
@@ -1099,11 +1100,18 @@ fn says_close(headers: &http::HeaderMap) -> bool {
     })
 }
 
+/// Longest a client may take to complete the TLS handshake. Loopback clients finish in
+/// milliseconds; a client that opened the socket and sent nothing (or something that is
+/// not TLS and then waits) must not hold a socket and a task for good.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts client connections on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish for at most the configured grace period.
+/// in-flight requests finish for at most the configured grace period. With `tls`, each
+/// connection's handshake runs in its own task, so a slow one never holds up accepting.
 pub(crate) async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let listen_addr = listener.local_addr()?;
@@ -1116,6 +1124,15 @@ pub(crate) async fn serve(
     http.preserve_header_case(preserve)
         .title_case_headers(preserve)
         .max_buf_size(crate::lb::MAX_BUF_SIZE);
+    let accepting = Accepting {
+        engine,
+        hooks,
+        http,
+        connections,
+    };
+    // Turns true at shutdown: a TLS handshake still running then is dropped, so that no
+    // connection joins after the drain has asked the others to finish.
+    let (stopping_tx, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -1128,26 +1145,55 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
+                // Socket options and both addresses come from the TCP socket, before TLS.
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(listen_addr);
+                let engine = &accepting.engine;
                 let state = ConnState::new(engine.next_conn.fetch_add(1, Ordering::Relaxed));
                 let peer = Arc::new(Peer::new(&engine.profile().forwarding, client, local));
-                let io = ClientIo::new(stream, state.clone(), engine.config.timers.client_idle, hooks.clone(), peer.clone());
-                let engine = engine.clone();
-                let service = service_fn(move |req| engine.clone().handle(req, state.clone(), peer.clone()));
-                // With upgrades: a 101 hands the client socket to the WebSocket relay.
-                let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
-                let watched = connections.clone().watch(conn, |c| c.graceful_shutdown());
-                tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(%client, "client connection ended: {e}");
+                match &tls {
+                    None => {
+                        tokio::spawn(accepting.connection(stream, state, peer, client));
                     }
-                });
+                    Some(acceptor) => {
+                        let handshake = acceptor.accept(stream);
+                        let accepting = accepting.clone();
+                        let mut stopping = stopping.clone();
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake);
+                            let done = tokio::select! {
+                                done = handshake => done,
+                                _ = stopping.wait_for(|s| *s) => {
+                                    tracing::debug!(%client, "lbsim is stopping; TLS handshake dropped");
+                                    return;
+                                }
+                            };
+                            match done {
+                                // Done just as lbsim began stopping: dropped as well.
+                                Ok(Ok(_)) if *stopping.borrow() => {}
+                                Ok(Ok(tls)) => accepting.connection(tls, state, peer, client).await,
+                                // No HTTP answer is possible before the handshake: the
+                                // socket is dropped, which closes it.
+                                Ok(Err(e)) => tracing::debug!(%client, "TLS handshake failed: {e}"),
+                                Err(_) => tracing::debug!(
+                                    %client,
+                                    "TLS handshake not done after {TLS_HANDSHAKE_TIMEOUT:?}; closed"
+                                ),
+                            }
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }
     }
     drop(listener);
+    let _ = stopping_tx.send(true);
+    let Accepting {
+        engine,
+        connections,
+        ..
+    } = accepting;
     engine.stop_background();
     let grace = engine.config.shutdown_grace;
     tokio::select! {
@@ -1157,4 +1203,50 @@ pub(crate) async fn serve(
         }
     }
     Ok(())
+}
+
+/// What serving an accepted client connection needs (cloned into a TLS handshake's task).
+#[derive(Clone)]
+struct Accepting {
+    engine: Arc<Engine>,
+    hooks: Arc<ClientHooks>,
+    http: hyper::server::conn::http1::Builder,
+    connections: Arc<Connections>,
+}
+
+impl Accepting {
+    /// Serves HTTP/1.1 on one client connection (a plain socket, or TLS over it) until it
+    /// ends.
+    fn connection<S: ClientStream>(
+        &self,
+        stream: S,
+        state: Arc<ConnState>,
+        peer: Arc<Peer>,
+        client: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let io = ClientIo::new(
+            stream,
+            state.clone(),
+            self.engine.config.timers.client_idle,
+            self.hooks.clone(),
+            peer.clone(),
+        );
+        let engine = self.engine.clone();
+        let service =
+            service_fn(move |req| engine.clone().handle(req, state.clone(), peer.clone()));
+        // With upgrades: a 101 hands the client socket to the WebSocket relay.
+        let conn = self
+            .http
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        let watched = self
+            .connections
+            .clone()
+            .watch(conn, |c| c.graceful_shutdown());
+        async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(%client, "client connection ended: {e}");
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 pub mod http1;
+pub(crate) mod tls;
 
 /// Listen queue length. tokio's default (128) drops connection attempts in a burst of
 /// test clients, which then wait a second for the SYN retry; the kernel caps it anyway.
