@@ -674,3 +674,114 @@ timeout = "100s"
     // The timeline kept up with the events.
     assert!(!lines.iter().any(|l| l.contains("misses")), "{rendered}");
 }
+
+#[test]
+fn l4_keys_are_checked_at_their_line() {
+    // A combination lbsim refuses on the command line, with the same words, at `l4`.
+    let text = format!("{GOOD_HEAD}l4 = \"azure-lb\"\n[[steps]]\nsend = \"GET /\"\n");
+    let msg = load_error("l4-refused", &text, 3, 6);
+    assert!(msg.contains("--l4 azure-lb cannot front"), "{msg}");
+
+    let text = format!("{GOOD_HEAD}l4 = \"aws-alb\"\n[[steps]]\nsend = \"GET /\"\n");
+    let msg = load_error("l4-unknown", &text, 3, 6);
+    assert!(msg.contains("`aws-nlb`"), "{msg}");
+
+    let text = format!("{GOOD_HEAD}l4_idle_timeout = \"350s\"\n[[steps]]\nsend = \"GET /\"\n");
+    let msg = load_error("l4-idle-alone", &text, 3, 19);
+    assert!(msg.contains("needs `l4`"), "{msg}");
+
+    // An ALB behind an NLB is allowed, with an idle timeout.
+    let text = format!(
+        "{GOOD_HEAD}l4 = \"aws-nlb\"\nl4_idle_timeout = \"60s\"\n[[steps]]\nsend = \"GET /\"\n"
+    );
+    let s = scenario::parse(&text, "ok.toml", "ok").unwrap();
+    assert_eq!(
+        s.l4,
+        Some((lbsim::L4Flavour::AwsNlb, Some(Duration::from_secs(60))))
+    );
+}
+
+#[test]
+fn reset_and_silent_exclude_a_response() {
+    for (expect, word) in [
+        ("{ reset = true, status = 200 }", "`status`"),
+        ("{ silent = \"1s\", closed = true }", "`closed`"),
+        ("{ silent = \"1s\", reset = true }", "exclude each other"),
+        ("{ silent = \"1s\", elapsed = \"1s\" }", "`elapsed`"),
+    ] {
+        let text = format!("{GOOD_HEAD}[[steps]]\nsend = \"GET /\"\nexpect = {expect}\n");
+        let msg = load_error("no-answer", &text, 5, 10);
+        assert!(msg.contains(word), "{expect}: {msg}");
+    }
+}
+
+/// ingress-nginx behind `l4` at time scale 0.005: connection `a` answers, idles 400 s
+/// (2 s real; past every flavour's timeout), then sends again with `expect`.
+fn idled_out(l4: &str, expect: &str) -> scenario::Scenario {
+    let text = format!(
+        "description = \"d\"\ncloud = \"ingress-nginx\"\nl4 = \"{l4}\"\ntime_scale = 0.005\n\
+         [lb]\nclient_keep_alive = \"3600s\"\nhealth_checks = false\n\
+         [[targets]]\nname = \"app\"\nkeep_alive = \"3600s\"\n\
+         [[steps]]\nsend = \"GET /\"\nconn = \"a\"\nexpect = {{ status = 200 }}\n\
+         [[steps]]\nwait = \"400s\"\n\
+         [[steps]]\nsend = \"GET /\"\nconn = \"a\"\nexpect = {expect}\n"
+    );
+    scenario::parse(&text, "idle.toml", "idle").unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_fin_and_silence_are_told_apart() {
+    let cases = [
+        // Azure's silent drop: silence passes, and the client stops waiting at 100 s
+        // (0.5 s real) instead of after 20 s.
+        ("azure-lb", "{ silent = \"100s\" }", None),
+        // The NLB's reset on the next send.
+        ("aws-nlb", "{ reset = true }", None),
+        ("aws-nlb", "{ silent = \"100s\" }", Some("reset (TCP RST)")),
+        ("aws-nlb", "{ reset = false }", Some("reset (TCP RST)")),
+        // Azure's reset at the timeout, met when the idle connection is reused.
+        ("azure-lb-reset", "{ reset = true }", None),
+        // GCP's passthrough goes on: an answer is neither a reset nor silence.
+        ("gcp-passthrough", "{ reset = false }", None),
+        ("gcp-passthrough", "{ reset = true }", Some("got 200 OK")),
+        (
+            "gcp-passthrough",
+            "{ silent = \"100s\" }",
+            Some("got 200 OK"),
+        ),
+    ];
+    let tasks: Vec<_> = cases
+        .iter()
+        .map(|&(l4, expect, _)| {
+            let s = idled_out(l4, expect);
+            tokio::spawn(async move {
+                let start = Instant::now();
+                (scenario::run(&s).await, start.elapsed())
+            })
+        })
+        .collect();
+    for ((l4, expect, fails), task) in cases.iter().zip(tasks) {
+        let (report, took) = task.await.unwrap();
+        let failures = report.failures();
+        assert!(
+            took < Duration::from_secs(8),
+            "{l4} {expect}: took {took:?}"
+        );
+        match fails {
+            None => assert!(
+                report.passed(),
+                "{l4} {expect}:\n{}",
+                scenario::render_report(&report, scenario::Style::plain())
+            ),
+            Some(word) => {
+                assert_eq!(failures.len(), 1, "{l4} {expect}: {:?}", report.checks);
+                assert_eq!(failures[0].step, 3, "{l4} {expect}");
+                assert!(
+                    failures[0].detail.contains(word),
+                    "{l4} {expect}: {:?}",
+                    failures[0].detail
+                );
+            }
+        }
+    }
+}

@@ -28,7 +28,9 @@ use crate::lb::facts::Confidence;
 use crate::lb::profile::Cloud;
 
 /// Which cloud's TCP load balancer sits in front.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum L4Flavour {
     /// AWS Network Load Balancer: TCP idle timeout 350 s; a late sender gets a reset.

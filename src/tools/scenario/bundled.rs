@@ -49,6 +49,8 @@ pub static BUNDLED: &[Bundled] = bundled![
     "ray-408-request-timeout",
     "ingress-nginx-502-keepalive-post",
     "ingress-nginx-504-slow-app",
+    "aws-nlb-idle-reset",
+    "azure-lb-reset-idle-keepalive",
 ];
 
 /// The scenarios `lbsim demo` plays, in order.

@@ -65,6 +65,8 @@ struct Socket {
     until: Instant,
     /// The peer closed (or reset) the connection.
     eof: bool,
+    /// The peer reset it (a TCP RST, not a FIN).
+    reset: bool,
 }
 
 impl Fill for Socket {
@@ -79,7 +81,9 @@ impl Fill for Socket {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => {
                 self.eof = true;
-                Err(ReadError::from_io(e))
+                let e = ReadError::from_io(e);
+                self.reset |= matches!(e, ReadError::Closed { reset: true });
+                Err(e)
             }
         }
     }
@@ -99,6 +103,7 @@ impl Conn {
                 stream,
                 until: Instant::now(),
                 eof: false,
+                reset: false,
             }),
         })
     }
@@ -107,33 +112,54 @@ impl Conn {
         self.reader.source().eof
     }
 
-    /// True when the peer closed it while it sat idle (as urllib3 checks before reuse).
-    fn dropped(&mut self) -> bool {
-        if self.eof() {
-            return true;
+    /// How the peer ended it while it sat idle, if it did (as urllib3 checks before reuse).
+    fn dropped(&mut self) -> Option<Ended> {
+        if !self.eof() {
+            let mut probe = [0u8; 1024];
+            match self.reader.source().stream.try_read(&mut probe) {
+                Ok(0) => self.reader.source_mut().eof = true,
+                Ok(n) => self.reader.push_read(&probe[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    let source = self.reader.source_mut();
+                    source.eof = true;
+                    source.reset |=
+                        matches!(ReadError::from_io(e), ReadError::Closed { reset: true });
+                }
+            }
         }
-        let mut probe = [0u8; 1024];
-        match self.reader.source().stream.try_read(&mut probe) {
-            Ok(0) => self.reader.source_mut().eof = true,
-            Ok(n) => self.reader.push_read(&probe[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => self.reader.source_mut().eof = true,
+        match (self.eof(), self.reader.source().reset) {
+            (false, _) => None,
+            (true, false) => Some(Ended::Fin),
+            (true, true) => Some(Ended::Reset),
         }
-        self.eof()
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         let written = self.reader.source_mut().stream.write_all(bytes).await;
-        if written.is_err() {
-            self.reader.source_mut().eof = true;
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let source = self.reader.source_mut();
+                source.eof = true;
+                let text = format!("could not send the request: {e}");
+                if matches!(ReadError::from_io(e), ReadError::Closed { reset: true }) {
+                    source.reset = true;
+                    Err(Failure::new(NoAnswer::Reset, text))
+                } else {
+                    Err(Failure::new(NoAnswer::Other, text))
+                }
+            }
         }
-        written
     }
 
-    async fn read_response(&mut self, method: &str) -> Result<Response, String> {
-        self.reader.source_mut().until = Instant::now() + READ_LIMIT;
+    /// The response, read for up to `limit` (real time).
+    async fn read_response(&mut self, method: &str, limit: Duration) -> Result<Response, Failure> {
+        self.reader.source_mut().until = Instant::now() + limit;
         let got_bytes = !self.reader.leftover().is_empty();
-        match self.reader.response(method, Interim::Skip).await {
+        let result = self.reader.response(method, Interim::Skip).await;
+        let none_came = !got_bytes && self.reader.leftover().is_empty();
+        match result {
             Ok(r) => Ok(Response {
                 complete: r.complete(),
                 status: r.head.status,
@@ -141,17 +167,39 @@ impl Conn {
                 headers: r.head.headers,
                 body: r.body,
             }),
-            Err(ReadError::TimedOut) => Err(format!(
-                "no response within {}",
-                crate::human::duration(READ_LIMIT)
+            Err(ReadError::TimedOut) if none_came => Err(Failure::new(
+                NoAnswer::Silent,
+                format!(
+                    "no response byte and no close within {}",
+                    crate::human::duration(limit)
+                ),
             )),
-            Err(ReadError::Closed { .. }) if !got_bytes && self.reader.leftover().is_empty() => {
-                Err("connection closed before any response byte".to_string())
-            }
-            Err(ReadError::Closed { .. }) => {
-                Err("connection closed inside the response head".to_string())
-            }
-            Err(e) => Err(format!("invalid response: {e}")),
+            Err(ReadError::TimedOut) => Err(Failure::new(
+                NoAnswer::Other,
+                format!(
+                    "no complete response head within {}",
+                    crate::human::duration(limit)
+                ),
+            )),
+            Err(ReadError::Closed { reset: true }) if none_came => Err(Failure::new(
+                NoAnswer::Reset,
+                "connection reset (TCP RST) before any response byte",
+            )),
+            Err(ReadError::Closed { reset: false }) if none_came => Err(Failure::new(
+                NoAnswer::Fin,
+                "connection closed before any response byte",
+            )),
+            Err(ReadError::Closed { reset }) => Err(Failure::new(
+                NoAnswer::Other,
+                format!(
+                    "connection {} inside the response head",
+                    if reset { "reset" } else { "closed" }
+                ),
+            )),
+            Err(e) => Err(Failure::new(
+                NoAnswer::Other,
+                format!("invalid response: {e}"),
+            )),
         }
     }
 
@@ -193,25 +241,71 @@ fn request_bytes(spec: &SendSpec) -> Vec<u8> {
     bytes
 }
 
+/// How a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// An orderly close (FIN).
+    Fin,
+    /// A TCP RST.
+    Reset,
+}
+
+/// Why a request got no response, as `reset` and `silent` tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoAnswer {
+    /// A TCP RST before any response byte (on the send, the read, or while it sat idle).
+    Reset,
+    /// A FIN before any response byte.
+    Fin,
+    /// No byte and no close until the client stopped waiting.
+    Silent,
+    /// Anything else: no connection, a cut or invalid head.
+    Other,
+}
+
+/// A request that got no response: why, and in words.
+#[derive(Clone, Debug)]
+struct Failure {
+    kind: NoAnswer,
+    text: String,
+}
+
+impl Failure {
+    fn new(kind: NoAnswer, text: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            text: text.into(),
+        }
+    }
+}
+
 /// What one request met.
 struct Exchange {
-    result: Result<Response, String>,
+    result: Result<Response, Failure>,
     elapsed: Duration,
     closed: Option<bool>,
 }
 
 pub(super) type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
 
+/// Where a request goes (the load balancer) and where what it meets is told.
+#[derive(Clone, Copy)]
+struct Wire<'a> {
+    lb: SocketAddr,
+    log: &'a Log,
+    sampler: &'a Sampler,
+}
+
 /// One request on a named connection (`slot`) or a new one.
 async fn exchange(
-    lb: SocketAddr,
-    log: &Log,
-    sampler: &Sampler,
+    wire: Wire<'_>,
     who: &str,
     spec: &SendSpec,
+    scale: f64,
     slot: Option<Slot>,
     sent: Option<&mpsc::UnboundedSender<()>>,
 ) -> Exchange {
+    let Wire { lb, log, sampler } = wire;
     // However it ends, tell a waiting runner that this request is no longer pending.
     struct Sent<'a>(Option<&'a mpsc::UnboundedSender<()>>);
     impl Drop for Sent<'_> {
@@ -228,16 +322,35 @@ async fn exchange(
     };
     let previous = guard.as_mut().and_then(|g| g.take());
     let (conn, how) = match previous {
-        Some(mut c) => {
-            if c.dropped() {
-                (
-                    None,
-                    "a new connection: the load balancer had closed the previous one",
-                )
-            } else {
-                (Some(c), "the same connection")
+        Some(mut c) => match c.dropped() {
+            Some(Ended::Fin) => (
+                None,
+                "a new connection: the load balancer had closed the previous one",
+            ),
+            Some(Ended::Reset) => {
+                // A FIN is an orderly end a pool notices and replaces; a connection reset
+                // while idle is the error the client meets when it reuses it.
+                let why = Failure::new(
+                    NoAnswer::Reset,
+                    "connection reset (TCP RST) while it sat idle, before this request",
+                );
+                sampler.sample();
+                log.push(
+                    Actor::Client,
+                    who,
+                    format!(
+                        "→ {} {} on the same connection: ✗ {}",
+                        spec.method, spec.path, why.text
+                    ),
+                );
+                return Exchange {
+                    result: Err(why),
+                    elapsed: Duration::ZERO,
+                    closed: None,
+                };
             }
-        }
+            None => (Some(c), "the same connection"),
+        },
         None => (None, "a new connection"),
     };
     let mut conn = match conn {
@@ -248,7 +361,7 @@ async fn exchange(
                 let why = format!("cannot connect to the load balancer: {e}");
                 log.push(Actor::Client, who, format!("✗ {why}"));
                 return Exchange {
-                    result: Err(why),
+                    result: Err(Failure::new(NoAnswer::Other, why)),
                     elapsed: Duration::ZERO,
                     closed: None,
                 };
@@ -268,9 +381,14 @@ async fn exchange(
     let start = Instant::now();
     let written = conn.write(&request_bytes(spec)).await;
     drop(std::mem::replace(&mut sent, Sent(None)));
+    // A `silent` expectation is the client's own timeout: it stops waiting then.
+    let limit = spec
+        .expect
+        .silent
+        .map_or(READ_LIMIT, |d| d.0.mul_f64(scale));
     let result = match written {
-        Err(e) => Err(format!("could not send the request: {e}")),
-        Ok(()) => conn.read_response(&spec.method).await,
+        Err(f) => Err(f),
+        Ok(()) => conn.read_response(&spec.method, limit).await,
     };
     let elapsed = start.elapsed();
     sampler.sample();
@@ -280,7 +398,8 @@ async fn exchange(
             Actor::Client,
             who,
             format!(
-                "✗ no response: {e} (after {})",
+                "✗ no response: {} (after {})",
+                e.text,
                 crate::human::duration(elapsed)
             ),
         ),
@@ -291,7 +410,12 @@ async fn exchange(
         None => None,
     };
     if conn.eof() {
-        log.push(Actor::Client, who, "connection closed by the load balancer");
+        let how = if conn.reader.source().reset {
+            "connection reset by the load balancer"
+        } else {
+            "connection closed by the load balancer"
+        };
+        log.push(Actor::Client, who, how);
     }
     if let Some(g) = guard.as_mut() {
         if !conn.eof() {
@@ -337,7 +461,7 @@ type Verdict = (String, Result<String, String>);
 fn evaluate(e: &Expect, x: &Exchange, scale: f64) -> Vec<Verdict> {
     let mut out: Vec<Verdict> = Vec::new();
     let resp = x.result.as_ref();
-    let none = |why: &String| format!("no response ({why})");
+    let none = |why: &Failure| format!("no response ({})", why.text);
     let mut on_resp = |label: String, check: &dyn Fn(&Response) -> Result<String, String>| {
         let v = match resp {
             Ok(r) => check(r),
@@ -456,6 +580,44 @@ fn evaluate(e: &Expect, x: &Exchange, scale: f64) -> Vec<Verdict> {
         let ok = x.elapsed >= low && x.elapsed <= high;
         out.push((label, if ok { Ok(got) } else { Err(got) }));
     }
+    if let Some(reset) = e.reset {
+        let label = if reset {
+            "connection reset (TCP RST) before any response byte"
+        } else {
+            "no connection reset"
+        };
+        let was_reset = matches!(&x.result, Err(f) if f.kind == NoAnswer::Reset);
+        out.push((
+            label.to_string(),
+            if was_reset == reset {
+                Ok(outcome(x))
+            } else {
+                Err(outcome(x))
+            },
+        ));
+    }
+    if let Some(Dur(want)) = e.silent {
+        let mut label = format!(
+            "no response byte and no close for {}",
+            crate::human::duration(want)
+        );
+        if scale != 1.0 {
+            let _ = write!(
+                label,
+                " ({} real)",
+                crate::human::duration(want.mul_f64(scale))
+            );
+        }
+        let silent = matches!(&x.result, Err(f) if f.kind == NoAnswer::Silent);
+        out.push((
+            label,
+            if silent {
+                Ok(outcome(x))
+            } else {
+                Err(outcome(x))
+            },
+        ));
+    }
     if let Some(closed) = e.closed {
         let label = if closed {
             "connection closed afterwards"
@@ -478,6 +640,19 @@ fn evaluate(e: &Expect, x: &Exchange, scale: f64) -> Vec<Verdict> {
         ));
     }
     out
+}
+
+/// What the request met, in words: the status, or why there was none.
+fn outcome(x: &Exchange) -> String {
+    let after = crate::human::duration(x.elapsed);
+    match &x.result {
+        Ok(r) => format!("got {} {} after {after}", r.status, r.phrase),
+        Err(f) => match f.kind {
+            NoAnswer::Silent => format!("silence: {}", f.text),
+            NoAnswer::Reset | NoAnswer::Fin => format!("{} (after {after})", f.text),
+            NoAnswer::Other => format!("no response: {}", f.text),
+        },
+    }
 }
 
 fn clip(text: &str) -> String {
@@ -514,12 +689,16 @@ pub(super) async fn run_send(job: SendJob) -> Vec<Check> {
         },
     };
     if job.spec.concurrent <= 1 {
+        let wire = Wire {
+            lb: job.lb,
+            log: &job.log,
+            sampler: &job.sampler,
+        };
         let x = exchange(
-            job.lb,
-            &job.log,
-            &job.sampler,
+            wire,
             &job.who,
             &job.spec,
+            job.scale,
             job.slot.clone(),
             job.sent.as_ref(),
         )
@@ -536,9 +715,15 @@ pub(super) async fn run_send(job: SendJob) -> Vec<Check> {
         let (lb, log, spec) = (job.lb, job.log.clone(), spec.clone());
         let sampler = job.sampler.clone();
         let sent = job.sent.clone();
+        let scale = job.scale;
         let who = format!("{}.{i}", job.who);
         tasks.push(tokio::spawn(async move {
-            exchange(lb, &log, &sampler, &who, &spec, None, sent.as_ref()).await
+            let wire = Wire {
+                lb,
+                log: &log,
+                sampler: &sampler,
+            };
+            exchange(wire, &who, &spec, scale, None, sent.as_ref()).await
         }));
     }
     let mut per_copy: Vec<Vec<Verdict>> = Vec::new();
@@ -574,4 +759,60 @@ pub(super) async fn run_send(job: SendJob) -> Vec<Check> {
             check(&who, (label, v))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn met(kind: NoAnswer, text: &str) -> Exchange {
+        Exchange {
+            result: Err(Failure::new(kind, text)),
+            elapsed: Duration::from_millis(3),
+            closed: None,
+        }
+    }
+
+    fn verdicts(e: &Expect, x: &Exchange) -> Vec<bool> {
+        evaluate(e, x, 1.0)
+            .into_iter()
+            .map(|(_, v)| v.is_ok())
+            .collect()
+    }
+
+    #[test]
+    fn reset_fin_and_silence_each_pass_only_their_own_expectation() {
+        let reset = Expect {
+            reset: Some(true),
+            ..Expect::default()
+        };
+        let no_reset = Expect {
+            reset: Some(false),
+            ..Expect::default()
+        };
+        let silent = Expect {
+            silent: Some(Dur(Duration::from_secs(1))),
+            ..Expect::default()
+        };
+        let rst = met(NoAnswer::Reset, "connection reset (TCP RST)");
+        let fin = met(NoAnswer::Fin, "connection closed before any response byte");
+        let quiet = met(NoAnswer::Silent, "no response byte and no close within 1 s");
+        let other = met(NoAnswer::Other, "cannot connect");
+        assert_eq!(verdicts(&reset, &rst), [true]);
+        assert_eq!(verdicts(&reset, &fin), [false]);
+        assert_eq!(verdicts(&reset, &quiet), [false]);
+        assert_eq!(verdicts(&reset, &other), [false]);
+        assert_eq!(verdicts(&no_reset, &rst), [false]);
+        assert_eq!(verdicts(&no_reset, &fin), [true]);
+        assert_eq!(verdicts(&silent, &quiet), [true]);
+        assert_eq!(verdicts(&silent, &rst), [false]);
+        assert_eq!(verdicts(&silent, &fin), [false]);
+        // A FIN is named as a close, not a reset, in what the check saw.
+        let (_, seen) = &evaluate(&reset, &fin, 1.0)[0];
+        assert!(
+            seen.as_ref()
+                .is_err_and(|s| s.contains("closed before any response byte")),
+            "{seen:?}"
+        );
+    }
 }

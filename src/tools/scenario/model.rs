@@ -9,6 +9,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::lb::config::{parse_duration, Config, RaceWindow, Settings};
+use crate::lb::l4::{L4Flavour, L4Profile};
 use crate::lb::profile::{Cloud, Profile};
 use crate::lb::targets::TargetState;
 
@@ -31,6 +32,9 @@ pub struct Scenario {
     pub time_scale: f64,
     /// Load balancer settings, unscaled (the simulator scales them).
     pub settings: Settings,
+    /// A cloud's TCP load balancer in front (`--l4`) and its idle timeout override
+    /// (unscaled; the simulator scales it).
+    pub l4: Option<(L4Flavour, Option<Duration>)>,
     /// Targets, in file order.
     pub targets: Vec<TargetSpec>,
     /// Steps, in file order.
@@ -54,7 +58,20 @@ impl Scenario {
     /// One line on the load balancer and its targets.
     pub fn setup_line(&self) -> String {
         let p = Profile::of(self.cloud);
-        let mut parts = vec![p.display_name.to_string()];
+        let front = match self.l4 {
+            Some((flavour, idle)) => {
+                let l4 = L4Profile::of(flavour);
+                format!(
+                    "{} ({} {}) in front of {}",
+                    l4.display_name,
+                    l4.timeout_setting,
+                    crate::human::duration(idle.unwrap_or(l4.idle_timeout)),
+                    p.display_name
+                )
+            }
+            None => p.display_name.to_string(),
+        };
+        let mut parts = vec![front];
         if let Ok(c) = Config::build(&self.settings) {
             let unscale = |d: Duration| crate::human::duration(d.div_f64(self.time_scale));
             parts.push(format!(
@@ -225,6 +242,11 @@ pub struct Expect {
     pub closed: Option<bool>,
     /// The body was cut short.
     pub truncated: Option<bool>,
+    /// The connection was reset (TCP RST) before any response byte.
+    pub reset: Option<bool>,
+    /// No response byte and no close (FIN or RST) for this long (unscaled): the client's
+    /// wait for this request ends then.
+    pub silent: Option<Dur>,
 }
 
 /// A step on the target group.

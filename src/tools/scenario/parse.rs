@@ -10,6 +10,7 @@ use super::model::{
 };
 use super::raw::{KindName, RawScenario, RawStep};
 use crate::lb::config::{parse_duration, Config};
+use crate::lb::l4::L4Profile;
 use crate::mock::DEFAULT_KEEP_ALIVE;
 
 /// In-flight requests get this long when a scenario's simulator shuts down.
@@ -119,6 +120,30 @@ pub fn parse(text: &str, origin: &str, name: &str) -> Result<Scenario, LoadError
     if let Err(e) = Config::build(&settings) {
         return Err(cx.err(lb_span, format!("[lb]: {e}")));
     }
+    let l4 = match (raw.l4, raw.l4_idle_timeout) {
+        (None, None) => None,
+        (None, Some(idle)) => {
+            return Err(cx.err(
+                idle.span(),
+                "`l4_idle_timeout` needs `l4` (which TCP load balancer's idle timeout)",
+            ))
+        }
+        (Some(flavour), idle) => {
+            // The combinations lbsim refuses on the command line are refused here too,
+            // with the same words.
+            if let Err(e) = L4Profile::of(*flavour.get_ref()).check(cloud) {
+                return Err(cx.err(flavour.span(), e.to_string()));
+            }
+            let idle = match idle {
+                Some(d) if d.get_ref().0.is_zero() => {
+                    return Err(cx.err(d.span(), "`l4_idle_timeout` must be more than 0"))
+                }
+                Some(d) => Some(d.into_inner().0),
+                None => None,
+            };
+            Some((flavour.into_inner(), idle))
+        }
+    };
 
     let mut targets: Vec<TargetSpec> = Vec::new();
     for t in raw.targets {
@@ -211,6 +236,7 @@ pub fn parse(text: &str, origin: &str, name: &str) -> Result<Scenario, LoadError
         cloud,
         time_scale,
         settings,
+        l4,
         targets,
         steps,
     })
@@ -299,6 +325,7 @@ fn check_step(
                     if e.tolerance.is_some() && e.elapsed.is_none() {
                         return Err(cx.err(espan, "`tolerance` needs `elapsed`"));
                     }
+                    check_no_answer(&e).map_err(|m| cx.err(espan, m))?;
                     e
                 }
             };
@@ -390,6 +417,44 @@ fn check_step(
             ))
         }
     }
+}
+
+/// `reset = true` and `silent` say there was no response: they cannot be combined with a
+/// key about one (or with each other).
+fn check_no_answer(e: &Expect) -> Result<(), String> {
+    let about_response = [
+        ("status", e.status.is_some()),
+        ("reason", e.reason.is_some()),
+        ("body", e.body.is_some()),
+        ("body_contains", e.body_contains.is_some()),
+        ("headers", e.headers.is_some()),
+        ("closed", e.closed.is_some()),
+        ("truncated", e.truncated.is_some()),
+    ];
+    let first = about_response.iter().find(|(_, on)| *on).map(|(k, _)| *k);
+    if let Some(silent) = e.silent {
+        if silent.0.is_zero() {
+            return Err("`silent` must be more than 0".to_string());
+        }
+        if e.reset.is_some() {
+            return Err("`silent` and `reset` exclude each other: \
+                        silence is neither a response nor a reset"
+                .to_string());
+        }
+        if let Some(k) = first.or(e.elapsed.map(|_| "elapsed")) {
+            return Err(format!(
+                "`silent` means no response byte: it cannot go with `{k}`"
+            ));
+        }
+    }
+    if e.reset == Some(true) {
+        if let Some(k) = first {
+            return Err(format!(
+                "`reset = true` means no response byte: it cannot go with `{k}`"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `"GET /sleep/{400s}"` → `("GET", "/sleep/4")` at scale 0.01.

@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use super::model::{Action, Dur, Expect, WaitFor};
 use crate::lb::config::Settings;
+use crate::lb::l4::L4Flavour;
 use crate::lb::profile::{Cloud, LbDefaults};
 use crate::lb::targets::TargetState;
 use crate::lb::validate::DesyncMode;
@@ -21,6 +22,10 @@ pub(super) struct RawScenario {
     pub(super) fix: Option<String>,
     pub(super) cloud: Cloud,
     pub(super) time_scale: Option<Spanned<f64>>,
+    /// A cloud's TCP load balancer in front (`--l4`), by its CLI name.
+    pub(super) l4: Option<Spanned<L4Flavour>>,
+    /// Its idle timeout per TCP flow (`--l4-idle-timeout`, cloud time).
+    pub(super) l4_idle_timeout: Option<Spanned<Dur>>,
     /// Every load-balancer setting, as the CLI takes them: the one [`Settings`] type.
     pub(super) lb: Option<Spanned<Settings>>,
     #[serde(default)]
@@ -87,6 +92,7 @@ pub fn file_keys() -> Vec<(&'static str, &'static [&'static str])> {
 pub fn file_values() -> Vec<(&'static str, &'static [&'static str])> {
     vec![
         ("cloud", serde_names::<Cloud>()),
+        ("l4", serde_names::<L4Flavour>()),
         ("lb_defaults", serde_names::<LbDefaults>()),
         ("desync_mode", serde_names::<DesyncMode>()),
         ("kind", serde_names::<KindName>()),

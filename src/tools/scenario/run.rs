@@ -150,6 +150,9 @@ impl Runner {
             });
         }
         let mut builder = Simulator::builder(s.cloud).settings(s.settings.clone());
+        if let Some((flavour, idle)) = s.l4 {
+            builder = builder.l4(flavour, idle);
+        }
         for (spec, live) in s.targets.iter().zip(&targets) {
             if spec.registered {
                 builder = builder.upstream(live.addr);
@@ -189,6 +192,18 @@ impl Runner {
         );
         if s.time_scale != 1.0 {
             let _ = write!(what, " (real times, scale {})", s.time_scale);
+        }
+        if let Some((flavour, idle)) = s.l4 {
+            let l4 = crate::lb::l4::L4Profile::of(flavour);
+            let idle = idle.unwrap_or(l4.idle_timeout);
+            let _ = write!(
+                what,
+                "; in front: {} ({} {}: {})",
+                l4.display_name,
+                l4.timeout_setting,
+                crate::human::duration(s.scaled(idle)),
+                l4.on_idle.describe()
+            );
         }
         log.push(Actor::Lb, "lb", what);
         let (monitor_stop, stop_rx) = watch::channel(false);
