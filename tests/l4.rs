@@ -220,6 +220,9 @@ async fn the_cli_runs_an_azure_reset_flow_at_the_scaled_timeout() {
             "0.01",
             "--client-keep-alive",
             "1000s",
+            // The embedded app serves at once: no readiness probe to race (its first
+            // check may not have passed when the request comes: nginx's 503).
+            "--no-health-checks",
             "--listen",
             "127.0.0.1:0",
         ])
