@@ -1,6 +1,7 @@
 //! HTTPS listeners (`--tls`, [`lbsim::SimulatorBuilder::tls`]): real sockets on 127.0.0.1
 //! and a real TLS client (tokio-rustls) that trusts the CA certificate lbsim wrote, or the
-//! user's own certificate.
+//! user's own certificate. Each test checks that every TCP socket it opened is closed
+//! again (a failed handshake included), so the file's tests run one at a time.
 
 mod support;
 
@@ -94,6 +95,7 @@ fn generated(dir: &Path) -> (Tls, PathBuf) {
 
 #[tokio::test]
 async fn a_request_over_tls_reaches_the_app() {
+    let check = SocketsCheck::begin().await;
     let dir = scratch("ok");
     let (tls, ca) = generated(&dir);
     let app = mock(Duration::from_secs(60)).await;
@@ -132,7 +134,8 @@ async fn a_request_over_tls_reaches_the_app() {
         assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
     }
     assert_eq!(lb.stats().by_status.get(&200).copied().unwrap_or(0), 4);
-    lb.shutdown().await;
+    drop(conn);
+    check.finish(lb, app).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -162,6 +165,7 @@ async fn the_alb_504_page_comes_over_tls() {
 
 #[tokio::test]
 async fn the_ca_file_is_one_pem_certificate() {
+    let check = SocketsCheck::begin().await;
     let dir = scratch("ca");
     let (tls, ca) = generated(&dir);
     let lb = Simulator::builder(Cloud::Aws)
@@ -186,11 +190,13 @@ async fn the_ca_file_is_one_pem_certificate() {
         "the CA's key is never written"
     );
     lb.shutdown().await;
+    check.all_closed().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn a_plain_http_client_on_the_tls_port_is_closed_without_an_answer() {
+    let check = SocketsCheck::begin().await;
     let dir = scratch("plain");
     let (tls, ca) = generated(&dir);
     let app = mock(Duration::from_secs(60)).await;
@@ -217,12 +223,14 @@ async fn a_plain_http_client_on_the_tls_port_is_closed_without_an_answer() {
     // The listener goes on serving TLS clients.
     let answer = get(&client_trusting(&ca), lb.addr(), "localhost", "/").await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-    lb.shutdown().await;
+    drop(plain);
+    check.finish(lb, app).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn the_users_own_certificate_and_key() {
+    let check = SocketsCheck::begin().await;
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let dir = scratch("own");
     // The user's CA, and a certificate it signed for localhost.
@@ -266,7 +274,7 @@ async fn the_users_own_certificate_and_key() {
     );
     let answer = get(&client_trusting(&ca), lb.addr(), "localhost", "/").await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-    lb.shutdown().await;
+    check.finish(lb, app).await;
 
     // A key file that holds no key is refused at start, naming the file.
     let err = match Simulator::builder(Cloud::Aws)
@@ -288,6 +296,8 @@ async fn the_users_own_certificate_and_key() {
 /// directory, says where on stderr, and serves HTTPS to a client that trusts it.
 #[tokio::test]
 async fn the_binary_says_where_the_ca_is() {
+    // Its client sockets count in this process too: it waits for its turn.
+    let _turn = serial().await;
     let dir = scratch("bin");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lbsim"))
         .args(["--tls", "--listen", "127.0.0.1:0"])
