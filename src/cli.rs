@@ -285,6 +285,20 @@ fn read_ingress_config(path: &std::path::Path, settings: &mut Settings) -> Resul
     Ok(())
 }
 
+/// The TCP load balancer in front, in words: its name, idle timeout per flow (scaled) and
+/// what an idled-out flow meets; `None` without `--l4`. The banner and `--print-config`.
+fn l4_words(l4: &crate::lb::l4::L4Args, time_scale: f64) -> Option<String> {
+    let p = crate::lb::l4::L4Profile::of(l4.l4?);
+    let idle = l4.l4_idle_timeout.unwrap_or(p.idle_timeout);
+    Some(format!(
+        "{} ({} {} per TCP flow, then: {})",
+        p.display_name,
+        p.timeout_setting,
+        crate::human::duration(idle.mul_f64(time_scale)),
+        p.on_idle.describe()
+    ))
+}
+
 /// Refuses a control API address that other machines could reach, unless allowed.
 fn check_admin_addr(args: &RunArgs) -> Result<(), String> {
     match args.admin {
@@ -374,6 +388,8 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             ),
         };
         println!("{:<w$}{tls}", "tls:", w = PRINT_LABEL_WIDTH);
+        let l4 = l4_words(&args.l4, config.time_scale).unwrap_or_else(|| "none".to_string());
+        println!("{:<w$}{l4}", "l4 in front:", w = PRINT_LABEL_WIDTH);
         let upstreams = if args.upstream.is_empty() {
             "(embedded mock app)".to_string()
         } else {
@@ -486,16 +502,8 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         c.timers.timeout,
         c.time_scale
     );
-    if let Some(flavour) = args.l4.l4 {
-        let p = crate::lb::l4::L4Profile::of(flavour);
-        let idle = args.l4.l4_idle_timeout.unwrap_or(p.idle_timeout);
-        eprintln!(
-            "lbsim: in front: {} ({} {} per TCP flow, then: {})",
-            p.display_name,
-            p.timeout_setting,
-            crate::human::duration(idle.mul_f64(c.time_scale)),
-            p.on_idle.describe()
-        );
+    if let Some(l4) = l4_words(&args.l4, c.time_scale) {
+        eprintln!("lbsim: in front: {l4}");
     }
     if let Some(ca) = sim.tls_ca() {
         eprintln!(

@@ -424,6 +424,26 @@ async fn ingress_annotations_set_ingress_nginx_timers() {
 }
 
 #[tokio::test]
+async fn print_config_names_the_l4_in_front_scaled() {
+    let c = print_config(&["--cloud", "ingress-nginx", "--time-scale", "0.01"]).await;
+    assert_eq!(value(&c, "l4 in front"), "none");
+    let c = print_config(&[
+        "--cloud",
+        "ingress-nginx",
+        "--l4",
+        "azure-lb",
+        "--time-scale",
+        "0.01",
+    ])
+    .await;
+    assert!(
+        value(&c, "l4 in front")
+            .starts_with("Azure Load Balancer (TCP reset on idle off) (idle timeout (minutes) 2.4 s per TCP flow, then: "),
+        "{c:?}"
+    );
+}
+
+#[tokio::test]
 async fn print_config_separates_every_label_from_its_value() {
     let listen = EPHEMERAL.to_string();
     for cloud in ["aws", "gcp"] {
