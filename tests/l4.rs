@@ -1,12 +1,14 @@
 //! `--l4`: a cloud's TCP load balancer in front of the L7 one (issue #17). Real sockets,
-//! short scaled idle timeouts: what a keep-alive client sees when its flow idles out.
+//! short scaled idle timeouts: what a keep-alive client sees when its flow idles out. Each
+//! test checks that every TCP socket it opened (client, relay, engine, app) is closed again,
+//! so the file's tests run one at a time.
 
 mod support;
 
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use lbsim::{Cloud, L4Flavour, SimHandle, Simulator, StartError};
+use lbsim::{Cloud, L4Flavour, MockUpstream, SimHandle, Simulator, StartError};
 use support::*;
 use tokio::io::AsyncReadExt;
 
@@ -28,6 +30,17 @@ async fn behind(flavour: L4Flavour, app: std::net::SocketAddr) -> SimHandle {
         .expect("lbsim starts")
 }
 
+/// One test's set-up: its turn and socket count, the app, ingress-nginx behind `flavour`,
+/// and a client connection that has had one 200 (the flow exists and is tracked).
+async fn flow_behind(flavour: L4Flavour) -> (SocketsCheck, MockUpstream, SimHandle, RawClient) {
+    let check = SocketsCheck::begin().await;
+    let app = mock(Duration::from_secs(30)).await;
+    let lb = behind(flavour, app.addr).await;
+    let mut client = RawClient::connect(lb.addr()).await;
+    get_ok(&mut client).await;
+    (check, app, lb, client)
+}
+
 /// Reads once, bounded: the read's outcome, or None for silence within `limit`.
 async fn read_within(client: &mut RawClient, limit: Duration) -> Option<std::io::Result<usize>> {
     let mut buf = [0u8; 1024];
@@ -38,10 +51,7 @@ async fn read_within(client: &mut RawClient, limit: Duration) -> Option<std::io:
 
 #[tokio::test]
 async fn aws_nlb_resets_a_keep_alive_connection_that_sends_after_the_idle_timeout() {
-    let app = mock(Duration::from_secs(30)).await;
-    let lb = behind(L4Flavour::AwsNlb, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    get_ok(&mut client).await;
+    let (check, app, lb, mut client) = flow_behind(L4Flavour::AwsNlb).await;
     tokio::time::sleep(IDLE + TOLERANCE).await;
     // Nothing happened at the timeout itself: the NLB only answers the next segment.
     assert!(read_within(&mut client, Duration::from_millis(50))
@@ -56,32 +66,30 @@ async fn aws_nlb_resets_a_keep_alive_connection_that_sends_after_the_idle_timeou
     }
     // The request died at the NLB: the app saw only the first one.
     assert_eq!(app.requests(), 1);
+    drop(client);
+    check.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn aws_nlb_keeps_a_connection_that_keeps_talking() {
-    let app = mock(Duration::from_secs(30)).await;
-    let lb = behind(L4Flavour::AwsNlb, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
+    let (check, app, lb, mut client) = flow_behind(L4Flavour::AwsNlb).await;
     let start = Instant::now();
     for _ in 0..5 {
-        get_ok(&mut client).await;
         tokio::time::sleep(IDLE / 2).await;
+        get_ok(&mut client).await;
     }
     assert!(
         start.elapsed() > IDLE * 2,
         "outlived the idle timeout twice"
     );
-    get_ok(&mut client).await;
     assert_eq!(app.requests(), 6);
+    drop(client);
+    check.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn azure_lb_drops_an_idled_out_flow_silently() {
-    let app = mock(Duration::from_secs(30)).await;
-    let lb = behind(L4Flavour::AzureLb, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    get_ok(&mut client).await;
+    let (check, app, lb, mut client) = flow_behind(L4Flavour::AzureLb).await;
     tokio::time::sleep(IDLE + TOLERANCE).await;
     client
         .send(b"GET / HTTP/1.1\r\nHost: lbsim.test\r\n\r\n")
@@ -94,14 +102,13 @@ async fn azure_lb_drops_an_idled_out_flow_silently() {
         "the request after the idle timeout must go unanswered"
     );
     assert_eq!(app.requests(), 1);
+    drop(client);
+    check.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn azure_lb_with_tcp_reset_resets_the_client_at_the_idle_timeout() {
-    let app = mock(Duration::from_secs(30)).await;
-    let lb = behind(L4Flavour::AzureLbReset, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    get_ok(&mut client).await;
+    let (check, app, lb, mut client) = flow_behind(L4Flavour::AzureLbReset).await;
     let idle_since = Instant::now();
     // The client sends nothing: the reset comes at the timeout all the same.
     match read_within(&mut client, Duration::from_secs(5)).await {
@@ -109,22 +116,24 @@ async fn azure_lb_with_tcp_reset_resets_the_client_at_the_idle_timeout() {
         other => panic!("expected a TCP RST (ConnectionReset), got {other:?}"),
     }
     assert_elapsed(idle_since.elapsed(), IDLE, TOLERANCE);
+    drop(client);
+    check.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn gcp_passthrough_flow_outlives_its_tracking_entry() {
-    let app = mock(Duration::from_secs(30)).await;
-    let lb = behind(L4Flavour::GcpPassthrough, app.addr).await;
-    let mut client = RawClient::connect(lb.addr()).await;
-    get_ok(&mut client).await;
+    let (check, app, lb, mut client) = flow_behind(L4Flavour::GcpPassthrough).await;
     tokio::time::sleep(IDLE + TOLERANCE).await;
     // Re-hashed to the same backend: the connection goes on.
     get_ok(&mut client).await;
     assert_eq!(app.requests(), 2);
+    drop(client);
+    check.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn the_library_refuses_an_l4_no_cloud_offers() {
+    let _turn = serial().await;
     let app = mock(Duration::from_secs(30)).await;
     for (cloud, flavour) in [
         (Cloud::Gcp, L4Flavour::GcpPassthrough),
@@ -207,6 +216,8 @@ fn l4_idle_timeout_needs_l4() {
 /// the embedded mock app; the client is reset at the scaled timeout.
 #[tokio::test]
 async fn the_cli_runs_an_azure_reset_flow_at_the_scaled_timeout() {
+    // lbsim runs as its own process; this one's client sockets still wait their turn.
+    let _turn = serial().await;
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lbsim"))
         .args([

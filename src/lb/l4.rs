@@ -149,93 +149,100 @@ const GCP_FRONTS_SOURCE: &str = "Google Cloud, \"Backend service-based external 
     proxies with their own front ends and are not placed behind one";
 
 /// The four flavours, in `--l4`'s order.
-pub const L4_PROFILES: [L4Profile; 4] = [
-    L4Profile {
-        flavour: L4Flavour::AwsNlb,
-        display_name: "AWS Network Load Balancer",
-        timeout_setting: "tcp.idle_timeout.seconds",
-        idle_timeout: Duration::from_secs(350),
-        on_idle: OnIdle::ResetOnNextSend,
-        fronts: &[Cloud::IngressNginx, Cloud::Aws],
-        refusal: "an AWS Network Load Balancer fronts ingress-nginx or an AWS Application \
-                  Load Balancer (an ALB-type target group), not Google's load balancers",
-        sources: &[
-            (
-                "l4.idle_timeout",
-                AWS_NLB_TIMEOUT_SOURCE,
-                Confidence::Documented,
-            ),
-            ("l4.on_idle", AWS_NLB_OUTCOME_SOURCE, Confidence::Documented),
-            ("l4.fronts", AWS_NLB_FRONTS_SOURCE, Confidence::Documented),
-        ],
-    },
-    L4Profile {
-        flavour: L4Flavour::AzureLb,
-        display_name: "Azure Load Balancer (TCP reset on idle off)",
-        timeout_setting: "idle timeout (minutes)",
-        idle_timeout: Duration::from_secs(4 * 60),
-        on_idle: OnIdle::Blackhole,
-        fronts: &[Cloud::IngressNginx],
-        refusal: "Azure Load Balancer fronts Azure workloads such as ingress-nginx on AKS, \
-                  not AWS's or Google's Application Load Balancers",
-        sources: &[
-            (
-                "l4.idle_timeout",
-                AZURE_TIMEOUT_SOURCE,
-                Confidence::Documented,
-            ),
-            ("l4.on_idle", AZURE_SILENT_SOURCE, Confidence::Documented),
-            ("l4.fronts", AZURE_FRONTS_SOURCE, Confidence::Inferred),
-        ],
-    },
-    L4Profile {
-        flavour: L4Flavour::AzureLbReset,
-        display_name: "Azure Load Balancer (TCP reset on idle on)",
-        timeout_setting: "idle timeout (minutes)",
-        idle_timeout: Duration::from_secs(4 * 60),
-        on_idle: OnIdle::ResetBoth,
-        fronts: &[Cloud::IngressNginx],
-        refusal: "Azure Load Balancer fronts Azure workloads such as ingress-nginx on AKS, \
-                  not AWS's or Google's Application Load Balancers",
-        sources: &[
-            (
-                "l4.idle_timeout",
-                AZURE_TIMEOUT_SOURCE,
-                Confidence::Documented,
-            ),
-            ("l4.on_idle", AZURE_RESET_SOURCE, Confidence::Documented),
-            ("l4.fronts", AZURE_FRONTS_SOURCE, Confidence::Inferred),
-        ],
-    },
-    L4Profile {
-        flavour: L4Flavour::GcpPassthrough,
-        display_name: "Google Cloud external passthrough Network Load Balancer",
-        timeout_setting: "connectionTrackingPolicy.idleTimeoutSec",
-        idle_timeout: Duration::from_secs(60),
-        on_idle: OnIdle::Rehash,
-        fronts: &[Cloud::IngressNginx],
-        refusal: "a passthrough Network Load Balancer sends packets to VMs such as \
-                  ingress-nginx's nodes; Google's Application Load Balancers are proxies \
-                  with their own front ends, and AWS's ALB is not on Google Cloud",
-        sources: &[
-            (
-                "l4.idle_timeout",
-                GCP_TIMEOUT_SOURCE,
-                Confidence::Documented,
-            ),
-            ("l4.on_idle", GCP_OUTCOME_SOURCE, Confidence::Inferred),
-            ("l4.fronts", GCP_FRONTS_SOURCE, Confidence::Inferred),
-        ],
-    },
-];
+/// AWS Network Load Balancer.
+const AWS_NLB: L4Profile = L4Profile {
+    flavour: L4Flavour::AwsNlb,
+    display_name: "AWS Network Load Balancer",
+    timeout_setting: "tcp.idle_timeout.seconds",
+    idle_timeout: Duration::from_secs(350),
+    on_idle: OnIdle::ResetOnNextSend,
+    fronts: &[Cloud::IngressNginx, Cloud::Aws],
+    refusal: "an AWS Network Load Balancer fronts ingress-nginx or an AWS Application \
+              Load Balancer (an ALB-type target group), not Google's load balancers",
+    sources: &[
+        (
+            "l4.idle_timeout",
+            AWS_NLB_TIMEOUT_SOURCE,
+            Confidence::Documented,
+        ),
+        ("l4.on_idle", AWS_NLB_OUTCOME_SOURCE, Confidence::Documented),
+        ("l4.fronts", AWS_NLB_FRONTS_SOURCE, Confidence::Documented),
+    ],
+};
+
+/// Azure Load Balancer, TCP reset on idle off (its default).
+const AZURE_LB: L4Profile = L4Profile {
+    flavour: L4Flavour::AzureLb,
+    display_name: "Azure Load Balancer (TCP reset on idle off)",
+    timeout_setting: "idle timeout (minutes)",
+    idle_timeout: Duration::from_secs(4 * 60),
+    on_idle: OnIdle::Blackhole,
+    fronts: &[Cloud::IngressNginx],
+    refusal: "Azure Load Balancer fronts Azure workloads such as ingress-nginx on AKS, \
+              not AWS's or Google's Application Load Balancers",
+    sources: &[
+        (
+            "l4.idle_timeout",
+            AZURE_TIMEOUT_SOURCE,
+            Confidence::Documented,
+        ),
+        ("l4.on_idle", AZURE_SILENT_SOURCE, Confidence::Documented),
+        ("l4.fronts", AZURE_FRONTS_SOURCE, Confidence::Inferred),
+    ],
+};
+
+/// Azure Load Balancer with "TCP reset on idle" on: Azure's profile but for what an
+/// idled-out flow meets.
+const AZURE_LB_RESET: L4Profile = L4Profile {
+    flavour: L4Flavour::AzureLbReset,
+    display_name: "Azure Load Balancer (TCP reset on idle on)",
+    on_idle: OnIdle::ResetBoth,
+    sources: &[
+        (
+            "l4.idle_timeout",
+            AZURE_TIMEOUT_SOURCE,
+            Confidence::Documented,
+        ),
+        ("l4.on_idle", AZURE_RESET_SOURCE, Confidence::Documented),
+        ("l4.fronts", AZURE_FRONTS_SOURCE, Confidence::Inferred),
+    ],
+    ..AZURE_LB
+};
+
+/// Google Cloud external passthrough Network Load Balancer.
+const GCP_PASSTHROUGH: L4Profile = L4Profile {
+    flavour: L4Flavour::GcpPassthrough,
+    display_name: "Google Cloud external passthrough Network Load Balancer",
+    timeout_setting: "connectionTrackingPolicy.idleTimeoutSec",
+    idle_timeout: Duration::from_secs(60),
+    on_idle: OnIdle::Rehash,
+    fronts: &[Cloud::IngressNginx],
+    refusal: "a passthrough Network Load Balancer sends packets to VMs such as \
+              ingress-nginx's nodes; Google's Application Load Balancers are proxies \
+              with their own front ends, and AWS's ALB is not on Google Cloud",
+    sources: &[
+        (
+            "l4.idle_timeout",
+            GCP_TIMEOUT_SOURCE,
+            Confidence::Documented,
+        ),
+        ("l4.on_idle", GCP_OUTCOME_SOURCE, Confidence::Inferred),
+        ("l4.fronts", GCP_FRONTS_SOURCE, Confidence::Inferred),
+    ],
+};
+
+/// Every flavour, for listings (`lbsim facts`) and tests.
+pub const L4_PROFILES: [L4Profile; 4] = [AWS_NLB, AZURE_LB, AZURE_LB_RESET, GCP_PASSTHROUGH];
 
 impl L4Profile {
     /// The profile of `flavour`.
     pub fn of(flavour: L4Flavour) -> &'static L4Profile {
-        L4_PROFILES
-            .iter()
-            .find(|p| p.flavour == flavour)
-            .expect("every flavour has a profile")
+        match flavour {
+            L4Flavour::AwsNlb => &AWS_NLB,
+            L4Flavour::AzureLb => &AZURE_LB,
+            L4Flavour::AzureLbReset => &AZURE_LB_RESET,
+            L4Flavour::GcpPassthrough => &GCP_PASSTHROUGH,
+        }
     }
 
     /// The name `--l4` takes for this flavour.
@@ -567,6 +574,25 @@ fn reset(stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_flavour_gets_its_own_profile_and_the_listing_has_each_once() {
+        use clap::ValueEnum;
+        for f in L4Flavour::value_variants() {
+            assert_eq!(L4Profile::of(*f).flavour, *f);
+            assert_eq!(L4_PROFILES.iter().filter(|p| p.flavour == *f).count(), 1);
+        }
+        // Azure with reset differs from Azure only in what an idled-out flow meets.
+        let (quiet, reset) = (
+            L4Profile::of(L4Flavour::AzureLb),
+            L4Profile::of(L4Flavour::AzureLbReset),
+        );
+        assert_eq!(quiet.idle_timeout, reset.idle_timeout);
+        assert_eq!(
+            (quiet.on_idle, reset.on_idle),
+            (OnIdle::Blackhole, OnIdle::ResetBoth)
+        );
+    }
 
     #[test]
     fn every_value_has_a_source() {
