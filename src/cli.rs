@@ -66,11 +66,17 @@ pub struct RunArgs {
     /// Address to listen on for clients.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Serve HTTPS (HTTP/1.1 over TLS; ALPN offers http/1.1 only, HTTP/2 is not served
-    /// yet) with a certificate for localhost, 127.0.0.1 and ::1 signed by a CA generated
-    /// at start, whose certificate goes to --tls-ca-out; or with --tls-cert/--tls-key.
+    /// Serve HTTPS (ALPN offers h2 and http/1.1, as both clouds do; the app still gets
+    /// HTTP/1.1) with a certificate for localhost, 127.0.0.1 and ::1 signed by a CA
+    /// generated at start, whose certificate goes to --tls-ca-out; or with
+    /// --tls-cert/--tls-key.
     #[arg(long)]
     pub tls: bool,
+    /// Also serve cleartext HTTP/2 with prior knowledge (`curl --http2-prior-knowledge`)
+    /// on the plain listener, beside HTTP/1.1. Neither cloud has such a listener (their
+    /// HTTP/2 is over TLS); it spares a test the certificate.
+    #[arg(long, conflicts_with = "tls")]
+    pub h2c: bool,
     /// Where --tls writes the generated CA's certificate (PEM; overwritten at each start),
     /// for clients to trust: `curl --cacert lbsim-ca.pem https://localhost:8080/`.
     /// [default: lbsim-ca.pem in the current directory]
@@ -376,13 +382,14 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         println!("{config}");
         println!("{:<w$}{}", "listen:", args.listen, w = PRINT_LABEL_WIDTH);
         let tls = match args.tls_setting() {
+            None if args.h2c => "off (plain HTTP/1.1, and HTTP/2 with prior knowledge)".to_string(),
             None => "off (plain HTTP)".to_string(),
             Some(crate::Tls::Generate { ca_out }) => format!(
-                "HTTPS, certificate generated at start, CA written to {}",
+                "HTTPS (h2, http/1.1), certificate generated at start, CA written to {}",
                 ca_out.display()
             ),
             Some(crate::Tls::Files { cert, key }) => format!(
-                "HTTPS, certificate {} and key {}",
+                "HTTPS (h2, http/1.1), certificate {} and key {}",
                 cert.display(),
                 key.display()
             ),
@@ -424,6 +431,7 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     if let Some(tls) = args.tls_setting() {
         builder = builder.tls(tls);
     }
+    builder = builder.http2_cleartext(args.h2c);
     for t in &targets {
         builder = builder.upstream(*t);
     }
@@ -507,8 +515,9 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
     }
     if let Some(ca) = sim.tls_ca() {
         eprintln!(
-            "lbsim: HTTPS certificate for localhost, 127.0.0.1 and ::1, signed by a CA made \
-             at start; its certificate is in {} (curl --cacert {} https://localhost:{}/)",
+            "lbsim: HTTPS (HTTP/2 and HTTP/1.1) certificate for localhost, 127.0.0.1 and ::1, \
+             signed by a CA made at start; its certificate is in {} \
+             (curl --http2 --cacert {} https://localhost:{}/)",
             ca.display(),
             ca.display(),
             sim.addr().port()

@@ -68,6 +68,8 @@ pub struct SimulatorBuilder {
     l4: Option<(crate::lb::l4::L4Flavour, Option<Duration>)>,
     /// HTTPS on the listener (a listener setting, not the load balancer's behaviour).
     tls: Option<Tls>,
+    /// Cleartext HTTP/2 with prior knowledge beside HTTP/1.1 (`--h2c`).
+    http2_cleartext: bool,
 }
 
 /// Entry point of the library API.
@@ -99,6 +101,7 @@ impl Simulator {
             upstreams: Vec::new(),
             l4: None,
             tls: None,
+            http2_cleartext: false,
         }
     }
 }
@@ -114,10 +117,17 @@ impl SimulatorBuilder {
         self.listen = addr;
         self
     }
-    /// Serves HTTPS (HTTP/1.1 over TLS; ALPN offers `http/1.1` only) with the certificate
-    /// `tls` says; see [`SimHandle::tls_ca`] for where a generated CA was written.
+    /// Serves HTTPS with the certificate `tls` says (ALPN offers `h2` and `http/1.1`, as
+    /// both clouds do); see [`SimHandle::tls_ca`] for where a generated CA was written.
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+    /// Also serves cleartext HTTP/2 with prior knowledge (a connection that opens with
+    /// the HTTP/2 preface; others get HTTP/1.1). Neither cloud offers this on a listener;
+    /// it lets a test speak HTTP/2 without TLS.
+    pub fn http2_cleartext(mut self, on: bool) -> Self {
+        self.http2_cleartext = on;
         self
     }
     /// Anyscale or native defaults.
@@ -326,6 +336,7 @@ impl SimulatorBuilder {
             addr,
             Engine::new(config, self.upstreams, access_log, self.explain, events),
             tls,
+            self.http2_cleartext,
         );
         if let Some((outer, l4, inner)) = l4 {
             handle.l4 = Some(crate::lb::l4::Relay::start(outer, l4, inner));
@@ -514,6 +525,7 @@ impl SimHandle {
         addr: SocketAddr,
         engine: Arc<Engine>,
         tls: Option<crate::net::tls::Listener>,
+        http2_cleartext: bool,
     ) -> SimHandle {
         let (stop, stopped) = oneshot::channel::<()>();
         let https = tls.is_some();
@@ -521,7 +533,11 @@ impl SimHandle {
             Some(t) => (Some(t.acceptor), t.ca_written),
             None => (None, None),
         };
-        let task = tokio::spawn(proxy::serve(listener, engine.clone(), acceptor, async {
+        let protocols = proxy::ClientProtocols {
+            tls: acceptor,
+            http2_cleartext,
+        };
+        let task = tokio::spawn(proxy::serve(listener, engine.clone(), protocols, async {
             let _ = stopped.await;
         }));
         SimHandle {

@@ -29,7 +29,8 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A client that trusts the certificates in `ca` (PEM) and offers h2 and http/1.1.
+/// A client that trusts the certificates in `ca` (PEM) and offers http/1.1 only (as
+/// `curl --http1.1` does; tests/http2.rs has the clients that offer h2).
 fn client_trusting(ca: &Path) -> TlsConnector {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("CA file readable") {
@@ -41,7 +42,7 @@ fn client_trusting(ca: &Path) -> TlsConnector {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     TlsConnector::from(Arc::new(config))
 }
 
@@ -329,7 +330,7 @@ async fn the_binary_says_where_the_ca_is() {
     let ca = dir.join("lbsim-ca.pem");
     let ca_line = ca_line.unwrap();
     assert!(ca_line.contains(&ca.display().to_string()), "{ca_line}");
-    assert!(ca_line.contains("curl --cacert"), "{ca_line}");
+    assert!(ca_line.contains("curl --http2 --cacert"), "{ca_line}");
     let answer = get(&client_trusting(&ca), listen.unwrap(), "localhost", "/").await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     let _ = child.start_kill();

@@ -319,6 +319,18 @@ pub fn version_str(v: http::Version) -> &'static str {
     }
 }
 
+/// The ALB log's first field, the connection type: `http`, `https` (HTTP/1.x over TLS)
+/// or `h2` (HTTP/2 over TLS). AWS, "Access logs for your Application Load Balancer",
+/// "Access log entries", `type`. HTTP/2 in cleartext (lbsim's `--h2c`; an ALB has no
+/// such listener) is logged `http`.
+fn alb_type(r: &Record) -> &'static str {
+    match (r.scheme, r.version) {
+        ("https", "HTTP/2.0") => "h2",
+        ("https", _) => "https",
+        _ => "http",
+    }
+}
+
 /// One log line for `r`, without a trailing newline.
 pub fn format_line(format: LogFormat, r: &Record) -> String {
     match format {
@@ -424,7 +436,8 @@ fn alb_line(r: &Record) -> String {
     // type time elb client:port target:port
     let _ = write!(
         out,
-        "http {} {ALB_NAME} {} {target} ",
+        "{} {} {ALB_NAME} {} {target} ",
+        alb_type(r),
         rfc3339_micros(r.end),
         r.client
     );
@@ -1417,6 +1430,32 @@ mod tests {
         );
         // 30 documented fields; the request line holds two spaces of its own.
         assert_eq!(fields(&line).len(), 30 + 2);
+    }
+
+    #[test]
+    fn the_alb_type_field_says_https_and_h2() {
+        // AWS, "Access log entries", `type`: http, https (HTTP/S over TLS), h2 (HTTP/2
+        // over TLS). The request field carries the scheme, the listener port and version.
+        for (scheme, version, kind) in [
+            ("http", "HTTP/1.1", "http"),
+            ("https", "HTTP/1.1", "https"),
+            ("https", "HTTP/2.0", "h2"),
+            ("http", "HTTP/2.0", "http"),
+        ] {
+            let r = Record {
+                scheme,
+                version,
+                ..ok_200()
+            };
+            let line = format_line(LogFormat::Alb, &r);
+            assert!(line.starts_with(&format!("{kind} ")), "{line}");
+            assert!(
+                line.contains(&format!(
+                    " \"GET {scheme}://localhost:8080/sleep/0?x=1 {version}\" "
+                )),
+                "{line}"
+            );
+        }
     }
 
     #[test]

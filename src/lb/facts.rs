@@ -368,6 +368,16 @@ const A_IDLE: &str = "AWS ALB user guide, \"Edit attributes for your Application
      \"Connection idle timeout\": idle_timeout.timeout_seconds, default 60 s (1-4000 s); a \
      connection, client or target side, on which no data is sent or received for that long is \
      closed";
+const A_HTTP2_IDLE: &str = "AWS ALB user guide, \"Edit attributes for your Application Load \
+     Balancer\", \"Connection idle timeout\": \"Application Load Balancers do not support HTTP/2 \
+     PING frames. These do not reset the connection idle timeout.\" That the idle close is a \
+     GOAWAY (NO_ERROR) before the FIN is inferred from RFC 9113 §6.8 (an endpoint SHOULD send \
+     GOAWAY before closing); no capture seen";
+const A_HTTP2_MAX_AGE: &str = "AWS ALB user guide, \"Edit attributes ...\", \"HTTP client \
+     keepalive duration\": the page says HTTP/1.x clients get `Connection: close`; that HTTP/2 \
+     clients get a GOAWAY frame is recalled from the same page but was not found in a stored \
+     copy, so lbsim marks it inferred. The page's \"accepts one request\" is HTTP/1 wording: \
+     lbsim sends the GOAWAY when the age is reached and lets open streams finish";
 const A_ANYSCALE: &str = "Anyscale documentation, services on AWS (the troubleshooting article \
      lbsim started from, and Anyscale's timeouts page): the ALB idle timeout is set to 300 s";
 const A_TARGET_KEEPALIVE: &str = "AWS ALB user guide, \"Edit attributes for your Application Load \
@@ -502,6 +512,8 @@ static AWS_SOURCES: &[Entry] = &[
     ("backend_keep_alive", A_TARGET_KEEPALIVE, Documented),
     ("client_idle", A_IDLE, Documented),
     ("client_max_age", A_CLIENT_KEEPALIVE, Documented),
+    ("http2_client_idle", A_HTTP2_IDLE, Documented),
+    ("http2_client_max_age", A_HTTP2_MAX_AGE, Inferred),
     ("client_keep_alive_meaning", A_CLIENT_KEEPALIVE, Documented),
     ("health.path", A_HC, Documented),
     ("health.interval", A_HC, Documented),
@@ -622,6 +634,10 @@ const G_DIST: &str = "Google Cloud, \"Request distribution for external Applicat
      Balancers\" (load-balancing/docs/https/request-distribution), keep-alive timeouts: backend \
      HTTP keep-alive 600 s, fixed; client HTTP keep-alive 610 s (configurable 5-1200 s on the \
      global external one)";
+const G_HTTP2_IDLE: &str = "Inferred: Google's client HTTP keep-alive timeout (610 s, \
+     \"Request distribution for external Application Load Balancers\") is documented for \
+     connections, not per protocol; lbsim applies it to HTTP/2 as to HTTP/1.1. Whether a \
+     client's PING frames keep a connection open is not documented; lbsim counts only streams";
 const G_NO_MAX_AGE: &str = "Inferred: Google documents an idle client keep-alive timeout \
      (\"Request distribution ...\") and no limit on a client connection's total age";
 const G_HC: &str = "Google Cloud Compute API reference, HealthCheck (checkIntervalSec 5, \
@@ -733,6 +749,8 @@ static GCP_SHARED_SOURCES: &[Entry] = &[
     ("backend_keep_alive", G_DIST, Documented),
     ("client_idle", G_DIST, Documented),
     ("client_max_age", G_NO_MAX_AGE, Inferred),
+    ("http2_client_idle", G_HTTP2_IDLE, Inferred),
+    ("http2_client_max_age", G_NO_MAX_AGE, Inferred),
     ("client_keep_alive_meaning", G_DIST, Documented),
     ("health.path", G_HC, Documented),
     ("health.interval", G_HC, Documented),
@@ -991,6 +1009,10 @@ const N_CLIENT_KA: &str = "ingress-nginx ConfigMap reference, keep-alive: \"the 
      seconds, during which a keep-alive client connection will stay open on the server \
      side\", default 75 (nginx keepalive_timeout); an idle timeout, no maximum age \
      (keep-alive-requests 1000 counts requests, not modelled)";
+const N_HTTP2_IDLE: &str = "nginx documentation, ngx_http_v2_module: http2_idle_timeout is \
+     obsolete since 1.19.7, keepalive_timeout applies to HTTP/2 connections (ingress-nginx's \
+     keep-alive, 75 s). Whether PING frames keep a connection open is not documented; lbsim \
+     counts only streams";
 const N_PROBE: &str = "Inferred: nginx makes no active health checks; the kubelet's readiness \
      probe removes a pod from the Service's endpoints. Values are the Kubernetes probe \
      defaults (periodSeconds 10, timeoutSeconds 1, successThreshold 1, failureThreshold 3; a \
@@ -1101,6 +1123,8 @@ static NGINX_SOURCES: &[Entry] = &[
     ("backend_keep_alive", N_UPSTREAM_KA, Documented),
     ("client_idle", N_CLIENT_KA, Documented),
     ("client_max_age", N_CLIENT_KA, Documented),
+    ("http2_client_idle", N_HTTP2_IDLE, Documented),
+    ("http2_client_max_age", N_CLIENT_KA, Documented),
     ("client_keep_alive_meaning", N_CLIENT_KA, Documented),
     ("health.path", N_PROBE_PATH, Unconfirmed),
     ("health.interval", N_PROBE, Inferred),

@@ -34,6 +34,9 @@ pub(crate) struct Peer {
     /// The connection's ALB `conn_trace_id`, drawn once here so that every request on
     /// the connection logs the same one (AWS uses it to group a connection's requests).
     pub conn_trace_id: ConnTraceId,
+    /// The client connected over TLS (`--tls`): `X-Forwarded-Proto: https`, and the
+    /// access log's scheme and connection type say so.
+    pub tls: bool,
 }
 
 impl Peer {
@@ -51,6 +54,21 @@ impl Peer {
             xff_tail: HeaderValue::from_str(&tail).unwrap_or(HeaderValue::from_static("")),
             port: HeaderValue::from(local.port()),
             conn_trace_id: ConnTraceId::random(),
+            tls: false,
+        }
+    }
+
+    /// The same ends, for a connection that came over TLS.
+    pub(crate) fn over_tls(self, tls: bool) -> Peer {
+        Peer { tls, ..self }
+    }
+
+    /// What `X-Forwarded-Proto` and the access log call the client's protocol.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
         }
     }
 }
@@ -137,7 +155,7 @@ pub(crate) fn add_request_headers(headers: &mut HeaderMap, fwd: &Forwarding, pee
         }
     };
     headers.insert(X_FORWARDED_FOR, xff);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(peer.scheme()));
     if fwd.port_header {
         headers.insert(X_FORWARDED_PORT, peer.port.clone());
     }

@@ -18,6 +18,7 @@ pub mod events;
 pub(crate) mod facts;
 pub(crate) mod forward;
 pub(crate) mod health;
+pub(crate) mod http2;
 pub mod l4;
 pub(crate) mod logline;
 pub(crate) mod pool;

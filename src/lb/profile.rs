@@ -387,6 +387,28 @@ impl Profile {
                 None => "none".to_string(),
             },
         );
+        // HTTP/2 clients meet the same two timers; a connection ends with GOAWAY
+        // (src/lb/http2.rs), and only open streams count as activity.
+        put(
+            "http2_client_idle",
+            format!(
+                "GOAWAY after {} with no open stream; PING frames do not count",
+                match client_idle {
+                    ClientIdle::SameAsTimeout => "the idle timeout".to_string(),
+                    ClientIdle::Fixed(d) => crate::human::duration(*d),
+                }
+            ),
+        );
+        put(
+            "http2_client_max_age",
+            match client_max_age {
+                Some(d) => format!(
+                    "GOAWAY at {}; open streams finish",
+                    crate::human::duration(*d)
+                ),
+                None => "none".to_string(),
+            },
+        );
         put(
             "client_keep_alive_meaning",
             match client_keep_alive_meaning {

@@ -21,7 +21,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -35,6 +35,7 @@ use crate::lb::drain::Connections;
 use crate::lb::events::{micros, EventKind, Events};
 use crate::lb::forward::{self, Peer};
 use crate::lb::health;
+use crate::lb::http2;
 use crate::lb::logline::{head_size, Ending, Facts};
 use crate::lb::pool::{Checkout, Conn, ConnectError, Pool, UpstreamBody};
 use crate::lb::profile::{HeaderCase, Profile, MAX_FREE_RETRIES};
@@ -326,6 +327,11 @@ impl Engine {
         // hyper's handle on the client socket for after a 101 (only an upgrade request
         // has one); the request sent on to the target must not carry it.
         let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+        // The target gets HTTP/1.1 whatever the client spoke, as from the clouds.
+        let over_http2 = parts.version == Version::HTTP_2;
+        if over_http2 {
+            http2::to_http1_head(&mut parts);
+        }
         if http_body::Body::is_end_stream(&body) {
             deadline.mark_request_complete();
         }
@@ -384,7 +390,9 @@ impl Engine {
             }
         };
         pending.answered = true;
-        if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+        // (HTTP/2 ends a connection with GOAWAY instead: see `http2::Limited`.)
+        if !over_http2
+            && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
             && (ambiguous
                 || body_unfinished
                 || self
@@ -1105,13 +1113,22 @@ fn says_close(headers: &http::HeaderMap) -> bool {
 /// not TLS and then waits) must not hold a socket and a task for good.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How a listener speaks to clients, besides plain HTTP/1.1.
+pub(crate) struct ClientProtocols {
+    /// HTTPS: the acceptor (ALPN offers `h2` and `http/1.1`, as both clouds do).
+    pub tls: Option<TlsAcceptor>,
+    /// Cleartext HTTP/2 with prior knowledge, told apart from HTTP/1.1 by its preface
+    /// (`--h2c`; neither cloud has such a listener, but it spares a test the TLS set-up).
+    pub http2_cleartext: bool,
+}
+
 /// Accepts client connections on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish for at most the configured grace period. With `tls`, each
+/// in-flight requests finish for at most the configured grace period. With TLS, each
 /// connection's handshake runs in its own task, so a slow one never holds up accepting.
 pub(crate) async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
-    tls: Option<TlsAcceptor>,
+    protocols: ClientProtocols,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let listen_addr = listener.local_addr()?;
@@ -1124,12 +1141,19 @@ pub(crate) async fn serve(
     http.preserve_header_case(preserve)
         .title_case_headers(preserve)
         .max_buf_size(crate::lb::MAX_BUF_SIZE);
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2.timer(TokioTimer::new());
     let accepting = Accepting {
         engine,
         hooks,
         http,
+        http2,
         connections,
     };
+    let ClientProtocols {
+        tls,
+        http2_cleartext,
+    } = protocols;
     // Turns true at shutdown: a TLS handshake still running then is dropped, so that no
     // connection joins after the drain has asked the others to finish.
     let (stopping_tx, stopping) = watch::channel(false);
@@ -1150,8 +1174,29 @@ pub(crate) async fn serve(
                 let local = stream.local_addr().unwrap_or(listen_addr);
                 let engine = &accepting.engine;
                 let state = ConnState::new(engine.next_conn.fetch_add(1, Ordering::Relaxed));
-                let peer = Arc::new(Peer::new(&engine.profile().forwarding, client, local));
+                let peer = Peer::new(&engine.profile().forwarding, client, local)
+                    .over_tls(tls.is_some());
+                let peer = Arc::new(peer);
                 match &tls {
+                    None if http2_cleartext => {
+                        let accepting = accepting.clone();
+                        tokio::spawn(async move {
+                            let sniffed = tokio::time::timeout(
+                                http2::PREFACE_TIMEOUT,
+                                http2::starts_with_preface(&stream),
+                            );
+                            match sniffed.await {
+                                Ok(Ok(true)) => {
+                                    accepting.http2_connection(stream, state, peer, client).await
+                                }
+                                Ok(Ok(false)) => {
+                                    accepting.connection(stream, state, peer, client).await
+                                }
+                                Ok(Err(e)) => tracing::debug!(%client, "client connection ended: {e}"),
+                                Err(_) => tracing::debug!(%client, "no request after {:?}; closed", http2::PREFACE_TIMEOUT),
+                            }
+                        });
+                    }
                     None => {
                         tokio::spawn(accepting.connection(stream, state, peer, client));
                     }
@@ -1171,6 +1216,9 @@ pub(crate) async fn serve(
                             match done {
                                 // Done just as lbsim began stopping: dropped as well.
                                 Ok(Ok(_)) if *stopping.borrow() => {}
+                                Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                                    accepting.http2_connection(tls, state, peer, client).await
+                                }
                                 Ok(Ok(tls)) => accepting.connection(tls, state, peer, client).await,
                                 // No HTTP answer is possible before the handshake: the
                                 // socket is dropped, which closes it.
@@ -1211,6 +1259,8 @@ struct Accepting {
     engine: Arc<Engine>,
     hooks: Arc<ClientHooks>,
     http: hyper::server::conn::http1::Builder,
+    /// For clients that speak HTTP/2 (ALPN `h2`, or the cleartext preface with `--h2c`).
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     connections: Arc<Connections>,
 }
 
@@ -1246,6 +1296,48 @@ impl Accepting {
         async move {
             if let Err(e) = watched.await {
                 tracing::debug!(%client, "client connection ended: {e}");
+            }
+        }
+    }
+
+    /// Serves HTTP/2 on one client connection until it ends: each stream is a request
+    /// for the same engine; the connection ends with GOAWAY when the cloud's client idle
+    /// timeout or keep-alive duration runs out ([`http2::Limited`]).
+    fn http2_connection<S: ClientStream>(
+        &self,
+        stream: S,
+        state: Arc<ConnState>,
+        peer: Arc<Peer>,
+        client: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let engine = self.engine.clone();
+        let streams = http2::Streams::new();
+        let counting = streams.clone();
+        let service = service_fn(move |req| {
+            // Open from the request's arrival to its response's end (or the client's reset).
+            let stream = counting.begin();
+            let answer = engine.clone().handle(req, state.clone(), peer.clone());
+            async move {
+                let Ok(resp) = answer.await;
+                Ok::<_, Infallible>(resp.map(|body| http2::CountedBody::new(body, stream)))
+            }
+        });
+        let conn = self.http2.serve_connection(TokioIo::new(stream), service);
+        let timers = &self.engine.config.timers;
+        let limits = http2::Limits {
+            idle: timers.client_idle,
+            max_age: timers.client_max_age,
+        };
+        let limited = http2::Limited::new(conn, streams, limits, |c: Pin<&mut _>| {
+            c.graceful_shutdown()
+        });
+        let watched = self
+            .connections
+            .clone()
+            .watch(limited, |c| c.graceful_shutdown());
+        async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(%client, "HTTP/2 client connection ended: {e}");
             }
         }
     }

@@ -1,5 +1,5 @@
 //! HTTPS listeners: the server certificate (generated at start, or the user's own PEM
-//! files) and the rustls acceptor. HTTP/1.1 only for now: ALPN offers `http/1.1`.
+//! files) and the rustls acceptor. ALPN offers `h2` and `http/1.1`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,8 +80,9 @@ pub(crate) fn listener(tls: &Tls) -> Result<Listener, String> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| format!("the certificate and key do not make a server identity: {e}"))?;
-    // HTTP/2 is not served yet: a client that offers h2 and http/1.1 gets http/1.1.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Both clouds offer HTTP/2 and HTTP/1.1 by ALPN, h2 first (ALB: HTTP/2 on HTTPS
+    // listeners, `routing.http2.enabled` true by default; GCP: HTTP/2 by ALPN on HTTPS).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Listener {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         ca_written,
