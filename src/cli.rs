@@ -378,6 +378,13 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if config.target_protocol.is_http2() && args.upstream.is_empty() {
+        eprintln!(
+            "lbsim: --target-protocol {} needs --upstream: the embedded mock app speaks HTTP/1.1 only",
+            config.target_protocol.word()
+        );
+        return ExitCode::from(2);
+    }
     if args.print_config {
         println!("{config}");
         println!("{:<w$}{}", "listen:", args.listen, w = PRINT_LABEL_WIDTH);

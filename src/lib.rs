@@ -68,7 +68,7 @@ mod sim;
 mod tools;
 
 pub use admin::{AdminLimits, AdminServer};
-pub use lb::config::{Config, RaceWindow, Settings};
+pub use lb::config::{Config, RaceWindow, Settings, TargetProtocol};
 pub use lb::events::{Event, EventKind, StateChange, EVENT_CAPACITY};
 pub use lb::l4::{L4Flavour, L4Profile, OnIdle};
 pub use lb::profile::{Cloud, LbDefaults};

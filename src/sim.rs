@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::lb::accesslog::{AccessLog, LogFormat};
-use crate::lb::config::{Config, ConfigError, RaceWindow, Settings};
+use crate::lb::config::{Config, ConfigError, RaceWindow, Settings, TargetProtocol};
 use crate::lb::events::{Event, Events};
 use crate::lb::profile::{Cloud, LbDefaults};
 use crate::lb::proxy::{self, Engine};
@@ -121,6 +121,13 @@ impl SimulatorBuilder {
     /// both clouds do); see [`SimHandle::tls_ca`] for where a generated CA was written.
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+    /// What the LB speaks to targets: HTTP/1.1 (default), or cleartext HTTP/2 for an
+    /// ALB target group of protocol version HTTP2 / GRPC or a GCP backend service of
+    /// protocol HTTP2.
+    pub fn target_protocol(mut self, protocol: TargetProtocol) -> Self {
+        self.settings.target_protocol = protocol;
         self
     }
     /// Also serves cleartext HTTP/2 with prior knowledge (a connection that opens with

@@ -211,6 +211,12 @@ fn explain_cause(config: &Config, reason: Reason, d: &Detail) -> String {
             "{}: the {lb} answers it itself and never forwards it; use another method",
             d.error.as_deref().unwrap_or("a method the load balancer refuses")
         ),
+        Reason::IncompatibleProtocol => format!(
+            "{}; the {lb} answers it itself. Make the target group's protocol version match \
+             the clients (HTTP1 takes HTTP/1.1 and HTTP/2 clients; HTTP2 and GRPC need HTTP/2 \
+             over HTTPS, GRPC a POST), lbsim --target-protocol",
+            d.error.as_deref().unwrap_or("the request's protocol does not match the target group's")
+        ),
         Reason::DesyncBlocked => format!(
             "the {lb}'s desync (request smuggling) mitigation blocked the request ({}); send exactly \
              one valid Content-Length or `Transfer-Encoding: chunked`, never both",

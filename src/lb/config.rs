@@ -3,10 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::lb::health::HealthCheck;
+use crate::lb::health::{CheckVia, HealthCheck, GRPC_HEALTH_CHECK_PATH};
 use crate::lb::profile::{
-    BackendKeepAlive, ClientIdle, ClientKeepAliveMeaning, Cloud, LbDefaults, Profile, RetryPolicy,
-    TimeoutKind,
+    BackendKeepAlive, ClientIdle, ClientKeepAliveMeaning, Cloud, GrpcHealth, LbDefaults, Profile,
+    RetryPolicy, TimeoutKind,
 };
 use crate::lb::targets::Thresholds;
 use crate::lb::validate::{DesyncMode, Rules};
@@ -171,6 +171,69 @@ pub struct Settings {
     /// when the backend closes before answering; `--print-config` shows the rule).
     #[arg(long)]
     pub no_retry: bool,
+    /// What the LB speaks to the app: http1 (the clouds' default), or http2 / grpc
+    /// (cleartext HTTP/2 with prior knowledge: ALB target group protocol version HTTP2 /
+    /// GRPC, GCP backend service protocol HTTP2). AWS answers 464 to a request its target
+    /// group's version does not take.
+    #[arg(long, value_enum, default_value_t = TargetProtocol::Http1, value_name = "PROTOCOL")]
+    #[serde(default)]
+    pub target_protocol: TargetProtocol,
+}
+
+/// The protocol the LB speaks to targets (ALB: the target group's protocol version; GCP:
+/// the backend service's protocol).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetProtocol {
+    /// HTTP/1.1, whatever the client spoke.
+    #[default]
+    Http1,
+    /// HTTP/2 in cleartext (h2c, prior knowledge).
+    Http2,
+    /// HTTP/2 for gRPC calls (ALB: only gRPC, and HTTP/2 POSTs, are accepted).
+    Grpc,
+}
+
+impl TargetProtocol {
+    /// True when targets are spoken to in HTTP/2.
+    pub fn is_http2(self) -> bool {
+        !matches!(self, TargetProtocol::Http1)
+    }
+
+    /// Why an ALB target group of this protocol version refuses a request (HTTP/1.1 or
+    /// HTTP/2 from the client, gRPC or not, its method), or None when it takes it. AWS,
+    /// "Target groups for your Application Load Balancers", "Protocol version": HTTP/1.1
+    /// and HTTP/2 requests go to HTTP1; gRPC to HTTP1 is an error; HTTP/1.1 to HTTP2 or
+    /// GRPC is an error; HTTP/2 to GRPC succeeds "if a POST request".
+    pub fn refuses(
+        self,
+        client_http2: bool,
+        grpc: bool,
+        method: &http::Method,
+    ) -> Option<&'static str> {
+        match self {
+            TargetProtocol::Http1 if grpc => {
+                Some("a gRPC request to a target group of protocol version HTTP1")
+            }
+            TargetProtocol::Http1 => None,
+            TargetProtocol::Http2 | TargetProtocol::Grpc if !client_http2 => {
+                Some("an HTTP/1.1 request to a target group of protocol version HTTP2 or GRPC")
+            }
+            TargetProtocol::Grpc if method != http::Method::POST => {
+                Some("a non-POST request to a target group of protocol version GRPC")
+            }
+            TargetProtocol::Http2 | TargetProtocol::Grpc => None,
+        }
+    }
+
+    /// The word of `--target-protocol`.
+    pub fn word(self) -> &'static str {
+        match self {
+            TargetProtocol::Http1 => "http1",
+            TargetProtocol::Http2 => "http2",
+            TargetProtocol::Grpc => "grpc",
+        }
+    }
 }
 
 impl Settings {
@@ -196,6 +259,7 @@ impl Settings {
             time_scale: 1.0,
             shutdown_grace: None,
             no_retry: false,
+            target_protocol: TargetProtocol::Http1,
         }
     }
 }
@@ -322,6 +386,8 @@ pub struct Config {
     pub validation: Rules,
     /// The cloud's retry of failed requests, unless `--no-retry` turned it off.
     pub retry: Option<RetryPolicy>,
+    /// What the LB speaks to targets.
+    pub target_protocol: TargetProtocol,
 }
 
 impl Config {
@@ -383,9 +449,24 @@ impl Config {
                 "--healthy-threshold/--unhealthy-threshold",
             ));
         }
+        // The check follows the protocol targets are spoken to (ALB and GCP alike).
+        let (via, default_path) = match (s.target_protocol, hd.grpc) {
+            (TargetProtocol::Http1, _) => (CheckVia::Http1Get, hd.path),
+            (TargetProtocol::Http2, _) => (CheckVia::Http2Get, hd.path),
+            (TargetProtocol::Grpc, GrpcHealth::Codes { path, codes }) => {
+                (CheckVia::GrpcCodes(codes), path)
+            }
+            (TargetProtocol::Grpc, GrpcHealth::HealthService) => {
+                (CheckVia::GrpcHealthService, GRPC_HEALTH_CHECK_PATH)
+            }
+        };
         let health = HealthCheck {
             enabled: s.health_checks,
-            path: s.health_path.clone().unwrap_or_else(|| hd.path.to_string()),
+            path: s
+                .health_path
+                .clone()
+                .unwrap_or_else(|| default_path.to_string()),
+            via,
             interval: scale(s.health_interval.unwrap_or(hd.interval)),
             timeout: scale(s.health_timeout.unwrap_or(hd.timeout)),
             thresholds,
@@ -415,6 +496,7 @@ impl Config {
             time_scale: s.time_scale,
             shutdown_grace: s.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             retry: profile.retry.filter(|_| !s.no_retry),
+            target_protocol: s.target_protocol,
         })
     }
 }
@@ -437,9 +519,22 @@ impl Config {
         };
         let h = &self.health;
         let health = if h.enabled {
+            let how = match h.via {
+                CheckVia::Http1Get => format!("GET {}", h.path),
+                CheckVia::Http2Get => format!("GET {} over HTTP/2", h.path),
+                CheckVia::GrpcCodes(codes) => format!(
+                    "gRPC {} (passes on grpc-status {})",
+                    h.path,
+                    codes
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                CheckVia::GrpcHealthService => format!("gRPC {} (passes on SERVING)", h.path),
+            };
             format!(
-                "GET {} every {}, timeout {}, healthy {}, unhealthy {}, new target {}, agent {}",
-                h.path,
+                "{how} every {}, timeout {}, healthy {}, unhealthy {}, new target {}, agent {}",
                 crate::human::duration(h.interval),
                 crate::human::duration(h.timeout),
                 h.thresholds.healthy,
@@ -461,7 +556,7 @@ impl Config {
             Some(d) => format!("{} (then Connection: close)", crate::human::duration(d)),
             None => "-".to_string(),
         };
-        vec![
+        let mut rows: Vec<(String, String)> = vec![
             ("load balancer".into(), p.display_name.into()),
             ("defaults".into(), defaults.into()),
             ("time scale".into(), self.time_scale.to_string()),
@@ -537,7 +632,18 @@ impl Config {
                 "shutdown grace".into(),
                 crate::human::duration(self.shutdown_grace),
             ),
-        ]
+        ];
+        // Shown only when set: HTTP/1.1 to the app is every cloud's default.
+        if self.target_protocol.is_http2() {
+            rows.push((
+                "target protocol".into(),
+                format!(
+                    "{} (HTTP/2 without TLS, prior knowledge)",
+                    self.target_protocol.word()
+                ),
+            ));
+        }
+        rows
     }
 }
 
@@ -558,6 +664,31 @@ impl fmt::Display for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alb_protocol_version_table() {
+        use http::Method;
+        let (get, post) = (Method::GET, Method::POST);
+        // (target, client HTTP/2, gRPC, method) -> refused?
+        for (target, h2, grpc, method, refused) in [
+            (TargetProtocol::Http1, false, false, &get, false),
+            (TargetProtocol::Http1, true, false, &get, false),
+            (TargetProtocol::Http1, true, true, &post, true),
+            (TargetProtocol::Http2, false, false, &get, true),
+            (TargetProtocol::Http2, true, false, &get, false),
+            (TargetProtocol::Http2, true, true, &post, false),
+            (TargetProtocol::Grpc, false, false, &post, true),
+            (TargetProtocol::Grpc, true, false, &get, true),
+            (TargetProtocol::Grpc, true, false, &post, false),
+            (TargetProtocol::Grpc, true, true, &post, false),
+        ] {
+            assert_eq!(
+                target.refuses(h2, grpc, method).is_some(),
+                refused,
+                "{target:?} h2={h2} grpc={grpc} {method}"
+            );
+        }
+    }
 
     #[test]
     fn time_scale_applies_to_every_timer() {

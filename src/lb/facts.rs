@@ -378,6 +378,21 @@ const A_HTTP2_MAX_AGE: &str = "AWS ALB user guide, \"Edit attributes ...\", \"HT
      clients get a GOAWAY frame is recalled from the same page but was not found in a stored \
      copy, so lbsim marks it inferred. The page's \"accepts one request\" is HTTP/1 wording: \
      lbsim sends the GOAWAY when the age is reached and lets open streams finish";
+const A_GRPC_ERRORS: &str = "Captured (fidelity-audit.md, public threads): gRPC through an ALB \
+     with the target unavailable: `HTTP/2 502`, `server: awselb/2.0`, `grpc-status: 14`, \
+     `grpc-message: unavailable`. For the ALB's other statuses lbsim infers the code from \
+     gRPC's HTTP-to-gRPC mapping (grpc/grpc doc/http-grpc-status-mapping.md: 502, 503, 504, \
+     429 -> 14 UNAVAILABLE; 400 -> 13; other -> 2) and its name as the message";
+const A_PROTOCOL_VERSION: &str = "AWS ALB user guide, \"Target groups for your Application \
+     Load Balancers\", \"Protocol version\" (its table, as quoted in public READMEs): HTTP/1.1 \
+     and HTTP/2 requests succeed to HTTP1; gRPC to HTTP1 is an error; HTTP/1.1 to HTTP2 is an \
+     error; HTTP/2 to GRPC succeeds if a POST request; HTTP/1.1 to GRPC is an error";
+const A_TS_464: &str = "AWS ALB user guide, \"Troubleshoot your Application Load Balancers\", \
+     HTTP 464: the load balancer received an incoming request protocol that is incompatible \
+     with the version config of the target group protocol";
+const A_GRPC_HEALTH: &str = "AWS ALB user guide, \"Health checks for your target groups\": \
+     for a target group of protocol version GRPC the default health check path is \
+     /AWS.ALB/healthcheck and the default success code (Matcher GrpcCode) is 12";
 const A_ANYSCALE: &str = "Anyscale documentation, services on AWS (the troubleshooting article \
      lbsim started from, and Anyscale's timeouts page): the ALB idle timeout is set to 300 s";
 const A_TARGET_KEEPALIVE: &str = "AWS ALB user guide, \"Edit attributes for your Application Load \
@@ -513,6 +528,15 @@ static AWS_SOURCES: &[Entry] = &[
     ("client_idle", A_IDLE, Documented),
     ("client_max_age", A_CLIENT_KEEPALIVE, Documented),
     ("http2_client_idle", A_HTTP2_IDLE, Documented),
+    ("grpc_errors", A_GRPC_ERRORS, Captured),
+    ("health.grpc", A_GRPC_HEALTH, Documented),
+    ("checks_target_protocol", A_PROTOCOL_VERSION, Documented),
+    ("outcome.incompatible_protocol", A_TS_464, Documented),
+    (
+        "outcome.incompatible_protocol.page",
+        A_PAGE_UNSEEN,
+        Unconfirmed,
+    ),
     ("http2_client_max_age", A_HTTP2_MAX_AGE, Inferred),
     ("client_keep_alive_meaning", A_CLIENT_KEEPALIVE, Documented),
     ("health.path", A_HC, Documented),
@@ -638,6 +662,19 @@ const G_HTTP2_IDLE: &str = "Inferred: Google's client HTTP keep-alive timeout (6
      \"Request distribution for external Application Load Balancers\") is documented for \
      connections, not per protocol; lbsim applies it to HTTP/2 as to HTTP/1.1. Whether a \
      client's PING frames keep a connection open is not documented; lbsim counts only streams";
+const G_GLOBAL_GRPC_ERRORS: &str = "Inferred from Envoy, which the global external load \
+     balancer runs: a local reply to a gRPC request is trailers-only (HTTP 200, \
+     content-type application/grpc, grpc-status from Grpc::Utility::httpToGrpcStatus, the \
+     reply text as grpc-message). No capture from Google seen";
+const G_CLASSIC_GRPC_ERRORS: &str = "Unconfirmed: no source or capture of the Google Front \
+     End's answer to a gRPC client seen; lbsim sends its page, which gRPC clients map by HTTP \
+     status (502 -> UNAVAILABLE)";
+const G_TRANSLATES: &str = "Inferred: a backend service's protocol (HTTP, HTTP2) is what the \
+     load balancer speaks to backends; clients may use HTTP/1.1 or HTTP/2 either way, and no \
+     Google source names a status for a mismatch";
+const G_GRPC_HEALTH: &str = "Google Cloud, \"Health checks overview\", gRPC health checks: \
+     the prober calls the gRPC health checking protocol (grpc.health.v1.Health/Check, an \
+     optional grpcServiceName) and passes on SERVING";
 const G_NO_MAX_AGE: &str = "Inferred: Google documents an idle client keep-alive timeout \
      (\"Request distribution ...\") and no limit on a client connection's total age";
 const G_HC: &str = "Google Cloud Compute API reference, HealthCheck (checkIntervalSec 5, \
@@ -773,6 +810,10 @@ static GCP_SHARED_SOURCES: &[Entry] = &[
     ),
     ("outcome.method_not_allowed", G_NEVER, Inferred),
     ("outcome.method_not_allowed.page", G_NEVER, Inferred),
+    ("outcome.incompatible_protocol", G_NEVER, Inferred),
+    ("outcome.incompatible_protocol.page", G_NEVER, Inferred),
+    ("checks_target_protocol", G_TRANSLATES, Inferred),
+    ("health.grpc", G_GRPC_HEALTH, Documented),
     ("outcome.desync_blocked", G_DESYNC_400, Inferred),
     ("outcome.client_timeout", G_408, Documented),
     ("outcome.client_timeout.page", GFE_PAGE_UNSEEN, Unconfirmed),
@@ -840,6 +881,7 @@ const G_WEBSOCKET_GLOBAL: &str = "Google Cloud logging page, statusDetails backe
 
 /// Sources of [`crate::lb::profile::GCP_CLASSIC`] besides the shared ones.
 static GCP_CLASSIC_SOURCES: &[Entry] = &[
+    ("grpc_errors", G_CLASSIC_GRPC_ERRORS, Unconfirmed),
     ("websocket_timeout", G_WEBSOCKET_CLASSIC, Documented),
     ("retry.methods", G_RETRY_CLASSIC, Documented),
     ("retry.on", G_RETRY_ON_CLASSIC, Inferred),
@@ -903,6 +945,7 @@ const G_HOST_CLASSIC: &str = "Google Cloud, \"Migration overview\", data-plane d
 
 /// Sources of [`crate::lb::profile::GCP_GLOBAL`] besides the shared ones.
 static GCP_GLOBAL_SOURCES: &[Entry] = &[
+    ("grpc_errors", G_GLOBAL_GRPC_ERRORS, Inferred),
     ("websocket_timeout", G_WEBSOCKET_GLOBAL, Documented),
     ("retry.methods", G_RETRY_GLOBAL, Inferred),
     ("retry.on", G_RETRY_GLOBAL, Inferred),
@@ -1013,6 +1056,15 @@ const N_HTTP2_IDLE: &str = "nginx documentation, ngx_http_v2_module: http2_idle_
      obsolete since 1.19.7, keepalive_timeout applies to HTTP/2 connections (ingress-nginx's \
      keep-alive, 75 s). Whether PING frames keep a connection open is not documented; lbsim \
      counts only streams";
+const N_GRPC_ERRORS: &str = "Inferred: nginx sends its own error pages (502, 504 HTML) to gRPC \
+     clients like any other unless the Ingress adds custom error handling; gRPC clients map \
+     the HTTP status";
+const N_TRANSLATES: &str = "Inferred: nginx speaks HTTP/1.1 to upstreams (grpc_pass for \
+     backend-protocol GRPC is not modelled) whatever the client spoke; it has no target \
+     protocol version check, so this row only keeps the outcome table total";
+const N_GRPC_HEALTH: &str = "Kubernetes documentation, \"Configure Liveness, Readiness and \
+     Startup Probes\", gRPC probes (stable since 1.27): the kubelet calls the gRPC health \
+     checking protocol and passes on SERVING";
 const N_PROBE: &str = "Inferred: nginx makes no active health checks; the kubelet's readiness \
      probe removes a pod from the Service's endpoints. Values are the Kubernetes probe \
      defaults (periodSeconds 10, timeoutSeconds 1, successThreshold 1, failureThreshold 3; a \
@@ -1124,6 +1176,11 @@ static NGINX_SOURCES: &[Entry] = &[
     ("client_idle", N_CLIENT_KA, Documented),
     ("client_max_age", N_CLIENT_KA, Documented),
     ("http2_client_idle", N_HTTP2_IDLE, Documented),
+    ("grpc_errors", N_GRPC_ERRORS, Inferred),
+    ("health.grpc", N_GRPC_HEALTH, Documented),
+    ("checks_target_protocol", N_TRANSLATES, Inferred),
+    ("outcome.incompatible_protocol", N_TRANSLATES, Inferred),
+    ("outcome.incompatible_protocol.page", N_TRANSLATES, Inferred),
     ("http2_client_max_age", N_CLIENT_KA, Documented),
     ("client_keep_alive_meaning", N_CLIENT_KA, Documented),
     ("health.path", N_PROBE_PATH, Unconfirmed),

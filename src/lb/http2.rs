@@ -99,6 +99,42 @@ pub(crate) fn to_http1_head(parts: &mut http::request::Parts) {
     }
 }
 
+/// True when the client said it takes trailers (`te: trailers`, as gRPC clients do).
+/// `TE` is hop-by-hop, so the LB strips it; an HTTP/2 target still gets `te: trailers`.
+pub(crate) fn wants_trailers(headers: &http::HeaderMap) -> bool {
+    headers.get_all(http::header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+    })
+}
+
+/// Turns the request head the LB forwards into the one an HTTP/2 target gets
+/// (`--target-protocol http2|grpc`): version 2, the authority from `Host` (RFC 9113
+/// §8.3.1: an intermediary builds `:authority` from the original request), and
+/// `te: trailers` when the client asked for trailers.
+pub(crate) fn to_http2_target(parts: &mut http::request::Parts, trailers: bool) {
+    parts.version = http::Version::HTTP_2;
+    let authority = parts
+        .headers
+        .remove(HOST)
+        .and_then(|h| h.to_str().ok().map(str::to_string))
+        .unwrap_or_else(|| "localhost".to_string());
+    let target = format!(
+        "http://{authority}{}",
+        parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
+    );
+    if let Ok(uri) = target.parse::<Uri>() {
+        parts.uri = uri;
+    }
+    if trailers {
+        parts
+            .headers
+            .insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
 /// The open streams of one HTTP/2 client connection, and when the last one ended: what
 /// the idle timer goes by.
 #[derive(Debug)]

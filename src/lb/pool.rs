@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -41,13 +41,51 @@ pub(crate) struct Conn {
     /// How long it sat idle in the pool before this checkout.
     pub idle_for: Duration,
     /// hyper's handle for sending on it.
-    pub sender: SendRequest<UpstreamBody>,
+    pub sender: Sender,
     /// Set by the connection task when the target closed it (or it failed).
     closed_at: Arc<OnceLock<Instant>>,
     /// Ends the connection task when the connection is dropped rather than pooled: an
     /// exchange the LB gave up on (a timeout, a body the app never read) must close the
     /// target socket, not leave hyper waiting on it forever.
     task: tokio::task::AbortHandle,
+}
+
+/// hyper's handle on a target connection, in the protocol the LB speaks to targets.
+pub(crate) enum Sender {
+    /// HTTP/1.1, the clouds' default.
+    Http1(http1::SendRequest<UpstreamBody>),
+    /// HTTP/2 in cleartext (`--target-protocol http2|grpc`). The pool still hands each
+    /// connection to one exchange at a time, as for HTTP/1.1.
+    Http2(http2::SendRequest<UpstreamBody>),
+}
+
+impl Sender {
+    /// True once hyper knows the connection is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
+        }
+    }
+
+    /// Waits until the connection can take a request (or has failed).
+    pub(crate) async fn ready(&mut self) -> Result<(), hyper::Error> {
+        match self {
+            Sender::Http1(s) => s.ready().await,
+            Sender::Http2(s) => s.ready().await,
+        }
+    }
+
+    /// Sends `req`; the response head.
+    pub(crate) async fn send_request(
+        &mut self,
+        req: http::Request<UpstreamBody>,
+    ) -> Result<http::Response<Incoming>, hyper::Error> {
+        match self {
+            Sender::Http1(s) => s.send_request(req).await,
+            Sender::Http2(s) => s.send_request(req).await,
+        }
+    }
 }
 
 impl Drop for Conn {
@@ -98,6 +136,8 @@ pub(crate) struct Pool {
     race_window: RaceWindow,
     /// Header-name case towards targets (preserved, or lower-cased as Envoy does).
     header_case: HeaderCase,
+    /// HTTP/2 (cleartext) to targets instead of HTTP/1.1.
+    http2: bool,
     next_id: AtomicU64,
     /// Where opened, reused and found-closed connections are announced.
     events: Events,
@@ -110,6 +150,7 @@ impl Pool {
         connect_timeout: Duration,
         race_window: RaceWindow,
         header_case: HeaderCase,
+        http2: bool,
         events: Events,
     ) -> Self {
         Pool {
@@ -118,6 +159,7 @@ impl Pool {
             connect_timeout,
             race_window,
             header_case,
+            http2,
             next_id: AtomicU64::new(1),
             events,
         }
@@ -225,26 +267,42 @@ impl Pool {
             };
         // Small requests and responses must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .max_buf_size(crate::lb::MAX_BUF_SIZE)
-            .preserve_header_case(self.header_case == HeaderCase::Preserve)
-            .title_case_headers(self.header_case == HeaderCase::Preserve)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ConnectError::Refused(io::Error::other(e)))?;
         let closed_at = Arc::new(OnceLock::new());
         let mark = closed_at.clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let task = tokio::spawn(async move {
-            // With upgrades, a 101 hands the socket to the WebSocket relay (the task
-            // then ends and the connection is never pooled again); without, hyper would
-            // fail the exchange.
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(conn = id, "target connection ended: {e}");
-            }
-            let _ = mark.set(Instant::now());
-        })
-        .abort_handle();
+        let handshake = |e: hyper::Error| ConnectError::Refused(io::Error::other(e));
+        let (sender, task) = if self.http2 {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(handshake)?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(conn = id, "target connection ended: {e}");
+                }
+                let _ = mark.set(Instant::now());
+            });
+            (Sender::Http2(sender), task.abort_handle())
+        } else {
+            let (sender, connection) = http1::Builder::new()
+                .max_buf_size(crate::lb::MAX_BUF_SIZE)
+                .preserve_header_case(self.header_case == HeaderCase::Preserve)
+                .title_case_headers(self.header_case == HeaderCase::Preserve)
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(handshake)?;
+            let task = tokio::spawn(async move {
+                // With upgrades, a 101 hands the socket to the WebSocket relay (the task
+                // then ends and the connection is never pooled again); without, hyper
+                // would fail the exchange.
+                if let Err(e) = connection.with_upgrades().await {
+                    tracing::debug!(conn = id, "target connection ended: {e}");
+                }
+                let _ = mark.set(Instant::now());
+            });
+            (Sender::Http1(sender), task.abort_handle())
+        };
         self.events
             .emit(|| EventKind::ConnectionOpened { id, target });
         Ok(Conn {

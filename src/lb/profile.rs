@@ -231,6 +231,25 @@ pub struct HealthDefaults {
     pub initial_passes: Option<u32>,
     /// The checker's `User-Agent`.
     pub user_agent: &'static str,
+    /// How targets spoken to in gRPC (`--target-protocol grpc`) are checked.
+    pub grpc: GrpcHealth,
+}
+
+/// The cloud's health check of a gRPC target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpcHealth {
+    /// A gRPC call to `path` with an empty message; it passes when the answer's
+    /// `grpc-status` is one of `codes` (ALB: `/AWS.ALB/healthcheck`, code 12, UNIMPLEMENTED,
+    /// the answer of any gRPC server that lacks the method).
+    Codes {
+        /// The method called.
+        path: &'static str,
+        /// The gRPC codes that pass.
+        codes: &'static [u32],
+    },
+    /// The gRPC health checking protocol (`grpc.health.v1.Health/Check`): it passes when
+    /// the server answers SERVING.
+    HealthService,
 }
 
 /// A cloud load balancer, described as data.
@@ -280,6 +299,40 @@ pub struct Profile {
     /// What the main timeout measures once a connection is upgraded (WebSockets): the
     /// same timer value, but not always the same kind as for a response.
     pub websocket_timeout: TimeoutKind,
+    /// How the LB's own errors reach a gRPC client.
+    pub grpc_errors: GrpcErrors,
+    /// The LB refuses a request whose protocol the target protocol does not take (ALB's
+    /// target group protocol version table, answered 464); false: it translates.
+    pub checks_target_protocol: bool,
+}
+
+/// How the LB's own answers reach a gRPC client (a request with `content-type:
+/// application/grpc`). gRPC clients read `grpc-status`; without it they derive a code
+/// from the HTTP status (gRPC's "HTTP to gRPC Status Code Mapping").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpcErrors {
+    /// The page as for any client; nothing gRPC-specific.
+    HttpStatus,
+    /// The page, with `grpc-status` and `grpc-message` headers added.
+    HttpStatusWithGrpcStatus,
+    /// A gRPC trailers-only answer: HTTP 200, `content-type: application/grpc`,
+    /// `grpc-status`, and the page's text as `grpc-message`; no body.
+    TrailersOnly,
+}
+
+/// The gRPC status code (and its name in lower case) a gRPC client makes of an HTTP
+/// status: gRPC's "HTTP to gRPC Status Code Mapping" (grpc/grpc,
+/// doc/http-grpc-status-mapping.md), which Envoy's `Grpc::Utility::httpToGrpcStatus`
+/// follows too.
+pub fn grpc_status_of(http_status: u16) -> (u8, &'static str) {
+    match http_status {
+        400 => (13, "internal"),
+        401 => (16, "unauthenticated"),
+        403 => (7, "permission denied"),
+        404 => (12, "unimplemented"),
+        429 | 502 | 503 | 504 => (14, "unavailable"),
+        _ => (2, "unknown"),
+    }
 }
 
 impl Profile {
@@ -337,6 +390,8 @@ impl Profile {
             outcomes,
             forwarding,
             websocket_timeout,
+            grpc_errors,
+            checks_target_protocol,
         } = self;
         let mut out: Vec<(String, String)> = Vec::new();
         let mut put = |key: &str, value: String| out.push((key.to_string(), value));
@@ -426,6 +481,7 @@ impl Profile {
             unhealthy_threshold,
             initial_passes,
             user_agent,
+            grpc,
         } = health;
         put("health.path", path.to_string());
         put("health.interval", crate::human::duration(*interval));
@@ -443,6 +499,22 @@ impl Profile {
             },
         );
         put("health.user_agent", user_agent.to_string());
+        put(
+            "health.grpc",
+            match grpc {
+                GrpcHealth::Codes { path, codes } => format!(
+                    "a gRPC call to {path}; passes on grpc-status {}",
+                    codes
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                GrpcHealth::HealthService => {
+                    "grpc.health.v1.Health/Check; passes on SERVING".to_string()
+                }
+            },
+        );
         put(
             "fails_open",
             if *fails_open {
@@ -530,6 +602,29 @@ impl Profile {
                 TimeoutKind::EndToEnd => {
                     "end-to-end: an upgraded connection is closed when the main timeout has \
                      passed since the request, active or not"
+                }
+            }
+            .to_string(),
+        );
+        put(
+            "checks_target_protocol",
+            if *checks_target_protocol {
+                "HTTP/1.1 to an http2/grpc target, gRPC to an http1 one, or a non-POST to a \
+                 grpc one: refused"
+            } else {
+                "translates: any client protocol to any target protocol"
+            }
+            .to_string(),
+        );
+        put(
+            "grpc_errors",
+            match grpc_errors {
+                GrpcErrors::HttpStatus => "the page as for any client (no grpc-status)",
+                GrpcErrors::HttpStatusWithGrpcStatus => {
+                    "the page, plus grpc-status (502/503/504: 14) and grpc-message"
+                }
+                GrpcErrors::TrailersOnly => {
+                    "HTTP 200 trailers-only: grpc-status (502/503/504: 14), the page's text as grpc-message"
                 }
             }
             .to_string(),
@@ -892,6 +987,8 @@ static ALB_405: Page = alb_page!(405, "Method Not Allowed", close = true);
 static ALB_408: Page = alb_page!(408, "Request Time-out", close = true);
 static ALB_463: Page = alb_page!(463, "Bad Request", close = true);
 static ALB_501: Page = alb_page!(501, "Not Implemented", close = true);
+// The status is documented; no capture of its page or reason phrase seen (unconfirmed).
+static ALB_464: Page = alb_page!(464, "", close = true);
 static ALB_503: Page = alb_page!(503, "Service Temporarily Unavailable");
 static ALB_504: Page = alb_page!(504, "Gateway Time-out");
 
@@ -925,6 +1022,10 @@ pub static AWS_ALB: Profile = Profile {
         // "A newly registered target ... needs one passing check" (aws-alb.md).
         initial_passes: Some(1),
         user_agent: "ELB-HealthChecker/2.0",
+        grpc: GrpcHealth::Codes {
+            path: "/AWS.ALB/healthcheck",
+            codes: &[12],
+        },
     },
     fails_open: true,
     // No cause in AWS's troubleshooting guide mentions a retry, and its access log names
@@ -945,6 +1046,10 @@ pub static AWS_ALB: Profile = Profile {
     },
     // ALB user guide, "Connection idle timeout": WebSocket frames either way are activity.
     websocket_timeout: TimeoutKind::Idle,
+    // As captured (fidelity-audit.md: gRPC through an ALB, target unavailable: HTTP/2 502,
+    // `server: awselb/2.0`, `grpc-status: 14`, `grpc-message: unavailable`).
+    grpc_errors: GrpcErrors::HttpStatusWithGrpcStatus,
+    checks_target_protocol: true,
 };
 
 /// [`AWS_ALB`]'s status, page and word for each cause.
@@ -969,6 +1074,7 @@ fn alb_outcome(reason: Reason) -> Outcome {
         Reason::TooManyForwardedFor => outcome(&ALB_463, "too_many_forwarded_for"),
         Reason::UnsupportedTransferEncoding => outcome(&ALB_501, "unsupported_transfer_encoding"),
         Reason::MethodNotAllowed => outcome(&ALB_405, "method_not_allowed"),
+        Reason::IncompatibleProtocol => outcome(&ALB_464, "incompatible_protocol"),
         Reason::DesyncBlocked => outcome(&ALB_400, "desync_mitigation"),
         Reason::ClientTimeout => outcome(&ALB_408, "client_idle_timeout"),
         Reason::ClientClosed => outcome(&CLIENT_LEFT, "client_closed_connection"),
@@ -1077,6 +1183,10 @@ const GCP_CLASSIC_DATA: Profile = Profile {
     // Google's logging page, backend_timeout: classic closes a WebSocket at the backend
     // service timeout "in either idle or active state".
     websocket_timeout: TimeoutKind::EndToEnd,
+    // Unconfirmed for the Google Front End: the page alone, which a gRPC client maps by
+    // its HTTP status (502 → UNAVAILABLE).
+    grpc_errors: GrpcErrors::HttpStatus,
+    checks_target_protocol: false,
 };
 
 /// The classic GCP load balancer's status, page and word for each cause.
@@ -1128,6 +1238,8 @@ fn gcp_classic_outcome(reason: Reason) -> Outcome {
         Reason::TooManyForwardedFor => outcome(&GFE_400, "too_many_forwarded_for"),
         Reason::UnsupportedTransferEncoding => outcome(&GFE_501, "unsupported_transfer_encoding"),
         Reason::MethodNotAllowed => outcome(&GFE_405, "method_not_allowed"),
+        // Never produced: Google translates between client and backend protocols.
+        Reason::IncompatibleProtocol => outcome(&GFE_400, "incompatible_protocol"),
         Reason::DesyncBlocked => outcome(&GFE_400, "desync_mitigation"),
         Reason::ClientTimeout => outcome(&GFE_408, "client_timed_out"),
         Reason::ClientClosed => outcome(&CLIENT_LEFT, "client_disconnected_before_any_response"),
@@ -1147,6 +1259,7 @@ const GCP_HEALTH: HealthDefaults = HealthDefaults {
     // "A backend counts only once healthy": the full threshold from the start.
     initial_passes: None,
     user_agent: "GoogleHC/1.0",
+    grpc: GrpcHealth::HealthService,
 };
 
 /// Connection draining on a backend service. The API's default is 0 s, draining off
@@ -1216,6 +1329,10 @@ pub static GCP_GLOBAL: Profile = Profile {
     // Google's logging page, backend_timeout: the global external one "closes the
     // websocket connection in idle state after the backend service timeout expires".
     websocket_timeout: TimeoutKind::Idle,
+    // Envoy answers a gRPC request it fails itself trailers-only (inferred from Envoy's
+    // local replies; no capture from Google seen).
+    grpc_errors: GrpcErrors::TrailersOnly,
+    checks_target_protocol: false,
     // Timers, health checks, routing and the log format are the classic one's.
     ..GCP_CLASSIC_DATA
 };
@@ -1275,6 +1392,8 @@ fn gcp_global_outcome(reason: Reason) -> Outcome {
         Reason::TooManyForwardedFor => outcome(&GFE_400, "too_many_forwarded_for"),
         Reason::UnsupportedTransferEncoding => outcome(&GFE_501, "unsupported_transfer_encoding"),
         Reason::MethodNotAllowed => outcome(&GFE_405, "method_not_allowed"),
+        // Never produced: Google translates between client and backend protocols.
+        Reason::IncompatibleProtocol => outcome(&GFE_400, "incompatible_protocol"),
         Reason::DesyncBlocked => outcome(&GFE_400, "desync_mitigation"),
         Reason::ClientTimeout => outcome(&GFE_408, "client_timed_out"),
         Reason::ClientClosed => outcome(&CLIENT_LEFT, "client_disconnected_before_any_response"),
@@ -1404,6 +1523,7 @@ pub static INGRESS_NGINX: Profile = Profile {
         unhealthy_threshold: 3,
         initial_passes: None,
         user_agent: "kube-probe/1.30",
+        grpc: GrpcHealth::HealthService,
     },
     // No ready endpoint: the Service has none, and the controller answers 503.
     fails_open: false,
@@ -1427,6 +1547,10 @@ pub static INGRESS_NGINX: Profile = Profile {
     },
     // nginx's proxy_read_timeout applies to upgraded connections too: idle.
     websocket_timeout: TimeoutKind::Idle,
+    // nginx's own error pages go to gRPC clients as they are (inferred; ingress-nginx's
+    // backend-protocol GRPC is not modelled).
+    grpc_errors: GrpcErrors::HttpStatus,
+    checks_target_protocol: false,
 };
 
 /// [`INGRESS_NGINX`]'s status, page and word for each cause.
@@ -1454,6 +1578,8 @@ fn nginx_outcome(reason: Reason) -> Outcome {
         Reason::TooManyForwardedFor => outcome(&NGINX_400, "too_many_forwarded_for"),
         Reason::UnsupportedTransferEncoding => outcome(&NGINX_501, "unknown_transfer_encoding"),
         Reason::MethodNotAllowed => outcome(&NGINX_405, "method_not_allowed"),
+        // Never produced: nginx checks no target protocol version.
+        Reason::IncompatibleProtocol => outcome(&NGINX_400, "incompatible_protocol"),
         Reason::DesyncBlocked => outcome(&NGINX_400, "content_length_and_transfer_encoding"),
         Reason::ClientTimeout => disputed(
             &NGINX_408,

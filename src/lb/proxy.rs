@@ -121,6 +121,7 @@ impl Engine {
             config.timers.connect_timeout,
             config.race_window,
             config.profile.forwarding.header_case,
+            config.target_protocol.is_http2(),
             events.clone(),
         );
         let rules = RoutingRules {
@@ -337,10 +338,16 @@ impl Engine {
         }
         // The client's header bytes, before the LB adds its own (logs count what arrived).
         let client_head = self.access_log.is_some().then(|| head_size(&parts.headers));
+        let grpc = respond::is_grpc(&parts.headers);
+        let wants_trailers = http2::wants_trailers(&parts.headers);
         forward::add_request_headers(&mut parts.headers, &self.profile().forwarding, &peer);
         // Only an access log needs these facts; skip the copies otherwise.
         let facts = client_head.map(|head| Arc::new(Facts::capture(&parts, &peer, head)));
-        parts.version = Version::HTTP_11;
+        if self.config.target_protocol.is_http2() {
+            http2::to_http2_target(&mut parts, wants_trailers);
+        } else {
+            parts.version = Version::HTTP_11;
+        }
         let mut pending = Unanswered {
             engine: &self,
             deadline: &deadline,
@@ -353,19 +360,38 @@ impl Engine {
         let ambiguous = conn.take_ambiguous();
         // Filled only when there is an access log; one try is held without allocating.
         let mut tries = Tries::default();
-        let forwarded = self
-            .forward(
-                parts,
-                body,
-                facts.clone(),
-                &deadline,
-                &mut pending.in_flight,
-                ambiguous,
-                &conn,
-                client_upgrade,
-                &mut tries,
-            )
-            .await;
+        let refused = self
+            .profile()
+            .checks_target_protocol
+            .then(|| {
+                self.config
+                    .target_protocol
+                    .refuses(over_http2, grpc, &parts.method)
+            })
+            .flatten();
+        let forwarded = match refused {
+            Some(why) => Err(Failure {
+                reason: Reason::IncompatibleProtocol,
+                detail: Detail {
+                    error: Some(why.to_string()),
+                    ..Detail::default()
+                },
+            }),
+            None => {
+                self.forward(
+                    parts,
+                    body,
+                    facts.clone(),
+                    &deadline,
+                    &mut pending.in_flight,
+                    ambiguous,
+                    &conn,
+                    client_upgrade,
+                    &mut tries,
+                )
+                .await
+            }
+        };
         // The app answered while its request body was still on its way: the rest of the
         // body must go nowhere, so the connection ends with this answer. (An LB page
         // leaves it to hyper, which drains a body already received and closes otherwise.)
@@ -385,7 +411,12 @@ impl Engine {
                     let outcome = self.profile().outcome(reason);
                     respond::page(outcome)
                 } else {
-                    self.lb_error(reason, &detail, facts.as_deref(), tries)
+                    let mut page = self.lb_error(reason, &detail, facts.as_deref(), tries);
+                    if grpc {
+                        let outcome = self.profile().outcome(reason);
+                        respond::for_grpc(&mut page, self.profile().grpc_errors, outcome.page.body);
+                    }
+                    page
                 }
             }
         };

@@ -46,6 +46,9 @@ pub enum Reason {
     MethodNotAllowed,
     /// The desync (request smuggling) mitigation blocked the request.
     DesyncBlocked,
+    /// The request's protocol is not one the target group's protocol version takes
+    /// (AWS 464: HTTP/1.1 to an HTTP/2 or gRPC target group, gRPC to an HTTP/1.1 one).
+    IncompatibleProtocol,
     /// The client started a request and then sent nothing for the client timeout.
     ClientTimeout,
     /// The client closed its connection before the LB answered (logged, nothing sent).
@@ -56,7 +59,7 @@ impl Reason {
     /// Every reason, in declaration order, for iterating over all of them (`lbsim facts`,
     /// triage, the summary). A new variant goes here too: the test below checks that each
     /// one is listed once, in order.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::TargetTimeout,
         Reason::ConnectTimeout,
         Reason::ConnectRefused,
@@ -73,6 +76,7 @@ impl Reason {
         Reason::UnsupportedTransferEncoding,
         Reason::MethodNotAllowed,
         Reason::DesyncBlocked,
+        Reason::IncompatibleProtocol,
         Reason::ClientTimeout,
         Reason::ClientClosed,
     ];
@@ -97,6 +101,7 @@ impl Reason {
             Reason::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::DesyncBlocked => "desync_blocked",
+            Reason::IncompatibleProtocol => "incompatible_protocol",
             Reason::ClientTimeout => "client_timeout",
             Reason::ClientClosed => "client_closed",
         }

@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use hyper::ext::ReasonPhrase;
 
 use crate::lb::deadline::DeadlineBody;
-use crate::lb::profile::{self, HeaderCase, Outcome, Profile, LENGTH};
+use crate::lb::profile::{self, GrpcErrors, HeaderCase, Outcome, Profile, LENGTH};
 
 /// Diagnostic header naming the cause of an LB-generated response.
 pub(crate) const REASON_HEADER: &str = "x-lbsim-reason";
@@ -30,6 +30,54 @@ pub(crate) fn page(outcome: Outcome) -> Response<ProxyBody> {
     resp.extensions_mut()
         .insert(ReasonPhrase::from_static(page.phrase.as_bytes()));
     resp
+}
+
+/// True for a gRPC call: `content-type: application/grpc` (or `application/grpc+proto`, ...).
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The LB's page `resp` as the cloud sends it to a gRPC client (`style`).
+pub(crate) fn for_grpc(resp: &mut Response<ProxyBody>, style: GrpcErrors, page_text: &str) {
+    let (code, name) = profile::grpc_status_of(resp.status().as_u16());
+    let headers = resp.headers_mut();
+    match style {
+        GrpcErrors::HttpStatus => {}
+        GrpcErrors::HttpStatusWithGrpcStatus => {
+            headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+            headers.insert("grpc-message", HeaderValue::from_static(name));
+        }
+        GrpcErrors::TrailersOnly => {
+            headers.remove(CONTENT_LENGTH);
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+            if let Ok(message) = HeaderValue::from_str(&grpc_message(page_text)) {
+                headers.insert("grpc-message", message);
+            }
+            *resp.status_mut() = StatusCode::OK;
+            resp.extensions_mut().remove::<ReasonPhrase>();
+            *resp.body_mut() = Either::Left(Full::new(Bytes::new()));
+        }
+    }
+}
+
+/// `text` percent-encoded as gRPC's `grpc-message` wants (printable ASCII but `%` as it
+/// is; every other byte as `%XX`).
+fn grpc_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.trim_end().bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The same page serialized for writing straight to a socket, for the moments when

@@ -350,6 +350,7 @@ pub fn classify_alb(f: &AlbFields) -> Verdict {
         503 => Some(Reason::NoRegisteredTargets),
         460 => Some(Reason::ClientClosed),
         463 => Some(Reason::TooManyForwardedFor),
+        464 => Some(Reason::IncompatibleProtocol),
         408 => Some(Reason::ClientTimeout),
         405 => Some(Reason::MethodNotAllowed),
         501 => Some(Reason::UnsupportedTransferEncoding),
@@ -1298,6 +1299,9 @@ fn describe(cloud: Cloud, reason: Reason) -> &'static str {
         Reason::UnsupportedTransferEncoding => "unsupported Transfer-Encoding",
         Reason::MethodNotAllowed => "method refused by the load balancer (TRACE)",
         Reason::DesyncBlocked => "blocked by the desync mitigation",
+        Reason::IncompatibleProtocol => {
+            "request protocol not taken by the target group's protocol version"
+        }
         Reason::ClientTimeout => "client sent its request too slowly",
         Reason::ClientClosed => "client closed the connection before the answer",
     }
@@ -1762,6 +1766,7 @@ mod tests {
         for (status, reason) in [
             (460, Reason::ClientClosed),
             (463, Reason::TooManyForwardedFor),
+            (464, Reason::IncompatibleProtocol),
             (408, Reason::ClientTimeout),
             (405, Reason::MethodNotAllowed),
             (501, Reason::UnsupportedTransferEncoding),
