@@ -13,6 +13,7 @@
 //! | `POST` | `/stats/reset` | zeroes the counters; 204 |
 //! | `GET` | `/metrics` | Prometheus text format (`lbsim_requests_total`, `lbsim_lb_errors_total{reason, cause}`, `lbsim_targets`, `lbsim_target_in_flight`) |
 //! | `GET` | `/config` | 200, the effective (scaled) settings |
+//! | `GET` | `/ui` | 200, the live view: an HTML page (its script and style at `/ui/live.js`, `/ui/live.css`) that follows `/events`, `/stats`, `/targets` and `/config` in a browser ([`crate::ui`]); `GET /` redirects to it |
 //! | `GET` | `/events` | 200, the engine's events as they happen, newline-delimited JSON (`application/x-ndjson`, chunked), one per line: `{"at_us": 1520, "event": "lb_answered", "status": 504, ...}`; until the client disconnects or the control API shuts down. A reader too slow for [`crate::EVENT_CAPACITY`] events gets `{"event":"lagged","missed":N}` and the stream goes on |
 //!
 //! `/stats` counts the LB's own answers and cuts twice over: `by_reason` in the cloud's
@@ -55,7 +56,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::Frame;
@@ -81,6 +85,7 @@ use crate::lb::profile::{LbDefaults, TimeoutKind};
 use crate::lb::targets::{HealthOverride, TargetState};
 use crate::net::resolve_upstream;
 use crate::sim::{Control, Deregistered, NoSuchTarget};
+use crate::ui::{Asset, PAGE_PATH};
 
 /// Largest request body the control API reads; a larger one gets 413.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -103,7 +108,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Every endpoint, for the 404 message.
 const ENDPOINTS: &str = "GET|POST /targets, GET|DELETE /targets/{id}, PUT /targets/{id}/health, \
-                         GET /stats, POST /stats/reset, GET /metrics, GET /config, GET /events";
+                         GET /stats, POST /stats/reset, GET /metrics, GET /config, GET /events, \
+                         GET /ui (the live view)";
 
 /// Every target state, in the order `/metrics` lists them.
 const ALL_STATES: [TargetState; 6] = [
@@ -384,10 +390,20 @@ enum Route<'a> {
     Metrics,
     Config,
     Events,
+    /// `/`: a redirect to the live view (a browser pointed at the control API lands there).
+    Root,
+    /// A file of the live view.
+    Ui(&'static Asset),
 }
 
 impl<'a> Route<'a> {
     fn of(path: &'a str) -> Option<Route<'a>> {
+        if path == "/" {
+            return Some(Route::Root);
+        }
+        if let Some(asset) = crate::ui::asset(path) {
+            return Some(Route::Ui(asset));
+        }
         let rest = path.strip_prefix('/')?;
         let segments: Vec<&str> = rest.split('/').collect();
         if segments.iter().any(|s| s.is_empty()) {
@@ -411,7 +427,12 @@ impl<'a> Route<'a> {
             Route::Targets => &[Method::GET, Method::POST],
             Route::Target(_) => &[Method::GET, Method::DELETE],
             Route::TargetHealth(_) => &[Method::PUT],
-            Route::Stats | Route::Metrics | Route::Config | Route::Events => &[Method::GET],
+            Route::Stats
+            | Route::Metrics
+            | Route::Config
+            | Route::Events
+            | Route::Root
+            | Route::Ui(_) => &[Method::GET],
             Route::StatsReset => &[Method::POST],
         }
     }
@@ -505,6 +526,20 @@ impl Admin {
                 &config_json(control.config()),
             )),
             (Route::Events, _) => Ok(self.events()),
+            (Route::Root, _) => {
+                let mut resp = Response::new(full(format!(
+                    "The live view is at {PAGE_PATH}; the control API has {ENDPOINTS}\n"
+                )));
+                *resp.status_mut() = StatusCode::FOUND;
+                let headers = resp.headers_mut();
+                headers.insert(LOCATION, HeaderValue::from_static(PAGE_PATH));
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                Ok(resp)
+            }
+            (Route::Ui(asset), _) => Ok(ui_response(asset)),
         }
     }
 
@@ -519,6 +554,21 @@ impl Admin {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         resp
     }
+}
+
+/// A file of the live view, with the headers that keep it to the control API's origin.
+fn ui_response(asset: &Asset) -> AdminResponse {
+    let mut resp = Response::new(full(asset.body));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::ui::CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // A new lbsim binary may serve another page: never keep a stale one.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
 }
 
 /// Where `GET /events` reads from.
@@ -907,6 +957,35 @@ mod tests {
         let next = tokio::spawn(next_lines(source));
         closing.send(true).unwrap();
         assert!(next.await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_live_view_is_served_typed_and_kept_to_its_origin() {
+        let route = Route::of("/ui").expect("a route");
+        assert!(matches!(route, Route::Ui(_)));
+        assert_eq!(route.allowed(), &[Method::GET]);
+        let Route::Ui(asset) = route else {
+            unreachable!()
+        };
+        let resp = ui_response(asset);
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(resp.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'none'; script-src 'self';"), "{csp}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.starts_with(b"<!doctype html>"));
+        for (path, kind) in [("/ui/live.js", "text/javascript"), ("/ui/live.css", "text/css")] {
+            let Some(Route::Ui(asset)) = Route::of(path) else {
+                panic!("{path} is a file of the live view")
+            };
+            let resp = ui_response(asset);
+            let content_type = resp.headers()[CONTENT_TYPE].to_str().unwrap();
+            assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        }
+        assert!(matches!(Route::of("/"), Some(Route::Root)));
+        assert!(Route::of("/ui/nothing.js").is_none());
+        assert!(ENDPOINTS.contains("GET /ui"));
     }
 
     #[test]

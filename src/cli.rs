@@ -116,6 +116,15 @@ pub struct RunArgs {
     /// Allow --admin on a non-loopback address (whoever reaches it can change targets).
     #[arg(long, requires = "admin")]
     pub admin_allow_remote: bool,
+    /// Serve the live view, a web page of each request, the target group and the counters
+    /// as they happen (at /ui on the control API), print its address and open it in a
+    /// browser. Starts the control API on 127.0.0.1 (port 9901, or a free one) unless
+    /// --admin is given.
+    #[arg(long)]
+    pub ui: bool,
+    /// With --ui: print the live view's address, do not open a browser.
+    #[arg(long, requires = "ui")]
+    pub no_browser: bool,
     /// ingress-nginx's own settings from an Ingress manifest (its
     /// `nginx.ingress.kubernetes.io/` annotations) or the controller's ConfigMap:
     /// proxy-read-timeout, proxy-connect-timeout, keep-alive, proxy-next-upstream. Flags given
@@ -299,6 +308,59 @@ fn l4_words(l4: &crate::lb::l4::L4Args, time_scale: f64) -> Option<String> {
     ))
 }
 
+/// Where `--ui` serves the control API (and so the page) without `--admin`: loopback, on
+/// the port the README's examples use for `--admin`.
+const UI_DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+
+/// The control API's listener for `--ui` without `--admin`: [`UI_DEFAULT_ADMIN`], or a
+/// free loopback port when another program (another lbsim) has it.
+fn bind_ui_default() -> io::Result<tokio::net::TcpListener> {
+    match crate::net::bind(UI_DEFAULT_ADMIN) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            crate::net::bind(SocketAddr::new(UI_DEFAULT_ADMIN.ip(), 0))
+        }
+        other => other,
+    }
+}
+
+/// Asks the desktop to open `url` (`xdg-open`, `open` on macOS, `start` on Windows) and
+/// says so; without a desktop (a server, a container) that fails, which is only a note:
+/// the address is printed already.
+fn open_in_browser(url: &str) {
+    let (program, args): (&str, Vec<&str>) = if cfg!(target_os = "macos") {
+        ("open", vec![url])
+    } else if cfg!(windows) {
+        ("cmd", vec!["/C", "start", "", url])
+    } else {
+        ("xdg-open", vec![url])
+    };
+    let spawned = tokio::process::Command::new(program)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                match child.wait().await {
+                    Ok(status) if status.success() => {}
+                    Ok(status) => eprintln!(
+                        "lbsim: note: {program} could not open a browser ({status}); open the \
+                         live view's address yourself"
+                    ),
+                    Err(e) => eprintln!("lbsim: note: {program}: {e}"),
+                }
+            });
+        }
+        Err(e) => eprintln!(
+            "lbsim: note: cannot open a browser ({program}: {e}); open the live view's address \
+             yourself"
+        ),
+    }
+}
+
 /// Refuses a control API address that other machines could reach, unless allowed.
 fn check_admin_addr(args: &RunArgs) -> Result<(), String> {
     match args.admin {
@@ -399,6 +461,16 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         if let Some(admin) = args.admin {
             println!("{:<w$}{admin}", "control API:", w = PRINT_LABEL_WIDTH);
         }
+        if args.ui {
+            let at = match args.admin {
+                Some(admin) => format!("http://{admin}{}", crate::ui::PAGE_PATH),
+                None => format!(
+                    "http://{UI_DEFAULT_ADMIN}{} (or a free port if taken)",
+                    crate::ui::PAGE_PATH
+                ),
+            };
+            println!("{:<w$}{at}", "live view:", w = PRINT_LABEL_WIDTH);
+        }
         return ExitCode::SUCCESS;
     }
     let mut targets = Vec::new();
@@ -441,9 +513,19 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let admin_listener = match args.admin.map(|addr| bind(addr, "--admin")).transpose() {
-        Ok(l) => l,
-        Err(code) => return code,
+    let admin_listener = match (args.admin, args.ui) {
+        (Some(addr), _) => match bind(addr, "--admin") {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        },
+        (None, true) => match bind_ui_default() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("lbsim: --ui: cannot listen on 127.0.0.1 for the control API: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        (None, false) => None,
     };
     let mut sim = match builder.start_on(proxy_listener).await {
         Ok(s) => s,
@@ -519,6 +601,13 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             "lbsim: control API on http://{admin} (GET /targets /stats /metrics /config; \
              POST /targets; DELETE /targets/{{id}}; PUT /targets/{{id}}/health; POST /stats/reset)"
         );
+    }
+    if let (true, Some(admin)) = (args.ui, admin.as_ref().map(AdminServer::addr)) {
+        let url = format!("http://{admin}{}", crate::ui::PAGE_PATH);
+        eprintln!("lbsim: live view on {url}");
+        if !args.no_browser {
+            open_in_browser(&url);
+        }
     }
     for line in crate::tools::report::start_state(c, &sim.targets()).await {
         eprintln!("lbsim: {line}");
