@@ -13,7 +13,7 @@
 //! | `POST` | `/stats/reset` | zeroes the counters; 204 |
 //! | `GET` | `/metrics` | Prometheus text format (`lbsim_requests_total`, `lbsim_lb_errors_total{reason, cause}`, `lbsim_targets`, `lbsim_target_in_flight`) |
 //! | `GET` | `/config` | 200, the effective (scaled) settings |
-//! | `GET` | `/ui` | 200, the live view: an HTML page (its script and style at `/ui/live.js`, `/ui/live.css`) that follows `/events`, `/stats`, `/targets` and `/config` in a browser ([`crate::ui`]); `GET /` redirects to it |
+//! | `GET` | `/ui` | 200, the live view: an HTML page (its script and style at `/ui/live.js`, `/ui/live.css`) that follows `/events`, `/stats`, `/targets` and `/config` in a browser ([`crate::ui`]); `GET /` from a browser (`Accept: text/html`) redirects to it, from anything else it is the 404 listing the endpoints |
 //! | `GET` | `/events` | 200, the engine's events as they happen, newline-delimited JSON (`application/x-ndjson`, chunked), one per line: `{"at_us": 1520, "event": "lb_answered", "status": 504, ...}`; until the client disconnects or the control API shuts down. A reader too slow for [`crate::EVENT_CAPACITY`] events gets `{"event":"lagged","missed":N}` and the stream goes on |
 //!
 //! `/stats` counts the LB's own answers and cuts twice over: `by_reason` in the cloud's
@@ -526,6 +526,15 @@ impl Admin {
                 &config_json(control.config()),
             )),
             (Route::Events, _) => Ok(self.events()),
+            // A browser (it accepts HTML) is sent to the live view; a harness or curl
+            // gets the usual JSON 404 listing the endpoints, as before the page existed.
+            (Route::Root, _) if !accepts_html(&req) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no endpoint {} /; the control API has {ENDPOINTS}",
+                    Method::GET
+                ),
+            )),
             (Route::Root, _) => {
                 let mut resp = Response::new(full(format!(
                     "The live view is at {PAGE_PATH}; the control API has {ENDPOINTS}\n"
@@ -554,6 +563,15 @@ impl Admin {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         resp
     }
+}
+
+/// True when the request's `Accept` names HTML: a browser's navigation.
+fn accepts_html<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
 }
 
 /// A file of the live view, with the headers that keep it to the control API's origin.
@@ -972,10 +990,16 @@ mod tests {
         assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
         assert_eq!(resp.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
         let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
-        assert!(csp.starts_with("default-src 'none'; script-src 'self';"), "{csp}");
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self';"),
+            "{csp}"
+        );
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert!(body.starts_with(b"<!doctype html>"));
-        for (path, kind) in [("/ui/live.js", "text/javascript"), ("/ui/live.css", "text/css")] {
+        for (path, kind) in [
+            ("/ui/live.js", "text/javascript"),
+            ("/ui/live.css", "text/css"),
+        ] {
             let Some(Route::Ui(asset)) = Route::of(path) else {
                 panic!("{path} is a file of the live view")
             };

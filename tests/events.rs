@@ -165,7 +165,10 @@ async fn an_idle_timeout_is_an_lb_answer_504_with_its_cause() {
     assert_eq!(lb.stats().by_word(lb.config().profile).get(code), Some(&1));
     // The sentence a person reads comes with it: what happened and the fix.
     assert!(
-        explanation.starts_with(&format!("{} sent no response within the AWS ALB idle timeout of 200 ms", app.addr)),
+        explanation.starts_with(&format!(
+            "{} sent no response within the AWS ALB idle timeout of 200 ms",
+            app.addr
+        )),
         "{explanation}"
     );
     assert!(

@@ -39,17 +39,20 @@ const state = {
   missed: 0,               // events the server dropped for us (lagged)
   eventsThisSecond: 0,
   lastError: null,
+  words: {},               // cause -> the cloud's word for it, as events say
   targets: new Map(),      // id -> {info, history: [{at, state, by}]}
   frameQueued: false,
 };
 
 function fmtMs(ms) {
   if (ms === null || ms === undefined) return "–";
+  if (ms === 0) return "0";
   if (ms < 1) return (ms * 1000).toFixed(0) + " µs";
-  if (ms < 1000) return (ms < 10 ? ms.toFixed(1) : ms.toFixed(0)) + " ms";
+  const whole = (x, digits) => (Number.isInteger(x) ? String(x) : x.toFixed(digits));
+  if (ms < 1000) return whole(ms, ms < 10 ? 1 : 0) + " ms";
   const s = ms / 1000;
-  if (s < 120) return (s < 10 ? s.toFixed(2) : s.toFixed(1)) + " s";
-  return (s / 60).toFixed(1) + " min";
+  if (s < 120) return whole(s, s < 10 ? 2 : 1) + " s";
+  return whole(s / 60, 1) + " min";
 }
 
 // Stream time (ms since the simulator started) for "now", from the smallest observed lag.
@@ -107,6 +110,7 @@ function onEvent(ev) {
       if (!r || r.tEnd !== null) r = newRequest(at, ev.conn, null, null);
       r.tEnd = at; r.status = ev.status; r.by = "lb"; r.cause = ev.cause; r.code = ev.code;
       r.explanation = ev.explanation; if (ev.target) r.target = ev.target;
+      state.words[ev.cause] = ev.code;
       state.lastError = r;
       touch(r);
       break;
@@ -115,6 +119,7 @@ function onEvent(ev) {
       let r = ev.conn !== undefined ? state.byConn.get(ev.conn) : null;
       if (!r) r = newRequest(at, ev.conn, null, null);
       r.cut = { at, cause: ev.cause, code: ev.code, explanation: ev.explanation };
+      state.words[ev.cause] = ev.code;
       if (r.tEnd === null) r.tEnd = at;
       state.lastError = r;
       touch(r);
@@ -314,7 +319,8 @@ function strip(t, now) {
     div.append(Object.assign(el("span", "st-" + t.info.state), { style: "flex: 1" }));
     return div;
   }
-  const from = now - HISTORY_WINDOW_MS;
+  // From the first change seen (at most HISTORY_WINDOW_MS ago) to now.
+  const from = Math.max(now - HISTORY_WINDOW_MS, t.history[0].at);
   const points = t.history.filter((h) => h.at >= from);
   const before = t.history.filter((h) => h.at < from).pop();
   const first = before ? { at: from, state: before.state } : null;
@@ -357,14 +363,13 @@ async function pollStats() {
     if (!chips.children.length) chips.append(el("span", "dim", "no requests yet"));
     const table = $("by-cause");
     table.textContent = "";
-    const words = {};
-    for (const r of state.shown) if (r.cause) words[r.cause] = r.code;
+    const words = state.words;
     for (const [cause, n] of Object.entries(s.by_cause).sort((a, b) => b[1] - a[1])) {
       const tr = el("tr");
       tr.dataset.cause = cause;
       const name = el("td");
-      name.append(el("span", "badge f-" + (FAMILY[cause] || "rejected"), " "), " ", cause);
-      if (words[cause]) name.append(" ", el("span", "dim", `(${words[cause]})`));
+      name.append(el("span", "swatch f-" + (FAMILY[cause] || "rejected")), cause);
+      if (words[cause] && words[cause] !== cause) name.append(" ", el("span", "dim", `(${words[cause]})`));
       tr.append(name, el("td", "n", String(n)));
       table.append(tr);
     }

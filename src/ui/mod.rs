@@ -23,7 +23,7 @@ pub(crate) struct Asset {
     pub(crate) body: &'static str,
 }
 
-/// Where the page is served; `GET /` on the control API redirects here.
+/// Where the page is served; a browser's `GET /` on the control API is redirected here.
 pub(crate) const PAGE_PATH: &str = "/ui";
 
 /// The page, its script and its style sheet.
@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn every_file_is_found_by_its_path_and_typed() {
-        assert_eq!(asset("/ui").map(|a| a.content_type), Some("text/html; charset=utf-8"));
+        assert_eq!(
+            asset("/ui").map(|a| a.content_type),
+            Some("text/html; charset=utf-8")
+        );
         assert!(asset("/ui/live.js").is_some_and(|a| a.content_type.starts_with("text/javascript")));
         assert!(asset("/ui/live.css").is_some_and(|a| a.content_type.starts_with("text/css")));
         assert!(asset("/ui/other.js").is_none());
