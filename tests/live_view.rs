@@ -49,8 +49,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// The test's `--time-scale`: an idle timeout of 60 s is 600 ms.
 const TIME_SCALE: f64 = 0.01;
 
-/// The chromium flags the brief asks for: no sandbox (root in a container), no GPU, no
-/// network of its own (updates, QUIC, sync), a fresh profile added per run.
+/// Chromium's flags: headless, no sandbox (root in a container), no GPU, no network of its
+/// own (updates, QUIC, sync, background fetches), a small /dev/shm tolerated, a window
+/// wide enough for the screenshot; a fresh profile is added per run.
 const CHROMIUM_FLAGS: [&str; 10] = [
     "--headless",
     "--no-sandbox",
@@ -320,6 +321,7 @@ return {
   settings: text(document, "#settings"),
   last: text(document, "#last-explanation"),
   note: text(document, "#rows-note"),
+  total: Number(document.getElementById("rows-note").dataset.total),
   rows: [...document.querySelectorAll("#rows li.req")].map((li) => ({
     status: li.dataset.status, by: li.dataset.by, cause: li.dataset.cause,
     what: text(li, ".what"), legs: text(li, ".legs"), end: text(li, ".end"),
@@ -437,8 +439,10 @@ async fn the_page_shows_each_request_its_ending_and_the_target_group_live() {
     }
     let burst = BURST_CONNECTIONS * BURST_PER_CONNECTION;
     let burst_took = burst_started.elapsed();
+    // The page has read the whole burst (or says it had to drop some of it).
     let page = wait_for_page(&browser, "the burst, aggregated", |p| {
-        chip(p, "200", "app") == Some(burst as u64)
+        (p["total"] == json!(burst) || p["missed"].as_u64().is_some_and(|n| n > 0))
+            && chip(p, "200", "app") == Some(burst as u64)
             && p["rows"].as_array().map(Vec::len) == Some(ROW_CAP)
             && p["note"]
                 .as_str()
@@ -576,11 +580,19 @@ async fn the_page_shows_each_request_its_ending_and_the_target_group_live() {
             .contains("last health check:"),
         "{dead_row}"
     );
-    assert_eq!(
-        page["missed"],
-        json!(0),
-        "a slow page would say what it missed"
-    );
+    // A page that read too slowly (a loaded machine) may have missed some of the burst's
+    // events: it says how many. Events the control API drops for a slow reader arrive as
+    // one `lagged` line (unit tested in src/admin.rs); the page adds them up.
+    let missed_so_far = page["missed"]
+        .as_u64()
+        .expect("the page says what it missed");
+    browser
+        .script(r#"onEvent({"event": "lagged", "missed": 7}); return null;"#)
+        .await;
+    wait_for_page(&browser, "the missed events added up", |p| {
+        p["missed"] == json!(missed_so_far + 7)
+    })
+    .await;
 
     // The presenter clicks the 504: its sentence opens under the row.
     browser.click("#rows li.req[data-status='504']").await;

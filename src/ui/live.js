@@ -41,7 +41,9 @@ const state = {
   lastError: null,
   words: {},               // cause -> the cloud's word for it, as events say
   targets: new Map(),      // id -> {info, history: [{at, state, by}]}
+  targetsDirty: false,
   frameQueued: false,
+  streams: 0,              // event streams opened so far
 };
 
 function fmtMs(ms) {
@@ -192,6 +194,7 @@ function frame() {
   for (const r of state.shown) {
     if (r.tEnd === null && r.row) { drawBar(r, now); inFlight = true; }
   }
+  $("rows-note").dataset.total = state.total;
   $("rows-note").textContent = state.total > state.shown.length
     ? `newest ${state.shown.length} of ${state.total}` + (state.notDrawn ? ` (${state.notDrawn} came too fast to draw; counted below)` : "")
     : `${state.total}`;
@@ -222,7 +225,7 @@ function drawRow(r) {
   li.dataset.by = r.by ?? "";
   li.dataset.cause = r.cause ?? (r.cut ? r.cut.cause : "");
   li.querySelector(".when").textContent = (r.t0 / 1000).toFixed(2) + " s";
-  li.querySelector(".what").textContent = r.method ? `${r.method} ${r.path}` : "(request refused on arrival)";
+  li.querySelector(".what").textContent = r.method ? `${r.method} ${r.path}` : "(no request handled)";
   li.querySelector(".what").title = (r.target ? `target ${r.target}` : "no target") + (r.attempt > 1 ? `, attempt ${r.attempt}` : "");
   const lbLeg = r.tf !== null ? r.tf - r.t0 : (r.tEnd !== null ? r.tEnd - r.t0 : null);
   const appLeg = r.tf !== null && r.tEnd !== null ? r.tEnd - r.tf : null;
@@ -458,6 +461,18 @@ async function loadConfig() {
 
 // ---- the event stream ----
 
+function startAfresh() {
+  for (const r of state.shown) if (r.row) r.row.remove();
+  Object.assign(state, {
+    clockOffset: Infinity, byConn: new Map(), newRows: [], dirty: new Set(), shown: [],
+    total: 0, notDrawn: 0, missed: 0, lastError: null, words: {}, targets: new Map(),
+    targetsDirty: true,
+  });
+  $("last-error").hidden = true;
+  loadConfig();
+  pollTargets();
+}
+
 function setLink(cls, text) {
   const l = $("link");
   l.className = "pill " + cls;
@@ -469,6 +484,9 @@ async function follow() {
     const resp = await fetch("/events", { cache: "no-store" });
     if (!resp.ok || !resp.body) throw new Error(`GET /events: ${resp.status}`);
     setLink("link-live", "live");
+    // A stream after the first is another lbsim process (the control API only ends a
+    // stream when it shuts down): its clock, connections and targets start afresh.
+    if (state.streams++ > 0) startAfresh();
     const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffered = "";
     for (;;) {
