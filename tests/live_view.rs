@@ -580,19 +580,6 @@ async fn the_page_shows_each_request_its_ending_and_the_target_group_live() {
             .contains("last health check:"),
         "{dead_row}"
     );
-    // A page that read too slowly (a loaded machine) may have missed some of the burst's
-    // events: it says how many. Events the control API drops for a slow reader arrive as
-    // one `lagged` line (unit tested in src/admin.rs); the page adds them up.
-    let missed_so_far = page["missed"]
-        .as_u64()
-        .expect("the page says what it missed");
-    browser
-        .script(r#"onEvent({"event": "lagged", "missed": 7}); return null;"#)
-        .await;
-    wait_for_page(&browser, "the missed events added up", |p| {
-        p["missed"] == json!(missed_so_far + 7)
-    })
-    .await;
 
     // The presenter clicks the 504: its sentence opens under the row.
     browser.click("#rows li.req[data-status='504']").await;
@@ -614,6 +601,20 @@ async fn the_page_shows_each_request_its_ending_and_the_target_group_live() {
         png.len(),
         started.elapsed()
     );
+
+    // A page that read too slowly (a loaded machine) may have missed some of the burst's
+    // events: it says how many. Events the control API drops for a slow reader arrive as
+    // one `lagged` line (unit tested in src/admin.rs); the page adds them up.
+    let missed_so_far = page["missed"]
+        .as_u64()
+        .expect("the page says what it missed");
+    browser
+        .script(r#"onEvent({"event": "lagged", "missed": 7}); return null;"#)
+        .await;
+    wait_for_page(&browser, "the missed events added up", |p| {
+        p["missed"] == json!(missed_so_far + 7)
+    })
+    .await;
 
     browser.quit().await;
     admin.shutdown().await;

@@ -232,6 +232,8 @@ function drawRow(r) {
   li.querySelector(".legs").textContent = r.tf !== null
     ? `LB ${fmtMs(lbLeg)} → app ${r.tEnd !== null ? fmtMs(appLeg) : "…"}`
     : (r.tEnd !== null ? `LB ${fmtMs(lbLeg)}, not sent to the app` : "…");
+  li.querySelector(".bar").title = li.querySelector(".legs").textContent
+    + (state.timeoutMs ? `; the dashed line is the LB's timeout, ${fmtMs(state.timeoutMs)}` : "");
   const end = li.querySelector(".end");
   end.textContent = "";
   if (r.status) {
