@@ -14,7 +14,7 @@
 //! | `GET` | `/metrics` | Prometheus text format (`lbsim_requests_total`, `lbsim_lb_errors_total{reason, cause}`, `lbsim_targets`, `lbsim_target_in_flight`) |
 //! | `GET` | `/config` | 200, the effective (scaled) settings |
 //! | `GET` | `/ui` | 200, the live view: an HTML page (its script and style at `/ui/live.js`, `/ui/live.css`) that follows `/events`, `/stats`, `/targets` and `/config` in a browser ([`crate::ui`]); `GET /` from a browser (`Accept: text/html`) redirects to it, from anything else it is the 404 listing the endpoints |
-//! | `GET` | `/events` | 200, the engine's events as they happen, newline-delimited JSON (`application/x-ndjson`, chunked), one per line: `{"at_us": 1520, "event": "lb_answered", "status": 504, ...}`; until the client disconnects or the control API shuts down. A reader too slow for [`crate::EVENT_CAPACITY`] events gets `{"event":"lagged","missed":N}` and the stream goes on |
+//! | `GET` | `/events` | 200, the engine's events as they happen, newline-delimited JSON (`application/x-ndjson`, chunked), one per line: `{"at_us": 1520, "event": "lb_answered", "status": 504, ...}`; until the client disconnects or the control API shuts down. A reader too slow for [`crate::EVENT_CAPACITY`] events gets `{"event":"lagged","missed":N}` and the stream goes on; under `lbsim demo --ui`, `{"event":"simulator_changed"}` when the next scenario's simulator takes over |
 //!
 //! `/stats` counts the LB's own answers and cuts twice over: `by_reason` in the cloud's
 //! words (what the `x-lbsim-reason` header says; stable, harnesses in any language key on
@@ -51,6 +51,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -167,7 +168,11 @@ impl ApiError {
 /// Shared by every admin connection.
 struct Admin {
     /// The simulator's one control surface; the API adds HTTP and JSON, no rules of its own.
-    control: Control,
+    /// A watch, because `lbsim demo --ui` moves the API from one scenario's simulator to
+    /// the next; otherwise it never changes.
+    controls: watch::Receiver<Control>,
+    /// `GET /events` streams open now (the demo waits for the live view's).
+    streams: Arc<AtomicUsize>,
     /// Turns true when the control API shuts down: `GET /events` streams end then.
     closing: watch::Receiver<bool>,
 }
@@ -201,6 +206,8 @@ pub struct AdminServer {
     stop: Option<oneshot::Sender<()>>,
     /// The serving task; aborted if the server is dropped without `shutdown`.
     task: Option<JoinHandle<io::Result<()>>>,
+    /// `GET /events` streams open now.
+    streams: Arc<AtomicUsize>,
 }
 
 impl AdminServer {
@@ -227,16 +234,36 @@ impl AdminServer {
         control: Control,
         limits: AdminLimits,
     ) -> io::Result<AdminServer> {
+        // Nobody changes it: the sender may go at once.
+        AdminServer::start_following(listener, watch::channel(control).1, limits)
+    }
+
+    /// Serves on `listener` for whichever simulator `controls` holds now: `lbsim demo
+    /// --ui` sends each scenario's in turn. An open `GET /events` stream moves to the new
+    /// simulator with a line `{"event":"simulator_changed"}` (its clock, connection numbers
+    /// and targets start afresh).
+    pub(crate) fn start_following(
+        listener: TcpListener,
+        controls: watch::Receiver<Control>,
+        limits: AdminLimits,
+    ) -> io::Result<AdminServer> {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, control, limits, async {
+        let streams = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(serve(listener, controls, streams.clone(), limits, async {
             let _ = stopped.await;
         }));
         Ok(AdminServer {
             addr,
             stop: Some(stop),
             task: Some(task),
+            streams,
         })
+    }
+
+    /// `GET /events` streams open now (the live view holds one while it is open).
+    pub(crate) fn event_streams(&self) -> usize {
+        self.streams.load(Ordering::Relaxed)
     }
 
     /// The address it listens on.
@@ -267,15 +294,17 @@ impl Drop for AdminServer {
 /// requests finish for at most the configured grace period.
 async fn serve(
     listener: TcpListener,
-    control: Control,
+    controls: watch::Receiver<Control>,
+    streams: Arc<AtomicUsize>,
     limits: AdminLimits,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let grace = control.config().shutdown_grace;
+    let grace = controls.borrow().config().shutdown_grace;
     let (closing, closing_rx) = watch::channel(false);
     let router = Router {
         admin: Arc::new(Admin {
-            control,
+            controls,
+            streams,
             closing: closing_rx,
         }),
     };
@@ -476,7 +505,9 @@ impl Admin {
         if !allowed.contains(&method) {
             return Err(method_not_allowed(&method, &path, allowed));
         }
-        let control = &self.control;
+        // Cloned out of the watch: no lock is held while a handler awaits.
+        let current = self.controls.borrow().clone();
+        let control = &current;
         match (route, method) {
             (Route::Targets, Method::GET) => Ok(json_response(StatusCode::OK, &control.targets())),
             (Route::Targets, _) => {
@@ -556,7 +587,16 @@ impl Admin {
     /// read the head misses nothing after it), streamed until the client goes or the
     /// control API shuts down.
     fn events(&self) -> AdminResponse {
-        let lines = EventLines::new(self.control.subscribe(), self.closing.clone());
+        let mut controls = self.controls.clone();
+        // Seen: only a later change moves the stream.
+        let events = controls.borrow_and_update().subscribe();
+        let lines = EventLines::new(EventSource {
+            events,
+            controls,
+            follows: true,
+            closing: self.closing.clone(),
+            _open: OpenStream::count(&self.streams),
+        });
         let mut resp = Response::new(Either::Right(StreamBody::new(lines)));
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(EVENTS_CONTENT_TYPE));
@@ -591,8 +631,31 @@ fn ui_response(asset: &Asset) -> AdminResponse {
 
 /// Where `GET /events` reads from.
 struct EventSource {
+    /// The current simulator's events.
     events: broadcast::Receiver<Event>,
+    /// Which simulator that is; a change moves the stream to the new one.
+    controls: watch::Receiver<Control>,
+    /// False once nobody can change `controls` any more (its sender is gone).
+    follows: bool,
     closing: watch::Receiver<bool>,
+    /// Counts the stream as open while it lives.
+    _open: OpenStream,
+}
+
+/// One open `GET /events` stream, counted while it lives.
+struct OpenStream(Arc<AtomicUsize>);
+
+impl OpenStream {
+    fn count(open: &Arc<AtomicUsize>) -> OpenStream {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenStream(open.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The waiting for the next chunk of lines, or `None` once the stream is over.
@@ -606,9 +669,9 @@ struct EventLines {
 }
 
 impl EventLines {
-    fn new(events: broadcast::Receiver<Event>, closing: watch::Receiver<bool>) -> Self {
+    fn new(source: EventSource) -> Self {
         EventLines {
-            next: Some(Box::pin(next_lines(EventSource { events, closing }))),
+            next: Some(Box::pin(next_lines(source))),
         }
     }
 }
@@ -638,11 +701,31 @@ impl futures_core::Stream for EventLines {
 /// [`EVENT_LINES_PER_CHUNK`]): one line each. `None` when the control API shuts down
 /// (or the simulator's event stream is gone).
 async fn next_lines(mut source: EventSource) -> Option<(Bytes, EventSource)> {
-    let first = tokio::select! {
-        biased;
-        // A closed channel (the server task gone) ends the stream as a shutdown does.
-        _ = source.closing.wait_for(|closing| *closing) => return None,
-        received = source.events.recv() => received,
+    /// What woke the stream.
+    enum Woken {
+        Closing,
+        Changed(bool),
+        Received(Result<Event, RecvError>),
+    }
+    let first = loop {
+        let woken = tokio::select! {
+            biased;
+            // A closed channel (the server task gone) ends the stream as a shutdown does.
+            _ = source.closing.wait_for(|closing| *closing) => Woken::Closing,
+            changed = source.controls.changed(), if source.follows => Woken::Changed(changed.is_ok()),
+            received = source.events.recv() => Woken::Received(received),
+        };
+        match woken {
+            Woken::Closing => return None,
+            Woken::Changed(false) => source.follows = false,
+            Woken::Changed(true) => {
+                source.events = source.controls.borrow_and_update().subscribe();
+                let mut chunk = Vec::with_capacity(64);
+                push_line(&mut chunk, &json!({ "event": "simulator_changed" }));
+                return Some((Bytes::from(chunk), source));
+            }
+            Woken::Received(received) => break received,
+        }
     };
     let mut chunk = Vec::with_capacity(256);
     match first {
@@ -953,14 +1036,30 @@ mod tests {
         }
     }
 
+    /// A simulator with no target and no health checks, on a free port.
+    async fn idle_simulator() -> crate::sim::SimHandle {
+        crate::sim::Simulator::builder(crate::lb::profile::Cloud::Aws)
+            .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .no_health_checks()
+            .start()
+            .await
+            .expect("a simulator starts")
+    }
+
     #[tokio::test]
     async fn an_event_stream_sends_waiting_events_together_and_says_what_it_missed() {
+        let sim = idle_simulator().await;
         let (tx, rx) = broadcast::channel(2);
         let (closing, closing_rx) = watch::channel(false);
+        let open = Arc::new(AtomicUsize::new(0));
         let source = EventSource {
             events: rx,
+            controls: watch::channel(sim.control()).1,
+            follows: true,
             closing: closing_rx,
+            _open: OpenStream::count(&open),
         };
+        assert_eq!(open.load(Ordering::Relaxed), 1);
         for id in 1..=5 {
             tx.send(opened(id)).unwrap();
         }
@@ -975,6 +1074,52 @@ mod tests {
         let next = tokio::spawn(next_lines(source));
         closing.send(true).unwrap();
         assert!(next.await.unwrap().is_none());
+        assert_eq!(
+            open.load(Ordering::Relaxed),
+            0,
+            "an ended stream is no longer counted"
+        );
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_event_stream_moves_to_the_next_simulator_and_says_so() {
+        let (first, second) = (idle_simulator().await, idle_simulator().await);
+        let (show, controls) = watch::channel(first.control());
+        let (_closing, closing_rx) = watch::channel(false);
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut following = controls.clone();
+        let events = following.borrow_and_update().subscribe();
+        let source = EventSource {
+            events,
+            controls: following,
+            follows: true,
+            closing: closing_rx,
+            _open: OpenStream::count(&open),
+        };
+        show.send_replace(second.control());
+        let (chunk, source) = next_lines(source).await.expect("a chunk");
+        assert_eq!(&chunk[..], b"{\"event\":\"simulator_changed\"}\n");
+        // From now on the second simulator's events, not the first's.
+        let app = SocketAddr::from(([127, 0, 0, 1], 8001));
+        first.register(app).expect("registered on the first");
+        second.register(app).expect("registered on the second");
+        let (chunk, source) = next_lines(source).await.expect("a chunk");
+        let line = std::str::from_utf8(&chunk).unwrap();
+        assert!(
+            line.contains("\"event\":\"target_registered\"") && line.lines().count() == 1,
+            "{line}"
+        );
+        assert_eq!(second.targets().len(), 1);
+        // Nobody can change the simulator any more: the stream simply goes on.
+        drop(show);
+        second.deregister(1).expect("deregistered");
+        let (chunk, _source) = next_lines(source).await.expect("a chunk");
+        assert!(std::str::from_utf8(&chunk)
+            .unwrap()
+            .contains("target_state_changed"));
+        first.shutdown().await;
+        second.shutdown().await;
     }
 
     #[tokio::test]

@@ -308,59 +308,6 @@ fn l4_words(l4: &crate::lb::l4::L4Args, time_scale: f64) -> Option<String> {
     ))
 }
 
-/// Where `--ui` serves the control API (and so the page) without `--admin`: loopback, on
-/// the port the README's examples use for `--admin`.
-const UI_DEFAULT_ADMIN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
-
-/// The control API's listener for `--ui` without `--admin`: [`UI_DEFAULT_ADMIN`], or a
-/// free loopback port when another program (another lbsim) has it.
-fn bind_ui_default() -> io::Result<tokio::net::TcpListener> {
-    match crate::net::bind(UI_DEFAULT_ADMIN) {
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            crate::net::bind(SocketAddr::new(UI_DEFAULT_ADMIN.ip(), 0))
-        }
-        other => other,
-    }
-}
-
-/// Asks the desktop to open `url` (`xdg-open`, `open` on macOS, `start` on Windows) and
-/// says so; without a desktop (a server, a container) that fails, which is only a note:
-/// the address is printed already.
-fn open_in_browser(url: &str) {
-    let (program, args): (&str, Vec<&str>) = if cfg!(target_os = "macos") {
-        ("open", vec![url])
-    } else if cfg!(windows) {
-        ("cmd", vec!["/C", "start", "", url])
-    } else {
-        ("xdg-open", vec![url])
-    };
-    let spawned = tokio::process::Command::new(program)
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    match spawned {
-        Ok(mut child) => {
-            tokio::spawn(async move {
-                match child.wait().await {
-                    Ok(status) if status.success() => {}
-                    Ok(status) => eprintln!(
-                        "lbsim: note: {program} could not open a browser ({status}); open the \
-                         live view's address yourself"
-                    ),
-                    Err(e) => eprintln!("lbsim: note: {program}: {e}"),
-                }
-            });
-        }
-        Err(e) => eprintln!(
-            "lbsim: note: cannot open a browser ({program}: {e}); open the live view's address \
-             yourself"
-        ),
-    }
-}
-
 /// Refuses a control API address that other machines could reach, unless allowed.
 fn check_admin_addr(args: &RunArgs) -> Result<(), String> {
     match args.admin {
@@ -465,7 +412,8 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             let at = match args.admin {
                 Some(admin) => format!("http://{admin}{}", crate::ui::PAGE_PATH),
                 None => format!(
-                    "http://{UI_DEFAULT_ADMIN}{} (or a free port if taken)",
+                    "http://{}{} (or a free port if taken)",
+                    crate::ui::DEFAULT_ADDR,
                     crate::ui::PAGE_PATH
                 ),
             };
@@ -518,7 +466,7 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             Ok(l) => Some(l),
             Err(code) => return code,
         },
-        (None, true) => match bind_ui_default() {
+        (None, true) => match crate::ui::bind_default() {
             Ok(l) => Some(l),
             Err(e) => {
                 eprintln!("lbsim: --ui: cannot listen on 127.0.0.1 for the control API: {e}");
@@ -606,7 +554,7 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         let url = format!("http://{admin}{}", crate::ui::PAGE_PATH);
         eprintln!("lbsim: live view on {url}");
         if !args.no_browser {
-            open_in_browser(&url);
+            crate::ui::open_in_browser(&url);
         }
     }
     for line in crate::tools::report::start_state(c, &sim.targets()).await {

@@ -148,7 +148,8 @@ impl Browser {
             tokio::time::sleep(POLL).await;
         }
         let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("live-view-profile-{}", std::process::id()));
+            // One per browser: two Chromiums on one profile would be one browser.
+            .join(format!("live-view-profile-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
@@ -692,4 +693,116 @@ async fn cli_ui_starts_the_control_api_and_prints_the_page_address() {
     }
     child.start_kill().expect("stop lbsim");
     let _ = child.wait().await;
+}
+
+#[tokio::test]
+async fn demo_ui_tells_on_the_page_the_story_the_terminal_narrates() {
+    let Some((chromium, chromedriver)) = browser_tools() else {
+        return;
+    };
+    let mut demo = Command::new(BIN)
+        .args(["demo", "--ui", "--no-browser"])
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("lbsim demo starts");
+    let mut stdout = BufReader::new(demo.stdout.take().expect("stdout")).lines();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut narration = Vec::new();
+    let mut until_line = async |needle: &str, limit: Duration| -> String {
+        let found = tokio::time::timeout(limit, async {
+            while let Some(line) = lines.recv().await {
+                narration.push(line.clone());
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+            panic!("lbsim demo ended before printing {needle:?}: {narration:#?}")
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("lbsim demo never printed {needle:?}"))
+    };
+    let line = until_line("lbsim demo: live view on ", BROWSER_LIMIT).await;
+    let url = line
+        .split_once("live view on ")
+        .map(|(_, url)| url.trim().to_string())
+        .expect("the address");
+
+    // The demo waits for the page before its first scenario.
+    let browser = Browser::start(&chromium, &chromedriver).await;
+    browser.open(&url).await;
+    let done = until_line("Ctrl-C to stop", Duration::from_secs(120)).await;
+    assert!(done.contains(&url), "{done}");
+    assert!(
+        narration
+            .iter()
+            .any(|l| l.contains("lbsim scenario show aws-502-deregistration-cut")),
+        "the terminal narrated the last scenario"
+    );
+
+    // The page shows the last scenario alone (each one starts it afresh): its long request
+    // cut by the end of the deregistration delay, with the sentence and the fix, and the
+    // target draining.
+    let page = wait_for_page(&browser, "the last scenario's 502, counted", |p| {
+        chip(p, "502", "LB") == Some(1)
+            && p["rows"].as_array().is_some_and(|rows| {
+                rows.iter().any(|r| {
+                    r["status"] == json!("502")
+                        && r["cause"] == json!("deregistration_delay_elapsed")
+                })
+            })
+    })
+    .await;
+    let cut = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cause"] == json!("deregistration_delay_elapsed"))
+        .unwrap();
+    assert_eq!(cut["word"], json!("deregistration_delay_elapsed"), "{cut}");
+    let why = cut["explanation"].as_str().unwrap();
+    assert!(
+        why.contains("deregistration delay of 500 ms (50 s at full scale) ended")
+            && why
+                .ends_with("raise the delay above your longest request, or finish requests sooner"),
+        "{why}"
+    );
+    assert_eq!(page["lb"], json!("AWS ALB"));
+    assert!(
+        page["rows"].as_array().unwrap().len() < 10,
+        "only the last scenario's requests: {page:#}"
+    );
+    let target = page["targets"]
+        .as_array()
+        .unwrap()
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        target["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("draining (deregistration)")),
+        "{target}"
+    );
+
+    let png = browser.screenshot().await;
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .join("live-view-demo.png");
+    std::fs::write(&out, &png).expect("write the screenshot");
+    browser.quit().await;
+    demo.start_kill().expect("stop the demo");
+    let _ = demo.wait().await;
 }

@@ -9,6 +9,7 @@ const OPEN_CAP = 10000;         // requests remembered by client connection (for
 const HISTORY_WINDOW_MS = 60000; // the target state strip's span
 const POLL_MS = 1000;           // /stats and /targets
 const RECONNECT_MS = 2000;
+const SOON_MS = 250;            // /stats and /targets again this soon after an answer or a state change
 
 // The LB's own answers, coloured by what kind of cause they are.
 const FAMILY = {
@@ -44,6 +45,7 @@ const state = {
   targetsDirty: false,
   frameQueued: false,
   streams: 0,              // event streams opened so far
+  pollDue: false,          // something changed that /stats or /targets will show
 };
 
 function fmtMs(ms) {
@@ -104,6 +106,7 @@ function onEvent(ev) {
       const r = state.byConn.get(ev.conn);
       if (!r) break;
       r.tEnd = at; r.status = ev.status; r.by = "app"; r.target = ev.target;
+      state.pollDue = true;
       touch(r);
       break;
     }
@@ -114,6 +117,7 @@ function onEvent(ev) {
       r.explanation = ev.explanation; if (ev.target) r.target = ev.target;
       state.words[ev.cause] = ev.code;
       state.lastError = r;
+      state.pollDue = true;
       touch(r);
       break;
     }
@@ -133,11 +137,17 @@ function onEvent(ev) {
     case "target_state_changed": {
       const t = targetEntry(ev.id, { id: ev.id, address: ev.address, state: ev.to });
       t.info.state = ev.to; t.info.checked_state = ev.checked_state; t.info.reason = ev.reason;
+      if (ev.to !== "draining") delete t.info.drain_remaining_ms;
+      if (ev.to === "unused") t.info.in_flight = 0;
+      state.pollDue = true;
       t.history.push({ at, state: ev.to, by: ev.by, reason: ev.reason });
       if (t.history.length > 50) t.history.shift();
       state.targetsDirty = true;
       break;
     }
+    case "simulator_changed": // lbsim demo --ui: the next scenario's simulator
+      startAfresh();
+      break;
     case "lagged":
       state.missed += ev.missed;
       break;
@@ -409,6 +419,7 @@ async function pollTargets() {
     for (const [id, t] of state.targets) {
       if (!seen.has(id) && t.info.state !== "unused") {
         t.info = Object.assign({}, t.info, { state: "unused", in_flight: 0 });
+        delete t.info.drain_remaining_ms;
       }
     }
     state.targetsDirty = true;
@@ -515,6 +526,15 @@ setInterval(() => {
   pollStats();
   pollTargets();
 }, POLL_MS);
+
+// Counters and targets follow the events closely, at most every SOON_MS.
+setInterval(() => {
+  if (state.pollDue) {
+    state.pollDue = false;
+    pollStats();
+    pollTargets();
+  }
+}, SOON_MS);
 
 loadConfig();
 pollStats();

@@ -12,6 +12,11 @@
 //! a page that reads too slowly is dropped events (its stream's `lagged` line, shown on
 //! the page), never a slower engine.
 
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
 /// One file of the page: where it is served, its content type and its bytes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Asset {
@@ -55,6 +60,59 @@ pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src
 /// The file served at `path`, if any.
 pub(crate) fn asset(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.path == path)
+}
+
+/// Where `--ui` serves the control API (and so the page) without `--admin`: loopback, on
+/// the port the README's examples use for `--admin`.
+pub(crate) const DEFAULT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+
+/// The control API's listener for `--ui` without `--admin`: [`DEFAULT_ADDR`], or a
+/// free loopback port when another program (another lbsim) has it.
+pub(crate) fn bind_default() -> io::Result<TcpListener> {
+    match crate::net::bind(DEFAULT_ADDR) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            crate::net::bind(SocketAddr::new(DEFAULT_ADDR.ip(), 0))
+        }
+        other => other,
+    }
+}
+
+/// Asks the desktop to open `url` (`xdg-open`, `open` on macOS, `start` on Windows) and
+/// says so; without a desktop (a server, a container) that fails, which is only a note:
+/// the address is printed already.
+pub(crate) fn open_in_browser(url: &str) {
+    let (program, args): (&str, Vec<&str>) = if cfg!(target_os = "macos") {
+        ("open", vec![url])
+    } else if cfg!(windows) {
+        ("cmd", vec!["/C", "start", "", url])
+    } else {
+        ("xdg-open", vec![url])
+    };
+    let spawned = tokio::process::Command::new(program)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                match child.wait().await {
+                    Ok(status) if status.success() => {}
+                    Ok(status) => eprintln!(
+                        "lbsim: note: {program} could not open a browser ({status}); open the \
+                         live view's address yourself"
+                    ),
+                    Err(e) => eprintln!("lbsim: note: {program}: {e}"),
+                }
+            });
+        }
+        Err(e) => eprintln!(
+            "lbsim: note: cannot open a browser ({program}: {e}); open the live view's address \
+             yourself"
+        ),
+    }
 }
 
 #[cfg(test)]
