@@ -13,7 +13,8 @@
 //! | `POST` | `/stats/reset` | zeroes the counters; 204 |
 //! | `GET` | `/metrics` | Prometheus text format (`lbsim_requests_total`, `lbsim_lb_errors_total{reason, cause}`, `lbsim_targets`, `lbsim_target_in_flight`) |
 //! | `GET` | `/config` | 200, the effective (scaled) settings |
-//! | `GET` | `/events` | 200, the engine's events as they happen, newline-delimited JSON (`application/x-ndjson`, chunked), one per line: `{"at_us": 1520, "event": "lb_answered", "status": 504, ...}`; until the client disconnects or the control API shuts down. A reader too slow for [`crate::EVENT_CAPACITY`] events gets `{"event":"lagged","missed":N}` and the stream goes on |
+//! | `GET` | `/ui` | 200, the live view: an HTML page (its script and style at `/ui/live.js`, `/ui/live.css`) that follows `/events`, `/stats`, `/targets` and `/config` in a browser ([`crate::ui`]); `GET /` from a browser (`Accept: text/html`) redirects to it, from anything else it is the 404 listing the endpoints |
+//! | `GET` | `/events` | 200, the engine's events as they happen, newline-delimited JSON (`application/x-ndjson`, chunked), one per line: `{"at_us": 1520, "event": "lb_answered", "status": 504, ...}`; until the client disconnects or the control API shuts down. A reader too slow for [`crate::EVENT_CAPACITY`] events gets `{"event":"lagged","missed":N}` and the stream goes on; under `lbsim demo --ui`, `{"event":"simulator_changed"}` when the next scenario's simulator takes over |
 //!
 //! `/stats` counts the LB's own answers and cuts twice over: `by_reason` in the cloud's
 //! words (what the `x-lbsim-reason` header says; stable, harnesses in any language key on
@@ -50,12 +51,16 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::Frame;
@@ -81,6 +86,7 @@ use crate::lb::profile::{LbDefaults, TimeoutKind};
 use crate::lb::targets::{HealthOverride, TargetState};
 use crate::net::resolve_upstream;
 use crate::sim::{Control, Deregistered, NoSuchTarget};
+use crate::ui::{Asset, PAGE_PATH};
 
 /// Largest request body the control API reads; a larger one gets 413.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -103,7 +109,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Every endpoint, for the 404 message.
 const ENDPOINTS: &str = "GET|POST /targets, GET|DELETE /targets/{id}, PUT /targets/{id}/health, \
-                         GET /stats, POST /stats/reset, GET /metrics, GET /config, GET /events";
+                         GET /stats, POST /stats/reset, GET /metrics, GET /config, GET /events, \
+                         GET /ui (the live view)";
 
 /// Every target state, in the order `/metrics` lists them.
 const ALL_STATES: [TargetState; 6] = [
@@ -161,7 +168,11 @@ impl ApiError {
 /// Shared by every admin connection.
 struct Admin {
     /// The simulator's one control surface; the API adds HTTP and JSON, no rules of its own.
-    control: Control,
+    /// A watch, because `lbsim demo --ui` moves the API from one scenario's simulator to
+    /// the next; otherwise it never changes.
+    controls: watch::Receiver<Control>,
+    /// `GET /events` streams open now (the demo waits for the live view's).
+    streams: Arc<AtomicUsize>,
     /// Turns true when the control API shuts down: `GET /events` streams end then.
     closing: watch::Receiver<bool>,
 }
@@ -195,6 +206,8 @@ pub struct AdminServer {
     stop: Option<oneshot::Sender<()>>,
     /// The serving task; aborted if the server is dropped without `shutdown`.
     task: Option<JoinHandle<io::Result<()>>>,
+    /// `GET /events` streams open now.
+    streams: Arc<AtomicUsize>,
 }
 
 impl AdminServer {
@@ -221,16 +234,36 @@ impl AdminServer {
         control: Control,
         limits: AdminLimits,
     ) -> io::Result<AdminServer> {
+        // Nobody changes it: the sender may go at once.
+        AdminServer::start_following(listener, watch::channel(control).1, limits)
+    }
+
+    /// Serves on `listener` for whichever simulator `controls` holds now: `lbsim demo
+    /// --ui` sends each scenario's in turn. An open `GET /events` stream moves to the new
+    /// simulator with a line `{"event":"simulator_changed"}` (its clock, connection numbers
+    /// and targets start afresh).
+    pub(crate) fn start_following(
+        listener: TcpListener,
+        controls: watch::Receiver<Control>,
+        limits: AdminLimits,
+    ) -> io::Result<AdminServer> {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, control, limits, async {
+        let streams = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(serve(listener, controls, streams.clone(), limits, async {
             let _ = stopped.await;
         }));
         Ok(AdminServer {
             addr,
             stop: Some(stop),
             task: Some(task),
+            streams,
         })
+    }
+
+    /// `GET /events` streams open now (the live view holds one while it is open).
+    pub(crate) fn event_streams(&self) -> usize {
+        self.streams.load(Ordering::Relaxed)
     }
 
     /// The address it listens on.
@@ -261,15 +294,17 @@ impl Drop for AdminServer {
 /// requests finish for at most the configured grace period.
 async fn serve(
     listener: TcpListener,
-    control: Control,
+    controls: watch::Receiver<Control>,
+    streams: Arc<AtomicUsize>,
     limits: AdminLimits,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let grace = control.config().shutdown_grace;
+    let grace = controls.borrow().config().shutdown_grace;
     let (closing, closing_rx) = watch::channel(false);
     let router = Router {
         admin: Arc::new(Admin {
-            control,
+            controls,
+            streams,
             closing: closing_rx,
         }),
     };
@@ -384,10 +419,20 @@ enum Route<'a> {
     Metrics,
     Config,
     Events,
+    /// `/`: a redirect to the live view (a browser pointed at the control API lands there).
+    Root,
+    /// A file of the live view.
+    Ui(&'static Asset),
 }
 
 impl<'a> Route<'a> {
     fn of(path: &'a str) -> Option<Route<'a>> {
+        if path == "/" {
+            return Some(Route::Root);
+        }
+        if let Some(asset) = crate::ui::asset(path) {
+            return Some(Route::Ui(asset));
+        }
         let rest = path.strip_prefix('/')?;
         let segments: Vec<&str> = rest.split('/').collect();
         if segments.iter().any(|s| s.is_empty()) {
@@ -411,7 +456,12 @@ impl<'a> Route<'a> {
             Route::Targets => &[Method::GET, Method::POST],
             Route::Target(_) => &[Method::GET, Method::DELETE],
             Route::TargetHealth(_) => &[Method::PUT],
-            Route::Stats | Route::Metrics | Route::Config | Route::Events => &[Method::GET],
+            Route::Stats
+            | Route::Metrics
+            | Route::Config
+            | Route::Events
+            | Route::Root
+            | Route::Ui(_) => &[Method::GET],
             Route::StatsReset => &[Method::POST],
         }
     }
@@ -455,7 +505,9 @@ impl Admin {
         if !allowed.contains(&method) {
             return Err(method_not_allowed(&method, &path, allowed));
         }
-        let control = &self.control;
+        // Cloned out of the watch: no lock is held while a handler awaits.
+        let current = self.controls.borrow().clone();
+        let control = &current;
         match (route, method) {
             (Route::Targets, Method::GET) => Ok(json_response(StatusCode::OK, &control.targets())),
             (Route::Targets, _) => {
@@ -505,6 +557,29 @@ impl Admin {
                 &config_json(control.config()),
             )),
             (Route::Events, _) => Ok(self.events()),
+            // A browser (it accepts HTML) is sent to the live view; a harness or curl
+            // gets the usual JSON 404 listing the endpoints, as before the page existed.
+            (Route::Root, _) if !accepts_html(&req) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no endpoint {} /; the control API has {ENDPOINTS}",
+                    Method::GET
+                ),
+            )),
+            (Route::Root, _) => {
+                let mut resp = Response::new(full(format!(
+                    "The live view is at {PAGE_PATH}; the control API has {ENDPOINTS}\n"
+                )));
+                *resp.status_mut() = StatusCode::FOUND;
+                let headers = resp.headers_mut();
+                headers.insert(LOCATION, HeaderValue::from_static(PAGE_PATH));
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                Ok(resp)
+            }
+            (Route::Ui(asset), _) => Ok(ui_response(asset)),
         }
     }
 
@@ -512,7 +587,16 @@ impl Admin {
     /// read the head misses nothing after it), streamed until the client goes or the
     /// control API shuts down.
     fn events(&self) -> AdminResponse {
-        let lines = EventLines::new(self.control.subscribe(), self.closing.clone());
+        let mut controls = self.controls.clone();
+        // Seen: only a later change moves the stream.
+        let events = controls.borrow_and_update().subscribe();
+        let lines = EventLines::new(EventSource {
+            events,
+            controls,
+            follows: true,
+            closing: self.closing.clone(),
+            _open: OpenStream::count(&self.streams),
+        });
         let mut resp = Response::new(Either::Right(StreamBody::new(lines)));
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(EVENTS_CONTENT_TYPE));
@@ -521,10 +605,57 @@ impl Admin {
     }
 }
 
+/// True when the request's `Accept` names HTML: a browser's navigation.
+fn accepts_html<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// A file of the live view, with the headers that keep it to the control API's origin.
+fn ui_response(asset: &Asset) -> AdminResponse {
+    let mut resp = Response::new(full(asset.body));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::ui::CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // A new lbsim binary may serve another page: never keep a stale one.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
 /// Where `GET /events` reads from.
 struct EventSource {
+    /// The current simulator's events.
     events: broadcast::Receiver<Event>,
+    /// Which simulator that is; a change moves the stream to the new one.
+    controls: watch::Receiver<Control>,
+    /// False once nobody can change `controls` any more (its sender is gone).
+    follows: bool,
     closing: watch::Receiver<bool>,
+    /// Counts the stream as open while it lives.
+    _open: OpenStream,
+}
+
+/// One open `GET /events` stream, counted while it lives.
+struct OpenStream(Arc<AtomicUsize>);
+
+impl OpenStream {
+    fn count(open: &Arc<AtomicUsize>) -> OpenStream {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenStream(open.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The waiting for the next chunk of lines, or `None` once the stream is over.
@@ -538,9 +669,9 @@ struct EventLines {
 }
 
 impl EventLines {
-    fn new(events: broadcast::Receiver<Event>, closing: watch::Receiver<bool>) -> Self {
+    fn new(source: EventSource) -> Self {
         EventLines {
-            next: Some(Box::pin(next_lines(EventSource { events, closing }))),
+            next: Some(Box::pin(next_lines(source))),
         }
     }
 }
@@ -570,11 +701,31 @@ impl futures_core::Stream for EventLines {
 /// [`EVENT_LINES_PER_CHUNK`]): one line each. `None` when the control API shuts down
 /// (or the simulator's event stream is gone).
 async fn next_lines(mut source: EventSource) -> Option<(Bytes, EventSource)> {
-    let first = tokio::select! {
-        biased;
-        // A closed channel (the server task gone) ends the stream as a shutdown does.
-        _ = source.closing.wait_for(|closing| *closing) => return None,
-        received = source.events.recv() => received,
+    /// What woke the stream.
+    enum Woken {
+        Closing,
+        Changed(bool),
+        Received(Result<Event, RecvError>),
+    }
+    let first = loop {
+        let woken = tokio::select! {
+            biased;
+            // A closed channel (the server task gone) ends the stream as a shutdown does.
+            _ = source.closing.wait_for(|closing| *closing) => Woken::Closing,
+            changed = source.controls.changed(), if source.follows => Woken::Changed(changed.is_ok()),
+            received = source.events.recv() => Woken::Received(received),
+        };
+        match woken {
+            Woken::Closing => return None,
+            Woken::Changed(false) => source.follows = false,
+            Woken::Changed(true) => {
+                source.events = source.controls.borrow_and_update().subscribe();
+                let mut chunk = Vec::with_capacity(64);
+                push_line(&mut chunk, &json!({ "event": "simulator_changed" }));
+                return Some((Bytes::from(chunk), source));
+            }
+            Woken::Received(received) => break received,
+        }
     };
     let mut chunk = Vec::with_capacity(256);
     match first {
@@ -885,14 +1036,30 @@ mod tests {
         }
     }
 
+    /// A simulator with no target and no health checks, on a free port.
+    async fn idle_simulator() -> crate::sim::SimHandle {
+        crate::sim::Simulator::builder(crate::lb::profile::Cloud::Aws)
+            .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .no_health_checks()
+            .start()
+            .await
+            .expect("a simulator starts")
+    }
+
     #[tokio::test]
     async fn an_event_stream_sends_waiting_events_together_and_says_what_it_missed() {
+        let sim = idle_simulator().await;
         let (tx, rx) = broadcast::channel(2);
         let (closing, closing_rx) = watch::channel(false);
+        let open = Arc::new(AtomicUsize::new(0));
         let source = EventSource {
             events: rx,
+            controls: watch::channel(sim.control()).1,
+            follows: true,
             closing: closing_rx,
+            _open: OpenStream::count(&open),
         };
+        assert_eq!(open.load(Ordering::Relaxed), 1);
         for id in 1..=5 {
             tx.send(opened(id)).unwrap();
         }
@@ -907,6 +1074,87 @@ mod tests {
         let next = tokio::spawn(next_lines(source));
         closing.send(true).unwrap();
         assert!(next.await.unwrap().is_none());
+        assert_eq!(
+            open.load(Ordering::Relaxed),
+            0,
+            "an ended stream is no longer counted"
+        );
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_event_stream_moves_to_the_next_simulator_and_says_so() {
+        let (first, second) = (idle_simulator().await, idle_simulator().await);
+        let (show, controls) = watch::channel(first.control());
+        let (_closing, closing_rx) = watch::channel(false);
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut following = controls.clone();
+        let events = following.borrow_and_update().subscribe();
+        let source = EventSource {
+            events,
+            controls: following,
+            follows: true,
+            closing: closing_rx,
+            _open: OpenStream::count(&open),
+        };
+        show.send_replace(second.control());
+        let (chunk, source) = next_lines(source).await.expect("a chunk");
+        assert_eq!(&chunk[..], b"{\"event\":\"simulator_changed\"}\n");
+        // From now on the second simulator's events, not the first's.
+        let app = SocketAddr::from(([127, 0, 0, 1], 8001));
+        first.register(app).expect("registered on the first");
+        second.register(app).expect("registered on the second");
+        let (chunk, source) = next_lines(source).await.expect("a chunk");
+        let line = std::str::from_utf8(&chunk).unwrap();
+        assert!(
+            line.contains("\"event\":\"target_registered\"") && line.lines().count() == 1,
+            "{line}"
+        );
+        assert_eq!(second.targets().len(), 1);
+        // Nobody can change the simulator any more: the stream simply goes on.
+        drop(show);
+        second.deregister(1).expect("deregistered");
+        let (chunk, _source) = next_lines(source).await.expect("a chunk");
+        assert!(std::str::from_utf8(&chunk)
+            .unwrap()
+            .contains("target_state_changed"));
+        first.shutdown().await;
+        second.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_live_view_is_served_typed_and_kept_to_its_origin() {
+        let route = Route::of("/ui").expect("a route");
+        assert!(matches!(route, Route::Ui(_)));
+        assert_eq!(route.allowed(), &[Method::GET]);
+        let Route::Ui(asset) = route else {
+            unreachable!()
+        };
+        let resp = ui_response(asset);
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(resp.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self';"),
+            "{csp}"
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.starts_with(b"<!doctype html>"));
+        for (path, kind) in [
+            ("/ui/live.js", "text/javascript"),
+            ("/ui/live.css", "text/css"),
+        ] {
+            let Some(Route::Ui(asset)) = Route::of(path) else {
+                panic!("{path} is a file of the live view")
+            };
+            let resp = ui_response(asset);
+            let content_type = resp.headers()[CONTENT_TYPE].to_str().unwrap();
+            assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        }
+        assert!(matches!(Route::of("/"), Some(Route::Root)));
+        assert!(Route::of("/ui/nothing.js").is_none());
+        assert!(ENDPOINTS.contains("GET /ui"));
     }
 
     #[test]

@@ -122,6 +122,15 @@ pub struct RunArgs {
     /// Allow --admin on a non-loopback address (whoever reaches it can change targets).
     #[arg(long, requires = "admin")]
     pub admin_allow_remote: bool,
+    /// Serve the live view, a web page of each request, the target group and the counters
+    /// as they happen (at /ui on the control API), print its address and open it in a
+    /// browser. Starts the control API on 127.0.0.1 (port 9901, or a free one) unless
+    /// --admin is given.
+    #[arg(long)]
+    pub ui: bool,
+    /// With --ui: print the live view's address, do not open a browser.
+    #[arg(long, requires = "ui")]
+    pub no_browser: bool,
     /// ingress-nginx's own settings from an Ingress manifest (its
     /// `nginx.ingress.kubernetes.io/` annotations) or the controller's ConfigMap:
     /// proxy-read-timeout, proxy-connect-timeout, keep-alive, proxy-next-upstream. Flags given
@@ -413,6 +422,17 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         if let Some(admin) = args.admin {
             println!("{:<w$}{admin}", "control API:", w = PRINT_LABEL_WIDTH);
         }
+        if args.ui {
+            let at = match args.admin {
+                Some(admin) => format!("http://{admin}{}", crate::ui::PAGE_PATH),
+                None => format!(
+                    "http://{}{} (or a free port if taken)",
+                    crate::ui::DEFAULT_ADDR,
+                    crate::ui::PAGE_PATH
+                ),
+            };
+            println!("{:<w$}{at}", "live view:", w = PRINT_LABEL_WIDTH);
+        }
         return ExitCode::SUCCESS;
     }
     let mut targets = Vec::new();
@@ -456,9 +476,19 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let admin_listener = match args.admin.map(|addr| bind(addr, "--admin")).transpose() {
-        Ok(l) => l,
-        Err(code) => return code,
+    let admin_listener = match (args.admin, args.ui) {
+        (Some(addr), _) => match bind(addr, "--admin") {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        },
+        (None, true) => match crate::ui::bind_default() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("lbsim: --ui: cannot listen on 127.0.0.1 for the control API: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        (None, false) => None,
     };
     let mut sim = match builder.start_on(proxy_listener).await {
         Ok(s) => s,
@@ -535,6 +565,13 @@ async fn run_proxy(args: RunArgs) -> ExitCode {
             "lbsim: control API on http://{admin} (GET /targets /stats /metrics /config; \
              POST /targets; DELETE /targets/{{id}}; PUT /targets/{{id}}/health; POST /stats/reset)"
         );
+    }
+    if let (true, Some(admin)) = (args.ui, admin.as_ref().map(AdminServer::addr)) {
+        let url = format!("http://{admin}{}", crate::ui::PAGE_PATH);
+        eprintln!("lbsim: live view on {url}");
+        if !args.no_browser {
+            crate::ui::open_in_browser(&url);
+        }
     }
     for line in crate::tools::report::start_state(c, &sim.targets()).await {
         eprintln!("lbsim: {line}");

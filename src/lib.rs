@@ -15,6 +15,7 @@
 //! | `src/lb/` | the load balancer. `profile.rs` (each cloud as data) and `facts.rs` (each value's source, `lbsim facts`); `config.rs` ([`Settings`], the one settings type: clap flags, scenario `[lb]` keys and builder values at once; scaled into a `Config`); `proxy.rs`, the engine; `client.rs` (the client side: idle connections, 408, 460, body framing via `chunked.rs`), `validate.rs` (the head checks each cloud makes, desync classification), `forward.rs` (headers added on the way), `pool.rs` (keep-alive connections to targets, the keep-alive race), `deadline.rs` (idle and end-to-end timers), `targets.rs` and `health.rs` (the target group and its checks), `drain.rs` (graceful shutdown), `websocket.rs`; `reason.rs` (the cause enum, [`Reason`]), `respond.rs` (every LB-made response, in one place), `advice.rs` (the sentence and fix a person reads), `stats.rs` ([`Counts`], by status and by cause), [`events`] (the typed event stream), `logline.rs` and [`accesslog`] (the cloud's log lines); [`l4`] (a cloud's TCP load balancer in front, `--l4`: each flavour as data, one relay with an idle clock per flow) |
 //! | `src/sim.rs` | [`Simulator`] and [`SimHandle`]; [`Control`] is the one control surface: the control API, scenarios and tests change targets and read counters through it, never the engine |
 //! | `src/admin.rs` | the control API over a [`Control`] ([`AdminServer`]): JSON over HTTP, `GET /events` as NDJSON; a tower router behind a concurrency limit and a timeout ([`AdminLimits`]) |
+//! | `src/ui/` | the live view (`--ui`): a page, its script and its style compiled in, served by the control API at `/ui`; it follows `GET /events` in the browser |
 //! | `src/mock.rs` | the embedded mock app ([`MockUpstream`], `lbsim upstream`): a hand-written server, so that it can misbehave byte by byte as real apps do |
 //! | `src/net/` | listeners, address resolution, `tls.rs` (HTTPS listeners: [`Tls`], the generated CA and certificate), and [`http1`], the one raw HTTP/1 response reader (doctor, health checks, scenarios, tests) |
 //! | `src/tools/` | [`doctor`] (probes an app or a Ray Serve config), [`scenario`] (files played with a timeline and PASS/FAIL; `lbsim demo`), [`triage`] (reads the cloud's logs), `report.rs` (banner and summary) |
@@ -66,6 +67,7 @@ mod mock;
 mod net;
 mod sim;
 mod tools;
+mod ui;
 
 pub use admin::{AdminLimits, AdminServer};
 pub use lb::config::{Config, RaceWindow, Settings, TargetProtocol};

@@ -150,6 +150,7 @@ async fn an_idle_timeout_is_an_lb_answer_504_with_its_cause() {
         cause,
         code,
         target,
+        explanation,
     } = answer.kind
     else {
         unreachable!()
@@ -162,6 +163,18 @@ async fn an_idle_timeout_is_an_lb_answer_504_with_its_cause() {
     assert_eq!(Some(code), resp.header("x-lbsim-reason"));
     assert_eq!(lb.stats().count(cause), 1);
     assert_eq!(lb.stats().by_word(lb.config().profile).get(code), Some(&1));
+    // The sentence a person reads comes with it: what happened and the fix.
+    assert!(
+        explanation.starts_with(&format!(
+            "{} sent no response within the AWS ALB idle timeout of 200 ms",
+            app.addr
+        )),
+        "{explanation}"
+    );
+    assert!(
+        explanation.ends_with(lbsim::profile::Profile::of(Cloud::Aws).timeout_fix),
+        "{explanation}"
+    );
     // The request's own events came first, on the same client connection.
     let kinds: Vec<&str> = before
         .iter()

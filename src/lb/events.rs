@@ -33,7 +33,8 @@ pub const EVENT_CAPACITY: usize = 4096;
 ///
 /// Serialized flat, `at_us` first, then the kind's tag and fields:
 /// `{"at_us":1520,"event":"lb_answered","conn":3,"status":504,"cause":"target_timeout",
-/// "code":"target_idle_timeout","target":"127.0.0.1:8001"}`.
+/// "code":"target_idle_timeout","target":"127.0.0.1:8001","explanation":"127.0.0.1:8001 sent
+/// no response within ..."}`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
     /// Microseconds since the simulator started: comparable across events of one
@@ -97,6 +98,10 @@ pub enum EventKind {
         /// The target involved, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
         target: Option<SocketAddr>,
+        /// What a person is told ([`crate::advice::explain`], the `--explain` sentence):
+        /// what happened, which setting, and the fix, so that a listener (the live view)
+        /// can show it without knowing the profile. Built only when someone listens.
+        explanation: String,
     },
     /// A response (or WebSocket relay) was cut after its head had gone out: no status
     /// could be sent.
@@ -112,6 +117,8 @@ pub enum EventKind {
         /// The target whose response was cut.
         #[serde(skip_serializing_if = "Option::is_none")]
         target: Option<SocketAddr>,
+        /// What a person is told about the cut (the `--explain` sentence, with the fix).
+        explanation: String,
     },
     /// A target joined the group.
     TargetRegistered {
@@ -364,11 +371,12 @@ mod tests {
                 cause: Reason::TargetTimeout,
                 code: "target_idle_timeout",
                 target: Some(SocketAddr::from(([127, 0, 0, 1], 8001))),
+                explanation: "raise it".into(),
             },
         };
         assert_eq!(
             serde_json::to_string(&event).unwrap(),
-            r#"{"at_us":1520,"event":"lb_answered","conn":3,"status":504,"cause":"target_timeout","code":"target_idle_timeout","target":"127.0.0.1:8001"}"#
+            r#"{"at_us":1520,"event":"lb_answered","conn":3,"status":504,"cause":"target_timeout","code":"target_idle_timeout","target":"127.0.0.1:8001","explanation":"raise it"}"#
         );
         let change = Event {
             at_us: 7,

@@ -283,12 +283,15 @@ impl Engine {
             let outcome = self.profile().outcome(cause);
             let conn = detail.conn;
             let target = detail.target.as_deref().and_then(|t| t.parse().ok());
+            // Only errors pay for the sentence, and only while someone listens.
+            let explanation = explain(&self.config, cause, detail);
             if cut {
                 EventKind::ResponseCut {
                     conn,
                     cause,
                     code: outcome.code,
                     target,
+                    explanation,
                 }
             } else {
                 EventKind::LbAnswered {
@@ -297,6 +300,7 @@ impl Engine {
                     cause,
                     code: outcome.code,
                     target,
+                    explanation,
                 }
             }
         });

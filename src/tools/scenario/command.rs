@@ -9,7 +9,7 @@ use super::bundled::{bundled, Bundled, BUNDLED, DEMO};
 use super::model::Scenario;
 use super::parse::{load, LoadError};
 use super::render::{render_checks, render_report, render_timeline, Style};
-use super::run::run;
+use super::run::{run, run_shown};
 use crate::lb::config::parse_duration;
 
 // The minimal file is a macro so that `concat!` can put it in the help text and the unit
@@ -92,6 +92,75 @@ pub struct DemoArgs {
     /// Pause between scenarios (for a presenter to talk over).
     #[arg(long, value_parser = parse_duration, default_value = "0s", value_name = "DURATION")]
     pub pause: Duration,
+    /// Also show each scenario in the live view (a web page; see `lbsim --ui`): print its
+    /// address, open it in a browser, wait for it to connect, and keep serving it after
+    /// the last scenario until Ctrl-C.
+    #[arg(long)]
+    pub ui: bool,
+    /// With --ui: print the live view's address, do not open a browser.
+    #[arg(long, requires = "ui")]
+    pub no_browser: bool,
+}
+
+/// How long `lbsim demo --ui` waits for the page to connect before it starts anyway.
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+
+/// `lbsim demo --ui`: the control API, serving whichever scenario's simulator runs (an
+/// idle one before the first), for the live view.
+struct DemoView {
+    /// Moves the control API to a scenario's simulator.
+    show: tokio::sync::watch::Sender<crate::sim::Control>,
+    /// Serves the page and the API.
+    server: crate::admin::AdminServer,
+    /// What the page shows before the first scenario: a simulator with no target.
+    _lobby: crate::sim::SimHandle,
+}
+
+impl DemoView {
+    /// Starts the control API on [`crate::ui::DEFAULT_ADDR`] (or a free port), says where
+    /// the page is, opens it unless `no_browser`, and waits (at most [`PAGE_WAIT`]) for it
+    /// to follow the events, so that it misses none of the first scenario.
+    async fn start(no_browser: bool, style: Style) -> Result<DemoView, String> {
+        let lobby = crate::sim::Simulator::builder(crate::lb::profile::Cloud::Aws)
+            .listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .no_health_checks()
+            .start()
+            .await
+            .map_err(|e| format!("cannot start: {e}"))?;
+        let listener = crate::ui::bind_default()
+            .map_err(|e| format!("cannot listen on 127.0.0.1 for the live view: {e}"))?;
+        let (show, controls) = tokio::sync::watch::channel(lobby.control());
+        let server = crate::admin::AdminServer::start_following(
+            listener,
+            controls,
+            crate::admin::AdminLimits::default(),
+        )
+        .map_err(|e| format!("cannot serve the live view: {e}"))?;
+        let url = format!("http://{}{}", server.addr(), crate::ui::PAGE_PATH);
+        println!("{}", style.bold(&format!("lbsim demo: live view on {url}")));
+        if !no_browser {
+            crate::ui::open_in_browser(&url);
+        }
+        let deadline = tokio::time::Instant::now() + PAGE_WAIT;
+        if server.event_streams() == 0 {
+            println!("{}", style.dim("waiting for the page to open ..."));
+        }
+        while server.event_streams() == 0 {
+            if tokio::time::Instant::now() >= deadline {
+                println!(
+                    "{}",
+                    style.dim("the page did not connect; starting anyway (it can join later)")
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(DemoView {
+            show,
+            server,
+            _lobby: lobby,
+        })
+    }
 }
 
 /// Resolves command-line arguments to scenarios: files, folders, bundled names.
@@ -264,6 +333,17 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
              (time scale), so minutes take a second. Times are real; ~ shows what they stand for."
         )
     );
+    let view = if args.ui {
+        match DemoView::start(args.no_browser, style).await {
+            Ok(view) => Some(view),
+            Err(e) => {
+                eprintln!("lbsim demo: --ui: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     let mut passed = 0;
     for (i, s) in scenarios.iter().enumerate() {
         println!();
@@ -279,7 +359,7 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
                 println!("        {}. {note}", k + 1);
             }
         }
-        let report = run(s).await;
+        let report = run_shown(s, view.as_ref().map(|v| &v.show)).await;
         println!("      what happened:");
         print!("{}", render_timeline(&report, style, "        "));
         if report.passed() {
@@ -310,7 +390,7 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
         }
     }
     println!();
-    if passed == n {
+    let code = if passed == n {
         println!(
             "{}",
             style.green(&format!(
@@ -324,7 +404,20 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
             style.red(&format!("{passed}/{n} scenarios behaved as expected"))
         );
         ExitCode::from(1)
+    };
+    if let Some(view) = view {
+        println!(
+            "{}",
+            style.dim(&format!(
+                "the live view (http://{}{}) still shows the last scenario; Ctrl-C to stop",
+                view.server.addr(),
+                crate::ui::PAGE_PATH
+            ))
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        view.server.shutdown().await;
     }
+    code
 }
 
 #[cfg(test)]

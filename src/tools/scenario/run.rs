@@ -19,7 +19,7 @@ use super::report::{Actor, Check, Report};
 use super::timeline::{monitor, Log, Names, Run, Sampler, POLL};
 use crate::lb::targets::{HealthOverride, TargetState};
 use crate::mock::{MockOptions, MockStats, MockUpstream};
-use crate::sim::{SimHandle, Simulator};
+use crate::sim::{Control, SimHandle, Simulator};
 
 /// Default limit of a `wait_for` step (real time).
 pub const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(5);
@@ -52,6 +52,15 @@ struct Runner {
 
 /// Plays `scenario` on loopback and reports what happened.
 pub async fn run(scenario: &Scenario) -> Report {
+    run_shown(scenario, None).await
+}
+
+/// [`run`], and once the scenario's simulator has started, `show` gets its [`Control`]:
+/// `lbsim demo --ui` moves the control API (and so the live view) to it.
+pub(crate) async fn run_shown(
+    scenario: &Scenario,
+    show: Option<&watch::Sender<Control>>,
+) -> Report {
     let log = Log::new();
     let mut report = Report {
         name: scenario.name.clone(),
@@ -63,7 +72,7 @@ pub async fn run(scenario: &Scenario) -> Report {
         error: None,
         duration: Duration::ZERO,
     };
-    match Runner::start(scenario, log.clone()).await {
+    match Runner::start(scenario, log.clone(), show).await {
         Err(e) => report.error = Some(e),
         Ok(mut runner) => {
             for step in &scenario.steps {
@@ -86,7 +95,11 @@ fn closed_port() -> std::io::Result<(SocketAddr, tokio::net::TcpSocket)> {
 }
 
 impl Runner {
-    async fn start(s: &Scenario, log: Log) -> Result<Runner, String> {
+    async fn start(
+        s: &Scenario,
+        log: Log,
+        show: Option<&watch::Sender<Control>>,
+    ) -> Result<Runner, String> {
         let mut targets = Vec::new();
         let mut held = Vec::new();
         for t in &s.targets {
@@ -164,6 +177,9 @@ impl Runner {
             .start_subscribed()
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(show) = show {
+            show.send_replace(sim.control());
+        }
         // Rings the monitor on each later event (the sampler's own receiver has them all).
         let wake = events.resubscribe();
         // The builder registers upstreams in order, so ids follow the registered targets.

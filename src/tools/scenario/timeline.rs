@@ -407,6 +407,7 @@ mod tests {
                 cause: Reason::TargetTimeout,
                 code: "target_idle_timeout",
                 target: Some(APP),
+                explanation: String::new(),
             },
         );
         send(
