@@ -443,10 +443,11 @@ async function loadConfig() {
       ["client keep-alive", c.client_keep_alive_ms],
       ["deregistration delay", c.deregistration_delay_ms],
       ["warmup", c.warmup_ms],
-      ["race window", c.race_window_ms],
+      // Not a cloud timer: network latency, the same at every time scale.
+      ["race window (not scaled)", c.race_window_ms, false],
     ];
     if (c.health_checks.enabled) {
-      rows.push([`health check interval (GET ${c.health_checks.path})`, c.health_checks.interval_ms]);
+      rows.push([`health check interval (${c.health_checks.path})`, c.health_checks.interval_ms]);
       rows.push(["health check timeout", c.health_checks.timeout_ms]);
     }
     const table = $("settings");
@@ -454,9 +455,9 @@ async function loadConfig() {
     const head = el("tr");
     head.append(el("th", "", "setting"), el("th", "", "here (scaled)"), el("th", "", "full scale"));
     table.append(head);
-    for (const [name, ms] of rows) {
+    for (const [name, ms, scaled = true] of rows) {
       const tr = el("tr");
-      tr.append(el("td", "", name), el("td", "", fmtMs(ms)), el("td", "", full(ms)));
+      tr.append(el("td", "", name), el("td", "", fmtMs(ms)), el("td", "", scaled ? full(ms) : fmtMs(ms)));
       table.append(tr);
     }
     const more = el("tr");
