@@ -145,6 +145,16 @@ async fn call(
     )
 }
 
+/// lbsim for `cloud` in front of `app`, speaking `protocol` to it, serving cleartext
+/// HTTP/2 beside HTTP/1.1, health checks off.
+fn grpc_lb(cloud: Cloud, app: SocketAddr, protocol: TargetProtocol) -> lbsim::SimulatorBuilder {
+    Simulator::builder(cloud)
+        .upstream(app)
+        .no_health_checks()
+        .target_protocol(protocol)
+        .http2_cleartext(true)
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -153,11 +163,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn a_grpc_call_goes_through_in_http2_end_to_end() {
     let seen = Seen::default();
     let app = grpc_app(seen.clone()).await;
-    let lb = Simulator::builder(Cloud::Aws)
-        .upstream(app)
-        .no_health_checks()
-        .target_protocol(TargetProtocol::Grpc)
-        .http2_cleartext(true)
+    let lb = grpc_lb(Cloud::Aws, app, TargetProtocol::Grpc)
         .start()
         .await
         .expect("lbsim starts");
@@ -188,11 +194,7 @@ async fn a_grpc_call_goes_through_in_http2_end_to_end() {
 
 #[tokio::test]
 async fn an_alb_answers_a_grpc_client_with_its_page_and_grpc_status_14() {
-    let lb = Simulator::builder(Cloud::Aws)
-        .upstream(closed_port().await)
-        .no_health_checks()
-        .target_protocol(TargetProtocol::Grpc)
-        .http2_cleartext(true)
+    let lb = grpc_lb(Cloud::Aws, closed_port().await, TargetProtocol::Grpc)
         .start()
         .await
         .expect("lbsim starts");
@@ -215,12 +217,8 @@ async fn an_alb_answers_a_grpc_client_with_its_page_and_grpc_status_14() {
 #[tokio::test]
 async fn gcp_global_ends_a_slow_grpc_call_trailers_only() {
     let app = grpc_app(Seen::default()).await;
-    let lb = Simulator::builder(Cloud::Gcp)
-        .upstream(app)
-        .no_health_checks()
+    let lb = grpc_lb(Cloud::Gcp, app, TargetProtocol::Grpc)
         .backend_timeout(Duration::from_millis(300))
-        .target_protocol(TargetProtocol::Grpc)
-        .http2_cleartext(true)
         .start()
         .await
         .expect("lbsim starts");

@@ -134,6 +134,15 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// lbsim for `cloud` in front of `app`, serving cleartext HTTP/2 beside HTTP/1.1,
+/// health checks off.
+fn h2c_lb(cloud: Cloud, app: std::net::SocketAddr) -> lbsim::SimulatorBuilder {
+    Simulator::builder(cloud)
+        .upstream(app)
+        .no_health_checks()
+        .http2_cleartext(true)
+}
+
 fn header<'a>(resp: &'a Response<()>, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -194,11 +203,8 @@ async fn an_http2_request_over_tls_reaches_the_app_as_http1() {
 async fn the_albs_own_pages_arrive_as_http2_responses() {
     let check = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(60)).await;
-    let lb = Simulator::builder(Cloud::Aws)
-        .upstream(app.addr)
-        .no_health_checks()
+    let lb = h2c_lb(Cloud::Aws, app.addr)
         .idle_timeout(Duration::from_millis(300))
-        .http2_cleartext(true)
         .start()
         .await
         .expect("lbsim starts");
@@ -258,11 +264,8 @@ async fn the_albs_own_pages_arrive_as_http2_responses() {
 async fn the_gcp_global_timeout_page_arrives_as_an_http2_response() {
     let check = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(700)).await;
-    let lb = Simulator::builder(Cloud::Gcp)
-        .upstream(app.addr)
-        .no_health_checks()
+    let lb = h2c_lb(Cloud::Gcp, app.addr)
         .backend_timeout(Duration::from_millis(300))
-        .http2_cleartext(true)
         .start()
         .await
         .expect("lbsim starts");
@@ -283,11 +286,8 @@ async fn an_idle_http2_connection_gets_goaway_at_the_idle_timeout_despite_pings(
     let check = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(60)).await;
     let idle = Duration::from_millis(500);
-    let lb = Simulator::builder(Cloud::Aws)
-        .upstream(app.addr)
-        .no_health_checks()
+    let lb = h2c_lb(Cloud::Aws, app.addr)
         .idle_timeout(idle)
-        .http2_cleartext(true)
         .start()
         .await
         .expect("lbsim starts");
@@ -307,11 +307,8 @@ async fn a_busy_http2_connection_is_not_idle() {
     let check = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(60)).await;
     let idle = Duration::from_millis(400);
-    let lb = Simulator::builder(Cloud::Aws)
-        .upstream(app.addr)
-        .no_health_checks()
+    let lb = h2c_lb(Cloud::Aws, app.addr)
         .idle_timeout(idle)
-        .http2_cleartext(true)
         .start()
         .await
         .expect("lbsim starts");
@@ -333,12 +330,9 @@ async fn a_busy_http2_connection_is_not_idle() {
 async fn the_alb_keep_alive_duration_ends_an_http2_connection_after_its_streams() {
     let check = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(60)).await;
-    let lb = Simulator::builder(Cloud::Aws)
-        .upstream(app.addr)
-        .no_health_checks()
+    let lb = h2c_lb(Cloud::Aws, app.addr)
         .idle_timeout(Duration::from_secs(10))
         .client_keep_alive(Duration::from_millis(400))
-        .http2_cleartext(true)
         .start()
         .await
         .expect("lbsim starts");
@@ -363,10 +357,7 @@ async fn the_alb_keep_alive_duration_ends_an_http2_connection_after_its_streams(
 async fn cleartext_http2_and_http1_share_the_port() {
     let check = SocketsCheck::begin().await;
     let app = mock(Duration::from_secs(60)).await;
-    let lb = Simulator::builder(Cloud::Aws)
-        .upstream(app.addr)
-        .no_health_checks()
-        .http2_cleartext(true)
+    let lb = h2c_lb(Cloud::Aws, app.addr)
         .start()
         .await
         .expect("lbsim starts");
