@@ -74,12 +74,12 @@ def test_a_post_on_a_connection_the_app_closed_gets_the_load_balancers_error(lbs
 
 
 def stream(lb, chunks):
-    """GET /stream/{chunks}?interval=0.5; returns (chunks received, whether it was cut,
+    """GET /stream/{chunks}?interval=0.25; returns (chunks received, whether it was cut,
     seconds)."""
     started = time.monotonic()
     conn = http.client.HTTPConnection(*lb.addr, timeout=10)
     try:
-        conn.request("GET", f"/stream/{chunks}?interval=0.5")
+        conn.request("GET", f"/stream/{chunks}?interval=0.25")
         resp = conn.getresponse()
         assert resp.status == 200
         try:
@@ -92,15 +92,16 @@ def stream(lb, chunks):
 
 
 def test_a_stream_survives_aws_but_not_gcp(lbsim_factory):
-    # At this scale AWS's idle timeout is 1.5 s (a chunk every 0.5 s keeps it alive) and
-    # GCP's end-to-end backend timeout 3 s (the 4 s stream is cut, whatever it sends).
-    aws = lbsim_factory(cloud="aws", time_scale=0.005, health_checks=False)
-    gcp = lbsim_factory(cloud="gcp", time_scale=0.005, health_checks=False)
+    # At this scale AWS's idle timeout (300 s) is 0.75 s, and a chunk every 0.25 s keeps
+    # it alive; GCP's end-to-end backend timeout (600 s) is 1.5 s, and the 2 s stream is
+    # cut, whatever it sends.
+    aws = lbsim_factory(cloud="aws", time_scale=0.0025, health_checks=False)
+    gcp = lbsim_factory(cloud="gcp", time_scale=0.0025, health_checks=False)
 
     assert stream(aws, 8)[:2] == (8, False)
     got, cut, elapsed = stream(gcp, 8)
 
     assert cut and got < 8, (got, cut)
-    assert 3.0 <= elapsed < 3.75, f"cut after {elapsed:.2f} s, expected 3 s"
+    assert 1.5 <= elapsed < 2.0, f"cut after {elapsed:.2f} s, expected 1.5 s"
     assert gcp.stats()["by_cause"] == {"target_timeout": 1}
     assert aws.stats()["by_cause"] == {}

@@ -30,6 +30,22 @@ def test_fixture_fronts_the_mock_app_and_stops_lbsim(lbsim):
     assert lbsim.stop() == 0  # again: nothing left to do (the fixture's teardown)
 
 
+@pytest.mark.lbsim(cloud="aws", idle_timeout=0.2, extra_args=["--explain"])
+def test_settings_reach_lbsim_and_its_log_can_be_awaited(lbsim):
+    conn = http.client.HTTPConnection(*lbsim.addr, timeout=10)
+    conn.request("GET", "/sleep/5")
+    resp = conn.getresponse()
+    assert resp.status == 504
+    resp.read()
+    conn.close()
+
+    line = lbsim.wait_for_stderr("lbsim explain: 504 target_idle_timeout")
+    assert "sent no response within the AWS ALB idle timeout of 200 ms" in line
+    assert lbsim.stats()["by_cause"] == {"target_timeout": 1}
+    with pytest.raises(AssertionError, match="no lbsim stderr line with 'never said'"):
+        lbsim.wait_for_stderr("never said", timeout=0.1)
+
+
 class TestInFrontOfAnApp:
     """`lbsim_upstream` overridden (here for this class) to the test's own app."""
 
