@@ -11,8 +11,12 @@ certain, so one sleep between two requests on one client connection shows it:
 
 The app is Ray Serve (app.py) when `ray[serve]` is importable, else the same app on plain
 uvicorn (uvicorn_app.py), else the tests are skipped. Force one with LBSIM_EXAMPLE_APP=ray
-or LBSIM_EXAMPLE_APP=uvicorn. The lbsim binary comes from LBSIM_BIN, else the newest of
-target/release/lbsim and target/debug/lbsim (under CARGO_TARGET_DIR or the repo root).
+or LBSIM_EXAMPLE_APP=uvicorn.
+
+lbsim itself is started by the `lbsim_factory` fixture of the lbsim pytest plugin, which
+`pip install` of the lbsim wheel brings (python/ in this repository): it runs the installed
+`lbsim` binary (or `--lbsim-bin PATH`) on ephemeral ports, waits until it listens, and
+stops it after the test. These tests pin `cloud="aws"`: they check the ALB's own 502 page.
 """
 
 import http.client
@@ -27,7 +31,6 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[1]
 
 TIME_SCALE = 0.01
 # lbsim's keep-alive towards the app: the ALB idle timeout, 300 s (Anyscale's default) x 0.01.
@@ -43,8 +46,6 @@ ALB_502_BODY = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
 )
-
-LBSIM_READY_TIMEOUT_S = 15.0
 
 
 # --- processes -------------------------------------------------------------------------
@@ -114,14 +115,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-def accepts(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def answers_hello(port):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
@@ -147,30 +140,7 @@ def wait_until(ready, timeout, proc, what):
         time.sleep(0.1)
 
 
-# --- the lbsim binary and the app --------------------------------------------------------
-
-
-def find_lbsim():
-    hint = (
-        "build it first: `cargo build --release` (or `cargo build`) at the repository root, "
-        "or point LBSIM_BIN at an lbsim binary"
-    )
-    explicit = os.environ.get("LBSIM_BIN")
-    if explicit:
-        path = Path(explicit).expanduser().resolve()
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            pytest.fail(f"LBSIM_BIN={explicit} is not an executable file; {hint}")
-        return path
-    target_dirs = [REPO_ROOT / "target"]
-    if os.environ.get("CARGO_TARGET_DIR"):
-        target_dirs.insert(0, Path(os.environ["CARGO_TARGET_DIR"]).resolve())
-    candidates = [d / profile / "lbsim" for d in target_dirs for profile in ("release", "debug")]
-    found = [p for p in candidates if p.is_file() and os.access(p, os.X_OK)]
-    if not found:
-        looked = ", ".join(str(p) for p in candidates)
-        pytest.fail(f"no lbsim binary (looked for {looked}); {hint}")
-    # The most recently built one, so a stale release build does not shadow a fresh debug one.
-    return max(found, key=lambda p: p.stat().st_mtime)
+# --- the app ------------------------------------------------------------------------
 
 
 def importable(module):
@@ -213,11 +183,6 @@ class UvicornApp:
 
 
 @pytest.fixture(scope="session")
-def lbsim_bin():
-    return find_lbsim()
-
-
-@pytest.fixture(scope="session")
 def app_kind():
     forced = os.environ.get("LBSIM_EXAMPLE_APP", "").strip().lower()
     if forced not in ("", "ray", "uvicorn"):
@@ -225,43 +190,47 @@ def app_kind():
     if forced in ("", "ray") and importable("ray.serve"):
         return RayServeApp()
     if forced == "ray":
-        pytest.skip("LBSIM_EXAMPLE_APP=ray but `ray.serve` is not importable: pip install 'ray[serve]'")
+        missing("LBSIM_EXAMPLE_APP=ray but `ray.serve` is not importable: pip install 'ray[serve]'")
     if importable("uvicorn"):
         return UvicornApp()
-    pytest.skip(
+    missing(
         "neither ray[serve] nor uvicorn is installed in this Python: "
         "pip install -r examples/python/requirements.txt"
     )
 
 
+def missing(why):
+    """A missing app skips the tests on a laptop; in CI (CI set) it fails them, so that a
+    broken install step cannot pass as green."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{why} (CI is set, so this fails instead of skipping)", pytrace=False)
+    pytest.skip(why)
+
+
 @pytest.fixture
-def start_stack(tmp_path, lbsim_bin, app_kind):
-    """Returns start(app_keep_alive_s) -> port of an lbsim (AWS ALB) in front of the app."""
-    procs = []
+def start_stack(tmp_path, app_kind, lbsim_factory):
+    """Returns start(app_keep_alive_s) -> the lbsim (AWS ALB) in front of a fresh app."""
+    apps = []
 
     def start(app_keep_alive_s):
         app_port = free_port()
         app = app_kind.start(app_port, app_keep_alive_s, tmp_path)
-        procs.append(app)
+        apps.append(app)
         # The app is ready when it says hello (Ray's proxy accepts before the app is deployed).
         wait_until(lambda: answers_hello(app_port), app_kind.ready_timeout, app, app_kind.name)
-
-        lb_port = free_port()
-        argv = [
-            lbsim_bin, "--cloud", "aws",
-            "--upstream", f"127.0.0.1:{app_port}", "--listen", f"127.0.0.1:{lb_port}",
-            "--time-scale", TIME_SCALE, "--race-window", "always", "--no-health-checks",
-        ]  # fmt: skip
-        lb = Proc("lbsim", argv, tmp_path / f"lbsim-{lb_port}.log", stop_timeout=15.0)
-        procs.append(lb)
-        # Only a TCP connect: a request here would leave a pooled connection to the app
-        # behind, and the test must control the age of the connection lbsim reuses.
-        wait_until(lambda: accepts(lb_port), LBSIM_READY_TIMEOUT_S, lb, "lbsim")
-        return lb_port
+        # Ready once it says where it listens: no request goes through it before the test's
+        # own, which must control the age of the pooled connection lbsim reuses.
+        return lbsim_factory(
+            cloud="aws",
+            upstream=("127.0.0.1", app_port),
+            time_scale=TIME_SCALE,
+            race_window="always",
+            health_checks=False,
+        )
 
     yield start
-    for proc in reversed(procs):
-        proc.stop()
+    for app in reversed(apps):
+        app.stop()
 
 
 # --- the client ------------------------------------------------------------------------
@@ -275,9 +244,9 @@ def get(conn):
     return resp, body, time.monotonic() - started
 
 
-def two_requests_one_connection(lb_port):
+def two_requests_one_connection(lb):
     """GET /, idle IDLE_S, GET / again on the same client connection to lbsim."""
-    conn = http.client.HTTPConnection("127.0.0.1", lb_port, timeout=10)
+    conn = http.client.HTTPConnection(*lb.addr, timeout=10)
     try:
         first, first_body, _ = get(conn)
         assert first.status == 200, (first.status, first.getheaders(), first_body)
@@ -294,9 +263,9 @@ def two_requests_one_connection(lb_port):
 
 
 def test_short_app_keep_alive_gives_502(start_stack):
-    lb_port = start_stack(SHORT_APP_KEEP_ALIVE_S)
+    lb = start_stack(SHORT_APP_KEEP_ALIVE_S)
 
-    resp, body, elapsed = two_requests_one_connection(lb_port)
+    resp, body, elapsed = two_requests_one_connection(lb)
 
     assert resp.status == 502, (resp.status, resp.getheaders(), body)
     assert resp.reason == "Bad Gateway"
@@ -306,13 +275,22 @@ def test_short_app_keep_alive_gives_502(start_stack):
     assert body == ALB_502_BODY
     # Answered at once on the dead connection, not after some timeout (the LB's is 3 s).
     assert elapsed < 1.5, f"502 took {elapsed:.2f} s"
+    # lbsim's counters (its control API, GET /stats) say the same: one 502 of the ALB's
+    # own, which lbsim's cause tells apart from an app that crashed.
+    stats = lb.stats()
+    assert stats["lb_by_status"] == {"502": 1}, stats
+    assert stats["by_reason"] == {"target_closed_connection": 1}, stats
+    assert stats["by_cause"] == {"keep_alive_race": 1}, stats
 
 
 def test_app_keep_alive_above_lb_keep_alive_gives_200(start_stack):
-    lb_port = start_stack(LONG_APP_KEEP_ALIVE_S)
+    lb = start_stack(LONG_APP_KEEP_ALIVE_S)
 
-    resp, body, _ = two_requests_one_connection(lb_port)
+    resp, body, _ = two_requests_one_connection(lb)
 
     assert resp.status == 200, (resp.status, resp.getheaders(), body)
     assert body == b"hello"
     assert resp.getheader("x-lbsim-reason") is None
+    stats = lb.stats()
+    assert stats["by_status"] == {"200": 2}, stats
+    assert stats["lb_by_status"] == {}, stats
