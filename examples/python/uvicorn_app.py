@@ -1,4 +1,5 @@
-"""The same "hello" app as app.py without Ray: a bare ASGI app served by uvicorn.
+"""The same "hello" app as app.py without Ray: a bare ASGI app served by uvicorn (plus a
+WebSocket echo on `/ws/echo` for test_websocket.py).
 
 Ray Serve's HTTP proxy is a uvicorn server whose `timeout_keep_alive` is
 `http_options.keep_alive_timeout_s`, so for the keep-alive behaviour this is the same
@@ -25,6 +26,9 @@ async def app(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await websocket_echo(scope, receive, send)
+        return
     if scope["type"] != "http":
         return
     if scope["path"] == "/":
@@ -42,6 +46,28 @@ async def app(scope, receive, send):
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def websocket_echo(scope, receive, send):
+    """`/ws/echo`: accepts the upgrade and sends every message back, until either side
+    closes (uvicorn needs the `websockets` package for WebSockets)."""
+    if scope["path"] != "/ws/echo":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            await send(
+                {
+                    "type": "websocket.send",
+                    "text": message.get("text"),
+                    "bytes": message.get("bytes"),
+                }
+            )
+        elif message["type"] == "websocket.disconnect":
+            return
 
 
 if __name__ == "__main__":
