@@ -342,8 +342,10 @@ impl Engine {
         }
         // The client's header bytes, before the LB adds its own (logs count what arrived).
         let client_head = self.access_log.is_some().then(|| head_size(&parts.headers));
-        let grpc = respond::is_grpc(&parts.headers);
-        let wants_trailers = http2::wants_trailers(&parts.headers);
+        // gRPC rides on HTTP/2 only; an HTTP/1.1 request pays for neither lookup.
+        let grpc = over_http2 && respond::is_grpc(&parts.headers);
+        let wants_trailers =
+            self.config.target_protocol.is_http2() && http2::wants_trailers(&parts.headers);
         forward::add_request_headers(&mut parts.headers, &self.profile().forwarding, &peer);
         // Only an access log needs these facts; skip the copies otherwise.
         let facts = client_head.map(|head| Arc::new(Facts::capture(&parts, &peer, head)));
