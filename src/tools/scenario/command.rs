@@ -1,13 +1,14 @@
 //! `lbsim scenario run|list|show` and `lbsim demo`: the clap arguments and what the commands
 //! print. Apart so that the library side (parse, run, render) stays free of clap and stdout.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use super::bundled::{bundled, Bundled, BUNDLED, DEMO};
 use super::model::Scenario;
 use super::parse::{load, LoadError};
+use super::picture::{html_page, svg_picture};
 use super::render::{render_checks, render_report, render_timeline, Style};
 use super::run::{run, run_shown};
 use crate::lb::config::parse_duration;
@@ -72,10 +73,20 @@ pub struct ScenarioArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ScenarioCommand {
     /// Run scenario files, folders of them, or bundled scenarios by name (all bundled ones
-    /// when none is given). Exits 1 when an expectation fails, 2 when a file is invalid.
+    /// when none is given). Exits 1 when an expectation fails, 2 when a file is invalid or a
+    /// picture cannot be written.
     Run {
         /// Files, folders (their *.toml files) or bundled names.
         paths: Vec<String>,
+        /// Also write the runs as one self-contained HTML page (inline CSS and SVG, nothing
+        /// loaded): each timeline as a client / load balancer / app sequence diagram, the
+        /// PASS/FAIL lines, why and fix. For a CI artifact or a slide.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Also write the run as one SVG picture (the same diagram, with the PASS/FAIL
+        /// lines, why and fix below it). Takes exactly one scenario.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// List the bundled scenarios with their one-line description.
     List,
@@ -255,7 +266,7 @@ pub async fn run_command(args: ScenarioArgs) -> ExitCode {
                 }
             }
         }
-        ScenarioCommand::Run { paths } => {
+        ScenarioCommand::Run { paths, html, svg } => {
             let scenarios = match resolve(&paths) {
                 Ok(s) => s,
                 Err(errors) => {
@@ -265,13 +276,33 @@ pub async fn run_command(args: ScenarioArgs) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if svg.is_some() && scenarios.len() != 1 {
+                eprintln!(
+                    "lbsim scenario run: --svg draws one scenario, {} given (--html takes several)",
+                    scenarios.len()
+                );
+                return ExitCode::from(2);
+            }
             let style = Style::detect();
             let mut failed = Vec::new();
+            let mut reports = Vec::new();
             for s in &scenarios {
                 let report = run(s).await;
                 println!("{}", render_report(&report, style));
                 if !report.passed() {
                     failed.push(report.name.clone());
+                }
+                reports.push(report);
+            }
+            let runs: Vec<_> = scenarios.iter().zip(&reports).collect();
+            if let Some(path) = &html {
+                if let Err(code) = write_picture(path, &html_page(&runs), style) {
+                    return code;
+                }
+            }
+            if let (Some(path), Some((s, r))) = (&svg, runs.first()) {
+                if let Err(code) = write_picture(path, &svg_picture(s, r), style) {
+                    return code;
                 }
             }
             let total = scenarios.len();
@@ -292,6 +323,20 @@ pub async fn run_command(args: ScenarioArgs) -> ExitCode {
                 );
                 ExitCode::from(1)
             }
+        }
+    }
+}
+
+/// Writes a `--html` or `--svg` picture and says so; exit code 2 when it cannot.
+fn write_picture(path: &Path, text: &str, style: Style) -> Result<(), ExitCode> {
+    match std::fs::write(path, text) {
+        Ok(()) => {
+            println!("{}", style.dim(&format!("wrote {}", path.display())));
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("lbsim scenario run: cannot write {}: {e}", path.display());
+            Err(ExitCode::from(2))
         }
     }
 }

@@ -19,8 +19,10 @@
 //! 3. Meanwhile the timeline (`timeline.rs`) samples the targets' and the load balancer's
 //!    counters and logs every change as an event, in time order with the client's lines.
 //! 4. The [`Report`] (`report.rs`) holds the events and one PASS/FAIL [`Check`] per
-//!    expectation; `render.rs` prints it ([`render_report`]). `command.rs` is `lbsim
-//!    scenario run|list|show` and `lbsim demo`; `bundled.rs` lists the files of `scenarios/`.
+//!    expectation; `render.rs` prints it ([`render_report`]) and `picture.rs` draws it as
+//!    a sequence diagram ([`svg_picture`], [`html_page`]: `--svg`, `--html`). `command.rs`
+//!    is `lbsim scenario run|list|show` and `lbsim demo`; `bundled.rs` lists the files of
+//!    `scenarios/`.
 //!
 //! # File format
 //!
@@ -105,6 +107,7 @@ mod client;
 mod command;
 mod model;
 mod parse;
+mod picture;
 mod raw;
 mod render;
 mod report;
@@ -121,6 +124,7 @@ pub use model::{
     WaitFor,
 };
 pub use parse::{line_col, load, parse, LoadError};
+pub use picture::{html_page, svg_picture};
 pub use raw::{file_keys, file_values};
 pub use render::{render_checks, render_report, render_timeline, Style};
 pub use report::{Actor, Check, Event, Report};
