@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lbsim::{Cloud, Simulator, Tls};
@@ -372,6 +372,66 @@ async fn cleartext_http2_and_http1_share_the_port() {
     let resp = get_ok(&mut raw).await;
     assert_eq!(resp.text(), "ok");
     drop((raw, h2));
+    check.finish(lb, app).await;
+}
+
+#[tokio::test]
+async fn a_request_body_streams_from_an_http2_client_to_the_app() {
+    let check = SocketsCheck::begin().await;
+    let app = mock(Duration::from_secs(60)).await;
+    let lb = h2c_lb(Cloud::Aws, app.addr)
+        .start()
+        .await
+        .expect("lbsim starts");
+    let tcp = TcpStream::connect(lb.addr()).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
+        .await
+        .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    // 200 KiB: several HTTP/2 DATA frames and flow-control windows, one HTTP/1.1 body.
+    let body: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+    let req = Request::post(format!("http://{}/echo", lb.addr()))
+        .body(Full::new(Bytes::from(body.clone())))
+        .expect("request");
+    let resp = tokio::time::timeout(READ_LIMIT, send.send_request(req))
+        .await
+        .expect("answered in time")
+        .expect("a response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echoed = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(echoed.len(), body.len());
+    assert!(echoed[..] == body[..], "the app got the body byte for byte");
+    drop(send);
+    check.finish(lb, app).await;
+}
+
+#[tokio::test]
+async fn an_http2_client_that_resets_its_stream_is_counted_as_460_on_aws() {
+    let check = SocketsCheck::begin().await;
+    let app = mock(Duration::from_secs(60)).await;
+    let lb = h2c_lb(Cloud::Aws, app.addr)
+        .start()
+        .await
+        .expect("lbsim starts");
+    let mut h2 = H2::cleartext(lb.addr()).await;
+    let req = h2.request("/sleep/1").body(Empty::new()).expect("request");
+    h2.send.ready().await.expect("connection usable");
+    // Dropping the response future resets the stream (RST_STREAM CANCEL) before the app
+    // has answered; the connection itself stays open.
+    let pending = h2.send.send_request(req);
+    tokio::time::timeout(Duration::from_millis(200), pending)
+        .await
+        .expect_err("no answer yet: the app sleeps for 1 s");
+    wait_until("the LB counts the client's departure", READ_LIMIT, || {
+        lb.stats().count(lbsim::Reason::ClientClosed) == 1
+    })
+    .await;
+    assert_eq!(lb.stats().by_status.get(&460), Some(&1));
+    // The connection is still usable for the next stream.
+    let (resp, _) = h2.get("/").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(h2);
     check.finish(lb, app).await;
 }
 
