@@ -13,7 +13,7 @@
 
 /// What a call to [`ChunkedScanner::scan`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Scan {
+pub enum Scan {
     /// Every byte given belongs to the body, and the body goes on.
     Body,
     /// The body ends after this many of the bytes given; the rest is the next request.
@@ -50,7 +50,7 @@ const MAX_SIZE_DIGITS: u8 = 16;
 
 /// The state of one chunked body being followed.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct ChunkedScanner {
+pub struct ChunkedScanner {
     state: State,
 }
 
@@ -64,7 +64,7 @@ impl Default for ChunkedScanner {
 
 impl ChunkedScanner {
     /// Feeds the next bytes of the body.
-    pub(crate) fn scan(&mut self, bytes: &[u8]) -> Scan {
+    pub fn scan(&mut self, bytes: &[u8]) -> Scan {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
