@@ -25,8 +25,8 @@ pub enum Scan {
 /// Where the scanner is inside the chunked body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// Reading the hex digits of a chunk size (`digits` read so far).
-    Size { size: u64, digits: u8 },
+    /// Reading the hex digits of a chunk size (`digits`: whether one was read yet).
+    Size { size: u64, digits: bool },
     /// After the size: whitespace or a `;extension`, up to the line end.
     SizeRest { size: u64 },
     /// A CR ended the size line; LF must follow.
@@ -45,9 +45,6 @@ enum State {
     EndLf,
 }
 
-/// A chunk size has at most 16 hex digits (a u64); hyper refuses longer ones too.
-const MAX_SIZE_DIGITS: u8 = 16;
-
 /// The state of one chunked body being followed.
 #[derive(Clone, Copy, Debug)]
 pub struct ChunkedScanner {
@@ -57,7 +54,10 @@ pub struct ChunkedScanner {
 impl Default for ChunkedScanner {
     fn default() -> Self {
         ChunkedScanner {
-            state: State::Size { size: 0, digits: 0 },
+            state: State::Size {
+                size: 0,
+                digits: false,
+            },
         }
     }
 }
@@ -81,13 +81,19 @@ impl ChunkedScanner {
                     };
                     continue;
                 }
+                // Any number of digits, leading zeros included, as long as the size fits
+                // in 64 bits: hyper's decoder reads the size the same way. (Refusing a
+                // size hyper accepts would stop the following here while hyper goes on
+                // serving the requests after the body, unjudged.)
                 State::Size { size, digits } => match hex(b) {
-                    Some(d) if digits < MAX_SIZE_DIGITS => State::Size {
-                        size: size << 4 | u64::from(d),
-                        digits: digits + 1,
+                    Some(d) => match size.checked_mul(16) {
+                        Some(shifted) => State::Size {
+                            size: shifted | u64::from(d),
+                            digits: true,
+                        },
+                        None => return Scan::Invalid,
                     },
-                    Some(_) => return Scan::Invalid,
-                    None if digits == 0 => return Scan::Invalid,
+                    None if !digits => return Scan::Invalid,
                     None => match b {
                         b'\r' => State::SizeLf { size },
                         b'\n' => after_size_line(size),
@@ -106,11 +112,17 @@ impl ChunkedScanner {
                 },
                 State::DataCr => match b {
                     b'\r' => State::DataLf,
-                    b'\n' => State::Size { size: 0, digits: 0 },
+                    b'\n' => State::Size {
+                        size: 0,
+                        digits: false,
+                    },
                     _ => return Scan::Invalid,
                 },
                 State::DataLf => match b {
-                    b'\n' => State::Size { size: 0, digits: 0 },
+                    b'\n' => State::Size {
+                        size: 0,
+                        digits: false,
+                    },
                     _ => return Scan::Invalid,
                 },
                 State::TrailerStart => match b {
@@ -171,8 +183,12 @@ mod tests {
     #[test]
     fn finds_the_end_of_a_body_split_at_every_position() {
         let next = b"GET /next HTTP/1.1\r\n\r\n";
-        let bodies: [&[u8]; 5] = [
+        let bodies: [&[u8]; 6] = [
             b"3\r\nabc\r\n0\r\n\r\n",
+            // More than 16 digits, as hyper reads them (regression: the scanner refused
+            // them, stopped following the body, and the requests pipelined after it
+            // reached hyper and the app without being judged).
+            b"00000000000000000003\r\nabc\r\n00000000000000000000\r\n\r\n",
             b"A;name=value\r\n0123456789\r\n0\r\n\r\n",
             b"3\nabc\n0\n\n",
             b"1\r\nz\r\n0\r\nTrailer: x\r\nOther: y\r\n\r\n",
@@ -212,7 +228,9 @@ mod tests {
             b"\r\n",
             b"3\r\nabcX",
             b"3\rX",
+            // Over 64 bits (hyper: "invalid chunk size: overflow").
             b"11111111111111111\r\n",
+            b"10000000000000000\r\n",
             b"0\r\n\rX",
         ] {
             assert_eq!(
