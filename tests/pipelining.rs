@@ -303,6 +303,29 @@ async fn a_chunk_size_with_leading_zeros_does_not_let_the_next_head_through_unju
     sockets.finish(lb, app).await;
 }
 
+/// Regression (request smuggling): the gate's chunk scanner ended trailers at a bare-LF
+/// empty line, where hyper reads on to the next CRLF. A head after `X: a\n\n` was judged
+/// as the next request (a POST with a 29-byte body), while hyper took it for trailers
+/// and served the 29 bytes, a TRACE, which reached the app unjudged.
+#[tokio::test]
+async fn a_head_hidden_in_trailers_does_not_smuggle_the_request_after_it() {
+    let sockets = SocketsCheck::begin().await;
+    let (app, lb) = rig(Cloud::Aws).await;
+    let trace = b"TRACE / HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut request = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+        3\r\nabc\r\n0\r\nX: a\n\nPOST /echo HTTP/1.1\r\nHost: t\r\n"
+        .to_vec();
+    request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", trace.len()).as_bytes());
+    // Both hyper and the gate now end the body after the CRLF CRLF: the TRACE is the
+    // next head, judged, and answered with the ALB's 405.
+    let pipeline = [exchange(&request, 200, b"abc")];
+    bad_head_after_exchanges(&lb, &app, &pipeline, trace, |r| {
+        assert_alb_page(r, 405, "Method Not Allowed", "method_not_allowed")
+    })
+    .await;
+    sockets.finish(lb, app).await;
+}
+
 #[tokio::test]
 async fn an_ambiguous_head_in_a_pipeline_is_served_then_nothing_after_it() {
     let sockets = SocketsCheck::begin().await;

@@ -9,9 +9,10 @@
 //! - the scanner finds the same end (or the same verdict) fed in one call, cut in two,
 //!   cut in three, or one byte per call, and never an end past what it was given;
 //! - the decoder gives the same body, trailers, end and leftover, whole or cut;
-//! - where both find an end, it is the same byte; where the decoder reads a whole body,
-//!   the scanner does not expect more; where the scanner finds an end, the decoder does
-//!   not run out of bytes before it.
+//! - on inputs whose line ends are all CRLF (the decoder also takes bare LF, the scanner
+//!   reads as hyper does and does not): where both find an end, it is the same byte;
+//!   where the decoder reads a whole body, the scanner does not expect more; where the
+//!   scanner finds an end, the decoder does not run out of bytes before it.
 #![no_main]
 
 mod drive;
@@ -92,6 +93,16 @@ fuzz_target!(|data: &[u8]| {
         "decoder cut at {a} and {b}"
     );
 
+    // The scanner reads the framing as hyper does (CRLF only); the response decoder, like
+    // the clients it serves, also takes bare LF line ends. Compare them where no bare LF
+    // can make them differ by design (`chunked_vs_hyper` holds the scanner to hyper).
+    let crlf_only = bytes
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b != b'\n' || (i > 0 && bytes[i - 1] == b'\r'));
+    if !crlf_only {
+        return;
+    }
     let (result, consumed) = &decoded;
     match (result, scanned) {
         (Ok((_, _, BodyEnd::Complete)), Scan::End(end)) => assert_eq!(
