@@ -6,9 +6,13 @@
 #   TARGETS=direct,lbsim benches/run.sh throughput
 #
 # It installs nothing. The throughput and streaming benches also measure nginx and HAProxy
-# when they are on the PATH; to have them:
+# when they are on the PATH, and throughput ends with issue #14's peer run (wrk -t1 through
+# HAProxy, nginx and lbsim aws/gcp in front of an nginx origin) when wrk and nginx are;
+# to have them:
 #
-#   apt-get update && apt-get install -y nginx haproxy
+#   apt-get update && apt-get install -y nginx haproxy wrk
+#
+# (PEERS=only benches/run.sh throughput: the peer run alone; PEERS=0: without it.)
 #
 # (their packaged services need not run: the benches start their own instances on free
 # loopback ports with generated configs, and stop them at the end).

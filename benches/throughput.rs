@@ -26,6 +26,11 @@
 //! current_thread runtime per core, each with its own `SO_REUSEPORT` listener and pool,
 //! instead of one 2-worker runtime).
 //!
+//! Then the peer run of issue #14 (module `peers` below): `wrk -t1` through HAProxy, nginx
+//! and lbsim (AWS and GCP) in front of one nginx origin returning 6 bytes, with the ratios
+//! to HAProxy and nginx. It needs wrk and nginx; `PEERS=0` skips it, `PEERS=only` runs it
+//! alone, `PEER_SECS` and `PEER_ROUNDS` set its length.
+//!
 //! Run: `cargo bench --bench throughput` (or `benches/run.sh`).
 
 mod common;
@@ -535,6 +540,16 @@ fn main() {
         bare::run(addr("BARE_LISTEN"), addr("BARE_UPSTREAM"));
         return;
     }
+    let conns_list: Vec<usize> = std::env::var("CONNS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![32, 256]);
+    let peers = std::env::var("PEERS").unwrap_or_default();
+    if peers == "only" {
+        println!("{}", machine_note());
+        peers::run(&conns_list);
+        return;
+    }
     println!("# throughput: keep-alive connections sending requests back to back");
     println!("{}", machine_note());
     let secs = Duration::from_secs_f64(env_f64("BENCH_SECS", 1.2));
@@ -547,10 +562,6 @@ fn main() {
     };
     let upstream_workers = env_f64("UPSTREAM_WORKERS", 1.0) as usize;
     let want = wanted_targets();
-    let conns_list: Vec<usize> = std::env::var("CONNS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![32, 256]);
     let sizes: Vec<Size> = match std::env::var("SIZES").as_deref() {
         Ok("small") => vec![Size::Small],
         Ok("1m") => vec![Size::Mib],
@@ -740,4 +751,290 @@ fn main() {
             .connections
             .load(std::sync::atomic::Ordering::Relaxed)
     );
+    if peers != "0" {
+        peers::run(&conns_list);
+    }
+}
+
+/// The peer run of issue #14, as a new user would measure it: `wrk -t1` against one
+/// nginx origin (1 worker) returning 6 bytes, through HAProxy (`nbthread 2`,
+/// `http-reuse always`), nginx (`worker_processes 2`, upstream keepalive 64), and lbsim
+/// `--cloud aws` and `--cloud gcp` (2 tokio workers); 32 and 256 connections. Per target:
+/// req/s, CPU µs per request (the proxy's utime+stime, workers included, over the
+/// requests wrk completed) and wrk's p99; then each lbsim's ratios to HAProxy and nginx
+/// from the same run, with the issue's targets (CPU ≤ both, req/s ≥ 1.0× both, p99 ≤
+/// HAProxy's).
+///
+/// Runs after the main matrix when wrk and nginx are installed (`PEERS=0` skips it,
+/// `PEERS=only` runs it alone). Knobs: `PEER_SECS` (wrk's `-d`, default 4), `PEER_ROUNDS`
+/// (default 1; targets interleaved; the round with the median req/s is shown, with the
+/// median CPU per request of all rounds), `CONNS`.
+mod peers {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::Duration;
+
+    use crate::common::*;
+
+    /// What wrk reported for one run, and the proxy's CPU time over it.
+    pub struct Run {
+        /// The proxy's name in the tables.
+        pub target: &'static str,
+        /// wrk's `-c`.
+        pub conns: usize,
+        /// wrk's `Requests/sec`.
+        pub rps: f64,
+        /// wrk's 99th percentile latency, in µs.
+        pub p99_us: f64,
+        /// Requests wrk completed (the divisor of the CPU per request).
+        pub requests: u64,
+        /// Non-2xx answers and socket errors wrk counted.
+        pub errors: u64,
+        pub cpu_us_per_req: f64,
+    }
+
+    /// A latency as wrk prints it (`812.00us`, `1.25ms`, `2.01s`), in µs.
+    fn wrk_duration_us(text: &str) -> Option<f64> {
+        let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+        let (number, unit) = text.split_at(split);
+        let n: f64 = number.parse().ok()?;
+        Some(match unit {
+            "us" => n,
+            "ms" => n * 1e3,
+            "s" => n * 1e6,
+            "m" => n * 60e6,
+            _ => return None,
+        })
+    }
+
+    /// Req/s, p99 (µs), requests completed and errors from wrk's `--latency` output.
+    pub fn parse_wrk(out: &str) -> Option<(f64, f64, u64, u64)> {
+        let mut rps = None;
+        let mut p99 = None;
+        let mut requests = None;
+        let mut errors = 0;
+        for line in out.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["Requests/sec:", n] => rps = n.parse().ok(),
+                ["99%", d] => p99 = wrk_duration_us(d),
+                [n, "requests", "in", ..] => requests = n.parse().ok(),
+                ["Non-2xx", "or", "3xx", "responses:", n] => errors += n.parse::<u64>().ok()?,
+                ["Socket", "errors:", rest @ ..] => {
+                    // "connect 0, read 0, write 0, timeout 0"
+                    errors += rest
+                        .iter()
+                        .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                        .sum::<u64>();
+                }
+                _ => {}
+            }
+        }
+        Some((rps?, p99?, requests?, errors))
+    }
+
+    fn wrk(
+        wrk: &Path,
+        target: &'static str,
+        addr: SocketAddr,
+        pid: u32,
+        conns: usize,
+        secs: u32,
+    ) -> Run {
+        let (u0, s0) = cpu_us(pid);
+        let out = Command::new(wrk)
+            .args([
+                "-t1",
+                &format!("-c{conns}"),
+                &format!("-d{secs}s"),
+                "--latency",
+            ])
+            .arg(format!("http://{addr}/"))
+            .output()
+            .expect("run wrk");
+        let (u1, s1) = cpu_us(pid);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (rps, p99_us, requests, errors) = parse_wrk(&text).unwrap_or_else(|| {
+            panic!(
+                "wrk output not understood:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        Run {
+            target,
+            conns,
+            rps,
+            p99_us,
+            requests,
+            errors,
+            cpu_us_per_req: (u1 - u0 + s1 - s0) as f64 / requests.max(1) as f64,
+        }
+    }
+
+    /// The origin: nginx, 1 worker, answering every request with 6 bytes.
+    fn origin(nginx: &Path, scratch: &Scratch) -> (Proc, SocketAddr) {
+        spawn_nginx_with(
+            nginx,
+            scratch,
+            "origin",
+            1,
+            "    server {\n        listen {listen};\n        location / { return 200 \"hello\\n\"; }\n    }\n",
+        )
+    }
+
+    fn lbsim(cloud: &str, upstream: SocketAddr, scratch: &Scratch) -> (Proc, SocketAddr) {
+        let listen = free_addr();
+        let mut cmd = lbsim_command_for(cloud, upstream, listen);
+        let name = format!("lbsim-{cloud}");
+        let mut p = Proc::spawn(&name, &mut cmd, &scratch.path(&format!("{name}.log")))
+            .expect("spawn lbsim");
+        p.wait_listening(listen);
+        (p, listen)
+    }
+
+    /// Runs the peer matrix; prints its tables. Says why and returns when wrk or nginx
+    /// is missing.
+    pub fn run(conns_list: &[usize]) {
+        println!();
+        println!("# peer run (issue #14): wrk -t1, nginx origin returning 6 bytes");
+        let (Some(wrk_bin), Some(nginx)) = (which("wrk"), which("nginx")) else {
+            println!("wrk or nginx not installed: skipped (apt-get install -y wrk nginx haproxy)");
+            return;
+        };
+        let secs = env_f64("PEER_SECS", 4.0).max(1.0) as u32;
+        let rounds = env_f64("PEER_ROUNDS", 1.0).max(1.0) as usize;
+        let scratch = Scratch::new("peers");
+        let (mut origin_proc, origin_addr) = origin(&nginx, &scratch);
+        let mut targets: Vec<(&'static str, SocketAddr, Proc)> = Vec::new();
+        match which("haproxy") {
+            Some(bin) => {
+                let (p, a) = spawn_haproxy(&bin, origin_addr, &scratch);
+                targets.push(("haproxy", a, p));
+            }
+            None => println!("haproxy not installed: its column is empty"),
+        }
+        let (p, a) = spawn_nginx_proxy(&nginx, origin_addr, &scratch, "nginx-proxy", 64, "");
+        targets.push(("nginx", a, p));
+        for (name, cloud) in [("lbsim aws", "aws"), ("lbsim gcp", "gcp")] {
+            let (p, a) = lbsim(cloud, origin_addr, &scratch);
+            targets.push((name, a, p));
+        }
+        println!(
+            "origin: {} (1 worker, `return 200 \"hello\\n\"`); haproxy: nbthread 2, http-reuse \
+             always; nginx: worker_processes 2, upstream keepalive 64; lbsim: --cloud aws / gcp \
+             --no-health-checks (2 tokio workers); wrk -t1 -d{secs}s --latency, {rounds} round(s)",
+            nginx.display()
+        );
+        // A first request through each, so that no run pays for a first connection.
+        for (name, addr, _) in &targets {
+            if let Err(e) = blocking_get_status(*addr, "/") {
+                panic!("{name} does not answer: {e}");
+            }
+        }
+
+        let mut runs: Vec<Run> = Vec::new();
+        for &conns in conns_list {
+            let mut per_target: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
+            for _ in 0..rounds {
+                for (i, (name, addr, proc)) in targets.iter().enumerate() {
+                    let r = wrk(&wrk_bin, name, *addr, proc.pid(), conns, secs);
+                    eprintln!(
+                        "  {name:<10} {conns:>4} conns: {:>8.0} req/s  p99 {:>8.0} µs  CPU {:.1} µs/req",
+                        r.rps, r.p99_us, r.cpu_us_per_req
+                    );
+                    per_target[i].push(r);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+            // The round with the median req/s (its p99 with it), and the median CPU per
+            // request of all rounds, as the main matrix does.
+            for mut rs in per_target {
+                let cpu: Vec<f64> = rs.iter().map(|r| r.cpu_us_per_req).collect();
+                rs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+                let mid = (rs.len() - 1) / 2;
+                let mut run = rs.swap_remove(mid);
+                run.cpu_us_per_req = median(&cpu);
+                runs.push(run);
+            }
+        }
+        for (_, _, p) in &mut targets {
+            p.assert_running();
+        }
+        origin_proc.assert_running();
+
+        let rows: Vec<Vec<String>> = runs
+            .iter()
+            .map(|r| {
+                vec![
+                    r.target.to_string(),
+                    r.conns.to_string(),
+                    format!("{:.0}", r.rps),
+                    format!("{:.1}", r.cpu_us_per_req),
+                    format!("{:.0} µs", r.p99_us),
+                    r.requests.to_string(),
+                    r.errors.to_string(),
+                ]
+            })
+            .collect();
+        print_table(
+            &[
+                "target",
+                "conns",
+                "req/s",
+                "CPU µs/req",
+                "p99",
+                "requests",
+                "errors",
+            ],
+            &rows,
+        );
+        println!();
+
+        let find = |t: &str, c: usize| runs.iter().find(|r| r.target == t && r.conns == c);
+        let mut ratio_rows = Vec::new();
+        for &conns in conns_list {
+            for lb in ["lbsim aws", "lbsim gcp"] {
+                let Some(l) = find(lb, conns) else { continue };
+                let mut row = vec![lb.to_string(), conns.to_string()];
+                for peer in ["haproxy", "nginx"] {
+                    match find(peer, conns) {
+                        Some(p) => {
+                            row.push(format!("{:.2}× {}", l.rps / p.rps, verdict(l.rps >= p.rps)));
+                            row.push(format!(
+                                "{:.2}× {}",
+                                l.cpu_us_per_req / p.cpu_us_per_req,
+                                verdict(l.cpu_us_per_req <= p.cpu_us_per_req)
+                            ));
+                        }
+                        None => row.extend(["-".to_string(), "-".to_string()]),
+                    }
+                }
+                row.push(match find("haproxy", conns) {
+                    Some(h) => format!(
+                        "{:.2}× {}",
+                        l.p99_us / h.p99_us,
+                        verdict(l.p99_us <= h.p99_us)
+                    ),
+                    None => "-".into(),
+                });
+                ratio_rows.push(row);
+            }
+        }
+        println!(
+            "issue #14 targets: req/s ≥ 1.0× HAProxy and nginx; CPU per request ≤ both; p99 ≤ HAProxy's"
+        );
+        print_table(
+            &[
+                "lbsim",
+                "conns",
+                "req/s ÷ haproxy",
+                "CPU ÷ haproxy",
+                "req/s ÷ nginx",
+                "CPU ÷ nginx",
+                "p99 ÷ haproxy",
+            ],
+            &ratio_rows,
+        );
+    }
 }

@@ -88,3 +88,10 @@ pub use sim::{
     StartError,
 };
 pub use tools::{doctor, scenario, triage};
+
+/// Parsers that are internal to the engine, exposed only so that the cargo-fuzz targets in
+/// `fuzz/` (a separate crate) can drive them: not part of lbsim's API, and free to change.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::lb::chunked::{ChunkedScanner, Scan};
+}

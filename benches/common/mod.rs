@@ -262,10 +262,16 @@ pub fn lbsim_log() -> String {
 
 /// The command line of an lbsim (AWS, no health checks) on `listen` in front of `upstream`.
 pub fn lbsim_command(upstream: SocketAddr, listen: SocketAddr) -> Command {
+    lbsim_command_for("aws", upstream, listen)
+}
+
+/// The command line of an lbsim as `cloud` (`--cloud` value), no health checks, on
+/// `listen` in front of `upstream`.
+pub fn lbsim_command_for(cloud: &str, upstream: SocketAddr, listen: SocketAddr) -> Command {
     let mut cmd = Command::new(lbsim_bin());
     cmd.args([
         "--cloud",
-        "aws",
+        cloud,
         "--listen",
         &listen.to_string(),
         "--upstream",
@@ -315,13 +321,57 @@ pub fn nginx_buffering() -> &'static str {
 
 /// nginx as a plain reverse proxy with upstream keep-alive, 2 worker processes.
 pub fn spawn_nginx(bin: &Path, upstream: SocketAddr, scratch: &Scratch) -> (Proc, SocketAddr) {
+    spawn_nginx_proxy(bin, upstream, scratch, "nginx", 512, nginx_buffering())
+}
+
+/// nginx as a reverse proxy in front of `upstream` (2 workers), keeping up to `keepalive`
+/// idle connections to it, with `buffering` (proxy directives) in its location; in the
+/// scratch dir `name`.
+pub fn spawn_nginx_proxy(
+    bin: &Path,
+    upstream: SocketAddr,
+    scratch: &Scratch,
+    name: &str,
+    keepalive: u32,
+    buffering: &str,
+) -> (Proc, SocketAddr) {
+    let http = format!(
+        r#"    upstream app {{
+        server {upstream};
+        keepalive {keepalive};
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen {{listen}};
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            {buffering}
+        }}
+    }}
+"#
+    );
+    spawn_nginx_with(bin, scratch, name, 2, &http)
+}
+
+/// nginx with `workers` worker processes and `servers` inside its `http` block (where
+/// `{listen}` stands for the address it gets), access log off and keep-alive without
+/// limits; in the scratch dir `name`. Waits until it listens.
+pub fn spawn_nginx_with(
+    bin: &Path,
+    scratch: &Scratch,
+    name: &str,
+    workers: u32,
+    servers: &str,
+) -> (Proc, SocketAddr) {
     let listen = free_addr();
-    let dir = scratch.path("nginx");
+    let dir = scratch.path(name);
     fs::create_dir_all(&dir).expect("nginx dir");
     let d = dir.display();
-    let buffering = nginx_buffering();
+    let servers = servers.replace("{listen}", &listen.to_string());
     let conf = format!(
-        r#"worker_processes 2;
+        r#"worker_processes {workers};
 daemon off;
 master_process on;
 pid {d}/nginx.pid;
@@ -338,21 +388,7 @@ http {{
     keepalive_requests 100000000;
     keepalive_timeout 300s;
     client_max_body_size 0;
-    upstream app {{
-        server {upstream};
-        keepalive 512;
-        keepalive_requests 100000000;
-    }}
-    server {{
-        listen {listen};
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            {buffering}
-        }}
-    }}
-}}
+{servers}}}
 "#
     );
     let conf_path = dir.join("nginx.conf");
@@ -364,7 +400,8 @@ http {{
         .arg(&conf_path)
         .arg("-e")
         .arg(dir.join("error.log"));
-    let mut proc = Proc::spawn("nginx", &mut cmd, &scratch.path("nginx.log")).expect("spawn nginx");
+    let mut proc =
+        Proc::spawn(name, &mut cmd, &scratch.path(&format!("{name}.log"))).expect("spawn nginx");
     proc.wait_listening(listen);
     (proc, listen)
 }

@@ -6,14 +6,20 @@
 //! judged as a head). The scanner is fed the bytes as they arrive, split anywhere, and
 //! keeps only a few integers of state.
 //!
-//! It accepts what hyper's decoder accepts on the way to the end — hex sizes, chunk
-//! extensions, bare LF line ends, trailer lines — and reports anything else as
-//! [`Scan::Invalid`]: hyper will then fail the body itself (a 400 for the client), and
-//! the caller stops following the framing.
+//! It reads the framing exactly as hyper's decoder does (hyper 1.12,
+//! `src/proto/h1/decode.rs`): hex sizes of any length that fit in 64 bits, whitespace and
+//! `;extensions` after them, CRLF line ends only, and trailer lines that end at CRLF alone
+//! (a bare LF is a byte of the line). Anything hyper refuses is [`Scan::Invalid`]: hyper
+//! then fails the body itself at the same byte (a 400 for the client, and the connection
+//! closes), and the caller stops following the framing. The two must agree wherever
+//! hyper accepts: a body that hyper ends later than the scanner would hide a request
+//! inside what the scanner takes for the next head, and one that hyper ends earlier
+//! would let hyper serve bytes that the cloud's rules never judged
+//! (`fuzz/fuzz_targets/chunked_vs_hyper.rs` checks this against hyper itself).
 
 /// What a call to [`ChunkedScanner::scan`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Scan {
+pub enum Scan {
     /// Every byte given belongs to the body, and the body goes on.
     Body,
     /// The body ends after this many of the bytes given; the rest is the next request.
@@ -25,46 +31,50 @@ pub(crate) enum Scan {
 /// Where the scanner is inside the chunked body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// Reading the hex digits of a chunk size (`digits` read so far).
-    Size { size: u64, digits: u8 },
-    /// After the size: whitespace or a `;extension`, up to the line end.
-    SizeRest { size: u64 },
+    /// Reading the hex digits of a chunk size (`digits`: whether one was read yet).
+    Size { size: u64, digits: bool },
+    /// Whitespace after the size: more of it, a `;extension` or CR may follow.
+    SizeLws { size: u64 },
+    /// A chunk extension, up to the CR (a bare LF in it is refused, as hyper does).
+    Extension { size: u64 },
     /// A CR ended the size line; LF must follow.
     SizeLf { size: u64 },
     /// Chunk data: this many bytes left.
     Data(u64),
-    /// After the data: CR (or a bare LF) must follow.
+    /// After the data: CR must follow.
     DataCr,
     /// After the data's CR: LF must follow.
     DataLf,
     /// At the start of a trailer line, or of the empty line that ends the body.
     TrailerStart,
-    /// Inside a trailer line.
+    /// Inside a trailer line, which only CRLF ends.
     Trailer,
+    /// A CR inside a trailer line: LF must follow.
+    TrailerLf,
     /// A CR at the start of a line: LF ends the body.
     EndLf,
 }
 
-/// A chunk size has at most 16 hex digits (a u64); hyper refuses longer ones too.
-const MAX_SIZE_DIGITS: u8 = 16;
-
 /// The state of one chunked body being followed.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct ChunkedScanner {
+pub struct ChunkedScanner {
     state: State,
 }
 
 impl Default for ChunkedScanner {
     fn default() -> Self {
         ChunkedScanner {
-            state: State::Size { size: 0, digits: 0 },
+            state: State::Size {
+                size: 0,
+                digits: false,
+            },
         }
     }
 }
 
 impl ChunkedScanner {
     /// Feeds the next bytes of the body.
-    pub(crate) fn scan(&mut self, bytes: &[u8]) -> Scan {
+    pub fn scan(&mut self, bytes: &[u8]) -> Scan {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -81,24 +91,36 @@ impl ChunkedScanner {
                     };
                     continue;
                 }
+                // Any number of digits, leading zeros included, as long as the size fits
+                // in 64 bits: hyper's decoder reads the size the same way. (Refusing a
+                // size hyper accepts would stop the following here while hyper goes on
+                // serving the requests after the body, unjudged.)
                 State::Size { size, digits } => match hex(b) {
-                    Some(d) if digits < MAX_SIZE_DIGITS => State::Size {
-                        size: size << 4 | u64::from(d),
-                        digits: digits + 1,
+                    Some(d) => match size.checked_mul(16) {
+                        Some(shifted) => State::Size {
+                            size: shifted | u64::from(d),
+                            digits: true,
+                        },
+                        None => return Scan::Invalid,
                     },
-                    Some(_) => return Scan::Invalid,
-                    None if digits == 0 => return Scan::Invalid,
+                    None if !digits => return Scan::Invalid,
                     None => match b {
                         b'\r' => State::SizeLf { size },
-                        b'\n' => after_size_line(size),
-                        b';' | b' ' | b'\t' => State::SizeRest { size },
+                        b';' => State::Extension { size },
+                        b' ' | b'\t' => State::SizeLws { size },
                         _ => return Scan::Invalid,
                     },
                 },
-                State::SizeRest { size } => match b {
+                State::SizeLws { size } => match b {
+                    b' ' | b'\t' => State::SizeLws { size },
+                    b';' => State::Extension { size },
                     b'\r' => State::SizeLf { size },
-                    b'\n' => after_size_line(size),
-                    _ => State::SizeRest { size },
+                    _ => return Scan::Invalid,
+                },
+                State::Extension { size } => match b {
+                    b'\r' => State::SizeLf { size },
+                    b'\n' => return Scan::Invalid,
+                    _ => State::Extension { size },
                 },
                 State::SizeLf { size } => match b {
                     b'\n' => after_size_line(size),
@@ -106,21 +128,30 @@ impl ChunkedScanner {
                 },
                 State::DataCr => match b {
                     b'\r' => State::DataLf,
-                    b'\n' => State::Size { size: 0, digits: 0 },
                     _ => return Scan::Invalid,
                 },
                 State::DataLf => match b {
-                    b'\n' => State::Size { size: 0, digits: 0 },
+                    b'\n' => State::Size {
+                        size: 0,
+                        digits: false,
+                    },
                     _ => return Scan::Invalid,
                 },
+                // A bare LF neither ends the body nor a trailer line: hyper reads on to
+                // the next CRLF (regression: the scanner ended the body at `\n\n`, so a
+                // head after it was judged while hyper took it for trailers and served
+                // the bytes the gate had passed as that head's body, unjudged).
                 State::TrailerStart => match b {
                     b'\r' => State::EndLf,
-                    b'\n' => return Scan::End(i + 1),
                     _ => State::Trailer,
                 },
                 State::Trailer => match b {
-                    b'\n' => State::TrailerStart,
+                    b'\r' => State::TrailerLf,
                     _ => State::Trailer,
+                },
+                State::TrailerLf => match b {
+                    b'\n' => State::TrailerStart,
+                    _ => return Scan::Invalid,
                 },
                 State::EndLf => match b {
                     b'\n' => return Scan::End(i + 1),
@@ -171,11 +202,18 @@ mod tests {
     #[test]
     fn finds_the_end_of_a_body_split_at_every_position() {
         let next = b"GET /next HTTP/1.1\r\n\r\n";
-        let bodies: [&[u8]; 5] = [
+        let bodies: [&[u8]; 7] = [
             b"3\r\nabc\r\n0\r\n\r\n",
+            // More than 16 digits, as hyper reads them (regression: the scanner refused
+            // them, stopped following the body, and the requests pipelined after it
+            // reached hyper and the app without being judged).
+            b"00000000000000000003\r\nabc\r\n00000000000000000000\r\n\r\n",
             b"A;name=value\r\n0123456789\r\n0\r\n\r\n",
-            b"3\nabc\n0\n\n",
+            b"3 \t;a=\"b;c\"\r\nabc\r\n0\r\n\r\n",
             b"1\r\nz\r\n0\r\nTrailer: x\r\nOther: y\r\n\r\n",
+            // A bare LF is a byte of a trailer line, as hyper reads it: the empty line
+            // after it is not the end, and the POST head is part of the trailers.
+            b"1\r\nz\r\n0\r\nX: a\n\nPOST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
             b"0\r\n\r\n",
         ];
         for body in bodies {
@@ -212,7 +250,16 @@ mod tests {
             b"\r\n",
             b"3\r\nabcX",
             b"3\rX",
+            // What hyper refuses: bare LF line ends outside trailers, junk after the
+            // size's whitespace, a LF inside an extension, a trailer CR without LF.
+            b"3\nabc\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b"3 x\r\n",
+            b"3;a\nb\r\n",
+            b"0\r\nX: a\rb",
+            // Over 64 bits (hyper: "invalid chunk size: overflow").
             b"11111111111111111\r\n",
+            b"10000000000000000\r\n",
             b"0\r\n\rX",
         ] {
             assert_eq!(

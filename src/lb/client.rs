@@ -40,8 +40,14 @@ pub(crate) struct ConnState {
     in_flight: AtomicUsize,
     /// Requests answered so far: a rejected pipelined head is answered only after them.
     answered: AtomicU64,
-    /// The validator classed the current request Ambiguous: close both connections after it.
-    ambiguous: AtomicBool,
+    /// Requests begun so far: the number of the one being answered (hyper serves a
+    /// connection's requests one at a time, in the order the gate released their heads).
+    begun: AtomicU64,
+    /// The number (in release order, from 1) of the first head the validator classed
+    /// Ambiguous, or 0: that request closes both connections after its answer. A number,
+    /// not a flag, because the gate judges a pipelined head while an earlier request is
+    /// still being answered, and that earlier request must not take the verdict.
+    ambiguous_head: AtomicU64,
     /// The client half-closed (FIN) while answers were still owed: they are still sent
     /// (what was received is answered), and each is logged as the client's departure.
     client_eof: AtomicBool,
@@ -69,7 +75,8 @@ impl ConnState {
             id,
             in_flight: AtomicUsize::new(0),
             answered: AtomicU64::new(0),
-            ambiguous: AtomicBool::new(false),
+            begun: AtomicU64::new(0),
+            ambiguous_head: AtomicU64::new(0),
             client_eof: AtomicBool::new(false),
             deadline: Mutex::new(None),
             answer_waker: Mutex::new(None),
@@ -92,16 +99,24 @@ impl ConnState {
         self.upgraded.load(Ordering::Acquire)
     }
 
-    /// Marks a request as started under `deadline`; the guard marks it answered when dropped.
+    /// Marks a request as started under `deadline`; the guard marks it answered when
+    /// dropped, and says whether the request's head was classed Ambiguous.
     pub(crate) fn begin_request(self: &Arc<Self>, deadline: &Deadline) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline.clone());
-        InFlight(self.clone())
+        let number = self.begun.fetch_add(1, Ordering::Relaxed) + 1;
+        InFlight {
+            conn: self.clone(),
+            number,
+        }
     }
 
-    /// True (once) when the current request must close both connections after its answer.
-    pub(crate) fn take_ambiguous(&self) -> bool {
-        self.ambiguous.swap(false, Ordering::Relaxed)
+    /// Records that head number `number` (release order, from 1) was classed Ambiguous.
+    /// Only the first counts: its answer closes the connection.
+    fn mark_ambiguous(&self, number: u64) {
+        let _ =
+            self.ambiguous_head
+                .compare_exchange(0, number, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// True once the client has half-closed its side with answers still owed.
@@ -130,15 +145,27 @@ impl ConnState {
 
 /// A request being served on a connection.
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<ConnState>);
+pub(crate) struct InFlight {
+    conn: Arc<ConnState>,
+    /// The request's number on its connection, from 1.
+    number: u64,
+}
+
+impl InFlight {
+    /// True when the validator classed this request's head Ambiguous: its answer must
+    /// close both connections.
+    pub(crate) fn ambiguous(&self) -> bool {
+        self.conn.ambiguous_head.load(Ordering::Relaxed) == self.number
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.answered.fetch_add(1, Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.0.wake_on_answer.swap(false, Ordering::AcqRel) {
-            let waker = self
-                .0
+        let conn = &self.conn;
+        conn.answered.fetch_add(1, Ordering::Relaxed);
+        conn.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if conn.wake_on_answer.swap(false, Ordering::AcqRel) {
+            let waker = conn
                 .answer_waker
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -586,12 +613,12 @@ impl<S: ClientStream> ClientIo<S> {
                 body,
                 ambiguous,
             } => {
-                if ambiguous {
-                    self.state.ambiguous.store(true, Ordering::Relaxed);
-                }
                 let mut following = Following::start(body);
                 let to = head_len + following.take(&self.held[head_len..]);
                 self.released += 1;
+                if ambiguous {
+                    self.state.mark_ambiguous(self.released);
+                }
                 self.gate = Gate::Releasing {
                     from: 0,
                     to,
@@ -669,5 +696,35 @@ impl<S: ClientStream> AsyncWrite for ClientIo<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::profile::TimeoutKind;
+
+    /// Regression: the Ambiguous verdict was one flag per connection, taken by whichever
+    /// request began next. The gate judges a pipelined head while the request before it
+    /// is still being answered, so that earlier request took the verdict (and closed the
+    /// connection), and the Ambiguous request itself went unanswered.
+    #[tokio::test]
+    async fn an_ambiguous_verdict_belongs_to_its_own_request() {
+        let conn = ConnState::new(1);
+        let deadline = Deadline::start(TimeoutKind::Idle, Duration::from_secs(60));
+        let first = conn.begin_request(&deadline);
+        // Judged while the first request is in flight: heads 2 and 3 are Ambiguous.
+        conn.mark_ambiguous(2);
+        conn.mark_ambiguous(3);
+        assert!(
+            !first.ambiguous(),
+            "the first request is not the Ambiguous one"
+        );
+        drop(first);
+        let second = conn.begin_request(&deadline);
+        assert!(
+            second.ambiguous(),
+            "the second request closes the connection"
+        );
     }
 }

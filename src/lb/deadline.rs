@@ -286,7 +286,9 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.on_end.sent += data.len() as u64;
                 }
-                if this.inner.is_end_stream() {
+                // Trailers are the last frame: hyper's server writes them and drops the
+                // body without polling it for its end.
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     this.on_end.fire(BodyEnd::Complete);
                 }
                 return Poll::Ready(Some(Ok(frame)));
@@ -363,9 +365,11 @@ impl<B: Body> Body for Touching<B> {
             .awaiting_client
             .store(polled.is_pending(), Ordering::Relaxed);
         match &polled {
-            Poll::Ready(Some(Ok(_))) => {
+            Poll::Ready(Some(Ok(frame))) => {
                 this.deadline.touch();
-                if this.inner.is_end_stream() {
+                // Trailers are a body's last frame: hyper's client writes them and the
+                // end of the message, and never polls the body again for its end.
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     this.deadline.mark_request_complete();
                 }
             }
@@ -399,5 +403,66 @@ mod tests {
         e2e.touch();
         assert!(idle.expiry() >= first + Duration::from_millis(600));
         assert_eq!(e2e.expiry(), first);
+    }
+
+    /// A body that yields `frames`, then its end (which hyper never asks for after
+    /// trailers).
+    struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    fn data_then_trailers() -> Frames {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+        Frames(
+            [
+                Frame::data(Bytes::from_static(b"hello")),
+                Frame::trailers(trailers),
+            ]
+            .into(),
+        )
+    }
+
+    /// Regression: a chunked request with trailers left the request "incomplete" (hyper's
+    /// client writes the trailers and never polls the body again), so its answer said
+    /// `Connection: close` and a pipelined request after it went unanswered.
+    #[tokio::test]
+    async fn a_request_body_ends_with_its_trailers() {
+        use http_body_util::BodyExt;
+        let deadline = Deadline::start(TimeoutKind::Idle, Duration::from_secs(60));
+        let mut body = Touching::new(data_then_trailers(), deadline.clone());
+        assert!(body.frame().await.is_some());
+        assert!(!deadline.request_complete(), "data, trailers to come");
+        assert!(body.frame().await.is_some_and(|f| f.unwrap().is_trailers()));
+        assert!(deadline.request_complete(), "complete with its trailers");
+    }
+
+    /// Regression: a response with trailers was reported `Abandoned` (the client gone)
+    /// when hyper's server dropped it after writing the trailers, so its target
+    /// connection was never reused.
+    #[tokio::test]
+    async fn a_response_body_ends_with_its_trailers() {
+        use http_body_util::BodyExt;
+        let deadline = Deadline::start(TimeoutKind::Idle, Duration::from_secs(60));
+        let ended = Arc::new(std::sync::Mutex::new(None));
+        let record = ended.clone();
+        let on_end = OnEnd::new(move |end, sent| *record.lock().unwrap() = Some((end, sent)));
+        let sleep = Box::pin(tokio::time::sleep(Duration::from_secs(60)));
+        let mut body = DeadlineBody::new(data_then_trailers(), deadline, sleep, on_end);
+        assert!(body.frame().await.is_some());
+        assert!(body.frame().await.is_some_and(|f| f.unwrap().is_trailers()));
+        drop(body);
+        let ended = ended.lock().unwrap().take();
+        assert!(matches!(ended, Some((BodyEnd::Complete, 5))), "{ended:?}");
     }
 }

@@ -354,16 +354,17 @@ impl Engine {
         } else {
             parts.version = Version::HTTP_11;
         }
+        let in_flight = conn.begin_request(&deadline);
+        // Defensive desync mitigation serves an Ambiguous request, then closes both sides.
+        let ambiguous = in_flight.ambiguous();
         let mut pending = Unanswered {
             engine: &self,
             deadline: &deadline,
             facts: facts.clone(),
-            in_flight: Some(conn.begin_request(&deadline)),
+            in_flight: Some(in_flight),
             answered: false,
             conn: conn.id,
         };
-        // Defensive desync mitigation serves an Ambiguous request, then closes both sides.
-        let ambiguous = conn.take_ambiguous();
         // Filled only when there is an access log; one try is held without allocating.
         let mut tries = Tries::default();
         let refused = self
