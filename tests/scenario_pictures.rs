@@ -2,6 +2,7 @@
 //! page and one SVG picture of a bundled scenario's run, with its name, its answers' statuses
 //! and its verdicts, and nothing that loads from elsewhere.
 
+use lbsim::scenario::tags_balance;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -29,39 +30,6 @@ fn lbsim(args: &[&str]) -> Output {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Every tag opened is closed, in order. The pictures escape all their text, so every `<`
-/// starts a tag, a comment or a declaration; HTML's void elements close themselves.
-fn tags_balance(doc: &str) -> Result<(), String> {
-    let mut open: Vec<String> = Vec::new();
-    let mut rest = doc;
-    while let Some(start) = rest.find('<') {
-        let end = rest[start..]
-            .find('>')
-            .ok_or_else(|| format!("unclosed tag at {:?}", &rest[start..]))?;
-        let tag = &rest[start + 1..start + end];
-        rest = &rest[start + end + 1..];
-        if tag.starts_with('!') || tag.starts_with('?') || tag.ends_with('/') {
-            continue;
-        }
-        if let Some(name) = tag.strip_prefix('/') {
-            match open.pop() {
-                Some(o) if o == name.trim() => {}
-                other => return Err(format!("</{name}> closes {other:?}")),
-            }
-        } else {
-            let name = tag.split_whitespace().next().unwrap_or("").to_string();
-            if name != "meta" {
-                open.push(name);
-            }
-        }
-    }
-    if open.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("left open: {open:?}"))
-    }
 }
 
 /// Nothing in `doc` loads from anywhere: no address, script, link, external url() or src.

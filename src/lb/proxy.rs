@@ -1327,15 +1327,7 @@ impl Accepting {
             .http
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
-        let watched = self
-            .connections
-            .clone()
-            .watch(conn, |c| c.graceful_shutdown());
-        async move {
-            if let Err(e) = watched.await {
-                tracing::debug!(%client, "client connection ended: {e}");
-            }
-        }
+        self.until_closed(conn, |c| c.graceful_shutdown(), client)
     }
 
     /// Serves HTTP/2 on one client connection until it ends: each stream is a request
@@ -1369,13 +1361,26 @@ impl Accepting {
         let limited = http2::Limited::new(conn, streams, limits, |c: Pin<&mut _>| {
             c.graceful_shutdown()
         });
-        let watched = self
-            .connections
-            .clone()
-            .watch(limited, |c| c.graceful_shutdown());
+        self.until_closed(limited, |c| c.graceful_shutdown(), client)
+    }
+
+    /// Runs a client connection until it ends, among the listener's connections (so that
+    /// lbsim's shutdown asks it to finish with `graceful`).
+    fn until_closed<C, G, E>(
+        &self,
+        conn: C,
+        graceful: G,
+        client: SocketAddr,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        C: Future<Output = Result<(), E>> + Send + 'static,
+        G: FnOnce(Pin<&mut C>) + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let watched = self.connections.clone().watch(conn, graceful);
         async move {
             if let Err(e) = watched.await {
-                tracing::debug!(%client, "HTTP/2 client connection ended: {e}");
+                tracing::debug!(%client, "client connection ended: {e}");
             }
         }
     }

@@ -124,7 +124,7 @@ pub use model::{
     WaitFor,
 };
 pub use parse::{line_col, load, parse, LoadError};
-pub use picture::{html_page, svg_picture};
+pub use picture::{html_page, svg_picture, tags_balance};
 pub use raw::{file_keys, file_values};
 pub use render::{render_checks, render_report, render_timeline, Style};
 pub use report::{Actor, Check, Event, Report};

@@ -788,46 +788,48 @@ pub fn html_page(runs: &[(&Scenario, &Report)]) -> String {
     out
 }
 
+/// For the pictures' tests (here and in tests/scenario_pictures.rs), not API: every tag
+/// opened is closed, in order (text is escaped, so every `<` in the output starts a tag,
+/// a comment, or a declaration).
+#[doc(hidden)]
+pub fn tags_balance(doc: &str) -> Result<(), String> {
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = doc;
+    while let Some(start) = rest.find('<') {
+        let end = rest[start..]
+            .find('>')
+            .ok_or_else(|| format!("unclosed tag at {:?}", &rest[start..]))?;
+        let tag = &rest[start + 1..start + end];
+        rest = &rest[start + end + 1..];
+        if tag.starts_with('!') || tag.starts_with('?') || tag.ends_with('/') {
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            match open.pop() {
+                Some(o) if o == name.trim() => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        } else {
+            let name = tag.split_whitespace().next().unwrap_or("").to_string();
+            // HTML's void elements close themselves.
+            if !["meta", "br", "link", "img"].contains(&name.as_str()) {
+                open.push(name);
+            }
+        }
+    }
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("left open: {open:?}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::parse::parse;
     use super::super::report::Check;
     use super::*;
     use std::time::Duration;
-
-    /// Checks that every tag opened is closed, in order (text is escaped, so every `<` in
-    /// the output starts a tag, a comment, or a declaration).
-    fn tags_balance(doc: &str) -> Result<(), String> {
-        let mut open: Vec<String> = Vec::new();
-        let mut rest = doc;
-        while let Some(start) = rest.find('<') {
-            let end = rest[start..]
-                .find('>')
-                .ok_or_else(|| format!("unclosed tag at {:?}", &rest[start..]))?;
-            let tag = &rest[start + 1..start + end];
-            rest = &rest[start + end + 1..];
-            if tag.starts_with('!') || tag.starts_with('?') || tag.ends_with('/') {
-                continue;
-            }
-            if let Some(name) = tag.strip_prefix('/') {
-                match open.pop() {
-                    Some(o) if o == name.trim() => {}
-                    other => return Err(format!("</{name}> closes {other:?}")),
-                }
-            } else {
-                let name = tag.split_whitespace().next().unwrap_or("").to_string();
-                // HTML's void elements close themselves.
-                if !["meta", "br", "link", "img"].contains(&name.as_str()) {
-                    open.push(name);
-                }
-            }
-        }
-        if open.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("left open: {open:?}"))
-        }
-    }
 
     fn scenario(name: &str) -> Scenario {
         let text =
