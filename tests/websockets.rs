@@ -308,3 +308,64 @@ async fn gcp_global_closes_a_silent_websocket_at_the_backend_timeout() {
     drop(ws);
     rig.finish().await;
 }
+
+/// An `Upgrade` to something other than WebSocket, then a GET on the same connection.
+fn other_upgrade(protocol: &str) -> Vec<u8> {
+    format!(
+        "GET /headers HTTP/1.1\r\nHost: lbsim.test\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn gcp_refuses_an_upgrade_it_does_not_relay_400_classic_403_global() {
+    // Migration overview, "Connection upgrade failure": classic 400, global 403.
+    for (cloud, status) in [(Cloud::GcpClassic, 400), (Cloud::Gcp, 403)] {
+        let rig = Rig::new(cloud, Duration::from_secs(10)).await;
+        let mut client = RawClient::connect(rig.lb.addr()).await;
+        client.send(&other_upgrade("foo/1")).await;
+        let resp = client.response().await.expect("the LB's answer");
+        if status == 400 {
+            assert_gfe_page(&resp, 400, "Bad Request", "Bad Request", "upgrade_failed");
+        } else {
+            // Envoy's local reply: no body, the connection closed.
+            assert_eq!(resp.status, 403, "{}", resp.text());
+            assert_eq!(resp.header("x-lbsim-reason"), Some("upgrade_failed"));
+            assert_eq!(resp.header("content-length"), Some("0"));
+            assert_eq!(resp.header("content-type"), None);
+            assert_eq!(resp.header("via"), Some("1.1 google"));
+            assert_eq!(resp.header("connection"), Some("close"));
+            assert!(resp.text().is_empty());
+        }
+        assert!(client.closed_within(READ_LIMIT).await, "{cloud:?} closes");
+        assert_eq!(rig.app.requests(), 0, "{cloud:?}: the app never sees it");
+        assert_eq!(rig.lb.stats().count(Reason::UpgradeRefused), 1);
+        drop(client);
+        rig.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn gcp_drops_an_h2c_upgrade_and_aws_relays_any_upgrade_to_the_app() {
+    // GCP (Envoy drops h2c upgrades): the app gets a plain request, no Upgrade.
+    let rig = Rig::new(Cloud::Gcp, Duration::from_secs(10)).await;
+    let mut client = RawClient::connect(rig.lb.addr()).await;
+    client.send(&other_upgrade("h2c")).await;
+    let resp = client.response().await.expect("the app's answer");
+    assert_eq!(resp.status, 200);
+    let seen = resp.text().to_ascii_lowercase();
+    assert!(!seen.contains("\r\nupgrade:"), "{seen}");
+    assert!(!seen.contains("\r\nconnection: upgrade"), "{seen}");
+    drop(client);
+    rig.finish().await;
+    // AWS: the upgrade reaches the app as asked (the mock answers it as a plain GET).
+    let rig = Rig::new(Cloud::Aws, Duration::from_secs(10)).await;
+    let mut client = RawClient::connect(rig.lb.addr()).await;
+    client.send(&other_upgrade("foo/1")).await;
+    let resp = client.response().await.expect("the app's answer");
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().contains("Upgrade: foo/1"), "{}", resp.text());
+    assert_eq!(rig.lb.stats().count(Reason::UpgradeRefused), 0);
+    drop(client);
+    rig.finish().await;
+}

@@ -217,6 +217,11 @@ fn explain_cause(config: &Config, reason: Reason, d: &Detail) -> String {
              over HTTPS, GRPC a POST), lbsim --target-protocol",
             d.error.as_deref().unwrap_or("the request's protocol does not match the target group's")
         ),
+        Reason::UpgradeRefused => format!(
+            "{}; the {lb} relays WebSocket upgrades only. Speak WebSocket, or plain HTTP without \
+             an Upgrade header",
+            d.error.as_deref().unwrap_or("the client asked for a protocol switch the load balancer does not relay")
+        ),
         Reason::DesyncBlocked => format!(
             "the {lb}'s desync (request smuggling) mitigation blocked the request ({}); send exactly \
              one valid Content-Length or `Transfer-Encoding: chunked`, never both",

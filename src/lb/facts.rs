@@ -393,6 +393,8 @@ const A_TS_464: &str = "AWS ALB user guide, \"Troubleshoot your Application Load
 const A_GRPC_HEALTH: &str = "AWS ALB user guide, \"Health checks for your target groups\": \
      for a target group of protocol version GRPC the default health check path is \
      /AWS.ALB/healthcheck and the default success code (Matcher GrpcCode) is 12";
+const A_UPGRADES: &str = "Unconfirmed: AWS documents WebSocket support on ALB listeners and \
+     nothing on other upgrades; lbsim relays any upgrade the app accepts and never refuses one";
 const A_ANYSCALE: &str = "Anyscale documentation, services on AWS (the troubleshooting article \
      lbsim started from, and Anyscale's timeouts page): the ALB idle timeout is set to 300 s";
 const A_TARGET_KEEPALIVE: &str = "AWS ALB user guide, \"Edit attributes for your Application Load \
@@ -531,6 +533,9 @@ static AWS_SOURCES: &[Entry] = &[
     ("grpc_errors", A_GRPC_ERRORS, Captured),
     ("health.grpc", A_GRPC_HEALTH, Documented),
     ("checks_target_protocol", A_PROTOCOL_VERSION, Documented),
+    ("upgrades", A_UPGRADES, Unconfirmed),
+    ("outcome.upgrade_refused", A_UPGRADES, Unconfirmed),
+    ("outcome.upgrade_refused.page", A_UPGRADES, Unconfirmed),
     ("outcome.incompatible_protocol", A_TS_464, Documented),
     (
         "outcome.incompatible_protocol.page",
@@ -675,6 +680,20 @@ const G_TRANSLATES: &str = "Inferred: a backend service's protocol (HTTP, HTTP2)
 const G_GRPC_HEALTH: &str = "Google Cloud, \"Health checks overview\", gRPC health checks: \
      the prober calls the gRPC health checking protocol (grpc.health.v1.Health/Check, an \
      optional grpcServiceName) and passes on SERVING";
+const G_UPGRADE_STATUS: &str = "Google Cloud, \"Migration overview\" \
+     (load-balancing/docs/https/migrate-to-global), data plane differences: \"Connection \
+     upgrade failure (for example, upgrading to Websocket)\": classic returns HTTP 400, global \
+     external returns HTTP 403";
+const G_UPGRADES: &str = "Inferred: Google's load balancers support WebSockets and document no \
+     other upgrade; the global one runs Envoy, which answers an upgrade type it is not \
+     configured for with a 403 local reply (response_code_details upgrade_failed: \
+     envoyproxy/gateway#9452, istio/istio#50980) and drops h2c upgrades. lbsim refuses every \
+     Upgrade but websocket (h2c dropped) with the migration overview's statuses";
+const G_UPGRADE_CLASSIC_PAGE: &str = "Inferred: the Google Front End's 400 page, as for its \
+     other rejected requests; no capture of a failed upgrade seen";
+const G_UPGRADE_GLOBAL_PAGE: &str = "Inferred from an Envoy capture (projectcontour/contour#5675: \
+     403, `content-length: 0`, `connection: close`, no body) with Google's headers (no \
+     `server`, `via: 1.1 google`); no capture from Google seen";
 const G_NO_MAX_AGE: &str = "Inferred: Google documents an idle client keep-alive timeout \
      (\"Request distribution ...\") and no limit on a client connection's total age";
 const G_HC: &str = "Google Cloud Compute API reference, HealthCheck (checkIntervalSec 5, \
@@ -813,6 +832,7 @@ static GCP_SHARED_SOURCES: &[Entry] = &[
     ("outcome.incompatible_protocol", G_NEVER, Inferred),
     ("outcome.incompatible_protocol.page", G_NEVER, Inferred),
     ("checks_target_protocol", G_TRANSLATES, Inferred),
+    ("upgrades", G_UPGRADES, Inferred),
     ("health.grpc", G_GRPC_HEALTH, Documented),
     ("outcome.desync_blocked", G_DESYNC_400, Inferred),
     ("outcome.client_timeout", G_408, Documented),
@@ -881,6 +901,12 @@ const G_WEBSOCKET_GLOBAL: &str = "Google Cloud logging page, statusDetails backe
 
 /// Sources of [`crate::lb::profile::GCP_CLASSIC`] besides the shared ones.
 static GCP_CLASSIC_SOURCES: &[Entry] = &[
+    ("outcome.upgrade_refused", G_UPGRADE_STATUS, Documented),
+    (
+        "outcome.upgrade_refused.page",
+        G_UPGRADE_CLASSIC_PAGE,
+        Inferred,
+    ),
     ("grpc_errors", G_CLASSIC_GRPC_ERRORS, Unconfirmed),
     ("websocket_timeout", G_WEBSOCKET_CLASSIC, Documented),
     ("retry.methods", G_RETRY_CLASSIC, Documented),
@@ -945,6 +971,12 @@ const G_HOST_CLASSIC: &str = "Google Cloud, \"Migration overview\", data-plane d
 
 /// Sources of [`crate::lb::profile::GCP_GLOBAL`] besides the shared ones.
 static GCP_GLOBAL_SOURCES: &[Entry] = &[
+    ("outcome.upgrade_refused", G_UPGRADE_STATUS, Documented),
+    (
+        "outcome.upgrade_refused.page",
+        G_UPGRADE_GLOBAL_PAGE,
+        Inferred,
+    ),
     ("grpc_errors", G_GLOBAL_GRPC_ERRORS, Inferred),
     ("websocket_timeout", G_WEBSOCKET_GLOBAL, Documented),
     ("retry.methods", G_RETRY_GLOBAL, Inferred),
@@ -1065,6 +1097,9 @@ const N_TRANSLATES: &str = "Inferred: nginx speaks HTTP/1.1 to upstreams (grpc_p
 const N_GRPC_HEALTH: &str = "Kubernetes documentation, \"Configure Liveness, Readiness and \
      Startup Probes\", gRPC probes (stable since 1.27): the kubelet calls the gRPC health \
      checking protocol and passes on SERVING";
+const N_UPGRADES: &str = "Inferred: ingress-nginx's template passes `Upgrade $http_upgrade` \
+     and `Connection $connection_upgrade` to the upstream, so any upgrade reaches the app; \
+     this row only keeps the outcome table total";
 const N_PROBE: &str = "Inferred: nginx makes no active health checks; the kubelet's readiness \
      probe removes a pod from the Service's endpoints. Values are the Kubernetes probe \
      defaults (periodSeconds 10, timeoutSeconds 1, successThreshold 1, failureThreshold 3; a \
@@ -1179,6 +1214,9 @@ static NGINX_SOURCES: &[Entry] = &[
     ("grpc_errors", N_GRPC_ERRORS, Inferred),
     ("health.grpc", N_GRPC_HEALTH, Documented),
     ("checks_target_protocol", N_TRANSLATES, Inferred),
+    ("upgrades", N_UPGRADES, Inferred),
+    ("outcome.upgrade_refused", N_UPGRADES, Inferred),
+    ("outcome.upgrade_refused.page", N_UPGRADES, Inferred),
     ("outcome.incompatible_protocol", N_TRANSLATES, Inferred),
     ("outcome.incompatible_protocol.page", N_TRANSLATES, Inferred),
     ("http2_client_max_age", N_CLIENT_KA, Documented),

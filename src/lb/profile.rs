@@ -304,6 +304,18 @@ pub struct Profile {
     /// The LB refuses a request whose protocol the target protocol does not take (ALB's
     /// target group protocol version table, answered 464); false: it translates.
     pub checks_target_protocol: bool,
+    /// Which `Upgrade`s the LB relays to the app.
+    pub upgrades: Upgrades,
+}
+
+/// The protocol switches (`Upgrade`) a load balancer relays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upgrades {
+    /// Any the app accepts with a 101.
+    Any,
+    /// WebSocket only; `h2c` is dropped (the request goes on as plain HTTP/1.1, as Envoy
+    /// does), anything else is refused with [`Reason::UpgradeRefused`].
+    WebSocketOnly,
 }
 
 /// How the LB's own answers reach a gRPC client (a request with `content-type:
@@ -392,6 +404,7 @@ impl Profile {
             websocket_timeout,
             grpc_errors,
             checks_target_protocol,
+            upgrades,
         } = self;
         let mut out: Vec<(String, String)> = Vec::new();
         let mut put = |key: &str, value: String| out.push((key.to_string(), value));
@@ -602,6 +615,16 @@ impl Profile {
                 TimeoutKind::EndToEnd => {
                     "end-to-end: an upgraded connection is closed when the main timeout has \
                      passed since the request, active or not"
+                }
+            }
+            .to_string(),
+        );
+        put(
+            "upgrades",
+            match upgrades {
+                Upgrades::Any => "any the app accepts (101)",
+                Upgrades::WebSocketOnly => {
+                    "WebSocket only; h2c dropped, others refused (upgrade_refused)"
                 }
             }
             .to_string(),
@@ -1050,6 +1073,7 @@ pub static AWS_ALB: Profile = Profile {
     // `server: awselb/2.0`, `grpc-status: 14`, `grpc-message: unavailable`).
     grpc_errors: GrpcErrors::HttpStatusWithGrpcStatus,
     checks_target_protocol: true,
+    upgrades: Upgrades::Any,
 };
 
 /// [`AWS_ALB`]'s status, page and word for each cause.
@@ -1075,6 +1099,8 @@ fn alb_outcome(reason: Reason) -> Outcome {
         Reason::UnsupportedTransferEncoding => outcome(&ALB_501, "unsupported_transfer_encoding"),
         Reason::MethodNotAllowed => outcome(&ALB_405, "method_not_allowed"),
         Reason::IncompatibleProtocol => outcome(&ALB_464, "incompatible_protocol"),
+        // Never produced: lbsim's ALB relays any upgrade the app accepts.
+        Reason::UpgradeRefused => outcome(&ALB_400, "upgrade_refused"),
         Reason::DesyncBlocked => outcome(&ALB_400, "desync_mitigation"),
         Reason::ClientTimeout => outcome(&ALB_408, "client_idle_timeout"),
         Reason::ClientClosed => outcome(&CLIENT_LEFT, "client_closed_connection"),
@@ -1187,6 +1213,9 @@ const GCP_CLASSIC_DATA: Profile = Profile {
     // its HTTP status (502 → UNAVAILABLE).
     grpc_errors: GrpcErrors::HttpStatus,
     checks_target_protocol: false,
+    // Migration overview, "Connection upgrade failure (for example, upgrading to
+    // Websocket)": classic 400, global 403; what else fails is inferred (below).
+    upgrades: Upgrades::WebSocketOnly,
 };
 
 /// The classic GCP load balancer's status, page and word for each cause.
@@ -1240,6 +1269,8 @@ fn gcp_classic_outcome(reason: Reason) -> Outcome {
         Reason::MethodNotAllowed => outcome(&GFE_405, "method_not_allowed"),
         // Never produced: Google translates between client and backend protocols.
         Reason::IncompatibleProtocol => outcome(&GFE_400, "incompatible_protocol"),
+        // Migration overview: a failed connection upgrade gets 400 from the classic one.
+        Reason::UpgradeRefused => outcome(&GFE_400, "upgrade_failed"),
         Reason::DesyncBlocked => outcome(&GFE_400, "desync_mitigation"),
         Reason::ClientTimeout => outcome(&GFE_408, "client_timed_out"),
         Reason::ClientClosed => outcome(&CLIENT_LEFT, "client_disconnected_before_any_response"),
@@ -1292,6 +1323,17 @@ static ENVOY_PROTOCOL_ERROR: Page = envoy_page!(
     "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
 );
 /// Envoy's route timeout (inferred: Envoy's default; no capture through Google).
+/// Envoy's local reply to an upgrade it does not relay (`upgrade_failed`): 403, no body,
+/// and the connection closed (as an Envoy capture shows: `content-length: 0`,
+/// `connection: close`).
+static ENVOY_UPGRADE_FAILED: Page = Page {
+    status: 403,
+    phrase: "Forbidden",
+    close: true,
+    // No body, so no content type.
+    headers: &[LENGTH, ("via", "1.1 google")],
+    body: "",
+};
 static ENVOY_TIMEOUT: Page = envoy_page!(504, "Gateway Timeout", "upstream request timeout");
 /// Envoy's codec error reply: the status's phrase as the body (inferred from Envoy's
 /// source); the status is the Migration overview's ("Header is too large: Returns HTTP
@@ -1333,6 +1375,7 @@ pub static GCP_GLOBAL: Profile = Profile {
     // local replies; no capture from Google seen).
     grpc_errors: GrpcErrors::TrailersOnly,
     checks_target_protocol: false,
+    upgrades: Upgrades::WebSocketOnly,
     // Timers, health checks, routing and the log format are the classic one's.
     ..GCP_CLASSIC_DATA
 };
@@ -1394,6 +1437,8 @@ fn gcp_global_outcome(reason: Reason) -> Outcome {
         Reason::MethodNotAllowed => outcome(&GFE_405, "method_not_allowed"),
         // Never produced: Google translates between client and backend protocols.
         Reason::IncompatibleProtocol => outcome(&GFE_400, "incompatible_protocol"),
+        // Migration overview: 403 from the global one; Envoy's empty local reply.
+        Reason::UpgradeRefused => outcome(&ENVOY_UPGRADE_FAILED, "upgrade_failed"),
         Reason::DesyncBlocked => outcome(&GFE_400, "desync_mitigation"),
         Reason::ClientTimeout => outcome(&GFE_408, "client_timed_out"),
         Reason::ClientClosed => outcome(&CLIENT_LEFT, "client_disconnected_before_any_response"),
@@ -1551,6 +1596,7 @@ pub static INGRESS_NGINX: Profile = Profile {
     // backend-protocol GRPC is not modelled).
     grpc_errors: GrpcErrors::HttpStatus,
     checks_target_protocol: false,
+    upgrades: Upgrades::Any,
 };
 
 /// [`INGRESS_NGINX`]'s status, page and word for each cause.
@@ -1580,6 +1626,8 @@ fn nginx_outcome(reason: Reason) -> Outcome {
         Reason::MethodNotAllowed => outcome(&NGINX_405, "method_not_allowed"),
         // Never produced: nginx checks no target protocol version.
         Reason::IncompatibleProtocol => outcome(&NGINX_400, "incompatible_protocol"),
+        // Never produced: ingress-nginx passes any Upgrade on ($http_upgrade).
+        Reason::UpgradeRefused => outcome(&NGINX_400, "upgrade_refused"),
         Reason::DesyncBlocked => outcome(&NGINX_400, "content_length_and_transfer_encoding"),
         Reason::ClientTimeout => disputed(
             &NGINX_408,

@@ -38,7 +38,7 @@ use crate::lb::health;
 use crate::lb::http2;
 use crate::lb::logline::{head_size, Ending, Facts};
 use crate::lb::pool::{Checkout, Conn, ConnectError, Pool, UpstreamBody};
-use crate::lb::profile::{HeaderCase, Profile, MAX_FREE_RETRIES};
+use crate::lb::profile::{HeaderCase, Profile, Upgrades, MAX_FREE_RETRIES};
 use crate::lb::reason::Reason;
 use crate::lb::respond::{self, ProxyBody};
 use crate::lb::stats::Stats;
@@ -331,7 +331,27 @@ impl Engine {
         });
         // hyper's handle on the client socket for after a 101 (only an upgrade request
         // has one); the request sent on to the target must not carry it.
-        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+        let mut client_upgrade = parts.extensions.remove::<OnUpgrade>();
+        // An upgrade the profile does not relay: dropped (h2c) or refused.
+        let mut upgrade_refused = None;
+        if client_upgrade.is_some() && self.profile().upgrades == Upgrades::WebSocketOnly {
+            match forward::upgrade_of(&parts.headers) {
+                Some(p) if p.as_bytes().eq_ignore_ascii_case(b"websocket") => {}
+                Some(p) if p.as_bytes().eq_ignore_ascii_case(b"h2c") => {
+                    // The request goes on as plain HTTP/1.1: without its Upgrade header
+                    // nothing restores the handshake once hop-by-hop headers are stripped.
+                    parts.headers.remove(http::header::UPGRADE);
+                    client_upgrade = None;
+                }
+                Some(p) => {
+                    upgrade_refused = Some(format!(
+                        "an upgrade to {:?}, which the load balancer does not relay",
+                        String::from_utf8_lossy(p.as_bytes())
+                    ));
+                }
+                None => {}
+            }
+        }
         // The target gets HTTP/1.1 whatever the client spoke, as from the clouds.
         let over_http2 = parts.version == Version::HTTP_2;
         if over_http2 {
@@ -376,11 +396,16 @@ impl Engine {
                     .refuses(over_http2, grpc, &parts.method)
             })
             .flatten();
+        let refused = match (upgrade_refused, refused) {
+            (Some(why), _) => Some((Reason::UpgradeRefused, why)),
+            (None, Some(why)) => Some((Reason::IncompatibleProtocol, why.to_string())),
+            (None, None) => None,
+        };
         let forwarded = match refused {
-            Some(why) => Err(Failure {
-                reason: Reason::IncompatibleProtocol,
+            Some((reason, why)) => Err(Failure {
+                reason,
                 detail: Detail {
-                    error: Some(why.to_string()),
+                    error: Some(why),
                     ..Detail::default()
                 },
             }),

@@ -49,6 +49,9 @@ pub enum Reason {
     /// The request's protocol is not one the target group's protocol version takes
     /// (AWS 464: HTTP/1.1 to an HTTP/2 or gRPC target group, gRPC to an HTTP/1.1 one).
     IncompatibleProtocol,
+    /// The client asked to switch to a protocol the LB does not relay (GCP: anything but
+    /// WebSocket; Google's "connection upgrade failure").
+    UpgradeRefused,
     /// The client started a request and then sent nothing for the client timeout.
     ClientTimeout,
     /// The client closed its connection before the LB answered (logged, nothing sent).
@@ -59,7 +62,7 @@ impl Reason {
     /// Every reason, in declaration order, for iterating over all of them (`lbsim facts`,
     /// triage, the summary). A new variant goes here too: the test below checks that each
     /// one is listed once, in order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::TargetTimeout,
         Reason::ConnectTimeout,
         Reason::ConnectRefused,
@@ -77,6 +80,7 @@ impl Reason {
         Reason::MethodNotAllowed,
         Reason::DesyncBlocked,
         Reason::IncompatibleProtocol,
+        Reason::UpgradeRefused,
         Reason::ClientTimeout,
         Reason::ClientClosed,
     ];
@@ -102,6 +106,7 @@ impl Reason {
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::DesyncBlocked => "desync_blocked",
             Reason::IncompatibleProtocol => "incompatible_protocol",
+            Reason::UpgradeRefused => "upgrade_refused",
             Reason::ClientTimeout => "client_timeout",
             Reason::ClientClosed => "client_closed",
         }

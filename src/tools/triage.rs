@@ -1302,6 +1302,7 @@ fn describe(cloud: Cloud, reason: Reason) -> &'static str {
         Reason::IncompatibleProtocol => {
             "request protocol not taken by the target group's protocol version"
         }
+        Reason::UpgradeRefused => "protocol upgrade the load balancer does not relay",
         Reason::ClientTimeout => "client sent its request too slowly",
         Reason::ClientClosed => "client closed the connection before the answer",
     }
