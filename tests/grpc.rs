@@ -3,7 +3,8 @@
 //! `grpc-status` in trailers), both on 127.0.0.1. A call goes through end to end in
 //! HTTP/2, trailers included; the LB's own errors reach the gRPC client the way each cloud
 //! sends them (ALB: its page with `grpc-status: 14`, as captured; GCP's global external
-//! load balancer: Envoy's trailers-only answer).
+//! load balancer: Envoy's trailers-only answer). Each test checks that every TCP socket it
+//! opened (client, lbsim, app) is closed again, so the file's tests run one at a time.
 
 mod support;
 
@@ -40,10 +41,12 @@ fn frame(message: &[u8]) -> Bytes {
 /// message, `/echo.Echo/Slow` after 2 s, `grpc.health.v1.Health/Check` SERVING; all end
 /// with `grpc-status: 0` in trailers. Any other method gets 12 (UNIMPLEMENTED),
 /// trailers-only, as from a real gRPC server.
-async fn grpc_app(seen: Seen) -> SocketAddr {
+async fn grpc_app(seen: Seen) -> GrpcApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
+        // Dropped with the accept loop: every connection's task ends with it.
+        let mut connections = tokio::task::JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
             let seen = seen.clone();
             let service = service_fn(move |req: Request<Incoming>| {
@@ -94,13 +97,32 @@ async fn grpc_app(seen: Seen) -> SocketAddr {
                     Ok::<_, Infallible>(resp)
                 }
             });
-            tokio::spawn(
+            connections.spawn(
                 hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service),
             );
         }
     });
-    addr
+    GrpcApp { addr, task }
+}
+
+/// The gRPC app's address; dropping it stops the app and closes its connections.
+struct GrpcApp {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GrpcApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Stops lbsim, then waits until every TCP socket the test opened is closed again (the
+/// test dropped its clients and apps first).
+async fn finish(check: SocketsCheck, lb: SimHandle) {
+    lb.shutdown().await;
+    check.all_closed().await;
 }
 
 /// A gRPC client connection to lbsim (cleartext HTTP/2, prior knowledge).
@@ -161,9 +183,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn a_grpc_call_goes_through_in_http2_end_to_end() {
+    let check = SocketsCheck::begin().await;
     let seen = Seen::default();
     let app = grpc_app(seen.clone()).await;
-    let lb = grpc_lb(Cloud::Aws, app, TargetProtocol::Grpc)
+    let lb = grpc_lb(Cloud::Aws, app.addr, TargetProtocol::Grpc)
         .start()
         .await
         .expect("lbsim starts");
@@ -189,11 +212,13 @@ async fn a_grpc_call_goes_through_in_http2_end_to_end() {
     assert_eq!(header(headers, "x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(header(headers, "x-forwarded-proto"), Some("http"));
     assert!(header(headers, "x-amzn-trace-id").is_some());
-    lb.shutdown().await;
+    drop((client, app));
+    finish(check, lb).await;
 }
 
 #[tokio::test]
 async fn an_alb_answers_a_grpc_client_with_its_page_and_grpc_status_14() {
+    let check = SocketsCheck::begin().await;
     let lb = grpc_lb(Cloud::Aws, closed_port().await, TargetProtocol::Grpc)
         .start()
         .await
@@ -211,13 +236,15 @@ async fn an_alb_answers_a_grpc_client_with_its_page_and_grpc_status_14() {
     assert_eq!(header(h, "content-length"), Some("122"));
     assert_eq!(String::from_utf8_lossy(&data), alb_page("502 Bad Gateway"));
     assert!(trailers.is_none());
-    lb.shutdown().await;
+    drop(client);
+    finish(check, lb).await;
 }
 
 #[tokio::test]
 async fn gcp_global_ends_a_slow_grpc_call_trailers_only() {
+    let check = SocketsCheck::begin().await;
     let app = grpc_app(Seen::default()).await;
-    let lb = grpc_lb(Cloud::Gcp, app, TargetProtocol::Grpc)
+    let lb = grpc_lb(Cloud::Gcp, app.addr, TargetProtocol::Grpc)
         .backend_timeout(Duration::from_millis(300))
         .start()
         .await
@@ -241,16 +268,18 @@ async fn gcp_global_ends_a_slow_grpc_call_trailers_only() {
         trailers.as_ref().and_then(|t| header(t, "grpc-status")),
         Some("0")
     );
-    lb.shutdown().await;
+    drop((client, app));
+    finish(check, lb).await;
 }
 
 #[tokio::test]
 async fn an_alb_answers_464_to_a_protocol_its_target_group_does_not_take() {
+    let check = SocketsCheck::begin().await;
     // HTTP/1.1 to a gRPC target group: refused before any target is asked.
     let seen = Seen::default();
     let app = grpc_app(seen.clone()).await;
     let lb = Simulator::builder(Cloud::Aws)
-        .upstream(app)
+        .upstream(app.addr)
         .no_health_checks()
         .target_protocol(TargetProtocol::Grpc)
         .start()
@@ -266,6 +295,7 @@ async fn an_alb_answers_464_to_a_protocol_its_target_group_does_not_take() {
         "the app never sees it"
     );
     assert_eq!(lb.stats().count(lbsim::Reason::IncompatibleProtocol), 1);
+    drop((raw, app));
     lb.shutdown().await;
 
     // gRPC to an HTTP1 target group (the default): refused too, the gRPC way.
@@ -282,15 +312,17 @@ async fn an_alb_answers_464_to_a_protocol_its_target_group_does_not_take() {
     assert_eq!(resp.status().as_u16(), 464);
     assert_eq!(header(resp.headers(), "grpc-status"), Some("2"));
     assert_eq!(app.requests(), 0);
-    lb.shutdown().await;
+    drop(client);
+    check.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn gcp_takes_any_client_protocol_to_an_http2_backend() {
+    let check = SocketsCheck::begin().await;
     let seen = Seen::default();
     let app = grpc_app(seen.clone()).await;
     let lb = Simulator::builder(Cloud::Gcp)
-        .upstream(app)
+        .upstream(app.addr)
         .no_health_checks()
         .target_protocol(TargetProtocol::Http2)
         .start()
@@ -303,7 +335,8 @@ async fn gcp_takes_any_client_protocol_to_an_http2_backend() {
     let seen = seen.lock().expect("lock").clone();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].0, Version::HTTP_2);
-    lb.shutdown().await;
+    drop((raw, app));
+    finish(check, lb).await;
 }
 
 /// Waits until the one target is healthy; what the app saw of the checks.
@@ -322,10 +355,11 @@ async fn checked_healthy(lb: &SimHandle, seen: &Seen) -> (Version, String, Heade
 
 #[tokio::test]
 async fn an_alb_checks_a_grpc_target_with_its_own_call_and_takes_code_12() {
+    let check = SocketsCheck::begin().await;
     let seen = Seen::default();
     let app = grpc_app(seen.clone()).await;
     let lb = Simulator::builder(Cloud::Aws)
-        .upstream(app)
+        .upstream(app.addr)
         .target_protocol(TargetProtocol::Grpc)
         .health_interval(Duration::from_millis(50))
         .start()
@@ -333,7 +367,7 @@ async fn an_alb_checks_a_grpc_target_with_its_own_call_and_takes_code_12() {
         .expect("lbsim starts");
     let (version, uri, headers) = checked_healthy(&lb, &seen).await;
     assert_eq!(version, Version::HTTP_2);
-    assert_eq!(uri, format!("http://{app}/AWS.ALB/healthcheck"));
+    assert_eq!(uri, format!("http://{}/AWS.ALB/healthcheck", app.addr));
     assert_eq!(header(&headers, "content-type"), Some("application/grpc"));
     assert_eq!(
         header(&headers, "user-agent"),
@@ -343,22 +377,27 @@ async fn an_alb_checks_a_grpc_target_with_its_own_call_and_takes_code_12() {
         lb.targets().first().map(|t| t.reason.clone()).as_deref(),
         Some("grpc-status 12")
     );
-    lb.shutdown().await;
+    drop(app);
+    finish(check, lb).await;
 }
 
 #[tokio::test]
 async fn gcp_checks_a_grpc_target_with_the_grpc_health_protocol() {
+    let check = SocketsCheck::begin().await;
     let seen = Seen::default();
     let app = grpc_app(seen.clone()).await;
     let lb = Simulator::builder(Cloud::Gcp)
-        .upstream(app)
+        .upstream(app.addr)
         .target_protocol(TargetProtocol::Grpc)
         .health_interval(Duration::from_millis(50))
         .start()
         .await
         .expect("lbsim starts");
     let (_, uri, headers) = checked_healthy(&lb, &seen).await;
-    assert_eq!(uri, format!("http://{app}/grpc.health.v1.Health/Check"));
+    assert_eq!(
+        uri,
+        format!("http://{}/grpc.health.v1.Health/Check", app.addr)
+    );
     assert_eq!(header(&headers, "user-agent"), Some("GoogleHC/1.0"));
     assert_eq!(
         lb.targets().first().map(|t| t.reason.clone()).as_deref(),
@@ -366,7 +405,7 @@ async fn gcp_checks_a_grpc_target_with_the_grpc_health_protocol() {
     );
     // An app that does not serve the health protocol stays unhealthy (12 is no SERVING).
     let lb2 = Simulator::builder(Cloud::Gcp)
-        .upstream(app)
+        .upstream(app.addr)
         .target_protocol(TargetProtocol::Grpc)
         .health_path("/no.Such/Method")
         .health_interval(Duration::from_millis(50))
@@ -383,6 +422,7 @@ async fn gcp_checks_a_grpc_target_with_the_grpc_health_protocol() {
         lb2.targets().first().map(|t| t.reason.clone()).as_deref(),
         Some("grpc-status 12, not SERVING")
     );
+    drop(app);
     lb.shutdown().await;
-    lb2.shutdown().await;
+    finish(check, lb2).await;
 }
