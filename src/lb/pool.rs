@@ -67,25 +67,6 @@ impl Sender {
             Sender::Http2(s) => s.is_closed(),
         }
     }
-
-    /// Waits until the connection can take a request (or has failed).
-    pub(crate) async fn ready(&mut self) -> Result<(), hyper::Error> {
-        match self {
-            Sender::Http1(s) => s.ready().await,
-            Sender::Http2(s) => s.ready().await,
-        }
-    }
-
-    /// Sends `req`; the response head.
-    pub(crate) async fn send_request(
-        &mut self,
-        req: http::Request<UpstreamBody>,
-    ) -> Result<http::Response<Incoming>, hyper::Error> {
-        match self {
-            Sender::Http1(s) => s.send_request(req).await,
-            Sender::Http2(s) => s.send_request(req).await,
-        }
-    }
 }
 
 impl Drop for Conn {
