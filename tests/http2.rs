@@ -143,6 +143,24 @@ fn h2c_lb(cloud: Cloud, app: std::net::SocketAddr) -> lbsim::SimulatorBuilder {
         .http2_cleartext(true)
 }
 
+/// What most tests here begin with: the sockets check (taken first), the mock app, lbsim
+/// for `cloud` in front of it with cleartext HTTP/2 and what `settings` adds, and an
+/// HTTP/2 client connection to it.
+async fn h2c_rig(
+    cloud: Cloud,
+    settings: impl FnOnce(lbsim::SimulatorBuilder) -> lbsim::SimulatorBuilder,
+) -> (SocketsCheck, lbsim::MockUpstream, lbsim::SimHandle, H2) {
+    let check = SocketsCheck::begin().await;
+    // Longer than any LB keep-alive here: the app never closes a pooled connection first.
+    let app = mock(Duration::from_secs(700)).await;
+    let lb = settings(h2c_lb(cloud, app.addr))
+        .start()
+        .await
+        .expect("lbsim starts");
+    let h2 = H2::cleartext(lb.addr()).await;
+    (check, app, lb, h2)
+}
+
 fn header<'a>(resp: &'a Response<()>, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -201,14 +219,8 @@ async fn an_http2_request_over_tls_reaches_the_app_as_http1() {
 
 #[tokio::test]
 async fn the_albs_own_pages_arrive_as_http2_responses() {
-    let check = SocketsCheck::begin().await;
-    let app = mock(Duration::from_secs(60)).await;
-    let lb = h2c_lb(Cloud::Aws, app.addr)
-        .idle_timeout(Duration::from_millis(300))
-        .start()
-        .await
-        .expect("lbsim starts");
-    let mut h2 = H2::cleartext(lb.addr()).await;
+    let (check, app, lb, mut h2) =
+        h2c_rig(Cloud::Aws, |lb| lb.idle_timeout(Duration::from_millis(300))).await;
     for (path, status, line, reason) in [
         (
             "/sleep/3",
@@ -262,14 +274,10 @@ async fn the_albs_own_pages_arrive_as_http2_responses() {
 
 #[tokio::test]
 async fn the_gcp_global_timeout_page_arrives_as_an_http2_response() {
-    let check = SocketsCheck::begin().await;
-    let app = mock(Duration::from_secs(700)).await;
-    let lb = h2c_lb(Cloud::Gcp, app.addr)
-        .backend_timeout(Duration::from_millis(300))
-        .start()
-        .await
-        .expect("lbsim starts");
-    let mut h2 = H2::cleartext(lb.addr()).await;
+    let (check, app, lb, mut h2) = h2c_rig(Cloud::Gcp, |lb| {
+        lb.backend_timeout(Duration::from_millis(300))
+    })
+    .await;
     let (resp, body) = h2.get("/sleep/3").await;
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(header(&resp, "content-type"), Some("text/plain"));
@@ -328,15 +336,11 @@ async fn a_busy_http2_connection_is_not_idle() {
 
 #[tokio::test]
 async fn the_alb_keep_alive_duration_ends_an_http2_connection_after_its_streams() {
-    let check = SocketsCheck::begin().await;
-    let app = mock(Duration::from_secs(60)).await;
-    let lb = h2c_lb(Cloud::Aws, app.addr)
-        .idle_timeout(Duration::from_secs(10))
-        .client_keep_alive(Duration::from_millis(400))
-        .start()
-        .await
-        .expect("lbsim starts");
-    let mut h2 = H2::cleartext(lb.addr()).await;
+    let (check, app, lb, mut h2) = h2c_rig(Cloud::Aws, |lb| {
+        lb.idle_timeout(Duration::from_secs(10))
+            .client_keep_alive(Duration::from_millis(400))
+    })
+    .await;
     // The stream is in flight when the connection turns 400 ms old: the GOAWAY lets it
     // finish whole, then the connection closes.
     let (resp, body) = h2.get("/stream/4?interval=0.2").await;
@@ -408,13 +412,7 @@ async fn a_request_body_streams_from_an_http2_client_to_the_app() {
 
 #[tokio::test]
 async fn an_http2_client_that_resets_its_stream_is_counted_as_460_on_aws() {
-    let check = SocketsCheck::begin().await;
-    let app = mock(Duration::from_secs(60)).await;
-    let lb = h2c_lb(Cloud::Aws, app.addr)
-        .start()
-        .await
-        .expect("lbsim starts");
-    let mut h2 = H2::cleartext(lb.addr()).await;
+    let (check, app, lb, mut h2) = h2c_rig(Cloud::Aws, |lb| lb).await;
     let req = h2.request("/sleep/1").body(Empty::new()).expect("request");
     h2.send.ready().await.expect("connection usable");
     // Dropping the response future resets the stream (RST_STREAM CANCEL) before the app

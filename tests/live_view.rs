@@ -397,6 +397,9 @@ async fn the_page_shows_each_request_its_ending_and_the_target_group_live() {
     let Some((chromium, chromedriver)) = browser_tools() else {
         return;
     };
+    // Every socket this process opens (lbsim, the app, the test's clients, its WebDriver
+    // calls) is closed again by the end; the file's other tests wait for their turn.
+    let check = SocketsCheck::begin().await;
     let started = Instant::now();
     let app = mock(Duration::from_secs(5)).await;
     // AWS at 1/100 scale: the 60 s idle timeout is 600 ms, health checks every 300 ms.
@@ -635,11 +638,13 @@ async fn the_page_shows_each_request_its_ending_and_the_target_group_live() {
 
     browser.quit().await;
     admin.shutdown().await;
-    lb.shutdown().await;
+    check.finish(lb, app).await;
 }
 
 #[tokio::test]
 async fn cli_ui_starts_the_control_api_and_prints_the_page_address() {
+    // Its requests to the child's control API count among this process's sockets.
+    let _turn = serial().await;
     let mut child = Command::new(BIN)
         .args([
             "--listen",
@@ -716,6 +721,8 @@ async fn demo_ui_tells_on_the_page_the_story_the_terminal_narrates() {
     let Some((chromium, chromedriver)) = browser_tools() else {
         return;
     };
+    // Its WebDriver calls count among this process's sockets.
+    let _turn = serial().await;
     let mut demo = Command::new(BIN)
         .args(["demo", "--ui", "--no-browser"])
         .env("NO_COLOR", "1")
