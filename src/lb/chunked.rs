@@ -73,6 +73,23 @@ impl Default for ChunkedScanner {
 }
 
 impl ChunkedScanner {
+    /// Bytes of chunk data left in the current chunk, when the scanner is inside one:
+    /// a decoder hands those bytes on as they are and feeds only the framing byte by byte.
+    pub fn data_left(&self) -> Option<u64> {
+        match self.state {
+            State::Data(left) => Some(left),
+            _ => None,
+        }
+    }
+
+    /// True after the last chunk, in the trailer section (or its closing empty line).
+    pub fn in_trailers(&self) -> bool {
+        matches!(
+            self.state,
+            State::TrailerStart | State::Trailer | State::TrailerLf | State::EndLf
+        )
+    }
+
     /// Feeds the next bytes of the body.
     pub fn scan(&mut self, bytes: &[u8]) -> Scan {
         let mut i = 0;

@@ -9,14 +9,17 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -24,13 +27,94 @@ use tokio::time::Instant;
 use crate::lb::config::RaceWindow;
 use crate::lb::deadline::Touching;
 use crate::lb::events::{micros, EventKind, Events};
+use crate::lb::h1::server::RequestBody;
+use crate::lb::h1::target::{ResponseBody, Slot, Wire};
+use crate::lb::h1::BoxError;
 use crate::lb::profile::HeaderCase;
 
 /// The body type sent to targets: the client's body (or, for a request the LB sends
 /// again, an empty one), counted as activity.
-pub(crate) type UpstreamBody = Touching<Either<Incoming, Empty<Bytes>>>;
+pub(crate) type UpstreamBody = Touching<Either<ClientBody, Empty<Bytes>>>;
 
-/// One HTTP/1.1 connection to a target.
+/// A request body as the client sends it: over HTTP/1.1 (lbsim's own session) or
+/// HTTP/2 (hyper's).
+pub(crate) enum ClientBody {
+    H1(RequestBody),
+    H2(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::H1(b) => Pin::new(b).poll_frame(cx),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::H1(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::H1(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A response body as the target sends it.
+pub(crate) enum TargetBody {
+    /// Over HTTP/1.1, read by lbsim's own exchange.
+    H1(Box<ResponseBody>),
+    /// Over HTTP/2 (hyper's client).
+    H2(Incoming),
+    /// None (a `101`'s).
+    Empty,
+}
+
+impl Body for TargetBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            TargetBody::H1(b) => Pin::new(&mut **b).poll_frame(cx),
+            TargetBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            TargetBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            TargetBody::H1(b) => b.is_end_stream(),
+            TargetBody::H2(b) => b.is_end_stream(),
+            TargetBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            TargetBody::H1(b) => b.size_hint(),
+            TargetBody::H2(b) => b.size_hint(),
+            TargetBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// One connection to a target.
 pub(crate) struct Conn {
     /// Pool-wide sequence number, for logs.
     pub id: u64,
@@ -40,30 +124,30 @@ pub(crate) struct Conn {
     pub reused: bool,
     /// How long it sat idle in the pool before this checkout.
     pub idle_for: Duration,
-    /// hyper's handle for sending on it.
+    /// The handle for sending on it.
     pub sender: Sender,
-    /// Set by the connection task when the target closed it (or it failed).
-    closed_at: Arc<OnceLock<Instant>>,
-    /// Ends the connection task when the connection is dropped rather than pooled: an
-    /// exchange the LB gave up on (a timeout, a body the app never read) must close the
-    /// target socket, not leave hyper waiting on it forever.
-    task: tokio::task::AbortHandle,
+    /// When the target closed it (or it failed), once known.
+    closed: Arc<Closed>,
+    /// Ends hyper's connection task (HTTP/2) when the connection is dropped rather than
+    /// pooled: an exchange the LB gave up on must close the target socket.
+    task: Option<tokio::task::AbortHandle>,
 }
 
-/// hyper's handle on a target connection, in the protocol the LB speaks to targets.
+/// The handle on a target connection, in the protocol the LB speaks to targets.
 pub(crate) enum Sender {
-    /// HTTP/1.1, the clouds' default.
-    Http1(http1::SendRequest<UpstreamBody>),
+    /// HTTP/1.1, the clouds' default: lbsim's own exchange ([`crate::lb::h1::target`])
+    /// takes the socket from the slot and its response body puts it back.
+    Http1(Arc<Slot>),
     /// HTTP/2 in cleartext (`--target-protocol http2|grpc`). The pool still hands each
     /// connection to one exchange at a time, as for HTTP/1.1.
     Http2(http2::SendRequest<UpstreamBody>),
 }
 
 impl Sender {
-    /// True once hyper knows the connection is closed.
+    /// True once the connection cannot carry another exchange.
     pub(crate) fn is_closed(&self) -> bool {
         match self {
-            Sender::Http1(s) => s.is_closed(),
+            Sender::Http1(slot) => slot.lock().unwrap_or_else(|e| e.into_inner()).is_none(),
             Sender::Http2(s) => s.is_closed(),
         }
     }
@@ -71,7 +155,61 @@ impl Sender {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// When the target closed a connection, as the LB would learn it.
+///
+/// An idle HTTP/1.1 connection has no task watching it: when it goes into the pool, its
+/// socket's read readiness is registered with this as the waker, so the runtime's I/O
+/// driver stamps the moment the target's FIN (or RST, or stray bytes) arrives. Armed only
+/// while the connection is idle: bytes during an exchange are the response.
+#[derive(Default)]
+struct Closed {
+    at: OnceLock<Instant>,
+    armed: AtomicBool,
+}
+
+impl Closed {
+    fn stamp(&self) {
+        let _ = self.at.set(Instant::now());
+    }
+}
+
+impl Wake for Closed {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.armed.load(Ordering::Acquire) {
+            self.stamp();
+        }
+    }
+}
+
+/// Starts watching an idle HTTP/1.1 connection for its close; false when it is already
+/// unusable (closed, or the target sent bytes nobody asked for).
+fn watch_idle(wire: &Wire, closed: &Arc<Closed>) -> bool {
+    closed.armed.store(true, Ordering::Release);
+    let waker = Waker::from(closed.clone());
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        match wire.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => return true,
+            Poll::Ready(Err(_)) => return false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                match wire.stream.try_read(&mut probe) {
+                    // Readiness was stale; now registered afresh.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    _ => return false,
+                }
+            }
+        }
     }
 }
 
@@ -165,7 +303,8 @@ impl Pool {
                 // The LB's own backend keep-alive ran out: it closed this one itself.
                 continue;
             }
-            if let Some(closed_at) = conn.closed_at.get() {
+            conn.closed.armed.store(false, Ordering::Release);
+            if let Some(closed_at) = conn.closed.at.get() {
                 let closed_for = now.saturating_duration_since(*closed_at);
                 if self.race_window.covers(closed_for) {
                     return Some(Checkout::Stale {
@@ -207,8 +346,14 @@ impl Pool {
 
     /// Returns a connection whose exchange finished cleanly.
     pub(crate) fn checkin(&self, conn: Conn) {
-        if conn.closed_at.get().is_some() || conn.sender.is_closed() {
+        if conn.closed.at.get().is_some() || conn.sender.is_closed() {
             return;
+        }
+        if let Sender::Http1(slot) = &conn.sender {
+            let wire = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if !wire.as_ref().is_some_and(|w| watch_idle(w, &conn.closed)) {
+                return;
+            }
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.entry(conn.target).or_default().push(Idle {
@@ -233,6 +378,14 @@ impl Pool {
         (self.keep_alive / 4).max(Duration::from_millis(10))
     }
 
+    /// How request heads' names are written to targets.
+    pub(crate) fn name_case(&self) -> crate::lb::h1::wire::NameCase {
+        match self.header_case {
+            HeaderCase::Preserve => crate::lb::h1::wire::NameCase::Preserve,
+            HeaderCase::Lower => crate::lb::h1::wire::NameCase::Lower,
+        }
+    }
+
     /// Number of idle connections held for `target`.
     pub(crate) fn idle_count(&self, target: SocketAddr) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -248,11 +401,11 @@ impl Pool {
             };
         // Small requests and responses must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let closed_at = Arc::new(OnceLock::new());
-        let mark = closed_at.clone();
+        let closed = Arc::new(Closed::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let handshake = |e: hyper::Error| ConnectError::Refused(io::Error::other(e));
         let (sender, task) = if self.http2 {
+            let mark = closed.clone();
+            let handshake = |e: hyper::Error| ConnectError::Refused(io::Error::other(e));
             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .handshake(TokioIo::new(stream))
@@ -262,27 +415,15 @@ impl Pool {
                 if let Err(e) = connection.await {
                     tracing::debug!(conn = id, "target connection ended: {e}");
                 }
-                let _ = mark.set(Instant::now());
+                mark.stamp();
             });
-            (Sender::Http2(sender), task.abort_handle())
+            (Sender::Http2(sender), Some(task.abort_handle()))
         } else {
-            let (sender, connection) = http1::Builder::new()
-                .max_buf_size(crate::lb::MAX_BUF_SIZE)
-                .preserve_header_case(self.header_case == HeaderCase::Preserve)
-                .title_case_headers(self.header_case == HeaderCase::Preserve)
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(handshake)?;
-            let task = tokio::spawn(async move {
-                // With upgrades, a 101 hands the socket to the WebSocket relay (the task
-                // then ends and the connection is never pooled again); without, hyper
-                // would fail the exchange.
-                if let Err(e) = connection.with_upgrades().await {
-                    tracing::debug!(conn = id, "target connection ended: {e}");
-                }
-                let _ = mark.set(Instant::now());
-            });
-            (Sender::Http1(sender), task.abort_handle())
+            let wire = Wire {
+                stream,
+                buf: BytesMut::new(),
+            };
+            (Sender::Http1(Arc::new(Mutex::new(Some(wire)))), None)
         };
         self.events
             .emit(|| EventKind::ConnectionOpened { id, target });
@@ -292,7 +433,7 @@ impl Pool {
             reused: false,
             idle_for: Duration::ZERO,
             sender,
-            closed_at,
+            closed,
             task,
         })
     }

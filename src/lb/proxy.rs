@@ -18,10 +18,13 @@ use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Request, Response, Version};
 use http_body_util::{Either, Empty, Full};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::lb::h1::server::{Session, Stop};
+use crate::lb::h1::target::SendError;
+use crate::lb::h1::wire::NameCase;
+use crate::lb::h1::PendingUpgrade;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -37,7 +40,9 @@ use crate::lb::forward::{self, Peer};
 use crate::lb::health;
 use crate::lb::http2;
 use crate::lb::logline::{head_size, Ending, Facts};
-use crate::lb::pool::{Checkout, Conn, ConnectError, Pool, Sender, UpstreamBody};
+use crate::lb::pool::{
+    Checkout, ClientBody, Conn, ConnectError, Pool, Sender, TargetBody, UpstreamBody,
+};
 use crate::lb::profile::{HeaderCase, Profile, Upgrades, MAX_FREE_RETRIES};
 use crate::lb::reason::Reason;
 use crate::lb::respond::{self, ProxyBody};
@@ -312,9 +317,10 @@ impl Engine {
         }
     }
 
-    async fn handle(
+    /// Answers one request, from either protocol's client connection.
+    pub(crate) async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: Arc<ConnState>,
         peer: Arc<Peer>,
     ) -> Result<Response<ProxyBody>, Infallible> {
@@ -329,9 +335,9 @@ impl Engine {
                 .map_or(parts.uri.path(), |pq| pq.as_str())
                 .to_string(),
         });
-        // hyper's handle on the client socket for after a 101 (only an upgrade request
-        // has one); the request sent on to the target must not carry it.
-        let mut client_upgrade = parts.extensions.remove::<OnUpgrade>();
+        // The client socket for after a 101 (only an HTTP/1.1 upgrade request has one);
+        // the request sent on to the target must not carry it.
+        let mut client_upgrade = parts.extensions.remove::<PendingUpgrade>();
         // An upgrade the profile does not relay: dropped (h2c) or refused.
         let mut upgrade_refused = None;
         if client_upgrade.is_some() && self.profile().upgrades == Upgrades::WebSocketOnly {
@@ -524,13 +530,13 @@ impl Engine {
     async fn forward(
         self: &Arc<Self>,
         parts: http::request::Parts,
-        body: Incoming,
+        body: ClientBody,
         facts: Option<Arc<Facts>>,
         deadline: &Deadline,
         in_flight: &mut Option<InFlight>,
         close_target: bool,
         client: &Arc<ConnState>,
-        client_upgrade: Option<OnUpgrade>,
+        client_upgrade: Option<PendingUpgrade>,
         tries: &mut Tries,
     ) -> Result<Response<ProxyBody>, Failure> {
         // A request the cloud may send again keeps a copy of its head; only a request
@@ -716,7 +722,7 @@ impl Engine {
             // The app accepted the client's upgrade: from here on both connections carry
             // raw bytes, relayed until either side closes or the cloud's timer fires.
             // (A 101 the client did not ask for falls through and is sent on as it was.)
-            let target_upgrade = parts.extensions.remove::<OnUpgrade>();
+            let target_upgrade = parts.extensions.remove::<PendingUpgrade>();
             let protocol = forward::upgrade_of(&parts.headers);
             if let (Some(client_side), Some(target_side), Some(protocol)) =
                 (client_upgrade, target_upgrade, protocol)
@@ -847,7 +853,7 @@ impl Engine {
         target: SocketAddr,
         req: Request<UpstreamBody>,
         deadline: Deadline,
-    ) -> Result<(Response<Incoming>, Conn, tokio::time::Instant), Failure> {
+    ) -> Result<(Response<TargetBody>, Conn, tokio::time::Instant), Failure> {
         let fail = |reason, idle_for, error: Option<String>| Failure {
             reason,
             detail: Detail {
@@ -876,22 +882,33 @@ impl Engine {
                 return Err(fail(Reason::ConnectRefused, None, Some(e.to_string())))
             }
         };
-        // hyper's own futures, one arm per protocol (a wrapper future would hold the
+        // Each protocol's own future, called directly (a wrapper future would hold the
         // request and both protocols' futures at once: measurably more bytes copied).
         let sent = match &mut conn.sender {
-            Sender::Http1(sender) => match sender.ready().await {
-                Ok(()) => {
-                    let dispatched = tokio::time::Instant::now();
-                    sender.send_request(req).await.map(|r| (r, dispatched))
+            Sender::Http1(slot) => {
+                let wire = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                match wire {
+                    Some(wire) => {
+                        crate::lb::h1::target::send(wire, req, self.pool.name_case(), slot.clone())
+                            .await
+                            .map_err(ExchangeError::Http1)
+                    }
+                    None => Err(ExchangeError::Http1(SendError::Closed {
+                        reset: false,
+                        partial: false,
+                    })),
                 }
-                Err(e) => Err(e),
-            },
+            }
             Sender::Http2(sender) => match sender.ready().await {
                 Ok(()) => {
                     let dispatched = tokio::time::Instant::now();
-                    sender.send_request(req).await.map(|r| (r, dispatched))
+                    sender
+                        .send_request(req)
+                        .await
+                        .map(|r| (r.map(TargetBody::H2), dispatched))
+                        .map_err(ExchangeError::Http2)
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(ExchangeError::Http2(e)),
             },
         };
         match sent {
@@ -901,10 +918,10 @@ impl Engine {
             Err(e) if deadline.client_body_failed() => Err(fail(
                 Reason::MalformedRequest,
                 None,
-                Some(format!("request body: {}", describe(&e))),
+                Some(format!("request body: {}", e.describe())),
             )),
             Err(e) => {
-                let reason = classify(&e, &conn);
+                let reason = e.classify(&conn);
                 if reason == Reason::KeepAliveRace {
                     self.events.emit(|| EventKind::ConnectionFoundClosed {
                         id: conn.id,
@@ -913,8 +930,35 @@ impl Engine {
                         closed_us: None,
                     });
                 }
-                Err(fail(reason, Some(conn.idle_for), Some(describe(&e))))
+                Err(fail(reason, Some(conn.idle_for), Some(e.describe())))
             }
+        }
+    }
+}
+
+/// Why an exchange with a target failed, in its protocol's terms.
+enum ExchangeError {
+    Http1(SendError),
+    Http2(hyper::Error),
+}
+
+impl ExchangeError {
+    /// The cause a load balancer would log.
+    fn classify(&self, conn: &Conn) -> Reason {
+        match self {
+            ExchangeError::Http1(e) if e.is_malformed() => Reason::MalformedResponse,
+            // The request never got an answer: the pooled connection was already dead.
+            ExchangeError::Http1(e) if e.is_stale() => Reason::KeepAliveRace,
+            ExchangeError::Http1(_) => Reason::TargetClosedConnection,
+            ExchangeError::Http2(e) => classify(e, conn),
+        }
+    }
+
+    /// The error with its causes ("connection reset by peer").
+    fn describe(&self) -> String {
+        match self {
+            ExchangeError::Http1(e) => e.to_string(),
+            ExchangeError::Http2(e) => describe(e),
         }
     }
 }
@@ -926,12 +970,11 @@ struct Relay {
     conn_id: u64,
     /// The target that answered 101.
     target: SocketAddr,
-    /// The client socket, once hyper has written the 101 on it.
-    client_side: OnUpgrade,
-    /// The target socket, once hyper has read the 101 from it.
-    target_side: OnUpgrade,
-    /// The pooled connection the 101 came on. Held, never checked in: dropping it ends
-    /// its task, so it lives until hyper has handed its socket over, then goes.
+    /// The client socket, once the session has written the 101 on it.
+    client_side: PendingUpgrade,
+    /// The target socket, which the exchange took out of the connection with the 101.
+    target_side: PendingUpgrade,
+    /// The pooled connection the 101 came on: never checked in again.
     conn: Conn,
     /// The relay's own timer, idle or end to end as the profile's `websocket_timeout`.
     deadline: Deadline,
@@ -990,12 +1033,11 @@ impl Relay {
             biased;
             _ = deadline.expired(timer.as_mut()) => RelayEnd::TimedOut,
             _ = kill.as_mut() => RelayEnd::Killed,
-            sides = async { tokio::join!(client_side, target_side) } => match sides {
+            sides = async { tokio::join!(client_side.wait(), target_side.wait()) } => match sides {
                 (Ok(client_io), Ok(target_io)) => {
-                    // hyper has the target socket out: the connection task is done.
                     drop(conn);
-                    let mut client_io = Active::new(TokioIo::new(client_io), deadline.clone());
-                    let mut target_io = Active::new(TokioIo::new(target_io), deadline.clone());
+                    let mut client_io = Active::new(client_io, deadline.clone());
+                    let mut target_io = Active::new(target_io, deadline.clone());
                     tokio::select! {
                         biased;
                         _ = deadline.expired(timer.as_mut()) => RelayEnd::TimedOut,
@@ -1151,7 +1193,7 @@ fn rejection_reason(rejection: &Rejection) -> Reason {
     }
 }
 
-/// Maps a hyper client error to the cause a load balancer would log.
+/// Maps a hyper (HTTP/2) client error to the cause a load balancer would log.
 fn classify(e: &hyper::Error, conn: &Conn) -> Reason {
     if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
         Reason::MalformedResponse
@@ -1208,19 +1250,18 @@ pub(crate) async fn serve(
     let listen_addr = listener.local_addr()?;
     let connections = Arc::new(Connections::default());
     let hooks = engine.client_hooks();
-    let mut http = hyper::server::conn::http1::Builder::new();
     // Forward header case as received and write the LB's own headers in Title-Case, or
     // lower-case every name, as the cloud does.
-    let preserve = engine.profile().forwarding.header_case == HeaderCase::Preserve;
-    http.preserve_header_case(preserve)
-        .title_case_headers(preserve)
-        .max_buf_size(crate::lb::MAX_BUF_SIZE);
+    let case = match engine.profile().forwarding.header_case {
+        HeaderCase::Preserve => NameCase::Preserve,
+        HeaderCase::Lower => NameCase::Lower,
+    };
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2.timer(TokioTimer::new());
     let accepting = Accepting {
         engine,
         hooks,
-        http,
+        case,
         http2,
         connections,
     };
@@ -1332,7 +1373,8 @@ pub(crate) async fn serve(
 struct Accepting {
     engine: Arc<Engine>,
     hooks: Arc<ClientHooks>,
-    http: hyper::server::conn::http1::Builder,
+    /// How HTTP/1.1 heads' names are written to clients and targets.
+    case: NameCase,
     /// For clients that speak HTTP/2 (ALPN `h2`, or the cleartext preface with `--h2c`).
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     connections: Arc<Connections>,
@@ -1355,15 +1397,21 @@ impl Accepting {
             self.hooks.clone(),
             peer.clone(),
         );
-        let engine = self.engine.clone();
-        let service =
-            service_fn(move |req| engine.clone().handle(req, state.clone(), peer.clone()));
-        // With upgrades: a 101 hands the client socket to the WebSocket relay.
-        let conn = self
-            .http
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
-        self.until_closed(conn, |c| c.graceful_shutdown(), client)
+        let stop = Arc::new(Stop::default());
+        let session = Session::new(
+            io,
+            self.engine.clone(),
+            self.hooks.clone(),
+            state,
+            peer,
+            self.case,
+            stop.clone(),
+        );
+        let serving = Serving {
+            run: Box::pin(session.run()),
+            stop,
+        };
+        self.until_closed(serving, |s| s.stop.ask(), client)
     }
 
     /// Serves HTTP/2 on one client connection until it ends: each stream is a request
@@ -1382,7 +1430,10 @@ impl Accepting {
         let service = service_fn(move |req| {
             // Open from the request's arrival to its response's end (or the client's reset).
             let stream = counting.begin();
-            let answer = engine.clone().handle(req, state.clone(), peer.clone());
+            let answer =
+                engine
+                    .clone()
+                    .handle(req.map(ClientBody::H2), state.clone(), peer.clone());
             async move {
                 let Ok(resp) = answer.await;
                 Ok::<_, Infallible>(resp.map(|body| http2::CountedBody::new(body, stream)))
@@ -1419,5 +1470,23 @@ impl Accepting {
                 tracing::debug!(%client, "client connection ended: {e}");
             }
         }
+    }
+}
+
+/// An HTTP/1.1 session as the listener's registry of connections runs it: `stop` asks
+/// it to finish its current request and close.
+struct Serving {
+    run: Pin<Box<dyn Future<Output = io::Result<()>> + Send>>,
+    stop: Arc<Stop>,
+}
+
+impl Future for Serving {
+    type Output = io::Result<()>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.run.as_mut().poll(cx)
     }
 }

@@ -4,22 +4,24 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use hyper::ext::ReasonPhrase;
 
 use crate::lb::deadline::DeadlineBody;
+use crate::lb::pool::TargetBody;
 use crate::lb::profile::{self, GrpcErrors, HeaderCase, Outcome, Profile, LENGTH};
 
 /// Diagnostic header naming the cause of an LB-generated response.
 pub(crate) const REASON_HEADER: &str = "x-lbsim-reason";
 
 /// The body of every response lbsim sends: its own page, or the target's stream.
-pub(crate) type ProxyBody = Either<Full<Bytes>, DeadlineBody<Incoming>>;
+pub(crate) type ProxyBody = Either<Full<Bytes>, DeadlineBody<TargetBody>>;
 
 /// The cloud's page for `outcome`, with its cause in the diagnostic header.
 ///
 /// Headers come in the page's order (its length where the page says), then
-/// `Connection: close` when the page closes the connection; hyper adds `Date`.
+/// `Connection: close` when the page closes the connection; `Date` is added as the
+/// response is written (last, as hyper's server does for HTTP/2 and lbsim's session
+/// for HTTP/1.1).
 pub(crate) fn page(outcome: Outcome) -> Response<ProxyBody> {
     let page = outcome.page;
     let mut resp = Response::new(Either::Left(Full::new(Bytes::from_static(
@@ -93,7 +95,7 @@ pub(crate) fn page_bytes(profile: &'static Profile, outcome: Outcome) -> Vec<u8>
     let mut headers = headers(outcome);
     if !headers.contains_key(DATE) {
         // hyper adds it last to the pages it sends; the same here.
-        headers.insert(DATE, now());
+        headers.insert(DATE, date_now());
     }
     for (header, value) in headers.iter() {
         out.extend_from_slice(name(header.as_str()).as_bytes());
@@ -107,7 +109,7 @@ pub(crate) fn page_bytes(profile: &'static Profile, outcome: Outcome) -> Vec<u8>
 }
 
 /// The `Date` value for now.
-fn now() -> HeaderValue {
+pub(crate) fn date_now() -> HeaderValue {
     HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
         .unwrap_or(HeaderValue::from_static(""))
 }
@@ -129,7 +131,7 @@ fn headers(outcome: Outcome) -> HeaderMap {
         if (name, value) == LENGTH {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(page.body.len()));
         } else if (name, value) == profile::DATE {
-            headers.insert(DATE, now());
+            headers.insert(DATE, date_now());
         } else {
             headers.append(
                 HeaderName::from_static(name),

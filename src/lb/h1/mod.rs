@@ -1,0 +1,200 @@
+//! lbsim's own HTTP/1.1 data plane: the client connections' sessions ([`server`]) and
+//! the exchanges on pooled target connections ([`target`]), both over [`wire`].
+//!
+//! One task per client connection does everything its requests need: it parses each
+//! head once (after the client-side gate has judged it), hands the engine a request
+//! whose body reads the client socket directly, and drives the exchange on the target
+//! connection itself — writing the request, reading the response, streaming both bodies
+//! — with no channel or second task between the two sockets. Heads go out with the
+//! names' case as received where the cloud keeps it. hyper stays for HTTP/2 (clients
+//! and targets), the mock app, the control API and the health checker.
+
+pub(crate) mod server;
+pub(crate) mod target;
+pub(crate) mod wire;
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+
+/// The error type of the bodies the data plane streams.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Smallest free space offered to a read: a head arrives in one read, and a streamed
+/// body moves in reads this large (fewer wake-ups and system calls per GiB).
+const READ_SPACE: usize = 64 * 1024;
+
+/// Most buffers handed to one vectored write.
+const MAX_IOVECS: usize = 16;
+
+/// Bytes waiting to be written, in order, without copying them together: a head and
+/// the body chunks after it go out in one vectored write.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<Bytes>,
+    /// Bytes queued: a writer stops taking more above its limit.
+    len: usize,
+}
+
+impl Outbox {
+    /// Queues `bytes` after what is already waiting.
+    pub(crate) fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.queue.push_back(bytes);
+        }
+    }
+
+    /// Bytes waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Writes everything queued to `w`.
+    pub(crate) fn poll_flush<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        w: &mut W,
+    ) -> Poll<io::Result<()>> {
+        while !self.queue.is_empty() {
+            let n = if w.is_write_vectored() && self.queue.len() > 1 {
+                let slices: Vec<io::IoSlice<'_>> = self
+                    .queue
+                    .iter()
+                    .take(MAX_IOVECS)
+                    .map(|b| io::IoSlice::new(b))
+                    .collect();
+                ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices))?
+            } else {
+                let front = &self.queue[0];
+                ready!(Pin::new(&mut *w).poll_write(cx, front))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.consume(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+/// Reads what `r` has into `buf`; the number of bytes read (0 at end of stream).
+pub(crate) fn poll_read_into<R: AsyncRead + Unpin + ?Sized>(
+    cx: &mut Context<'_>,
+    r: &mut R,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_SPACE {
+        buf.reserve(READ_SPACE);
+    }
+    // `read_buf` reads once per poll and keeps no state between polls.
+    std::pin::pin!(r.read_buf(buf)).poll(cx)
+}
+
+use std::future::Future as _;
+
+/// A socket handed from HTTP to a tunnel (a WebSocket after `101`), with the bytes
+/// already read past the `101` exchange.
+pub(crate) struct Upgraded {
+    /// The socket.
+    pub io: Box<dyn Tunnel>,
+    /// Bytes that arrived with the head and belong to the tunnel.
+    pub leftover: BytesMut,
+}
+
+/// What a tunnel side is: any socket.
+pub(crate) trait Tunnel: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Tunnel for T {}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.leftover.is_empty() {
+            let n = this.leftover.len().min(buf.remaining());
+            buf.put_slice(&this.leftover[..n]);
+            this.leftover.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// One side of an upgrade, in a message's extensions: the socket arrives once the `101`
+/// has gone out (client side) or come in (target side). Cloneable, as extensions are.
+#[derive(Clone)]
+pub(crate) struct PendingUpgrade(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
+
+impl PendingUpgrade {
+    /// A pending upgrade and the sender that completes it.
+    pub(crate) fn new() -> (oneshot::Sender<Upgraded>, PendingUpgrade) {
+        let (tx, rx) = oneshot::channel();
+        (tx, PendingUpgrade(Arc::new(Mutex::new(Some(rx)))))
+    }
+
+    /// An upgrade already done.
+    pub(crate) fn ready(upgraded: Upgraded) -> PendingUpgrade {
+        let (tx, pending) = PendingUpgrade::new();
+        let _ = tx.send(upgraded);
+        pending
+    }
+
+    /// Waits for the socket.
+    pub(crate) async fn wait(self) -> io::Result<Upgraded> {
+        let rx = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match rx {
+            Some(rx) => rx
+                .await
+                .map_err(|_| io::Error::other("the connection ended before switching")),
+            None => Err(io::Error::other("upgrade already taken")),
+        }
+    }
+}
