@@ -94,4 +94,9 @@ pub use tools::{doctor, scenario, triage};
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::lb::chunked::{ChunkedScanner, Scan};
+    /// The HTTP/1.1 data plane's head parsers and writers and its chunked decoder.
+    pub use crate::lb::h1::wire::{
+        parse_request, parse_response, request_framing, response_framing, write_request_head,
+        write_response_head, ChunkedDecoder, Decoded, Framing, HeadError, NameCase, ResponseHead,
+    };
 }

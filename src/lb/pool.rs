@@ -422,6 +422,7 @@ impl Pool {
             let wire = Wire {
                 stream,
                 buf: BytesMut::new(),
+                outbox: Default::default(),
             };
             (Sender::Http1(Arc::new(Mutex::new(Some(wire)))), None)
         };

@@ -108,10 +108,26 @@ pub(crate) fn page_bytes(profile: &'static Profile, outcome: Outcome) -> Vec<u8>
     out
 }
 
-/// The `Date` value for now.
+/// The `Date` value for now, formatted once per second per thread (as hyper caches it):
+/// every response carries one.
 pub(crate) fn date_now() -> HeaderValue {
-    HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
-        .unwrap_or(HeaderValue::from_static(""))
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, HeaderValue)> =
+            const { std::cell::RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
+    }
+    let now = std::time::SystemTime::now();
+    let second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHED.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != second {
+            let text = httpdate::fmt_http_date(now);
+            cached.1 = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""));
+            cached.0 = second;
+        }
+        cached.1.clone()
+    })
 }
 
 fn title_case(name: &str) -> String {

@@ -26,23 +26,43 @@ use tokio::sync::oneshot;
 /// The error type of the bodies the data plane streams.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Smallest free space offered to a read: a head arrives in one read, and a streamed
-/// body moves in reads this large (fewer wake-ups and system calls per GiB).
-const READ_SPACE: usize = 64 * 1024;
+/// Smallest free space offered to a read: a head arrives in one read.
+const READ_SPACE: usize = 8 * 1024;
+
+/// Free space offered to a read of a body: a streamed body moves in reads this large
+/// (fewer wake-ups and system calls per GiB).
+const BODY_READ_SPACE: usize = 64 * 1024;
 
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 16;
 
-/// Bytes waiting to be written, in order, without copying them together: a head and
-/// the body chunks after it go out in one vectored write.
+/// Bytes waiting to be written, in order, without copying them together: a head (its
+/// buffer kept from message to message) and the body chunks after it go out in one
+/// vectored write.
 #[derive(Default)]
 pub(crate) struct Outbox {
+    /// The head being written; `head_sent` of it are out.
+    head: Vec<u8>,
+    head_sent: usize,
     queue: VecDeque<Bytes>,
     /// Bytes queued: a writer stops taking more above its limit.
     len: usize,
 }
 
 impl Outbox {
+    /// The (cleared) buffer to write the next head into; it goes out first.
+    pub(crate) fn head(&mut self) -> &mut Vec<u8> {
+        self.len -= self.head.len() - self.head_sent;
+        self.head.clear();
+        self.head_sent = 0;
+        &mut self.head
+    }
+
+    /// Counts the head written with [`Outbox::head`].
+    pub(crate) fn head_written(&mut self) {
+        self.len += self.head.len();
+    }
+
     /// Queues `bytes` after what is already waiting.
     pub(crate) fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
@@ -58,7 +78,7 @@ impl Outbox {
 
     /// True when nothing waits.
     pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.len == 0
     }
 
     /// Writes everything queued to `w`.
@@ -67,18 +87,25 @@ impl Outbox {
         cx: &mut Context<'_>,
         w: &mut W,
     ) -> Poll<io::Result<()>> {
-        while !self.queue.is_empty() {
-            let n = if w.is_write_vectored() && self.queue.len() > 1 {
-                let slices: Vec<io::IoSlice<'_>> = self
-                    .queue
-                    .iter()
+        while self.len > 0 {
+            let head = &self.head[self.head_sent..];
+            let n = if w.is_write_vectored() && self.queue.len() + usize::from(!head.is_empty()) > 1
+            {
+                let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for part in std::iter::once(head)
+                    .filter(|h| !h.is_empty())
+                    .chain(self.queue.iter().map(|b| &b[..]))
                     .take(MAX_IOVECS)
-                    .map(|b| io::IoSlice::new(b))
-                    .collect();
-                ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices))?
+                {
+                    slices[count] = io::IoSlice::new(part);
+                    count += 1;
+                }
+                ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count]))?
+            } else if !head.is_empty() {
+                ready!(Pin::new(&mut *w).poll_write(cx, head))?
             } else {
-                let front = &self.queue[0];
-                ready!(Pin::new(&mut *w).poll_write(cx, front))?
+                ready!(Pin::new(&mut *w).poll_write(cx, &self.queue[0]))?
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -90,6 +117,10 @@ impl Outbox {
 
     fn consume(&mut self, mut n: usize) {
         self.len -= n.min(self.len);
+        let head_left = self.head.len() - self.head_sent;
+        let from_head = n.min(head_left);
+        self.head_sent += from_head;
+        n -= from_head;
         while n > 0 {
             let Some(front) = self.queue.front_mut() else {
                 return;
@@ -111,8 +142,26 @@ pub(crate) fn poll_read_into<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < READ_SPACE {
-        buf.reserve(READ_SPACE);
+    poll_read_sized(cx, r, buf, READ_SPACE)
+}
+
+/// [`poll_read_into`] for a body's bytes: larger reads.
+pub(crate) fn poll_read_body<R: AsyncRead + Unpin + ?Sized>(
+    cx: &mut Context<'_>,
+    r: &mut R,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    poll_read_sized(cx, r, buf, BODY_READ_SPACE)
+}
+
+fn poll_read_sized<R: AsyncRead + Unpin + ?Sized>(
+    cx: &mut Context<'_>,
+    r: &mut R,
+    buf: &mut BytesMut,
+    space: usize,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < space / 2 {
+        buf.reserve(space);
     }
     // `read_buf` reads once per poll and keeps no state between polls.
     std::pin::pin!(r.read_buf(buf)).poll(cx)

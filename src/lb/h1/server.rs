@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use crate::lb::client::{ClientHooks, ClientIo, ClientStream, ConnState};
 use crate::lb::forward::Peer;
 use crate::lb::h1::wire::{self, ChunkedDecoder, Decoded, Framing, NameCase};
-use crate::lb::h1::{poll_read_into, BoxError, Outbox, PendingUpgrade, Upgraded};
+use crate::lb::h1::{poll_read_body, poll_read_into, BoxError, Outbox, PendingUpgrade, Upgraded};
 use crate::lb::pool::ClientBody;
 use crate::lb::proxy::Engine;
 use crate::lb::respond::ProxyBody;
@@ -120,7 +120,7 @@ impl<S: ClientStream> Inbound<S> {
                     }
                 },
             }
-            match ready!(poll_read_into(cx, &mut self.io, &mut self.buf)) {
+            match ready!(poll_read_body(cx, &mut self.io, &mut self.buf)) {
                 Ok(0) => {
                     self.body = Reading::Failed;
                     return Poll::Ready(Some(Err(
@@ -311,6 +311,8 @@ pub(crate) struct Session<S> {
     peer: Arc<Peer>,
     case: NameCase,
     stop: Arc<Stop>,
+    /// The response writer's buffers, kept from response to response.
+    outbox: Outbox,
 }
 
 impl<S: ClientStream> Session<S> {
@@ -339,11 +341,12 @@ impl<S: ClientStream> Session<S> {
             peer,
             case,
             stop,
+            outbox: Outbox::default(),
         }
     }
 
     /// Serves requests until the connection ends.
-    pub(crate) async fn run(self) -> io::Result<()> {
+    pub(crate) async fn run(mut self) -> io::Result<()> {
         loop {
             let (parts, head_len) = match self.read_head().await? {
                 Some(head) => head,
@@ -361,6 +364,7 @@ impl<S: ClientStream> Session<S> {
                 }
             };
             let method = parts.method.clone();
+            let version = parts.version;
             let trailers_ok = has_token(&parts.headers, TE, "trailers");
             let upgrade = crate::lb::forward::upgrade_of(&parts.headers).is_some();
             let (req, upgraded) = self.request(parts, framing, upgrade);
@@ -389,7 +393,14 @@ impl<S: ClientStream> Session<S> {
                 keep_alive = false;
             }
             match self
-                .respond(resp, &method, &mut keep_alive, trailers_ok, upgraded)
+                .respond(
+                    resp,
+                    &method,
+                    version,
+                    &mut keep_alive,
+                    trailers_ok,
+                    upgraded,
+                )
                 .await
             {
                 Sent::Complete => {}
@@ -419,11 +430,7 @@ impl<S: ClientStream> Session<S> {
                 if inbound.buf.is_empty() {
                     Ok(None)
                 } else {
-                    let parsed = wire::parse_request(&inbound.buf, preserve);
-                    if let Ok(Some((_, len))) = &parsed {
-                        inbound.buf.advance(*len);
-                    }
-                    parsed
+                    wire::parse_request(&mut inbound.buf, preserve)
                 }
             };
             match parsed {
@@ -508,9 +515,10 @@ impl<S: ClientStream> Session<S> {
 
     /// Writes `resp`; `keep_alive` turns false when this response ends the connection.
     async fn respond(
-        &self,
+        &mut self,
         resp: Response<ProxyBody>,
         method: &Method,
+        version: Version,
         keep_alive: &mut bool,
         trailers_ok: bool,
         upgraded: Option<tokio::sync::oneshot::Sender<Upgraded>>,
@@ -534,6 +542,9 @@ impl<S: ClientStream> Session<S> {
         } else if let Some(n) = body.size_hint().exact() {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
             false
+        } else if version == Version::HTTP_10 {
+            // An HTTP/1.0 client knows no chunks: the body ends with the connection.
+            false
         } else {
             headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
             true
@@ -548,6 +559,14 @@ impl<S: ClientStream> Session<S> {
         {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        if version == Version::HTTP_10 {
+            // Spoken back in the client's version, as hyper's server does; a kept
+            // HTTP/1.0 connection must say so.
+            parts.version = Version::HTTP_10;
+            if *keep_alive {
+                headers.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+            }
+        }
         if !headers.contains_key(DATE) {
             headers.insert(DATE, crate::lb::respond::date_now());
         }
@@ -555,16 +574,16 @@ impl<S: ClientStream> Session<S> {
         // response declared (`Trailer`), as hyper's server sends them.
         let declared: Option<Vec<HeaderValue>> =
             (chunked && trailers_ok).then(|| headers.get_all(TRAILER).iter().cloned().collect());
-        let mut head = Vec::with_capacity(256);
-        wire::write_response_head(&mut head, &parts, self.case);
-        let mut outbox = Outbox::default();
-        outbox.push(Bytes::from(head));
+        let mut outbox = std::mem::take(&mut self.outbox);
+        wire::write_response_head(outbox.head(), &parts, self.case);
+        outbox.head_written();
 
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(tx) = upgraded {
                 if self.flush(&mut outbox).await.is_err() {
                     return Sent::Broken;
                 }
+                self.outbox = outbox;
                 let _ = tx.send(Upgraded {
                     io: Box::new(SharedIo(self.shared.clone())),
                     leftover: BytesMut::new(),
@@ -574,7 +593,9 @@ impl<S: ClientStream> Session<S> {
         }
         if bodiless {
             drop(body);
-            return if self.flush(&mut outbox).await.is_ok() {
+            let flushed = self.flush(&mut outbox).await;
+            self.outbox = outbox;
+            return if flushed.is_ok() {
                 Sent::Complete
             } else {
                 Sent::Broken
@@ -665,6 +686,7 @@ impl<S: ClientStream> Session<S> {
         .await;
         // The body is dropped here: whole, or abandoned (which its end hook reports).
         drop(body);
+        self.outbox = outbox;
         match streamed {
             Ok(()) => Sent::Complete,
             Err(()) => Sent::Broken,

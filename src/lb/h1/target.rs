@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::lb::h1::wire::{self, ChunkedDecoder, Decoded, Framing, NameCase};
-use crate::lb::h1::{poll_read_into, BoxError, Outbox, PendingUpgrade, Upgraded};
+use crate::lb::h1::{poll_read_body, poll_read_into, BoxError, Outbox, PendingUpgrade, Upgraded};
 use crate::lb::pool::{TargetBody, UpstreamBody};
 
 /// Largest response head taken from a target (hyper's client allowed about as much).
@@ -28,6 +28,8 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 pub(crate) struct Wire {
     pub stream: TcpStream,
     pub buf: BytesMut,
+    /// The write buffer, kept from exchange to exchange (its head buffer is reused).
+    pub outbox: Outbox,
 }
 
 /// Where a connection's [`Wire`] lives between exchanges: taken by an exchange, put
@@ -174,7 +176,7 @@ impl Sending {
 /// names are written. The response body returns the connection to `slot` when the
 /// exchange ends cleanly. Also gives when the request went out, for the access log.
 pub(crate) async fn send(
-    wire: Wire,
+    mut wire: Wire,
     req: Request<UpstreamBody>,
     case: NameCase,
     slot: Arc<Slot>,
@@ -199,15 +201,15 @@ pub(crate) async fn send(
         }
         _ => false,
     };
-    let mut head = Vec::with_capacity(256);
-    wire::write_request_head(&mut head, &parts, case);
-    let mut sending = Sending {
-        outbox: Outbox::default(),
+    let mut outbox = std::mem::take(&mut wire.outbox);
+    wire::write_request_head(outbox.head(), &parts, case);
+    outbox.head_written();
+    let sending = Sending {
+        outbox,
         body: (!body.is_end_stream() || chunked).then_some(body),
         chunked,
         failed: None,
     };
-    sending.outbox.push(Bytes::from(head));
     let method = parts.method;
     let dispatched = Instant::now();
     let mut exchange = Exchange {
@@ -220,7 +222,7 @@ pub(crate) async fn send(
     let mut parts = head.parts;
     if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
         // The socket becomes a tunnel: the relay takes it with what followed the head.
-        let Wire { stream, buf } = wire;
+        let Wire { stream, buf, .. } = wire;
         parts.extensions.insert(PendingUpgrade::ready(Upgraded {
             io: Box::new(stream),
             leftover: buf,
@@ -289,9 +291,8 @@ impl Exchange {
             if let Poll::Ready(Err(e)) = self.sending.poll_send(cx, &mut self.wire.stream) {
                 return Poll::Ready(Err(e));
             }
-            match wire::parse_response(&self.wire.buf, self.preserve) {
+            match wire::parse_response(&mut self.wire.buf, self.preserve) {
                 Ok(Some(head)) => {
-                    let _ = self.wire.buf.split_to(head.len);
                     let status = head.parts.status;
                     if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS
                     {
@@ -360,8 +361,9 @@ impl ResponseBody {
     /// The body has ended: a connection whose exchange is complete goes back to its slot.
     fn finish(&mut self) {
         self.state = Reading::Done;
-        if let Some(wire) = self.wire.take() {
+        if let Some(mut wire) = self.wire.take() {
             if self.keep && self.sending.done() && wire.buf.is_empty() {
+                wire.outbox = std::mem::take(&mut self.sending.outbox);
                 *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(wire);
             }
         }
@@ -370,7 +372,7 @@ impl ResponseBody {
     /// Reads more from the target; `Ok(0)` at its close.
     fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match self.wire.as_mut() {
-            Some(wire) => poll_read_into(cx, &mut wire.stream, &mut wire.buf),
+            Some(wire) => poll_read_body(cx, &mut wire.stream, &mut wire.buf),
             None => Poll::Ready(Ok(0)),
         }
     }

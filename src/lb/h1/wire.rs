@@ -18,13 +18,31 @@ const MAX_HEADERS: usize = 100;
 const MAX_TRAILERS: usize = 16 * 1024;
 
 /// The header names of a message as they arrived, for writing them back in the same
-/// case (the `HeaderMap` keeps them lower-cased). One entry per field, in order.
+/// case (the `HeaderMap` keeps them lower-cased): the received head (shared, not
+/// copied) and where each field's name lies in it, in order.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct RawCase(HeaderMap<Bytes>);
+pub(crate) struct RawCase {
+    head: Bytes,
+    names: Vec<(u32, u16)>,
+}
+
+impl RawCase {
+    /// The `nth` received field named `name` (any case), as it was written.
+    fn nth(&self, name: &HeaderName, nth: usize) -> Option<&[u8]> {
+        let wanted = name.as_str().as_bytes();
+        self.names
+            .iter()
+            // The length first: most names differ in it, and it costs no byte compare.
+            .filter(|&&(_, len)| len as usize == wanted.len())
+            .map(|&(at, len)| &self.head[at as usize..at as usize + len as usize])
+            .filter(|raw| raw.eq_ignore_ascii_case(wanted))
+            .nth(nth)
+    }
+}
 
 /// How header names are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NameCase {
+pub enum NameCase {
     /// As received where known ([`RawCase`]), the LB's own in Title-Case (ALB, nginx,
     /// Google's classic GFE).
     Preserve,
@@ -34,7 +52,7 @@ pub(crate) enum NameCase {
 
 /// Why a head could not be read.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HeadError {
+pub enum HeadError {
     /// What httparse (or the `http` types) refused.
     #[error("{0}")]
     Invalid(String),
@@ -44,47 +62,82 @@ fn invalid(what: impl std::fmt::Display) -> HeadError {
     HeadError::Invalid(what.to_string())
 }
 
-/// Reads the field lines httparse found into a `HeaderMap`, keeping the names' case
-/// when `preserve` asks for it.
+/// Where a field's name and value lie in the head.
+#[derive(Clone, Copy, Default)]
+struct Field {
+    name: (u32, u16),
+    value: (u32, u32),
+}
+
+/// Offset of `part` (a slice of `base`) in `base`.
+fn offset(base: &[u8], part: &[u8]) -> u32 {
+    (part.as_ptr() as usize - base.as_ptr() as usize) as u32
+}
+
+/// Records where httparse found each field, so that the head can be taken out of the
+/// read buffer and the values shared with it, not copied.
+fn locate(base: &[u8], found: &[httparse::Header<'_>], out: &mut [Field; MAX_HEADERS]) -> usize {
+    for (slot, field) in out.iter_mut().zip(found) {
+        *slot = Field {
+            name: (offset(base, field.name.as_bytes()), field.name.len() as u16),
+            value: (offset(base, field.value), field.value.len() as u32),
+        };
+    }
+    found.len()
+}
+
+/// Builds the `HeaderMap` (and the names' case, when `preserve`) from the taken head.
 fn fields(
-    found: &[httparse::Header<'_>],
+    head: &Bytes,
+    located: &[Field],
     preserve: bool,
 ) -> Result<(HeaderMap, Option<RawCase>), HeadError> {
-    let mut headers = HeaderMap::with_capacity(found.len());
-    let mut case = preserve.then(|| RawCase(HeaderMap::with_capacity(found.len())));
-    for field in found {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(invalid)?;
-        let value = HeaderValue::from_bytes(field.value).map_err(invalid)?;
-        if let Some(RawCase(raw)) = &mut case {
-            raw.append(name.clone(), Bytes::copy_from_slice(field.name.as_bytes()));
-        }
+    let mut headers = HeaderMap::with_capacity(located.len());
+    for field in located {
+        let (at, len) = (field.name.0 as usize, field.name.1 as usize);
+        let name = HeaderName::from_bytes(&head[at..at + len]).map_err(invalid)?;
+        let (at, len) = (field.value.0 as usize, field.value.1 as usize);
+        let value = HeaderValue::from_maybe_shared(head.slice(at..at + len)).map_err(invalid)?;
         headers.append(name, value);
     }
+    let case = preserve.then(|| RawCase {
+        head: head.clone(),
+        names: located.iter().map(|f| f.name).collect(),
+    });
     Ok((headers, case))
 }
 
-/// A request head parsed from `buf`: its parts (the names' case in the extensions when
-/// `preserve`) and its length in bytes; `None` while the head is incomplete.
-pub(crate) fn parse_request(
-    buf: &[u8],
+/// Takes a complete request head off the front of `buf`: its parts (the names' case in
+/// the extensions when `preserve`) and its length in bytes; `None` while the head is
+/// incomplete (nothing is taken then). Header values share the head's bytes.
+pub fn parse_request(
+    buf: &mut BytesMut,
     preserve: bool,
 ) -> Result<Option<(http::request::Parts, usize)>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut located = [Field::default(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(invalid(e)),
     };
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(invalid)?;
-    parts.uri = Uri::try_from(req.path.unwrap_or("")).map_err(invalid)?;
-    parts.version = if req.version == Some(0) {
+    let count = locate(buf, req.headers, &mut located);
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(invalid)?;
+    let path = req.path.unwrap_or("");
+    let path_at = offset(buf, path.as_bytes()) as usize;
+    let path_range = path_at..path_at + path.len();
+    let version = if req.version == Some(0) {
         Version::HTTP_10
     } else {
         Version::HTTP_11
     };
-    let (headers, case) = fields(req.headers, preserve)?;
+    let head = buf.split_to(len).freeze();
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = Uri::from_maybe_shared(head.slice(path_range)).map_err(invalid)?;
+    parts.version = version;
+    let (headers, case) = fields(&head, &located[..count], preserve)?;
     parts.headers = headers;
     if let Some(case) = case {
         parts.extensions.insert(case);
@@ -92,61 +145,83 @@ pub(crate) fn parse_request(
     Ok(Some((parts, len)))
 }
 
-/// A response head parsed from `buf`: status, headers (case kept when `preserve`), a
-/// reason phrase other than the status's usual one, and the head's length.
-pub(crate) struct ResponseHead {
+/// A response head taken from a target: status, headers (case kept when asked), and a
+/// reason phrase other than the status's usual one.
+pub struct ResponseHead {
+    /// Status, version, headers; the reason phrase and names' case in the extensions.
     pub parts: http::response::Parts,
-    pub len: usize,
 }
 
-/// Parses a response head; `None` while it is incomplete.
-pub(crate) fn parse_response(
-    buf: &[u8],
+/// Fields most responses fit in; a head with more is parsed again with room for
+/// [`MAX_HEADERS`] (httparse has no uninitialised variant for responses, and filling
+/// a hundred slots for every response costs more than the parse).
+const USUAL_RESPONSE_HEADERS: usize = 24;
+
+/// Takes a complete response head off the front of `buf`; `None` while it is
+/// incomplete (nothing is taken then).
+pub fn parse_response(
+    buf: &mut BytesMut,
     preserve: bool,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
+    let mut few = [httparse::EMPTY_HEADER; USUAL_RESPONSE_HEADERS];
+    let mut many;
+    let mut resp = httparse::Response::new(&mut few);
+    let mut parsed = resp.parse(buf);
+    if matches!(parsed, Err(httparse::Error::TooManyHeaders)) {
+        many = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        resp = httparse::Response::new(&mut many);
+        parsed = resp.parse(buf);
+    }
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(invalid(e)),
     };
-    let (mut parts, ()) = Response::new(()).into_parts();
-    parts.status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(invalid)?;
-    parts.version = if resp.version == Some(0) {
+    let mut located = [Field::default(); MAX_HEADERS];
+    let count = locate(buf, resp.headers, &mut located);
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(invalid)?;
+    let version = if resp.version == Some(0) {
         Version::HTTP_10
     } else {
         Version::HTTP_11
     };
-    if let Some(reason) = resp.reason {
-        if parts.status.canonical_reason() != Some(reason) {
-            // Sent on as the target wrote it, as hyper's client and server do.
-            if let Ok(phrase) =
-                hyper::ext::ReasonPhrase::try_from(Bytes::copy_from_slice(reason.as_bytes()))
-            {
-                parts.extensions.insert(phrase);
-            }
-        }
+    // Sent on as the target wrote it, as hyper's client and server do.
+    let phrase = resp
+        .reason
+        .filter(|reason| status.canonical_reason() != Some(*reason))
+        .and_then(|reason| {
+            hyper::ext::ReasonPhrase::try_from(Bytes::copy_from_slice(reason.as_bytes())).ok()
+        });
+    let head = buf.split_to(len).freeze();
+    let (mut parts, ()) = Response::new(()).into_parts();
+    parts.status = status;
+    parts.version = version;
+    if let Some(phrase) = phrase {
+        parts.extensions.insert(phrase);
     }
-    let (headers, case) = fields(resp.headers, preserve)?;
+    let (headers, case) = fields(&head, &located[..count], preserve)?;
     parts.headers = headers;
     if let Some(case) = case {
         parts.extensions.insert(case);
     }
-    Ok(Some(ResponseHead { parts, len }))
+    Ok(Some(ResponseHead { parts }))
 }
 
-/// Writes `name` as `case` says: the `index`-th field of that name as received when the
-/// case is kept and known, else in Title-Case (or lower-case).
-fn write_name(out: &mut Vec<u8>, name: &HeaderName, case: NameCase, raw: Option<&Bytes>) {
+/// Writes `name` as `case` says: as received when the case is kept and known (`raw`),
+/// else in Title-Case (or lower-case).
+fn write_name(out: &mut Vec<u8>, name: &HeaderName, case: NameCase, raw: Option<&[u8]>) {
     match (case, raw) {
         (NameCase::Lower, _) => out.extend_from_slice(name.as_str().as_bytes()),
         (NameCase::Preserve, Some(raw)) => out.extend_from_slice(raw),
         (NameCase::Preserve, None) => {
+            let start = out.len();
+            out.extend_from_slice(name.as_str().as_bytes());
             let mut upper = true;
-            for &b in name.as_str().as_bytes() {
-                out.push(if upper { b.to_ascii_uppercase() } else { b });
-                upper = b == b'-';
+            for b in &mut out[start..] {
+                if upper {
+                    b.make_ascii_uppercase();
+                }
+                upper = *b == b'-';
             }
         }
     }
@@ -154,23 +229,21 @@ fn write_name(out: &mut Vec<u8>, name: &HeaderName, case: NameCase, raw: Option<
 
 /// Writes the field lines of `headers` and the empty line that ends the head.
 fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap, case: NameCase, raw: Option<&RawCase>) {
-    let mut current: Option<(&HeaderName, http::header::GetAll<'_, Bytes>, usize)> = None;
+    // Room for the usual head at once: the lines are short and many.
+    out.reserve(headers.len() * 32 + 2);
+    // The fields of one name come together: count them to find each one's case.
+    let mut previous: Option<&HeaderName> = None;
+    let mut nth = 0;
     for (name, value) in headers {
         let original = match (case, raw) {
-            (NameCase::Preserve, Some(RawCase(raw))) => {
-                let index = match &mut current {
-                    Some((n, _, i)) if *n == name => {
-                        *i += 1;
-                        *i
-                    }
-                    _ => {
-                        current = Some((name, raw.get_all(name), 0));
-                        0
-                    }
-                };
-                current
-                    .as_ref()
-                    .and_then(|(_, all, _)| all.iter().nth(index))
+            (NameCase::Preserve, Some(raw)) => {
+                if previous == Some(name) {
+                    nth += 1;
+                } else {
+                    previous = Some(name);
+                    nth = 0;
+                }
+                raw.nth(name, nth)
             }
             _ => None,
         };
@@ -183,7 +256,7 @@ fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap, case: NameCase, raw: Opt
 }
 
 /// Writes a request head for a target: origin-form target, HTTP/1.1.
-pub(crate) fn write_request_head(out: &mut Vec<u8>, parts: &http::request::Parts, case: NameCase) {
+pub fn write_request_head(out: &mut Vec<u8>, parts: &http::request::Parts, case: NameCase) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -196,14 +269,15 @@ pub(crate) fn write_request_head(out: &mut Vec<u8>, parts: &http::request::Parts
     write_fields(out, &parts.headers, case, parts.extensions.get::<RawCase>());
 }
 
-/// Writes a response head for a client: the reason phrase from the extensions when one
-/// was kept (an LB page's, or the target's own), else the status's usual one.
-pub(crate) fn write_response_head(
-    out: &mut Vec<u8>,
-    parts: &http::response::Parts,
-    case: NameCase,
-) {
-    out.extend_from_slice(b"HTTP/1.1 ");
+/// Writes a response head for a client (`HTTP/1.0` to a client that spoke it, as
+/// hyper's server does): the reason phrase from the extensions when one was kept (an
+/// LB page's, or the target's own), else the status's usual one.
+pub fn write_response_head(out: &mut Vec<u8>, parts: &http::response::Parts, case: NameCase) {
+    out.extend_from_slice(if parts.version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
     match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
@@ -222,7 +296,7 @@ pub(crate) fn write_response_head(
 
 /// How a message's body is delimited (RFC 9112 §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Framing {
+pub enum Framing {
     /// No body.
     Empty,
     /// Exactly this many bytes.
@@ -264,7 +338,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
 }
 
 /// The framing of a request body (the gate has refused what it cannot follow).
-pub(crate) fn request_framing(headers: &HeaderMap) -> Result<Framing, HeadError> {
+pub fn request_framing(headers: &HeaderMap) -> Result<Framing, HeadError> {
     match chunked_last(headers) {
         Some(true) => return Ok(Framing::Chunked),
         Some(false) => return Err(invalid("a transfer coding other than chunked")),
@@ -277,7 +351,7 @@ pub(crate) fn request_framing(headers: &HeaderMap) -> Result<Framing, HeadError>
 }
 
 /// The framing of a response to a request made with `method` (RFC 9112 §6.3).
-pub(crate) fn response_framing(
+pub fn response_framing(
     method: &Method,
     status: StatusCode,
     headers: &HeaderMap,
@@ -303,7 +377,7 @@ pub(crate) fn response_framing(
 
 /// What the next bytes of a chunked body gave.
 #[derive(Debug)]
-pub(crate) enum Decoded {
+pub enum Decoded {
     /// Body bytes.
     Data(Bytes),
     /// The body ended with these trailer fields.
@@ -320,7 +394,7 @@ pub(crate) enum Decoded {
 /// hyper's decoder, fuzzed against hyper), so the decoder and the client-side gate can
 /// never disagree on where a body ends; the data between is handed on without copying.
 #[derive(Debug, Default)]
-pub(crate) struct ChunkedDecoder {
+pub struct ChunkedDecoder {
     scanner: ChunkedScanner,
     /// The trailer section's bytes, gathered until the body's end.
     trailers: Vec<u8>,
@@ -328,7 +402,7 @@ pub(crate) struct ChunkedDecoder {
 
 impl ChunkedDecoder {
     /// Takes what it can from the front of `buf`.
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Decoded {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Decoded {
         loop {
             if buf.is_empty() {
                 return Decoded::NeedMore;
@@ -415,13 +489,17 @@ mod tests {
             b"POST /a?b=c HTTP/1.1\r\nHost: x\r\nX-Mixed-Case: 1\r\ncontent-length: 3\r\n\r\nabc";
         let end = head.len() - 3;
         for cut in 0..end {
+            let mut partial = BytesMut::from(&head[..cut]);
             assert!(
-                parse_request(&head[..cut], true).unwrap().is_none(),
+                parse_request(&mut partial, true).unwrap().is_none(),
                 "cut {cut}"
             );
+            assert_eq!(partial.len(), cut, "nothing taken");
         }
-        let (parts, len) = parse_request(head, true).unwrap().unwrap();
+        let mut buf = BytesMut::from(&head[..]);
+        let (parts, len) = parse_request(&mut buf, true).unwrap().unwrap();
         assert_eq!(len, end);
+        assert_eq!(&buf[..], b"abc", "the body stays");
         assert_eq!(parts.method, Method::POST);
         assert_eq!(parts.uri, "/a?b=c");
         assert_eq!(parts.headers["x-mixed-case"], "1");
@@ -433,9 +511,8 @@ mod tests {
 
     #[test]
     fn names_the_lb_adds_are_title_case_or_lower_case() {
-        let (mut parts, _) = parse_request(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", true)
-            .unwrap()
-            .unwrap();
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"[..]);
+        let (mut parts, _) = parse_request(&mut buf, true).unwrap().unwrap();
         parts
             .headers
             .insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
@@ -458,10 +535,12 @@ mod tests {
         let head =
             b"HTTP/1.1 200 Fine\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
         for cut in 0..head.len() {
-            assert!(parse_response(&head[..cut], true).unwrap().is_none());
+            let mut partial = BytesMut::from(&head[..cut]);
+            assert!(parse_response(&mut partial, true).unwrap().is_none());
         }
-        let parsed = parse_response(head, true).unwrap().unwrap();
-        assert_eq!(parsed.len, head.len());
+        let mut buf = BytesMut::from(&head[..]);
+        let parsed = parse_response(&mut buf, true).unwrap().unwrap();
+        assert!(buf.is_empty(), "the whole head taken");
         assert_eq!(
             response_framing(&Method::GET, parsed.parts.status, &parsed.parts.headers).unwrap(),
             Framing::Chunked
@@ -473,6 +552,22 @@ mod tests {
         let mut out = Vec::new();
         write_response_head(&mut out, &parsed.parts, NameCase::Preserve);
         assert_eq!(out, head);
+    }
+
+    #[test]
+    fn a_response_with_many_fields_and_repeated_names_keeps_each_ones_case() {
+        let mut head = b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-COOKIE: b=2\r\n".to_vec();
+        for i in 0..40 {
+            head.extend_from_slice(format!("X-Field-{i}: {i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        let parsed = parse_response(&mut BytesMut::from(&head[..]), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.parts.headers.len(), 42);
+        let mut out = Vec::new();
+        write_response_head(&mut out, &parsed.parts, NameCase::Preserve);
+        assert_eq!(out, head, "written back byte for byte");
     }
 
     #[test]
