@@ -216,6 +216,7 @@ pub(crate) async fn send(
         wire,
         sending,
         preserve: case == NameCase::Preserve,
+        parsed_up_to: 0,
     };
     let head = std::future::poll_fn(|cx| exchange.poll_head(cx)).await?;
     let Exchange { wire, sending, .. } = exchange;
@@ -282,6 +283,9 @@ struct Exchange {
     wire: Wire,
     sending: Sending,
     preserve: bool,
+    /// How much of the buffer the last parse saw (an incomplete head is not parsed
+    /// again until more bytes arrive).
+    parsed_up_to: usize,
 }
 
 impl Exchange {
@@ -291,7 +295,18 @@ impl Exchange {
             if let Poll::Ready(Err(e)) = self.sending.poll_send(cx, &mut self.wire.stream) {
                 return Poll::Ready(Err(e));
             }
-            match wire::parse_response(&mut self.wire.buf, self.preserve) {
+            // Parsed only when bytes came since the last try.
+            let parsed = if self.wire.buf.len() > self.parsed_up_to {
+                wire::parse_response(&mut self.wire.buf, self.preserve)
+            } else {
+                Ok(None)
+            };
+            // What is left after a head (the next one, after an interim 100) is new.
+            self.parsed_up_to = match parsed {
+                Ok(None) => self.wire.buf.len(),
+                _ => 0,
+            };
+            match parsed {
                 Ok(Some(head)) => {
                     let status = head.parts.status;
                     if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS

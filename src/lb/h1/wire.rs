@@ -14,6 +14,10 @@ use crate::lb::chunked::{ChunkedScanner, Scan};
 /// Most header fields in one head: hyper's default, which the clouds' limits sit under.
 const MAX_HEADERS: usize = 100;
 
+/// Fields a load balancer adds to a message, at most (`X-Forwarded-*`, trace ids, `Via`,
+/// `Date`, its diagnostic header).
+const LB_FIELDS: usize = 8;
+
 /// Largest trailer section kept from a chunked body; a longer one is refused.
 const MAX_TRAILERS: usize = 16 * 1024;
 
@@ -92,7 +96,9 @@ fn fields(
     located: &[Field],
     preserve: bool,
 ) -> Result<(HeaderMap, Option<RawCase>), HeadError> {
-    let mut headers = HeaderMap::with_capacity(located.len());
+    // Room for the fields the LB adds (forwarding headers, `Via`, `Date`): growing the
+    // map re-hashes every field.
+    let mut headers = HeaderMap::with_capacity(located.len() + LB_FIELDS);
     for field in located {
         let (at, len) = (field.name.0 as usize, field.name.1 as usize);
         let name = HeaderName::from_bytes(&head[at..at + len]).map_err(invalid)?;
