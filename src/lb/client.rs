@@ -2,10 +2,11 @@
 //! connections, stalled requests (408), clients that leave early (460), and the client
 //! keep-alive duration.
 //!
-//! hyper owns the HTTP parsing; [`ClientIo`] sits under it on the socket. At the start
+//! The HTTP/1.1 session ([`crate::lb::h1::server`]) parses the requests; [`ClientIo`] sits
+//! under it on the socket. At the start
 //! of each request it holds the bytes back until the head is complete and the cloud's
 //! rules ([`crate::lb::validate`]) accept it; a rejected head gets the cloud's page and the
-//! connection closes, so nothing of it reaches hyper or the app. It also watches time:
+//! connection closes, so nothing of it reaches the session or the app. It also watches time:
 //! when no request is being served and nothing moved for the client idle timeout, it ends
 //! the connection, with a bare close when the connection was idle or with the cloud's 408
 //! page when the client had sent part of a request and stalled.
@@ -40,7 +41,7 @@ pub(crate) struct ConnState {
     in_flight: AtomicUsize,
     /// Requests answered so far: a rejected pipelined head is answered only after them.
     answered: AtomicU64,
-    /// Requests begun so far: the number of the one being answered (hyper serves a
+    /// Requests begun so far: the number of the one being answered (the session serves a
     /// connection's requests one at a time, in the order the gate released their heads).
     begun: AtomicU64,
     /// The number (in release order, from 1) of the first head the validator classed
@@ -55,8 +56,8 @@ pub(crate) struct ConnState {
     /// cannot be written because the client stopped reading.
     deadline: Mutex<Option<Deadline>>,
     /// The socket wrapper waits for the answers owed before it acts (a rejected
-    /// pipelined head, a half-close): the answer's end wakes it, since hyper does not
-    /// read again by itself once a read was pending.
+    /// pipelined head, a half-close): the answer's end wakes it, since the session does
+    /// not read again by itself once a read was pending.
     answer_waker: Mutex<Option<Waker>>,
     /// Set when `answer_waker` holds a waker, so that answers need no lock otherwise.
     wake_on_answer: AtomicBool,
@@ -193,14 +194,14 @@ pub(crate) struct ClientHooks {
     pub reject: RejectHook,
 }
 
-/// Where the wrapper is in the stream of requests. Every head is judged before hyper
-/// sees it, pipelined ones included, and the bytes of a body are never judged as a head:
+/// Where the wrapper is in the stream of requests. Every head is judged before the
+/// session sees it, pipelined ones included, and the bytes of a body are never judged as a head:
 /// the wrapper follows each body's framing to its end.
 #[derive(Clone, Copy)]
 enum Gate {
     /// Gathering the next head in `ClientIo::held`.
     Scanning,
-    /// Handing hyper `held[from..to]` (an accepted head, and the body bytes that came
+    /// Handing the session `held[from..to]` (an accepted head, and the body bytes that came
     /// with it); then `then`.
     Releasing {
         from: usize,
@@ -211,8 +212,8 @@ enum Gate {
     Body(Following),
     /// A head was rejected; its page is written once the answers owed before it are out.
     Rejected(Rejection),
-    /// The framing could not be followed (a body hyper will refuse): pass everything,
-    /// judge nothing more; hyper ends the connection. Also the state of an upgraded
+    /// The framing could not be followed (a body the session will refuse): pass
+    /// everything, judge nothing more; the session ends the connection. Also the state of an upgraded
     /// connection ([`ConnState::mark_upgraded`]), whose bytes are not HTTP.
     Untracked,
 }
@@ -293,7 +294,7 @@ impl ClientStream for TcpStream {
 impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
     fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
         // rustls takes the bytes into its own buffer and sends what the socket takes;
-        // the rest goes out with the close_notify when hyper shuts the connection down.
+        // the rest goes out with the close_notify when the session shuts the connection down.
         let mut cx = Context::from_waker(Waker::noop());
         let written = match Pin::new(&mut *self).poll_write(&mut cx, bytes) {
             Poll::Ready(result) => result?,
@@ -314,7 +315,7 @@ pub(crate) struct ClientIo<S = TcpStream> {
     idle: Duration,
     /// Last byte read or written.
     last_activity: Instant,
-    /// Boxed so the socket stays `Unpin`, as hyper wants.
+    /// Boxed so the socket stays `Unpin`, as the session's reads want.
     sleep: Pin<Box<Sleep>>,
     /// Times a write the client does not take (it stopped reading) against the
     /// request's deadline; made on the first such write only.
@@ -323,14 +324,14 @@ pub(crate) struct ClientIo<S = TcpStream> {
     /// The connection's two ends, for the log line of a head the LB rejects.
     peer: Arc<Peer>,
     gate: Gate,
-    /// Bytes held back from hyper until the head is judged; reused from request to
+    /// Bytes held back from the session until the head is judged; reused from request to
     /// request, so the gate allocates once per connection.
     held: Vec<u8>,
-    /// Heads handed to hyper so far: a rejected head waits until all are answered.
+    /// Heads handed to the session so far: a rejected head waits until all are answered.
     released: u64,
-    /// The client half-closed; reported to hyper once every answer owed is out.
+    /// The client half-closed; reported to the session once every answer owed is out.
     eof: bool,
-    /// The last write did not complete: hyper still holds bytes of an answer.
+    /// The last write did not complete: the session still holds bytes of an answer.
     write_blocked: bool,
     /// Once closed by lbsim (timeout or rejection), every read reports end of stream.
     closed: bool,
@@ -384,7 +385,7 @@ impl<S: ClientStream> ClientIo<S> {
         }
     }
 
-    /// True while answers are owed to heads already handed to hyper.
+    /// True while answers are owed to heads already handed to the session.
     fn answers_owed(&self) -> bool {
         self.state.in_flight.load(Ordering::Relaxed) > 0
             || self.state.answered.load(Ordering::Relaxed) < self.released
@@ -425,11 +426,11 @@ impl<S: ClientStream> ClientIo<S> {
             let _ = self.inner.write_now(&(self.hooks.stalled_page)());
         }
         (self.hooks.report_timeout)(stalled);
-        // End of stream: hyper closes the connection.
+        // End of stream: the session closes the connection.
         Poll::Ready(Ok(()))
     }
 
-    /// The client half-closed: hyper learns of it only once every answer owed is out,
+    /// The client half-closed: the session learns of it only once every answer owed is out,
     /// so that what was received is answered. `None`: the gate moved on; read again.
     fn on_eof(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
         self.eof = true;
@@ -443,7 +444,7 @@ impl<S: ClientStream> ClientIo<S> {
         if self.held.is_empty() {
             return Some(Poll::Ready(Ok(())));
         }
-        // Half a head, then FIN: hyper reports the incomplete message.
+        // Half a head, then FIN: the session sees the incomplete head and closes.
         self.gate = Gate::Releasing {
             from: 0,
             to: self.held.len(),
@@ -522,13 +523,13 @@ impl<S: ClientStream> ClientIo<S> {
                         Poll::Pending => return self.poll_idle(cx),
                     };
                     if n == 0 {
-                        // End of stream inside a body: hyper reports the cut body.
+                        // End of stream inside a body: the session reports the cut body.
                         return Poll::Ready(Ok(()));
                     }
                     let body = following.take(&buf.filled()[before..]);
                     if body < n {
                         // The body ended inside this read: the rest is the next head,
-                        // taken back from hyper to be judged first.
+                        // taken back from the session to be judged first.
                         self.held
                             .extend_from_slice(&buf.filled()[before + body..before + n]);
                         buf.set_filled(before + body);
@@ -564,7 +565,7 @@ impl<S: ClientStream> ClientIo<S> {
                         }
                     }
                     if self.write_blocked {
-                        // hyper still holds bytes of the last answer; the socket's
+                        // the session still holds bytes of the last answer; the socket's
                         // readiness for them wakes this connection again.
                         return Poll::Pending;
                     }

@@ -21,7 +21,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::lb::profile::TimeoutKind;
 
-/// Boxed error type of the bodies lbsim hands to hyper.
+/// Boxed error type of the bodies lbsim streams.
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// When the main timeout of one request fires.
@@ -241,7 +241,7 @@ pin_project! {
 
 impl<B: Body> DeadlineBody<B> {
     /// Wraps `inner`, timed by `sleep` (from [`Deadline::timer`]); an already finished
-    /// body reports `Complete` at once, since hyper may never poll it.
+    /// body reports `Complete` at once, since the writer may never poll it.
     pub(crate) fn new(
         inner: B,
         deadline: Deadline,
@@ -286,7 +286,7 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.on_end.sent += data.len() as u64;
                 }
-                // Trailers are the last frame: hyper's server writes them and drops the
+                // Trailers are the last frame: a writer sends them and drops the
                 // body without polling it for its end.
                 if frame.is_trailers() || this.inner.is_end_stream() {
                     this.on_end.fire(BodyEnd::Complete);
@@ -367,7 +367,7 @@ impl<B: Body> Body for Touching<B> {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 this.deadline.touch();
-                // Trailers are a body's last frame: hyper's client writes them and the
+                // Trailers are a body's last frame: a writer sends them and the
                 // end of the message, and never polls the body again for its end.
                 if frame.is_trailers() || this.inner.is_end_stream() {
                     this.deadline.mark_request_complete();

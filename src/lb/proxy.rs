@@ -259,8 +259,8 @@ impl Engine {
         }
     }
 
-    /// Counts and explains an LB outcome: a page hyper sends ([`Engine::lb_error`]), or
-    /// one whose bytes (if any) did not go through hyper: a 408 written on the socket, a
+    /// Counts and explains an LB outcome: a page sent as a response ([`Engine::lb_error`]),
+    /// or one whose bytes (if any) were not: a 408 written on the socket, a
     /// 460 that is only logged.
     fn count_and_say(&self, reason: Reason, detail: &Detail) {
         self.announce_lb(reason, detail, false);
@@ -432,7 +432,7 @@ impl Engine {
         };
         // The app answered while its request body was still on its way: the rest of the
         // body must go nowhere, so the connection ends with this answer. (An LB page
-        // leaves it to hyper, which drains a body already received and closes otherwise.)
+        // leaves it to the session, which closes a connection whose body was left unread.)
         let mut body_unfinished = false;
         let mut resp = match forwarded {
             Ok(resp) => {
@@ -1164,8 +1164,8 @@ fn unreachable_attempt<T>() -> Result<T, Failure> {
     })
 }
 
-/// A copy of a request head, for sending the request again (hyper's record of the
-/// header names' case travels in the extensions).
+/// A copy of a request head, for sending the request again (the record of the header
+/// names' case travels in the extensions).
 fn head_copy(parts: &http::request::Parts) -> http::request::Parts {
     let (mut copy, ()) = Request::new(()).into_parts();
     copy.method = parts.method.clone();

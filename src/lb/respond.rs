@@ -83,7 +83,7 @@ fn grpc_message(text: &str) -> String {
 }
 
 /// The same page serialized for writing straight to a socket, for the moments when
-/// hyper has no request to answer (a client that stalled mid-head), with header names
+/// the session has no request to answer (a client that stalled mid-head), with header names
 /// as the profile writes them.
 pub(crate) fn page_bytes(profile: &'static Profile, outcome: Outcome) -> Vec<u8> {
     let page = outcome.page;
@@ -94,7 +94,7 @@ pub(crate) fn page_bytes(profile: &'static Profile, outcome: Outcome) -> Vec<u8>
     };
     let mut headers = headers(outcome);
     if !headers.contains_key(DATE) {
-        // hyper adds it last to the pages it sends; the same here.
+        // Added last to the pages a response carries; the same here.
         headers.insert(DATE, date_now());
     }
     for (header, value) in headers.iter() {
