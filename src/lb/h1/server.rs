@@ -373,7 +373,9 @@ impl<S: ClientStream> Session<S> {
                 .clone()
                 .handle(req, self.state.clone(), self.peer.clone());
             let resp = {
-                let mut answer = std::pin::pin!(answer);
+                // On the heap, and only while a request is answered: the engine's future
+                // is large, and an idle connection should cost only its buffers.
+                let mut answer = Box::pin(answer);
                 let ahead = std::future::poll_fn(|cx| lock(&self.shared).poll_read_ahead(cx));
                 tokio::select! {
                     biased;
@@ -709,3 +711,4 @@ fn has_token(headers: &http::HeaderMap, name: http::header::HeaderName, token: &
             .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     })
 }
+
