@@ -283,11 +283,21 @@ pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Writes what can be written now, without waiting: the LB's last page on a
     /// connection it closes (a 408, a rejected head's page).
     fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize>;
+
+    /// The TCP socket itself, when the bytes written are the bytes sent (no TLS): a
+    /// body may then be spliced into it.
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
 }
 
 impl ClientStream for TcpStream {
     fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
         self.try_write(bytes)
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
     }
 }
 
@@ -646,6 +656,26 @@ impl<S: ClientStream> AsyncRead for ClientIo<S> {
 }
 
 impl<S: ClientStream> ClientIo<S> {
+    /// The plain TCP socket under the wrapper, for a body spliced into it.
+    pub(crate) fn tcp(&self) -> Option<&TcpStream> {
+        self.inner.tcp()
+    }
+
+    /// Bookkeeping for bytes written to the socket directly (spliced).
+    pub(crate) fn wrote_directly(&mut self) {
+        self.write_blocked = false;
+        self.last_activity = Instant::now();
+    }
+
+    /// For a direct write the client does not take: `Ready` with the error once the
+    /// request's deadline passes (the client stopped reading), as for any write.
+    pub(crate) fn poll_write_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        match self.write_pending(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(e),
+            Poll::Ready(Ok(_)) | Poll::Pending => Poll::Pending,
+        }
+    }
+
     /// Bookkeeping after a write: activity, and the deadline when the client takes nothing.
     fn wrote(
         &mut self,

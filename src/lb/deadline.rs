@@ -303,23 +303,14 @@ where
             }
             Poll::Pending => {}
         }
-        if let Some(kill) = this.kill.as_mut() {
-            if kill.as_mut().poll(cx).is_ready() {
-                this.on_end.fire(BodyEnd::Killed);
-                return Poll::Ready(Some(Err(Box::new(Cut))));
-            }
-        }
-        loop {
-            ready!(this.sleep.as_mut().poll(cx));
-            let at = this.deadline.expiry();
-            if at > Instant::now() {
-                // Bytes moved since the timer was set (idle semantics): wait again.
-                this.sleep.as_mut().reset(at);
-                continue;
-            }
-            this.on_end.fire(BodyEnd::Cut);
-            return Poll::Ready(Some(Err(Box::new(Cut))));
-        }
+        ready!(poll_cut(
+            this.kill,
+            this.sleep,
+            this.deadline,
+            this.on_end,
+            cx
+        ));
+        Poll::Ready(Some(Err(Box::new(Cut))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -328,6 +319,71 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Pending until the body must be cut (the target's deregistration delay ended, or the
+/// deadline passed); then reports how it ended.
+fn poll_cut(
+    kill: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    sleep: &mut Pin<Box<Sleep>>,
+    deadline: &Deadline,
+    on_end: &mut OnEnd,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if let Some(kill) = kill.as_mut() {
+        if kill.as_mut().poll(cx).is_ready() {
+            on_end.fire(BodyEnd::Killed);
+            return Poll::Ready(());
+        }
+    }
+    loop {
+        ready!(sleep.as_mut().poll(cx));
+        let at = deadline.expiry();
+        if at > Instant::now() {
+            // Bytes moved since the timer was set (idle semantics): wait again.
+            sleep.as_mut().reset(at);
+            continue;
+        }
+        on_end.fire(BodyEnd::Cut);
+        return Poll::Ready(());
+    }
+}
+
+impl DeadlineBody<crate::lb::pool::TargetBody> {
+    /// The target socket and the bytes left, when the rest of the body can be spliced
+    /// (see [`crate::lb::h1::target::ResponseBody::splice_source`]).
+    pub(crate) fn splice_source(self: Pin<&mut Self>) -> Option<(&tokio::net::TcpStream, u64)> {
+        match self.project().inner.get_mut() {
+            crate::lb::pool::TargetBody::H1(body) => body.splice_source(),
+            _ => None,
+        }
+    }
+
+    /// Records `n` body bytes moved by splice: activity for the deadline, bytes for the
+    /// log, and the body's end when they were the last.
+    pub(crate) fn spliced(self: Pin<&mut Self>, n: u64) {
+        let this = self.project();
+        this.deadline.touch();
+        this.on_end.sent += n;
+        if let crate::lb::pool::TargetBody::H1(body) = this.inner.get_mut() {
+            body.spliced(n);
+            if body.is_end_stream() {
+                this.on_end.fire(BodyEnd::Complete);
+            }
+        }
+    }
+
+    /// The target failed while its bytes were spliced.
+    pub(crate) fn fail(self: Pin<&mut Self>, error: String) {
+        self.project().on_end.fire(BodyEnd::TargetError(error));
+    }
+
+    /// Pending until the body must be cut (the deadline, the deregistration delay);
+    /// polled while bytes move outside [`Body::poll_frame`].
+    pub(crate) fn poll_stop(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        poll_cut(this.kill, this.sleep, this.deadline, this.on_end, cx)
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct Stats {
     /// Requests the LB sent to a backend again (GCP's GET retry): invisible in the status
     /// counts, as in the cloud's request log, so counted apart.
     retries: AtomicU64,
+    /// Response body bytes moved socket to socket by `splice(2)`.
+    spliced: AtomicU64,
 }
 
 /// What the LB answered itself, behind one lock (it is rare: errors only).
@@ -59,6 +61,10 @@ pub struct Counts {
     pub lb_by_status: BTreeMap<u16, u64>,
     /// Requests the LB sent to a backend again.
     pub retries: u64,
+    /// Response body bytes moved from the target's socket to the client's by
+    /// `splice(2)`, never entering lbsim's memory (long Content-Length bodies over plain
+    /// TCP on Linux); the rest of the bytes were copied.
+    pub spliced_bytes: u64,
 }
 
 impl Default for Stats {
@@ -69,6 +75,7 @@ impl Default for Stats {
                 .collect(),
             lb: Mutex::default(),
             retries: AtomicU64::new(0),
+            spliced: AtomicU64::new(0),
         }
     }
 }
@@ -124,6 +131,7 @@ impl Stats {
             by_cause: lb.by_cause.clone(),
             lb_by_status: lb.by_status.clone(),
             retries: self.retries.load(Ordering::Relaxed),
+            spliced_bytes: self.spliced.load(Ordering::Relaxed),
         }
     }
 
@@ -136,11 +144,17 @@ impl Stats {
         }
         *self.lb() = LbCounts::default();
         self.retries.store(0, Ordering::Relaxed);
+        self.spliced.store(0, Ordering::Relaxed);
     }
 
     /// Counts one retried attempt.
     pub(crate) fn record_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` body bytes spliced.
+    pub(crate) fn record_spliced(&self, n: u64) {
+        self.spliced.fetch_add(n, Ordering::Relaxed);
     }
 
     fn lb(&self) -> std::sync::MutexGuard<'_, LbCounts> {

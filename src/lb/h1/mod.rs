@@ -10,6 +10,8 @@
 //! and targets), the mock app, the control API and the health checker.
 
 pub(crate) mod server;
+#[cfg(target_os = "linux")]
+pub(crate) mod splice;
 pub(crate) mod target;
 pub(crate) mod wire;
 

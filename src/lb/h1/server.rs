@@ -27,11 +27,14 @@ use http::header::{
 };
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::Either;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::lb::client::{ClientHooks, ClientIo, ClientStream, ConnState};
 use crate::lb::forward::Peer;
+#[cfg(target_os = "linux")]
+use crate::lb::h1::splice;
 use crate::lb::h1::wire::{self, ChunkedDecoder, Decoded, Framing, NameCase};
 use crate::lb::h1::{poll_read_body, poll_read_into, BoxError, Outbox, PendingUpgrade, Upgraded};
 use crate::lb::pool::ClientBody;
@@ -313,6 +316,9 @@ pub(crate) struct Session<S> {
     stop: Arc<Stop>,
     /// The response writer's buffers, kept from response to response.
     outbox: Outbox,
+    /// The pipe for spliced bodies, made at the first one and kept.
+    #[cfg(target_os = "linux")]
+    pipe: Option<splice::Pipe>,
 }
 
 impl<S: ClientStream> Session<S> {
@@ -342,6 +348,8 @@ impl<S: ClientStream> Session<S> {
             case,
             stop,
             outbox: Outbox::default(),
+            #[cfg(target_os = "linux")]
+            pipe: None,
         }
     }
 
@@ -603,8 +611,44 @@ impl<S: ClientStream> Session<S> {
                 Sent::Broken
             };
         }
+        // A long Content-Length body from a target goes socket to socket (splice) when
+        // the client's socket is plain TCP; chunks and TLS are copied.
+        #[cfg(target_os = "linux")]
+        let mut splicing = !chunked && lock(&self.shared).io.tcp().is_some();
+        let pipe = &mut self.pipe;
         let streamed = std::future::poll_fn(|cx| -> Poll<Result<(), ()>> {
             loop {
+                #[cfg(target_os = "linux")]
+                if splicing && outbox.is_empty() {
+                    if let Either::Right(db) = &mut body {
+                        let mut db = Pin::new(db);
+                        let held = pipe.as_ref().is_some_and(|p| p.holds());
+                        if held || db.as_mut().splice_source().is_some() {
+                            if pipe.is_none() {
+                                match splice::Pipe::new() {
+                                    Ok(p) => *pipe = Some(p),
+                                    Err(e) => {
+                                        tracing::debug!("no pipe for splice ({e}); copying");
+                                        splicing = false;
+                                        continue;
+                                    }
+                                }
+                            }
+                            if let Some(p) = pipe.as_mut() {
+                                let engine = &self.engine;
+                                let moved = poll_splice(cx, db.as_mut(), p, &self.shared, |n| {
+                                    engine.stats.record_spliced(n)
+                                });
+                                match ready!(moved) {
+                                    // Ended, or no longer spliceable: frames take over.
+                                    Ok(()) => splicing = false,
+                                    Err(()) => return Poll::Ready(Err(())),
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                }
                 if outbox.len() >= MAX_QUEUED {
                     // A client that does not read holds the target back (no byte moves,
                     // so an idle timer sees the stall), not lbsim's memory.
@@ -701,6 +745,81 @@ impl<S: ClientStream> Session<S> {
             outbox.poll_flush(cx, &mut inbound.io)
         })
         .await
+    }
+}
+
+/// Moves the rest of a body from the target's socket to the client's through `pipe`:
+/// `Ok` once the pipe is empty and the body ended (or can no longer be spliced),
+/// `Err` when the response was cut (the deadline, the target, a client gone or not
+/// reading), which the body's end hook has reported.
+#[cfg(target_os = "linux")]
+fn poll_splice<S: ClientStream>(
+    cx: &mut Context<'_>,
+    mut body: Pin<&mut crate::lb::deadline::DeadlineBody<crate::lb::pool::TargetBody>>,
+    pipe: &mut splice::Pipe,
+    shared: &Mutex<Inbound<S>>,
+    count: impl Fn(u64),
+) -> Poll<Result<(), ()>> {
+    loop {
+        if body.as_mut().poll_stop(cx).is_ready() {
+            return Poll::Ready(Err(()));
+        }
+        if pipe.holds() {
+            let mut inbound = lock(shared);
+            let drained = match inbound.io.tcp() {
+                Some(client) => splice::poll_drain(cx, client, pipe),
+                None => return Poll::Ready(Err(())),
+            };
+            match drained {
+                Poll::Ready(Ok(_)) => {
+                    inbound.io.wrote_directly();
+                    continue;
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!("client connection ended during the response: {e}");
+                    return Poll::Ready(Err(()));
+                }
+                Poll::Pending => {
+                    // A client that takes nothing is cut at the deadline, as when copying.
+                    if let Poll::Ready(e) = inbound.io.poll_write_stalled(cx) {
+                        tracing::debug!("{e}");
+                        return Poll::Ready(Err(()));
+                    }
+                    if let Poll::Ready(gone) = inbound.poll_read_ahead(cx) {
+                        tracing::debug!("client connection ended during the response: {gone}");
+                        return Poll::Ready(Err(()));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        let filled = match body.as_mut().splice_source() {
+            None => return Poll::Ready(Ok(())),
+            Some((target, left)) => splice::poll_fill(cx, target, pipe, left),
+        };
+        match filled {
+            Poll::Ready(Ok(0)) => {
+                body.as_mut()
+                    .fail("connection closed before the response body was complete".into());
+                return Poll::Ready(Err(()));
+            }
+            Poll::Ready(Ok(n)) => {
+                body.as_mut().spliced(n as u64);
+                count(n as u64);
+            }
+            Poll::Ready(Err(e)) => {
+                body.as_mut()
+                    .fail(format!("error reading the response body: {e}"));
+                return Poll::Ready(Err(()));
+            }
+            Poll::Pending => {
+                if let Poll::Ready(gone) = lock(shared).poll_read_ahead(cx) {
+                    tracing::debug!("client connection ended during the response: {gone}");
+                    return Poll::Ready(Err(()));
+                }
+                return Poll::Pending;
+            }
+        }
     }
 }
 

@@ -384,6 +384,32 @@ impl ResponseBody {
         }
     }
 
+    /// The target socket and the body bytes left, when the rest of the body can go
+    /// straight from socket to socket: a long Content-Length body, nothing of it
+    /// buffered, and the request out whole (nothing else needs the socket).
+    pub(crate) fn splice_source(&self) -> Option<(&TcpStream, u64)> {
+        match (&self.state, &self.wire) {
+            (Reading::Length(left), Some(wire))
+                if *left >= super::splice::SPLICE_MIN
+                    && wire.buf.is_empty()
+                    && self.sending.done() =>
+            {
+                Some((&wire.stream, *left))
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts `n` bytes spliced out of the target's socket.
+    pub(crate) fn spliced(&mut self, n: u64) {
+        if let Reading::Length(left) = &mut self.state {
+            *left -= n.min(*left);
+            if *left == 0 {
+                self.finish();
+            }
+        }
+    }
+
     /// Reads more from the target; `Ok(0)` at its close.
     fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match self.wire.as_mut() {
