@@ -619,11 +619,18 @@ impl<S: ClientStream> Session<S> {
         let streamed = std::future::poll_fn(|cx| -> Poll<Result<(), ()>> {
             loop {
                 #[cfg(target_os = "linux")]
-                if splicing && outbox.is_empty() {
+                if splicing {
                     if let Either::Right(db) = &mut body {
                         let mut db = Pin::new(db);
                         let held = pipe.as_ref().is_some_and(|p| p.holds());
                         if held || db.as_mut().splice_source().is_some() {
+                            // What was copied goes out first: the bytes keep their order.
+                            if !outbox.is_empty() {
+                                let mut inbound = lock(&self.shared);
+                                if ready!(outbox.poll_flush(cx, &mut inbound.io)).is_err() {
+                                    return Poll::Ready(Err(()));
+                                }
+                            }
                             if pipe.is_none() {
                                 match splice::Pipe::new() {
                                     Ok(p) => *pipe = Some(p),
@@ -656,6 +663,8 @@ impl<S: ClientStream> Session<S> {
                     if ready!(outbox.poll_flush(cx, &mut inbound.io)).is_err() {
                         return Poll::Ready(Err(()));
                     }
+                    // The rest may now be spliced.
+                    continue;
                 }
                 match Pin::new(&mut body).poll_frame(cx) {
                     Poll::Ready(None) => {
@@ -830,4 +839,3 @@ fn has_token(headers: &http::HeaderMap, name: http::header::HeaderName, token: &
             .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     })
 }
-

@@ -265,12 +265,18 @@ fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap, case: NameCase, raw: Opt
 pub fn write_request_head(out: &mut Vec<u8>, parts: &http::request::Parts, case: NameCase) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(if target.is_empty() {
+    // Origin-form: the path (`/` when empty, RFC 9110 §4.2.3) and the query. Taken
+    // apart, since `http://h?q` has the path-and-query `?q` (found by fuzzing).
+    let path = parts.uri.path();
+    out.extend_from_slice(if path.is_empty() {
         b"/"
     } else {
-        target.as_bytes()
+        path.as_bytes()
     });
+    if let Some(query) = parts.uri.query() {
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_fields(out, &parts.headers, case, parts.extensions.get::<RawCase>());
 }
@@ -513,6 +519,28 @@ mod tests {
         let mut out = Vec::new();
         write_request_head(&mut out, &parts, NameCase::Preserve);
         assert_eq!(out, &head[..end], "names written back as received");
+    }
+
+    /// Regression (fuzzing): an absolute-form target with a query and no path was sent
+    /// on as `GET ?q`, a request line every server refuses.
+    #[test]
+    fn an_absolute_target_without_a_path_goes_out_as_slash_and_its_query() {
+        for (target, sent) in [
+            ("http://h?q=1", "GET /?q=1 HTTP/1.1\r\n"),
+            ("http://h", "GET / HTTP/1.1\r\n"),
+            ("http://h/a/b?c", "GET /a/b?c HTTP/1.1\r\n"),
+            ("/x?", "GET /x? HTTP/1.1\r\n"),
+        ] {
+            let mut buf = BytesMut::from(format!("GET {target} HTTP/1.1\r\n\r\n").as_bytes());
+            let (parts, _) = parse_request(&mut buf, true).unwrap().unwrap();
+            let mut out = Vec::new();
+            write_request_head(&mut out, &parts, NameCase::Preserve);
+            assert!(
+                out.starts_with(sent.as_bytes()),
+                "{target}: {:?}",
+                String::from_utf8_lossy(&out)
+            );
+        }
     }
 
     #[test]
