@@ -381,9 +381,10 @@ impl<S: ClientStream> Session<S> {
                 .clone()
                 .handle(req, self.state.clone(), self.peer.clone());
             let resp = {
-                // On the heap, and only while a request is answered: the engine's future
-                // is large, and an idle connection should cost only its buffers.
-                let mut answer = Box::pin(answer);
+                // In the session's own future (2.9 KB per connection, idle or not):
+                // boxing it per request kept idle connections at 1.2 KB but cost about
+                // 1,100 instructions per request (an allocation and a copy of the future).
+                let mut answer = std::pin::pin!(answer);
                 let ahead = std::future::poll_fn(|cx| lock(&self.shared).poll_read_ahead(cx));
                 tokio::select! {
                     biased;
