@@ -9,7 +9,7 @@
 //! | `GET` | `/targets/{id}` | 200 with the target |
 //! | `DELETE` | `/targets/{id}` | deregisters it (it drains, then leaves the group: 404 from then on); 202 with the target; 200 with it if it was already draining (nothing changes, as on AWS) |
 //! | `PUT` | `/targets/{id}/health` | body `{"override": "healthy" \| "unhealthy" \| "auto"}`; 200 with the target |
-//! | `GET` | `/stats` | 200, `{"by_status": {"504": 1}, "by_reason": {"target_idle_timeout": 1}, "by_cause": {"target_timeout": 1}, "lb_by_status": {"504": 1}, "retries": 0}` |
+//! | `GET` | `/stats` | 200, `{"by_status": {"504": 1}, "by_reason": {"target_idle_timeout": 1}, "by_cause": {"target_timeout": 1}, "lb_by_status": {"504": 1}, "retries": 0, "spliced_bytes": 0}` |
 //! | `POST` | `/stats/reset` | zeroes the counters; 204 |
 //! | `GET` | `/metrics` | Prometheus text format (`lbsim_requests_total`, `lbsim_lb_errors_total{reason, cause}`, `lbsim_targets`, `lbsim_target_in_flight`) |
 //! | `GET` | `/config` | 200, the effective (scaled) settings |
@@ -22,7 +22,8 @@
 //! tells apart causes one cloud gives the same word (on AWS the keep-alive race and an app
 //! that closed the connection are both `target_closed_connection`). `lb_by_status` is the
 //! LB's answers by status (the rest of `by_status` is the app's); `retries` the requests
-//! the LB sent to a backend again. `lbsim_lb_errors_total` has one line per cause, with
+//! the LB sent to a backend again; `spliced_bytes` the response body bytes moved socket to
+//! socket by `splice(2)` (the rest were copied). `lbsim_lb_errors_total` has one line per cause, with
 //! both labels.
 //!
 //! `state` is the effective state, the one routing and `/metrics` go by: an `unhealthy`
@@ -873,6 +874,7 @@ fn stats_json(control: &Control) -> Value {
         "by_cause": counts.by_cause,
         "lb_by_status": counts.lb_by_status,
         "retries": counts.retries,
+        "spliced_bytes": counts.spliced_bytes,
     })
 }
 

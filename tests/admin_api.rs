@@ -456,7 +456,7 @@ async fn stats_count_requests_and_reset_zeroes_them() {
     let api = admin(&lb);
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0})
+        json!({"by_status": {}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0, "spliced_bytes": 0})
     );
 
     mixed_traffic(&lb).await;
@@ -468,6 +468,7 @@ async fn stats_count_requests_and_reset_zeroes_them() {
             "by_cause": {"target_timeout": 1},
             "lb_by_status": {"504": 1},
             "retries": 0,
+            "spliced_bytes": 0,
         })
     );
 
@@ -476,14 +477,14 @@ async fn stats_count_requests_and_reset_zeroes_them() {
     assert!(r.body.is_empty());
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0})
+        json!({"by_status": {}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0, "spliced_bytes": 0})
     );
     assert_eq!(lb.stats(), Default::default(), "the library sees the reset");
 
     send_through(&lb, 1).await;
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {"200": 1}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0})
+        json!({"by_status": {"200": 1}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0, "spliced_bytes": 0})
     );
     lb.shutdown().await;
 }
@@ -1102,7 +1103,7 @@ async fn cli_serves_the_control_api_and_prints_its_address() {
     assert_eq!(c.get("/").await.status, 200);
     assert_eq!(
         get_json(api, "/stats").await,
-        json!({"by_status": {"200": 1}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0})
+        json!({"by_status": {"200": 1}, "by_reason": {}, "by_cause": {}, "lb_by_status": {}, "retries": 0, "spliced_bytes": 0})
     );
     child.start_kill().unwrap();
     let _ = child.wait().await;

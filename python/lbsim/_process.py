@@ -305,7 +305,8 @@ class Lbsim:
     def stats(self):
         """`GET /stats`: {"by_status": {"502": 1, ...}, "by_reason": {the cloud's word: n},
         "by_cause": {lbsim's cause, e.g. "keep_alive_race": n}, "lb_by_status": {the LB's
-        own answers}, "retries": n}. Status keys are strings (JSON)."""
+        own answers}, "retries": n, "spliced_bytes": response body bytes moved socket to
+        socket}. Status keys are strings (JSON)."""
         return self._admin_ok("GET", "/stats")
 
     def reset_stats(self):

@@ -423,6 +423,7 @@ impl Pool {
                 stream,
                 buf: BytesMut::new(),
                 outbox: Default::default(),
+                read_size: Default::default(),
             };
             (Sender::Http1(Arc::new(Mutex::new(Some(wire)))), None)
         };

@@ -36,7 +36,9 @@ use crate::lb::forward::Peer;
 #[cfg(target_os = "linux")]
 use crate::lb::h1::splice;
 use crate::lb::h1::wire::{self, ChunkedDecoder, Decoded, Framing, NameCase};
-use crate::lb::h1::{poll_read_body, poll_read_into, BoxError, Outbox, PendingUpgrade, Upgraded};
+use crate::lb::h1::{
+    poll_read_body, poll_read_into, BoxError, Outbox, PendingUpgrade, ReadSize, Upgraded,
+};
 use crate::lb::pool::ClientBody;
 use crate::lb::proxy::Engine;
 use crate::lb::respond::ProxyBody;
@@ -56,6 +58,8 @@ struct Inbound<S> {
     continue_due: Option<Bytes>,
     /// The session's read-ahead, woken when the body ends and the socket is its again.
     ahead: Option<Waker>,
+    /// How much a read of a body asks for (grows with a streamed upload).
+    read_size: ReadSize,
 }
 
 /// Where the current request body is.
@@ -123,7 +127,12 @@ impl<S: ClientStream> Inbound<S> {
                     }
                 },
             }
-            match ready!(poll_read_body(cx, &mut self.io, &mut self.buf)) {
+            match ready!(poll_read_body(
+                cx,
+                &mut self.io,
+                &mut self.buf,
+                &mut self.read_size
+            )) {
                 Ok(0) => {
                     self.body = Reading::Failed;
                     return Poll::Ready(Some(Err(
@@ -338,6 +347,7 @@ impl<S: ClientStream> Session<S> {
             body: Reading::Done,
             continue_due: None,
             ahead: None,
+            read_size: ReadSize::default(),
         };
         Session {
             shared: Arc::new(Mutex::new(inbound)),
@@ -774,6 +784,9 @@ fn poll_splice<S: ClientStream>(
         if body.as_mut().poll_stop(cx).is_ready() {
             return Poll::Ready(Err(()));
         }
+        // Both ends move at once: the pipe is emptied into the client while it is
+        // filled from the target, so neither socket waits on the other.
+        let mut moved = false;
         if pipe.holds() {
             let mut inbound = lock(shared);
             let drained = match inbound.io.tcp() {
@@ -783,7 +796,7 @@ fn poll_splice<S: ClientStream>(
             match drained {
                 Poll::Ready(Ok(_)) => {
                     inbound.io.wrote_directly();
-                    continue;
+                    moved = true;
                 }
                 Poll::Ready(Err(e)) => {
                     tracing::debug!("client connection ended during the response: {e}");
@@ -795,40 +808,41 @@ fn poll_splice<S: ClientStream>(
                         tracing::debug!("{e}");
                         return Poll::Ready(Err(()));
                     }
-                    if let Poll::Ready(gone) = inbound.poll_read_ahead(cx) {
-                        tracing::debug!("client connection ended during the response: {gone}");
-                        return Poll::Ready(Err(()));
-                    }
-                    return Poll::Pending;
                 }
             }
         }
-        let filled = match body.as_mut().splice_source() {
-            None => return Poll::Ready(Ok(())),
-            Some((target, left)) => splice::poll_fill(cx, target, pipe, left),
-        };
-        match filled {
-            Poll::Ready(Ok(0)) => {
-                body.as_mut()
-                    .fail("connection closed before the response body was complete".into());
-                return Poll::Ready(Err(()));
-            }
-            Poll::Ready(Ok(n)) => {
-                body.as_mut().spliced(n as u64);
-                count(n as u64);
-            }
-            Poll::Ready(Err(e)) => {
-                body.as_mut()
-                    .fail(format!("error reading the response body: {e}"));
-                return Poll::Ready(Err(()));
-            }
-            Poll::Pending => {
-                if let Poll::Ready(gone) = lock(shared).poll_read_ahead(cx) {
-                    tracing::debug!("client connection ended during the response: {gone}");
+        if pipe.has_room() {
+            let filled = match body.as_mut().splice_source() {
+                None if pipe.holds() => Poll::Pending,
+                // The body ended (or can no longer be spliced) and the pipe is empty.
+                None => return Poll::Ready(Ok(())),
+                Some((target, left)) => splice::poll_fill(cx, target, pipe, left),
+            };
+            match filled {
+                Poll::Ready(Ok(0)) => {
+                    body.as_mut()
+                        .fail("connection closed before the response body was complete".into());
                     return Poll::Ready(Err(()));
                 }
-                return Poll::Pending;
+                Poll::Ready(Ok(n)) => {
+                    body.as_mut().spliced(n as u64);
+                    count(n as u64);
+                    moved = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    body.as_mut()
+                        .fail(format!("error reading the response body: {e}"));
+                    return Poll::Ready(Err(()));
+                }
+                Poll::Pending => {}
             }
+        }
+        if !moved {
+            if let Poll::Ready(gone) = lock(shared).poll_read_ahead(cx) {
+                tracing::debug!("client connection ended during the response: {gone}");
+                return Poll::Ready(Err(()));
+            }
+            return Poll::Pending;
         }
     }
 }

@@ -59,6 +59,11 @@ impl Pipe {
     pub(crate) fn holds(&self) -> bool {
         self.held > 0
     }
+
+    /// True when the pipe has room for more.
+    pub(crate) fn has_room(&self) -> bool {
+        self.held < PIPE_SIZE
+    }
 }
 
 /// One `splice` call, non-blocking.
@@ -90,7 +95,9 @@ pub(crate) fn poll_fill(
     pipe: &mut Pipe,
     left: u64,
 ) -> Poll<io::Result<usize>> {
-    let want = usize::try_from(left).unwrap_or(usize::MAX).min(PIPE_SIZE);
+    let want = usize::try_from(left)
+        .unwrap_or(usize::MAX)
+        .min(PIPE_SIZE - pipe.held.min(PIPE_SIZE));
     loop {
         ready!(target.poll_read_ready(cx))?;
         match target.try_io(Interest::READABLE, || {

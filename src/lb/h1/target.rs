@@ -18,7 +18,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::lb::h1::wire::{self, ChunkedDecoder, Decoded, Framing, NameCase};
-use crate::lb::h1::{poll_read_body, poll_read_into, BoxError, Outbox, PendingUpgrade, Upgraded};
+use crate::lb::h1::{
+    poll_read_body, poll_read_into, BoxError, Outbox, PendingUpgrade, ReadSize, Upgraded,
+};
 use crate::lb::pool::{TargetBody, UpstreamBody};
 
 /// Largest response head taken from a target (hyper's client allowed about as much).
@@ -30,6 +32,8 @@ pub(crate) struct Wire {
     pub buf: BytesMut,
     /// The write buffer, kept from exchange to exchange (its head buffer is reused).
     pub outbox: Outbox,
+    /// How much a read of a response body asks for (grows with a streamed download).
+    pub read_size: ReadSize,
 }
 
 /// Where a connection's [`Wire`] lives between exchanges: taken by an exchange, put
@@ -413,7 +417,7 @@ impl ResponseBody {
     /// Reads more from the target; `Ok(0)` at its close.
     fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match self.wire.as_mut() {
-            Some(wire) => poll_read_body(cx, &mut wire.stream, &mut wire.buf),
+            Some(wire) => poll_read_body(cx, &mut wire.stream, &mut wire.buf, &mut wire.read_size),
             None => Poll::Ready(Ok(0)),
         }
     }
