@@ -27,7 +27,8 @@ use tokio::time::{Instant, Sleep};
 use crate::lb::chunked::{ChunkedScanner, Scan};
 use crate::lb::deadline::Deadline;
 use crate::lb::forward::Peer;
-use crate::lb::validate::{check_head, BodyLength, Rejection, Rules, Verdict};
+use crate::lb::h1::wire::Located;
+use crate::lb::validate::{check_head_located, BodyLength, Rejection, Rules, Verdict};
 
 /// Read size while a head is being gathered.
 const HEAD_READ: usize = 8 * 1024;
@@ -345,6 +346,11 @@ pub(crate) struct ClientIo<S = TcpStream> {
     write_blocked: bool,
     /// Once closed by lbsim (timeout or rejection), every read reports end of stream.
     closed: bool,
+    /// Where the parts of the last head accepted lie (the session builds its request from
+    /// this instead of parsing the head again); taken once.
+    located: Located,
+    /// `located` describes a head the session has not taken yet.
+    located_fresh: bool,
 }
 
 impl<S: ClientStream> ClientIo<S> {
@@ -372,6 +378,8 @@ impl<S: ClientStream> ClientIo<S> {
             eof: false,
             write_blocked: false,
             closed: false,
+            located: Located::default(),
+            located_fresh: false,
         }
     }
 
@@ -617,13 +625,14 @@ impl<S: ClientStream> ClientIo<S> {
 
     /// Judges the head gathered in `held`; false when it needs more bytes.
     fn judge_held(&mut self) -> bool {
-        match check_head(&self.held, &self.hooks.rules) {
+        match check_head_located(&self.held, &self.hooks.rules, Some(&mut self.located)) {
             Verdict::NeedMore => false,
             Verdict::Accept {
                 head_len,
                 body,
                 ambiguous,
             } => {
+                self.located_fresh = true;
                 let mut following = Following::start(body);
                 let to = head_len + following.take(&self.held[head_len..]);
                 self.released += 1;
@@ -656,6 +665,19 @@ impl<S: ClientStream> AsyncRead for ClientIo<S> {
 }
 
 impl<S: ClientStream> ClientIo<S> {
+    /// Where the parts of the head just released lie, once `available` bytes of it are
+    /// in the session's hands (taken once per head): the gate has parsed it, so the
+    /// session need not.
+    pub(crate) fn take_located(&mut self, available: usize) -> Option<&Located> {
+        let whole = self.located.head_len().is_some_and(|len| available >= len);
+        if self.located_fresh && whole {
+            self.located_fresh = false;
+            Some(&self.located)
+        } else {
+            None
+        }
+    }
+
     /// The plain TCP socket under the wrapper, for a body spliced into it.
     pub(crate) fn tcp(&self) -> Option<&TcpStream> {
         self.inner.tcp()

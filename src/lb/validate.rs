@@ -385,6 +385,16 @@ pub enum BodyLength {
 
 /// Scans `buf`, the bytes received so far on a connection at the start of a request.
 pub fn check_head(buf: &[u8], rules: &Rules) -> Verdict {
+    check_head_located(buf, rules, None)
+}
+
+/// [`check_head`], also recording where an accepted head's parts lie in `buf`, so that
+/// the HTTP/1.1 session builds the request without parsing the head again.
+pub(crate) fn check_head_located(
+    buf: &[u8],
+    rules: &Rules,
+    located: Option<&mut crate::lb::h1::wire::Located>,
+) -> Verdict {
     // Past this many bytes, either the head is complete or a size limit is broken: the
     // rest cannot change the verdict, and the parse stays bounded whatever arrives.
     let buf = &buf[..buf.len().min(decisive_len(rules))];
@@ -393,7 +403,13 @@ pub fn check_head(buf: &[u8], rules: &Rules) -> Verdict {
     let mut req = Request::new(&mut []);
     match req.parse_with_uninit_headers(buf, &mut inline) {
         Err(httparse::Error::TooManyHeaders) => {}
-        parsed => return decide(buf, rules, &req, parsed),
+        parsed => {
+            let verdict = decide(buf, rules, &req, parsed);
+            if let (Verdict::Accept { head_len, .. }, Some(located)) = (&verdict, located) {
+                located.record(buf, &req, *head_len);
+            }
+            return verdict;
+        }
     }
     // Every header ends with a line feed.
     let mut slots = vec![EMPTY_HEADER; line_feeds(buf) + 1];

@@ -451,7 +451,14 @@ impl<S: ClientStream> Session<S> {
                 if inbound.buf.is_empty() {
                     Ok(None)
                 } else {
-                    wire::parse_request(&mut inbound.buf, preserve)
+                    let inbound = &mut *inbound;
+                    // One parse per head: the gate's, when it describes this head.
+                    match inbound.io.take_located(inbound.buf.len()) {
+                        Some(located) => {
+                            wire::request_from(&mut inbound.buf, located, preserve).map(Some)
+                        }
+                        None => wire::parse_request(&mut inbound.buf, preserve),
+                    }
                 }
             };
             match parsed {

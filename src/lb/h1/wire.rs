@@ -67,10 +67,77 @@ fn invalid(what: impl std::fmt::Display) -> HeadError {
 }
 
 /// Where a field's name and value lie in the head.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Field {
     name: (u32, u16),
     value: (u32, u32),
+}
+
+/// Where the parts of a request head lie, as the client-side gate's parse found them:
+/// the session builds the request from these offsets instead of parsing the head again
+/// (one parse per head). Its buffer is kept for the connection's life.
+#[derive(Debug, Default)]
+pub(crate) struct Located {
+    head_len: usize,
+    method: (u32, u16),
+    path: (u32, u32),
+    http10: bool,
+    fields: Vec<Field>,
+}
+
+impl Located {
+    /// Records the parse of the head `buf[..head_len]` that httparse made in `req`.
+    pub(crate) fn record(&mut self, buf: &[u8], req: &httparse::Request<'_, '_>, head_len: usize) {
+        let (Some(method), Some(path)) = (req.method, req.path) else {
+            self.head_len = 0;
+            return;
+        };
+        self.head_len = head_len;
+        self.method = (offset(buf, method.as_bytes()), method.len() as u16);
+        self.path = (offset(buf, path.as_bytes()), path.len() as u32);
+        self.http10 = req.version == Some(0);
+        self.fields.clear();
+        self.fields.extend(req.headers.iter().map(|field| Field {
+            name: (offset(buf, field.name.as_bytes()), field.name.len() as u16),
+            value: (offset(buf, field.value), field.value.len() as u32),
+        }));
+    }
+
+    /// The head's length, when it was recorded.
+    pub(crate) fn head_len(&self) -> Option<usize> {
+        (self.head_len > 0).then_some(self.head_len)
+    }
+}
+
+/// Takes the head that `located` describes off the front of `buf` (which must start
+/// with it) and builds its request without parsing it again.
+pub(crate) fn request_from(
+    buf: &mut BytesMut,
+    located: &Located,
+    preserve: bool,
+) -> Result<(http::request::Parts, usize), HeadError> {
+    let len = located.head_len;
+    if len == 0 || buf.len() < len || buf[len - 1] != b'\n' {
+        return Err(invalid("the gate's parse does not match the head"));
+    }
+    let head = buf.split_to(len).freeze();
+    let (at, n) = (located.method.0 as usize, located.method.1 as usize);
+    let method = Method::from_bytes(&head[at..at + n]).map_err(invalid)?;
+    let (at, n) = (located.path.0 as usize, located.path.1 as usize);
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = Uri::from_maybe_shared(head.slice(at..at + n)).map_err(invalid)?;
+    parts.version = if located.http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let (headers, case) = fields(&head, &located.fields, preserve)?;
+    parts.headers = headers;
+    if let Some(case) = case {
+        parts.extensions.insert(case);
+    }
+    Ok((parts, len))
 }
 
 /// Offset of `part` (a slice of `base`) in `base`.
@@ -519,6 +586,33 @@ mod tests {
         let mut out = Vec::new();
         write_request_head(&mut out, &parts, NameCase::Preserve);
         assert_eq!(out, &head[..end], "names written back as received");
+    }
+
+    #[test]
+    fn a_head_located_by_the_gate_builds_the_same_request_as_a_parse() {
+        let head = b"\r\nPOST /a?b HTTP/1.0\r\nHost: x\r\nX-Two: 1\r\nx-two: 2\r\n\r\nbody";
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let mut req = httparse::Request::new(&mut slots);
+        let Ok(httparse::Status::Complete(len)) = req.parse(head) else {
+            panic!("parses")
+        };
+        let mut located = Located::default();
+        located.record(head, &req, len);
+        let (from_gate, n) = request_from(&mut BytesMut::from(&head[..]), &located, true).unwrap();
+        let (parsed, m) = parse_request(&mut BytesMut::from(&head[..]), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!((n, m), (len, len));
+        assert_eq!(from_gate.method, parsed.method);
+        assert_eq!(from_gate.uri, parsed.uri);
+        assert_eq!(from_gate.version, Version::HTTP_10);
+        assert_eq!(from_gate.headers, parsed.headers);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        write_request_head(&mut a, &from_gate, NameCase::Preserve);
+        write_request_head(&mut b, &parsed, NameCase::Preserve);
+        assert_eq!(a, b, "the names' case kept alike");
+        // A buffer that does not hold the head the gate saw is refused, not misread.
+        assert!(request_from(&mut BytesMut::from(&head[..len - 1]), &located, true).is_err());
     }
 
     /// Regression (fuzzing): an absolute-form target with a query and no path was sent
