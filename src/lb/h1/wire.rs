@@ -31,6 +31,12 @@ pub(crate) struct RawCase {
 }
 
 impl RawCase {
+    /// The name of the `index`-th received field, as it was written.
+    fn at(&self, index: usize) -> Option<&[u8]> {
+        let &(at, len) = self.names.get(index)?;
+        Some(&self.head[at as usize..at as usize + len as usize])
+    }
+
     /// The `nth` received field named `name` (any case), as it was written.
     fn nth(&self, name: &HeaderName, nth: usize) -> Option<&[u8]> {
         let wanted = name.as_str().as_bytes();
@@ -307,6 +313,10 @@ fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap, case: NameCase, raw: Opt
     // The fields of one name come together: count them to find each one's case.
     let mut previous: Option<&HeaderName> = None;
     let mut nth = 0;
+    // The map keeps the received fields in their order (a name's repeats grouped, the
+    // LB's own after them): most fields are the next received one, found without a
+    // search.
+    let mut next_raw = 0;
     for (name, value) in headers {
         let original = match (case, raw) {
             (NameCase::Preserve, Some(raw)) => {
@@ -316,7 +326,16 @@ fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap, case: NameCase, raw: Opt
                     previous = Some(name);
                     nth = 0;
                 }
-                raw.nth(name, nth)
+                match raw
+                    .at(next_raw)
+                    .filter(|r| r.eq_ignore_ascii_case(name.as_str().as_bytes()))
+                {
+                    Some(found) if nth == 0 || raw.nth(name, nth) == Some(found) => {
+                        next_raw += 1;
+                        Some(found)
+                    }
+                    _ => raw.nth(name, nth),
+                }
             }
             _ => None,
         };
