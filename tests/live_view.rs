@@ -116,13 +116,32 @@ fn free_port() -> u16 {
     l.local_addr().expect("its address").port()
 }
 
-/// A running chromedriver and one browser session in it; both end with [`Browser::quit`]
-/// (or with the test process: `kill_on_drop`).
+/// A running chromedriver and one browser session in it; both end with [`Browser::quit`],
+/// or, when a failed assertion unwinds past it, when it is dropped.
 struct Browser {
     driver: Child,
     addr: SocketAddr,
     session: String,
     profile: PathBuf,
+    /// Set by `quit`: nothing is left to clean up.
+    quit: bool,
+}
+
+impl Drop for Browser {
+    /// A test that panics never reaches `quit`: chromedriver dies with its handle
+    /// (`kill_on_drop`), but the Chromium it started would outlive the test and keep a
+    /// core busy. Its processes are found by this browser's own profile directory.
+    fn drop(&mut self) {
+        if self.quit {
+            return;
+        }
+        let _ = std::process::Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(format!("--user-data-dir={}", self.profile.display()))
+            .status();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
 }
 
 impl Browser {
@@ -173,6 +192,7 @@ impl Browser {
             addr,
             session,
             profile,
+            quit: false,
         }
     }
 
@@ -234,6 +254,7 @@ impl Browser {
         let _ = self.driver.start_kill();
         let _ = self.driver.wait().await;
         let _ = std::fs::remove_dir_all(&self.profile);
+        self.quit = true;
     }
 }
 
