@@ -35,7 +35,7 @@ use crate::lb::client::{ClientHooks, ClientIo, ClientStream, ConnState};
 use crate::lb::forward::Peer;
 #[cfg(target_os = "linux")]
 use crate::lb::h1::splice;
-use crate::lb::h1::wire::{self, ChunkedDecoder, Decoded, Framing, NameCase};
+use crate::lb::h1::wire::{self, BodyState, Framing, NameCase, Unframed};
 use crate::lb::h1::{
     poll_read_body, poll_read_into, BoxError, Outbox, PendingUpgrade, ReadSize, Upgraded,
 };
@@ -53,21 +53,15 @@ struct Inbound<S> {
     /// Read, not yet used: the rest of a body, the next head.
     buf: BytesMut,
     /// The current request's body.
-    body: Reading,
+    body: BodyState,
+    /// The current request's body broke (its framing, or the client went away).
+    body_failed: bool,
     /// `100 Continue`, to write before the body is first read (the client waits for it).
     continue_due: Option<Bytes>,
     /// The session's read-ahead, woken when the body ends and the socket is its again.
     ahead: Option<Waker>,
     /// How much a read of a body asks for (grows with a streamed upload).
     read_size: ReadSize,
-}
-
-/// Where the current request body is.
-enum Reading {
-    Done,
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    Failed,
 }
 
 type Shared<S> = Arc<Mutex<Inbound<S>>>;
@@ -83,49 +77,37 @@ impl<S: ClientStream> Inbound<S> {
                 match ready!(Pin::new(&mut self.io).poll_write(cx, due)) {
                     Ok(n) => due.advance(n),
                     Err(e) => {
-                        self.body = Reading::Failed;
+                        self.body_failed = true;
                         return Poll::Ready(Some(Err(e.into())));
                     }
                 }
             }
             self.continue_due = None;
         }
+        if self.body_failed {
+            return Poll::Ready(Some(Err("the request body failed".into())));
+        }
         loop {
-            match &mut self.body {
-                Reading::Done => return Poll::Ready(None),
-                Reading::Failed => {
-                    return Poll::Ready(Some(Err("the request body failed".into())));
-                }
-                Reading::Length(left) => {
-                    if !self.buf.is_empty() {
-                        let n = self
-                            .buf
-                            .len()
-                            .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                        let data = self.buf.split_to(n).freeze();
-                        *left -= n as u64;
-                        if *left == 0 {
-                            self.body_ended();
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                Reading::Chunked(decoder) => match decoder.decode(&mut self.buf) {
-                    Decoded::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                    Decoded::Trailers(trailers) => {
+            match self.body.take(&mut self.buf) {
+                Unframed::Data(data) => {
+                    if self.body.is_done() {
                         self.body_ended();
-                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                     }
-                    Decoded::End => {
-                        self.body_ended();
-                        return Poll::Ready(None);
-                    }
-                    Decoded::NeedMore => {}
-                    Decoded::Invalid(e) => {
-                        self.body = Reading::Failed;
-                        return Poll::Ready(Some(Err(format!("invalid chunked body: {e}").into())));
-                    }
-                },
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Unframed::Trailers(trailers) => {
+                    self.body_ended();
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
+                Unframed::End => {
+                    self.body_ended();
+                    return Poll::Ready(None);
+                }
+                Unframed::NeedMore => {}
+                Unframed::Invalid(e) => {
+                    self.body_failed = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
             }
             match ready!(poll_read_body(
                 cx,
@@ -134,14 +116,14 @@ impl<S: ClientStream> Inbound<S> {
                 &mut self.read_size
             )) {
                 Ok(0) => {
-                    self.body = Reading::Failed;
+                    self.body_failed = true;
                     return Poll::Ready(Some(Err(
                         "the client closed the connection before the request body ended".into(),
                     )));
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.body = Reading::Failed;
+                    self.body_failed = true;
                     return Poll::Ready(Some(Err(e.into())));
                 }
             }
@@ -149,7 +131,7 @@ impl<S: ClientStream> Inbound<S> {
     }
 
     fn body_ended(&mut self) {
-        self.body = Reading::Done;
+        self.body = BodyState::Done;
         if let Some(waker) = self.ahead.take() {
             waker.wake();
         }
@@ -159,14 +141,13 @@ impl<S: ClientStream> Inbound<S> {
     /// and the client's departure is noticed. `Ready` only when the client is gone.
     fn poll_read_ahead(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         loop {
-            match self.body {
-                Reading::Done => {}
+            if self.body_failed {
+                return Poll::Pending;
+            }
+            if !self.body.is_done() {
                 // The body's reader has the socket; it wakes this when done.
-                Reading::Length(_) | Reading::Chunked(_) => {
-                    self.ahead = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-                Reading::Failed => return Poll::Pending,
+                self.ahead = Some(cx.waker().clone());
+                return Poll::Pending;
             }
             // Only an empty buffer is read ahead into (hyper's rule too): pipelined
             // requests wait their turn, and a FIN behind them is seen once they are
@@ -198,15 +179,11 @@ impl<S: ClientStream> BodySource for Mutex<Inbound<S>> {
     }
 
     fn is_done(&self) -> bool {
-        matches!(lock(self).body, Reading::Done)
+        lock(self).body.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &lock(self).body {
-            Reading::Done => SizeHint::with_exact(0),
-            Reading::Length(n) => SizeHint::with_exact(*n),
-            _ => SizeHint::default(),
-        }
+        lock(self).body.size_hint()
     }
 }
 
@@ -344,7 +321,8 @@ impl<S: ClientStream> Session<S> {
         let inbound = Inbound {
             io,
             buf: BytesMut::new(),
-            body: Reading::Done,
+            body: BodyState::Done,
+            body_failed: false,
             continue_due: None,
             ahead: None,
             read_size: ReadSize::default(),
@@ -428,7 +406,7 @@ impl<S: ClientStream> Session<S> {
                 Sent::Broken => return Ok(()),
                 Sent::Upgraded => return Ok(()),
             }
-            if !matches!(lock(&self.shared).body, Reading::Done) {
+            if !lock(&self.shared).body.is_done() {
                 // The answer came before the body ended: the rest of it goes nowhere.
                 keep_alive = false;
             }
@@ -515,12 +493,13 @@ impl<S: ClientStream> Session<S> {
         Option<tokio::sync::oneshot::Sender<Upgraded>>,
     ) {
         let mut inbound = lock(&self.shared);
+        // A request is never read until the client closes (RFC 9112 §6.3).
         inbound.body = match framing {
-            Framing::Empty | Framing::UntilClose => Reading::Done,
-            Framing::Length(n) => Reading::Length(n),
-            Framing::Chunked => Reading::Chunked(ChunkedDecoder::default()),
+            Framing::UntilClose => BodyState::Done,
+            framing => BodyState::new(framing),
         };
-        let ended = matches!(inbound.body, Reading::Done);
+        inbound.body_failed = false;
+        let ended = inbound.body.is_done();
         inbound.continue_due = (!ended
             && parts.version == Version::HTTP_11
             && parts

@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::lb::h1::wire::{self, ChunkedDecoder, Decoded, Framing, NameCase};
+use crate::lb::h1::wire::{self, BodyState, Framing, NameCase, Unframed};
 use crate::lb::h1::{
     poll_read_body, poll_read_into, BoxError, Outbox, PendingUpgrade, ReadSize, Upgraded,
 };
@@ -245,17 +245,12 @@ pub(crate) async fn send(
     let body = ResponseBody {
         wire: Some(wire),
         sending,
-        state: match framing {
-            Framing::Empty => Reading::Done,
-            Framing::Length(n) => Reading::Length(n),
-            Framing::Chunked => Reading::Chunked(ChunkedDecoder::default()),
-            Framing::UntilClose => Reading::UntilClose,
-        },
+        state: BodyState::new(framing),
         keep: keep && framing != Framing::UntilClose,
         slot,
     };
     let mut body = body;
-    if matches!(body.state, Reading::Done) {
+    if body.state.is_done() {
         body.finish();
     }
     Ok((
@@ -357,20 +352,12 @@ impl Exchange {
     }
 }
 
-/// Where the response body is.
-enum Reading {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    UntilClose,
-    Done,
-}
-
 /// The body of a target's HTTP/1.1 response, read from its connection as the client
 /// takes it; it also pushes the rest of the request body, if any is left.
 pub(crate) struct ResponseBody {
     wire: Option<Wire>,
     sending: Sending,
-    state: Reading,
+    state: BodyState,
     /// The response lets the connection carry another exchange.
     keep: bool,
     slot: Arc<Slot>,
@@ -379,7 +366,7 @@ pub(crate) struct ResponseBody {
 impl ResponseBody {
     /// The body has ended: a connection whose exchange is complete goes back to its slot.
     fn finish(&mut self) {
-        self.state = Reading::Done;
+        self.state = BodyState::Done;
         if let Some(mut wire) = self.wire.take() {
             if self.keep && self.sending.done() && wire.buf.is_empty() {
                 wire.outbox = std::mem::take(&mut self.sending.outbox);
@@ -393,7 +380,7 @@ impl ResponseBody {
     /// buffered, and the request out whole (nothing else needs the socket).
     pub(crate) fn splice_source(&self) -> Option<(&TcpStream, u64)> {
         match (&self.state, &self.wire) {
-            (Reading::Length(left), Some(wire))
+            (BodyState::Length(left), Some(wire))
                 if *left >= super::splice::SPLICE_MIN
                     && wire.buf.is_empty()
                     && self.sending.done() =>
@@ -406,7 +393,7 @@ impl ResponseBody {
 
     /// Counts `n` bytes spliced out of the target's socket.
     pub(crate) fn spliced(&mut self, n: u64) {
-        if let Reading::Length(left) = &mut self.state {
+        if let BodyState::Length(left) = &mut self.state {
             *left -= n.min(*left);
             if *left == 0 {
                 self.finish();
@@ -423,7 +410,7 @@ impl ResponseBody {
     }
 
     fn cut(&mut self, what: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.state = Reading::Done;
+        self.state = BodyState::Done;
         self.wire = None;
         Poll::Ready(Some(Err(what.to_string().into())))
     }
@@ -443,7 +430,7 @@ impl Body for ResponseBody {
                 // What the client still sends goes on to the target meanwhile.
                 if let Poll::Ready(Err(e)) = this.sending.poll_send(cx, &mut wire.stream) {
                     this.wire = None;
-                    this.state = Reading::Done;
+                    this.state = BodyState::Done;
                     return Poll::Ready(Some(Err(e.to_string().into())));
                 }
             }
@@ -452,51 +439,34 @@ impl Body for ResponseBody {
             let Some(wire) = this.wire.as_mut() else {
                 return Poll::Ready(None);
             };
-            match &mut this.state {
-                Reading::Done => return Poll::Ready(None),
-                Reading::Length(left) => {
-                    if !wire.buf.is_empty() {
-                        let n = wire
-                            .buf
-                            .len()
-                            .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                        let data = wire.buf.split_to(n).freeze();
-                        *left -= n as u64;
-                        if *left == 0 {
-                            this.finish();
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                Reading::Chunked(decoder) => match decoder.decode(&mut wire.buf) {
-                    Decoded::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                    Decoded::Trailers(trailers) => {
+            match this.state.take(&mut wire.buf) {
+                Unframed::Data(data) => {
+                    if this.state.is_done() {
                         this.finish();
-                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                     }
-                    Decoded::End => {
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Unframed::Trailers(trailers) => {
+                    this.finish();
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
+                Unframed::End => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Unframed::NeedMore => {}
+                Unframed::Invalid(e) => return this.cut(&e),
+            }
+            match ready!(this.poll_more(cx)) {
+                Ok(0) => match this.state.at_close() {
+                    Unframed::End => {
                         this.finish();
                         return Poll::Ready(None);
                     }
-                    Decoded::NeedMore => {}
-                    Decoded::Invalid(e) => return this.cut(&format!("invalid chunked body: {e}")),
-                },
-                Reading::UntilClose => {
-                    if !wire.buf.is_empty() {
-                        let data = wire.buf.split().freeze();
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    _ => {
+                        return this.cut("connection closed before the response body was complete")
                     }
-                }
-            }
-            match ready!(this.poll_more(cx)) {
-                Ok(0) => {
-                    return if matches!(this.state, Reading::UntilClose) {
-                        this.finish();
-                        Poll::Ready(None)
-                    } else {
-                        this.cut("connection closed before the response body was complete")
-                    };
-                }
+                },
                 Ok(_) => {}
                 Err(e) => return this.cut(&format!("error reading the response body: {e}")),
             }
@@ -504,14 +474,10 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.state, Reading::Done)
+        self.state.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.state {
-            Reading::Length(n) => SizeHint::with_exact(n),
-            Reading::Done => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
-        }
+        self.state.size_hint()
     }
 }

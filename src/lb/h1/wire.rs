@@ -541,6 +541,109 @@ impl ChunkedDecoder {
     }
 }
 
+/// Where a body is, read by its framing: the one state machine both bodies use (a
+/// request's from the client, a response's from the target), fed whatever the socket gave.
+#[derive(Debug)]
+pub(crate) enum BodyState {
+    /// This many bytes left.
+    Length(u64),
+    /// Chunked: the decoder's state.
+    Chunked(ChunkedDecoder),
+    /// Until the sender closes (responses only).
+    UntilClose,
+    /// Ended.
+    Done,
+}
+
+/// What the next bytes of a body gave ([`BodyState::take`]).
+#[derive(Debug)]
+pub(crate) enum Unframed {
+    /// Body bytes (the body may have ended with them: [`BodyState::is_done`]).
+    Data(Bytes),
+    /// The body ended with these trailer fields.
+    Trailers(HeaderMap),
+    /// The body ended.
+    End,
+    /// More bytes are needed.
+    NeedMore,
+    /// The framing is broken.
+    Invalid(String),
+}
+
+impl BodyState {
+    /// The state at the start of a body framed as `framing`.
+    pub(crate) fn new(framing: Framing) -> BodyState {
+        match framing {
+            Framing::Empty => BodyState::Done,
+            Framing::Length(n) => BodyState::Length(n),
+            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::default()),
+            Framing::UntilClose => BodyState::UntilClose,
+        }
+    }
+
+    /// True once the body has ended.
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self, BodyState::Done)
+    }
+
+    /// Takes what belongs to the body from the front of `buf` (the rest stays: the next
+    /// message).
+    pub(crate) fn take(&mut self, buf: &mut BytesMut) -> Unframed {
+        let unframed = match self {
+            BodyState::Done => Unframed::End,
+            BodyState::Length(left) => {
+                if buf.is_empty() {
+                    return Unframed::NeedMore;
+                }
+                let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                if *left == 0 {
+                    *self = BodyState::Done;
+                }
+                return Unframed::Data(buf.split_to(n).freeze());
+            }
+            BodyState::Chunked(decoder) => match decoder.decode(buf) {
+                Decoded::Data(data) => return Unframed::Data(data),
+                Decoded::Trailers(trailers) => Unframed::Trailers(trailers),
+                Decoded::End => Unframed::End,
+                Decoded::NeedMore => return Unframed::NeedMore,
+                Decoded::Invalid(e) => {
+                    return Unframed::Invalid(format!("invalid chunked body: {e}"))
+                }
+            },
+            BodyState::UntilClose => {
+                if buf.is_empty() {
+                    return Unframed::NeedMore;
+                }
+                return Unframed::Data(buf.split().freeze());
+            }
+        };
+        *self = BodyState::Done;
+        unframed
+    }
+
+    /// The sender closed the connection: the end of a body read until then, a cut
+    /// otherwise.
+    pub(crate) fn at_close(&mut self) -> Unframed {
+        match self {
+            BodyState::UntilClose | BodyState::Done => {
+                *self = BodyState::Done;
+                Unframed::End
+            }
+            _ => Unframed::Invalid("the connection closed before the body ended".into()),
+        }
+    }
+
+    /// What is known of the length left.
+    pub(crate) fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            BodyState::Done => http_body::SizeHint::with_exact(0),
+            BodyState::Length(n) => http_body::SizeHint::with_exact(*n),
+            _ => http_body::SizeHint::default(),
+        }
+    }
+}
+
 /// The fields of a trailer section (its lines and the CR of the empty line).
 fn parse_trailers(section: &[u8]) -> Result<HeaderMap, String> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -789,6 +892,61 @@ mod tests {
                 let (got, how) = decode_split(stream, cut);
                 assert_eq!(got, data, "cut {cut}");
                 assert_eq!(how, end, "cut {cut}");
+            }
+        }
+    }
+
+    /// Feeds `stream` to a body of `framing` in two parts cut at `cut`, then closes.
+    fn unframe_split(framing: Framing, stream: &[u8], cut: usize) -> (Vec<u8>, String) {
+        let mut state = BodyState::new(framing);
+        let mut buf = BytesMut::new();
+        let mut data = Vec::new();
+        for part in [&stream[..cut], &stream[cut..]] {
+            buf.extend_from_slice(part);
+            loop {
+                match state.take(&mut buf) {
+                    Unframed::Data(d) => {
+                        data.extend_from_slice(&d);
+                        if state.is_done() {
+                            return (data, format!("done, {} left", buf.len()));
+                        }
+                    }
+                    Unframed::NeedMore => break,
+                    Unframed::End => return (data, format!("end, {} left", buf.len())),
+                    Unframed::Trailers(t) => return (data, format!("trailers {}", t.len())),
+                    Unframed::Invalid(e) => return (data, e),
+                }
+            }
+        }
+        match state.at_close() {
+            Unframed::End => (data, "closed: end".into()),
+            other => (data, format!("closed: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn a_body_of_every_framing_split_at_every_position_reads_the_same() {
+        let cases: [(Framing, &[u8], &[u8], &str); 4] = [
+            (Framing::Length(5), b"hello", b"hello", "done, 0 left"),
+            (
+                Framing::Chunked,
+                b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n",
+                b"hello",
+                "end, 0 left",
+            ),
+            (Framing::UntilClose, b"hello", b"hello", "closed: end"),
+            (
+                Framing::Length(9),
+                b"hello",
+                b"hello",
+                "closed: Invalid(\"the connection closed before the body ended\")",
+            ),
+        ];
+        for (framing, stream, data, how) in cases {
+            for cut in 0..=stream.len() {
+                let (got, end) = unframe_split(framing, stream, cut);
+                assert_eq!(got, data, "{framing:?} cut {cut}");
+                assert_eq!(end, how, "{framing:?} cut {cut}");
             }
         }
     }
