@@ -7,8 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,10 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lbsim::{Cloud, Simulator, Tls};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
-use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use support::*;
 
@@ -69,10 +65,13 @@ impl H2 {
     async fn tls(addr: std::net::SocketAddr, ca: &Path) -> H2 {
         let tcp = TcpStream::connect(addr).await.expect("connect");
         let name = ServerName::try_from("localhost").expect("a name");
-        let tls = tokio::time::timeout(READ_LIMIT, connector(ca).connect(name, tcp))
-            .await
-            .expect("handshake in time")
-            .expect("handshake succeeds");
+        let tls = tokio::time::timeout(
+            READ_LIMIT,
+            tls_client(ca, &[b"h2", b"http/1.1"]).connect(name, tcp),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("handshake succeeds");
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
         H2::over(tls, format!("localhost:{}", addr.port()), "https").await
     }
@@ -111,29 +110,6 @@ impl H2 {
     }
 }
 
-fn connector(ca: &Path) -> TlsConnector {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).expect("CA file readable") {
-        roots.add(cert.expect("a PEM certificate")).expect("a CA");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    TlsConnector::from(Arc::new(config))
-}
-
-/// A fresh folder for one test's CA certificate.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lbsim-h2-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
-}
-
 /// lbsim for `cloud` in front of `app`, serving cleartext HTTP/2 beside HTTP/1.1,
 /// health checks off.
 fn h2c_lb(cloud: Cloud, app: std::net::SocketAddr) -> lbsim::SimulatorBuilder {
@@ -168,7 +144,7 @@ fn header<'a>(resp: &'a Response<()>, name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn an_http2_request_over_tls_reaches_the_app_as_http1() {
     let check = SocketsCheck::begin().await;
-    let dir = scratch("ok");
+    let dir = scratch("h2", "ok");
     let ca = dir.join("ca.pem");
     let app = mock(Duration::from_secs(60)).await;
     let lb = Simulator::builder(Cloud::Aws)
@@ -452,7 +428,7 @@ async fn curl_speaks_http2_to_the_binary_over_tls() {
         return;
     }
     let _turn = serial().await;
-    let dir = scratch("curl");
+    let dir = scratch("h2", "curl");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lbsim"))
         .args(["--tls", "--listen", "127.0.0.1:0", "--no-health-checks"])
         .current_dir(&dir)

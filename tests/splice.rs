@@ -10,7 +10,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,10 +18,7 @@ use lbsim::{Cloud, Reason, SimHandle, Simulator, Tls};
 use support::{assert_elapsed, lb, wait_until, SocketsCheck, READ_LIMIT};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
-use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -381,34 +377,10 @@ async fn a_long_download_over_plain_tcp_is_spliced_byte_for_byte() {
 
 // 2. TLS clients and chunked bodies are copied.
 
-/// A fresh folder for the generated CA.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lbsim-splice-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A client that trusts the certificates in `ca` (PEM) and offers http/1.1 only.
-fn client_trusting(ca: &Path) -> TlsConnector {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).expect("CA file readable") {
-        roots.add(cert.expect("a PEM certificate")).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    TlsConnector::from(Arc::new(config))
-}
-
 #[tokio::test]
 async fn a_long_download_over_tls_is_copied_intact() {
     let sockets = SocketsCheck::begin().await;
-    let dir = scratch("tls");
+    let dir = support::scratch("splice", "tls");
     let ca = dir.join("ca.pem");
     let app = RawApp::start().await;
     let lb = Simulator::builder(Cloud::Aws)
@@ -421,10 +393,13 @@ async fn a_long_download_over_tls_is_copied_intact() {
         .expect("lbsim starts");
     let tcp = TcpStream::connect(lb.addr()).await.unwrap();
     let name = ServerName::try_from("localhost".to_string()).unwrap();
-    let io = tokio::time::timeout(READ_LIMIT, client_trusting(&ca).connect(name, tcp))
-        .await
-        .expect("handshake in time")
-        .expect("handshake succeeds");
+    let io = tokio::time::timeout(
+        READ_LIMIT,
+        support::tls_client(&ca, &[b"http/1.1"]).connect(name, tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake succeeds");
     let mut client = Client {
         io,
         buf: Vec::new(),

@@ -7,7 +7,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use lbsim::{Cloud, Simulator, Tls};
@@ -16,35 +15,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 use support::*;
-
-/// A fresh folder for one test's files (certificates, keys).
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lbsim-tls-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A client that trusts the certificates in `ca` (PEM) and offers http/1.1 only (as
-/// `curl --http1.1` does; tests/http2.rs has the clients that offer h2).
-fn client_trusting(ca: &Path) -> TlsConnector {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).expect("CA file readable") {
-        roots.add(cert.expect("a PEM certificate")).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    TlsConnector::from(Arc::new(config))
-}
 
 /// Connects over TLS to `addr` for server name `name`; asserts ALPN chose http/1.1.
 async fn connect(
@@ -97,7 +70,7 @@ fn generated(dir: &Path) -> (Tls, PathBuf) {
 #[tokio::test]
 async fn a_request_over_tls_reaches_the_app() {
     let check = SocketsCheck::begin().await;
-    let dir = scratch("ok");
+    let dir = scratch("tls", "ok");
     let (tls, ca) = generated(&dir);
     let app = mock(Duration::from_secs(60)).await;
     let lb = Simulator::builder(Cloud::Aws)
@@ -109,7 +82,7 @@ async fn a_request_over_tls_reaches_the_app() {
         .unwrap();
     assert_eq!(lb.scheme(), "https");
     assert_eq!(lb.tls_ca(), Some(ca.as_path()));
-    let client = client_trusting(&ca);
+    let client = tls_client(&ca, &[b"http/1.1"]);
     // By name and by both loopback addresses the certificate names.
     for name in ["localhost", "127.0.0.1"] {
         let answer = get(&client, lb.addr(), name, "/").await;
@@ -142,7 +115,7 @@ async fn a_request_over_tls_reaches_the_app() {
 
 #[tokio::test]
 async fn the_alb_504_page_comes_over_tls() {
-    let dir = scratch("504");
+    let dir = scratch("tls", "504");
     let (tls, ca) = generated(&dir);
     let app = mock(Duration::from_secs(60)).await;
     let lb = Simulator::builder(Cloud::Aws)
@@ -153,7 +126,13 @@ async fn the_alb_504_page_comes_over_tls() {
         .start()
         .await
         .unwrap();
-    let answer = get(&client_trusting(&ca), lb.addr(), "localhost", "/sleep/2").await;
+    let answer = get(
+        &tls_client(&ca, &[b"http/1.1"]),
+        lb.addr(),
+        "localhost",
+        "/sleep/2",
+    )
+    .await;
     assert!(
         answer.starts_with("HTTP/1.1 504 Gateway Time-out\r\n"),
         "{answer}"
@@ -167,7 +146,7 @@ async fn the_alb_504_page_comes_over_tls() {
 #[tokio::test]
 async fn the_ca_file_is_one_pem_certificate() {
     let check = SocketsCheck::begin().await;
-    let dir = scratch("ca");
+    let dir = scratch("tls", "ca");
     let (tls, ca) = generated(&dir);
     let lb = Simulator::builder(Cloud::Aws)
         .no_health_checks()
@@ -198,7 +177,7 @@ async fn the_ca_file_is_one_pem_certificate() {
 #[tokio::test]
 async fn a_plain_http_client_on_the_tls_port_is_closed_without_an_answer() {
     let check = SocketsCheck::begin().await;
-    let dir = scratch("plain");
+    let dir = scratch("tls", "plain");
     let (tls, ca) = generated(&dir);
     let app = mock(Duration::from_secs(60)).await;
     let lb = Simulator::builder(Cloud::Aws)
@@ -222,7 +201,13 @@ async fn a_plain_http_client_on_the_tls_port_is_closed_without_an_answer() {
     );
     assert!(lb.stats().by_status.is_empty(), "{:?}", lb.stats());
     // The listener goes on serving TLS clients.
-    let answer = get(&client_trusting(&ca), lb.addr(), "localhost", "/").await;
+    let answer = get(
+        &tls_client(&ca, &[b"http/1.1"]),
+        lb.addr(),
+        "localhost",
+        "/",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     drop(plain);
     check.finish(lb, app).await;
@@ -233,7 +218,7 @@ async fn a_plain_http_client_on_the_tls_port_is_closed_without_an_answer() {
 async fn the_users_own_certificate_and_key() {
     let check = SocketsCheck::begin().await;
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let dir = scratch("own");
+    let dir = scratch("tls", "own");
     // The user's CA, and a certificate it signed for localhost.
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -273,7 +258,13 @@ async fn the_users_own_certificate_and_key() {
         None,
         "no CA is generated for the user's own certificate"
     );
-    let answer = get(&client_trusting(&ca), lb.addr(), "localhost", "/").await;
+    let answer = get(
+        &tls_client(&ca, &[b"http/1.1"]),
+        lb.addr(),
+        "localhost",
+        "/",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     check.finish(lb, app).await;
 
@@ -299,7 +290,7 @@ async fn the_users_own_certificate_and_key() {
 async fn the_binary_says_where_the_ca_is() {
     // Its client sockets count in this process too: it waits for its turn.
     let _turn = serial().await;
-    let dir = scratch("bin");
+    let dir = scratch("tls", "bin");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lbsim"))
         .args(["--tls", "--listen", "127.0.0.1:0"])
         .current_dir(&dir)
@@ -331,7 +322,13 @@ async fn the_binary_says_where_the_ca_is() {
     let ca_line = ca_line.unwrap();
     assert!(ca_line.contains(&ca.display().to_string()), "{ca_line}");
     assert!(ca_line.contains("curl --http2 --cacert"), "{ca_line}");
-    let answer = get(&client_trusting(&ca), listen.unwrap(), "localhost", "/").await;
+    let answer = get(
+        &tls_client(&ca, &[b"http/1.1"]),
+        listen.unwrap(),
+        "localhost",
+        "/",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     let _ = child.start_kill();
     let _ = child.wait().await;
