@@ -1,21 +1,22 @@
-//! Follows a chunked request body to its last byte, without decoding it.
+//! Follows a chunked body to its last byte, without decoding it.
 //!
-//! hyper decodes the body; the client socket (`client.rs`) only needs to know where
-//! the body ends, because the bytes after it are the next request's head, which the
-//! cloud's rules must judge before hyper sees it (and the bytes of a body must never be
-//! judged as a head). The scanner is fed the bytes as they arrive, split anywhere, and
-//! keeps only a few integers of state.
+//! Two readers rely on it, so that they can never disagree on where a body ends:
+//! - the client socket's gate (`client.rs`), which only needs to know where a request
+//!   body ends, because the bytes after it are the next request's head, which the cloud's
+//!   rules must judge before the session sees it (and the bytes of a body must never be
+//!   judged as a head);
+//! - the data plane's decoder (`h1::wire::ChunkedDecoder`), which hands on the data
+//!   between the framing this scanner reads, for request and response bodies alike.
 //!
-//! It reads the framing exactly as hyper's decoder does (hyper 1.12,
-//! `src/proto/h1/decode.rs`): hex sizes of any length that fit in 64 bits, whitespace and
-//! `;extensions` after them, CRLF line ends only, and trailer lines that end at CRLF alone
-//! (a bare LF is a byte of the line). Anything hyper refuses is [`Scan::Invalid`]: hyper
-//! then fails the body itself at the same byte (a 400 for the client, and the connection
-//! closes), and the caller stops following the framing. The two must agree wherever
-//! hyper accepts: a body that hyper ends later than the scanner would hide a request
-//! inside what the scanner takes for the next head, and one that hyper ends earlier
-//! would let hyper serve bytes that the cloud's rules never judged
-//! (`fuzz/fuzz_targets/chunked_vs_hyper.rs` checks this against hyper itself).
+//! The scanner is fed the bytes as they arrive, split anywhere, and keeps only a few
+//! integers of state. It reads the framing exactly as hyper's decoder does (hyper 1.12,
+//! `src/proto/h1/decode.rs`, the reference the fuzz targets below run against): hex
+//! sizes of any length that fit in 64 bits, whitespace and `;extensions` after them, CRLF line ends only, and trailer
+//! lines that end at CRLF alone (a bare LF is a byte of the line). Anything hyper refuses
+//! is [`Scan::Invalid`]: the decoder then fails the body at the same byte (a 400 for the
+//! client, and the connection closes), and the gate stops following the framing.
+//! `fuzz/fuzz_targets/chunked_vs_hyper.rs` checks the scanner against hyper itself, and
+//! `fuzz/fuzz_targets/h1_wire.rs` the decoder against the scanner.
 
 /// What a call to [`ChunkedScanner::scan`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

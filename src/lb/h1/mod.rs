@@ -16,6 +16,7 @@ pub(crate) mod target;
 pub(crate) mod wire;
 
 use std::collections::VecDeque;
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -201,8 +202,6 @@ fn poll_read_sized<R: AsyncRead + Unpin + ?Sized>(
     // `read_buf` reads once per poll and keeps no state between polls.
     std::pin::pin!(r.read_buf(buf)).poll(cx)
 }
-
-use std::future::Future as _;
 
 /// A socket handed from HTTP to a tunnel (a WebSocket after `101`), with the bytes
 /// already read past the `101` exchange.

@@ -344,7 +344,7 @@ impl<S: ClientStream> Session<S> {
     /// Serves requests until the connection ends.
     pub(crate) async fn run(mut self) -> io::Result<()> {
         loop {
-            let (parts, head_len) = match self.read_head().await? {
+            let parts = match self.read_head().await? {
                 Some(head) => head,
                 None => break,
             };
@@ -355,7 +355,8 @@ impl<S: ClientStream> Session<S> {
             let framing = match wire::request_framing(&parts.headers) {
                 Ok(f) => f,
                 Err(_) => {
-                    self.refuse(head_len, "invalid message framing").await;
+                    // The head is parsed and gone: the log line gets what it can (nothing).
+                    self.refuse(&[], "invalid message framing").await;
                     break;
                 }
             };
@@ -421,7 +422,7 @@ impl<S: ClientStream> Session<S> {
 
     /// Reads the next head; `None` when the connection ends before one (the client
     /// closed, the gate closed it, lbsim is stopping).
-    async fn read_head(&self) -> io::Result<Option<(http::request::Parts, usize)>> {
+    async fn read_head(&self) -> io::Result<Option<http::request::Parts>> {
         let preserve = self.case == NameCase::Preserve;
         loop {
             let parsed = {
@@ -440,11 +441,12 @@ impl<S: ClientStream> Session<S> {
                 }
             };
             match parsed {
-                Ok(Some(head)) => return Ok(Some(head)),
+                Ok(Some((parts, _len))) => return Ok(Some(parts)),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::debug!("request head the gate passed but httparse refused: {e}");
-                    self.refuse(0, "invalid request head").await;
+                    let head = lock(&self.shared).buf.clone();
+                    self.refuse(&head, "invalid request head").await;
                     return Ok(None);
                 }
             }
@@ -473,11 +475,10 @@ impl<S: ClientStream> Session<S> {
     }
 
     /// Answers a head the gate let through but that cannot be served with the cloud's
-    /// 400 page; the connection then closes.
-    async fn refuse(&self, head_len: usize, what: &'static str) {
-        let head = lock(&self.shared).buf.clone();
-        let _ = head_len;
-        let page = (self.hooks.reject)(&Rejection::Malformed(what), &head, &self.peer);
+    /// 400 page (counted and logged, `head` in the log line); the connection then closes.
+    /// Neither case is known to happen: the gate refuses what the data plane cannot read.
+    async fn refuse(&self, head: &[u8], what: &'static str) {
+        let page = (self.hooks.reject)(&Rejection::Malformed(what), head, &self.peer);
         let mut io = SharedIo(self.shared.clone());
         let _ = io.write_all(&page).await;
     }
@@ -540,7 +541,7 @@ impl<S: ClientStream> Session<S> {
             *keep_alive = false;
         }
         let chunked = if headers.contains_key(TRANSFER_ENCODING) {
-            wire::request_framing(headers).is_ok_and(|f| f == Framing::Chunked)
+            wire::is_chunked(headers)
         } else if headers.contains_key(CONTENT_LENGTH) || bodiless {
             false
         } else if body.is_end_stream() {

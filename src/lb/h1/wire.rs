@@ -417,6 +417,11 @@ fn chunked_last(headers: &HeaderMap) -> Option<bool> {
     last
 }
 
+/// True when a message's `Transfer-Encoding` ends with `chunked`.
+pub(crate) fn is_chunked(headers: &HeaderMap) -> bool {
+    chunked_last(headers) == Some(true)
+}
+
 /// The Content-Length of `headers`: `Err` when values disagree or are not numbers.
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
     let mut found = None;
